@@ -1,0 +1,82 @@
+"""p2pchat: peer-to-peer chat on asyncio.
+
+A signalling server knows who is online and passes invitations; peers then talk over
+direct connections and keep their own history. Everything the two commands do is here::
+
+    import p2pchat
+
+    async with p2pchat.SignallingServer(port=0) as server:
+        async with p2pchat.Peer("alice", server=("127.0.0.1", server.port)) as alice:
+            print(await alice.online())
+"""
+
+from __future__ import annotations
+
+from .errors import (
+    ConnectionClosed,
+    ConversationClosed,
+    FrameTooLarge,
+    InvitationGone,
+    InviteRefused,
+    InviteTimeout,
+    MessageTooLarge,
+    NameTaken,
+    P2PChatError,
+    PeerUnreachable,
+    ProtocolError,
+    RemoteProtocolError,
+    ServerRefused,
+    StoreError,
+    UnknownUser,
+    UserOffline,
+)
+from .peer import Conversation, Invitation, Peer
+from .protocol import DEFAULT_MAX_FRAME, PROTOCOL_VERSION
+from .server import DEFAULT_PORT, SignallingServer
+from .store import (
+    MemoryMessageStore,
+    MemoryUserStore,
+    Message,
+    MessageStore,
+    SqliteMessageStore,
+    SqliteUserStore,
+    UserRecord,
+    UserStore,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_MAX_FRAME",
+    "DEFAULT_PORT",
+    "PROTOCOL_VERSION",
+    "ConnectionClosed",
+    "Conversation",
+    "ConversationClosed",
+    "FrameTooLarge",
+    "InvitationGone",
+    "Invitation",
+    "InviteRefused",
+    "InviteTimeout",
+    "MemoryMessageStore",
+    "MemoryUserStore",
+    "Message",
+    "MessageStore",
+    "MessageTooLarge",
+    "NameTaken",
+    "P2PChatError",
+    "Peer",
+    "PeerUnreachable",
+    "ProtocolError",
+    "RemoteProtocolError",
+    "ServerRefused",
+    "SignallingServer",
+    "SqliteMessageStore",
+    "SqliteUserStore",
+    "StoreError",
+    "UnknownUser",
+    "UserOffline",
+    "UserRecord",
+    "UserStore",
+    "__version__",
+]

@@ -1,0 +1,152 @@
+"""Send and receive protocol messages over asyncio streams.
+
+The only place where p2pchat bytes meet sockets: the server and the peer both talk through
+``Connection``, which feeds what it reads into ``protocol.Decoder`` and writes what
+``protocol.encode`` returns. Socket errors become ``ConnectionClosed``; bad bytes become
+``ProtocolError`` from the decoder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from collections.abc import MutableMapping
+from typing import Any
+
+from .errors import ConnectionClosed, ProtocolError
+from .protocol import DEFAULT_MAX_FRAME, Decoder, Error, WireMessage, encode
+
+__all__ = ["Connection", "ConnectionLogger"]
+
+logger = logging.getLogger(__name__)
+
+READ_SIZE = 64 * 1024
+
+
+class ConnectionLogger(logging.LoggerAdapter[logging.Logger]):
+    """Prefixes each record with the connection it is about."""
+
+    def process(
+        self, msg: Any, kwargs: MutableMapping[str, Any]
+    ) -> tuple[Any, MutableMapping[str, Any]]:
+        return f"[{self.extra['conn'] if self.extra else '?'}] {msg}", kwargs
+
+
+class Connection:
+    """One framed connection. ``send`` and ``recv`` may run in different tasks."""
+
+    _ids = itertools.count(1)
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        # Limits
+        max_frame: int | None = DEFAULT_MAX_FRAME,
+        # Timeouts
+        write_timeout: float | None = 30.0,
+    ) -> None:
+        self._reader = reader
+        self._writer = writer
+        self._decoder = Decoder(max_frame=max_frame)
+        self.max_frame = max_frame
+        self.write_timeout = write_timeout
+        peer = writer.get_extra_info("peername")
+        self.remote_address: tuple[str, int] | None = (str(peer[0]), int(peer[1])) if peer else None
+        self.id = next(self._ids)
+        where = f"{peer[0]}:{peer[1]}" if peer else "?"
+        self.log = ConnectionLogger(logger, {"conn": f"#{self.id} {where}"})
+
+    @classmethod
+    async def open(
+        cls,
+        host: str,
+        port: int,
+        *,
+        max_frame: int | None = DEFAULT_MAX_FRAME,
+        timeout: float | None = 10.0,
+    ) -> Connection:
+        """Dial ``host:port``. Raises ConnectionClosed if it cannot be reached in time."""
+        try:
+            async with asyncio.timeout(timeout):
+                reader, writer = await asyncio.open_connection(host, port, limit=READ_SIZE)
+        except (OSError, TimeoutError) as exc:
+            reason = "timed out" if isinstance(exc, TimeoutError) else str(exc)
+            raise ConnectionClosed(f"cannot connect to {host}:{port}: {reason}") from exc
+        return cls(reader, writer, max_frame=max_frame)
+
+    @property
+    def closing(self) -> bool:
+        return self._writer.is_closing()
+
+    async def send(self, message: WireMessage) -> None:
+        """Write one message and wait until the transport can take more."""
+        await self.send_many((message,))
+
+    async def send_many(self, messages: tuple[WireMessage, ...] | list[WireMessage]) -> None:
+        """Write several messages with a single wait for the transport to drain."""
+        if self._writer.is_closing():
+            raise ConnectionClosed("connection is closed")
+        data = b"".join(encode(m, max_frame=self.max_frame) for m in messages)
+        try:
+            self._writer.write(data)
+            async with asyncio.timeout(self.write_timeout):
+                await self._writer.drain()
+        except TimeoutError as exc:
+            self._writer.transport.abort()
+            raise ConnectionClosed(f"write timed out after {self.write_timeout:g} s") from exc
+        except (ConnectionError, OSError, RuntimeError) as exc:
+            raise ConnectionClosed(f"connection lost while writing: {exc}") from exc
+
+    async def recv(self) -> WireMessage:
+        """Return the next message: ConnectionClosed at the end, ProtocolError on bad bytes."""
+        while (message := self._decoder.next_message()) is None:
+            await self._read_more()
+        return message
+
+    async def recv_batch(self) -> list[WireMessage]:
+        """Return every message that is complete now (at least one), reading once if needed.
+
+        Lets a caller handle a burst together: one store transaction, one ack.
+        """
+        batch = [await self.recv()]
+        with contextlib.suppress(ProtocolError):  # raised again by the next recv()
+            while (message := self._decoder.next_message()) is not None:
+                batch.append(message)
+        return batch
+
+    async def _read_more(self) -> None:
+        try:
+            data = await self._reader.read(READ_SIZE)
+        except (ConnectionError, OSError) as exc:
+            raise ConnectionClosed(f"connection lost: {exc}") from exc
+        if not data:
+            self._decoder.receive_eof()
+            raise ConnectionClosed("connection closed by the other side")
+        self._decoder.receive_data(data)
+
+    async def fail(self, error: ProtocolError | str, *, code: str | None = None) -> None:
+        """Tell the other side why we are closing (best effort), then close."""
+        reason = str(error)
+        if code is None:
+            code = error.code if isinstance(error, ProtocolError) else "error"
+        self.log.info("closing: %s", reason)
+        with contextlib.suppress(ConnectionClosed, ProtocolError):
+            async with asyncio.timeout(1.0):
+                await self.send(Error(code=code, reason=reason[:1024]))
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the connection and wait (briefly) until it is closed."""
+        if not self._writer.is_closing():
+            self._writer.close()
+        with contextlib.suppress(ConnectionError, OSError, TimeoutError):
+            async with asyncio.timeout(2.0):
+                await self._writer.wait_closed()
+
+    def abort(self) -> None:
+        """Drop the connection at once, without flushing."""
+        self._writer.transport.abort()

@@ -1,0 +1,147 @@
+"""The exceptions p2pchat raises, all under one root.
+
+::
+
+    P2PChatError
+    ├── ProtocolError              bytes or messages that break the wire protocol
+    │   ├── FrameTooLarge          a frame longer than the limit
+    │   └── RemoteProtocolError    the other side told us we broke the protocol
+    ├── ConnectionClosed           the connection ended
+    │   └── ConversationClosed     the conversation ended; nothing more to send or read
+    ├── ServerRefused              the signalling server answered a request with an error
+    │   ├── NameTaken              that name is logged in already
+    │   ├── UnknownUser            the server has never seen that name
+    │   ├── UserOffline            that user is known but not logged in
+    │   └── InvitationGone         the invitation was cancelled, expired or answered
+    ├── InviteRefused              the invitee said no
+    ├── InviteTimeout              no answer in time (also a TimeoutError)
+    ├── PeerUnreachable            none of the peer's addresses could be dialled
+    ├── MessageTooLarge            a chat message over the size limit
+    └── StoreError                 a store could not be opened or is of an unknown schema
+
+Errors that come from the server carry the wire ``code`` they were sent with, so that
+``error_for_code(code, reason)`` can rebuild the right class on the receiving side.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConnectionClosed",
+    "ConversationClosed",
+    "FrameTooLarge",
+    "InvitationGone",
+    "InviteRefused",
+    "InviteTimeout",
+    "MessageTooLarge",
+    "NameTaken",
+    "P2PChatError",
+    "PeerUnreachable",
+    "ProtocolError",
+    "RemoteProtocolError",
+    "ServerRefused",
+    "StoreError",
+    "UnknownUser",
+    "UserOffline",
+    "error_for_code",
+]
+
+
+class P2PChatError(Exception):
+    """Root of every error p2pchat raises on purpose."""
+
+
+class ProtocolError(P2PChatError):
+    """Bytes or a message that break the wire protocol; the connection cannot go on."""
+
+    code = "protocol_error"
+
+
+class FrameTooLarge(ProtocolError):
+    """A frame declares a length over the limit; detected before its body is read."""
+
+    code = "frame_too_large"
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"frame of {size} bytes is over the limit of {limit} bytes")
+        self.size = size
+        self.limit = limit
+
+
+class RemoteProtocolError(ProtocolError):
+    """The other side reported that we broke the protocol (a bug on one of the two sides)."""
+
+
+class ConnectionClosed(P2PChatError):
+    """The connection to the server or to a peer has ended."""
+
+
+class ConversationClosed(ConnectionClosed):
+    """The conversation has ended: it was closed by either side or its connection dropped."""
+
+
+class ServerRefused(P2PChatError):
+    """The signalling server answered a request with an error."""
+
+    code = "refused"
+
+
+class NameTaken(ServerRefused):
+    """Someone is logged in with that name already; choose another or log the other out."""
+
+    code = "name_taken"
+
+
+class UnknownUser(ServerRefused):
+    """The server has never seen a user of that name."""
+
+    code = "unknown_user"
+
+
+class UserOffline(ServerRefused):
+    """The user is known to the server but is not logged in now."""
+
+    code = "user_offline"
+
+
+class InvitationGone(ServerRefused):
+    """The invitation no longer exists: cancelled, expired or answered already."""
+
+    code = "invitation_gone"
+
+
+class InviteRefused(P2PChatError):
+    """The invited user refused, or could not take, the invitation."""
+
+    def __init__(self, user: str, reason: str = "") -> None:
+        detail = f": {reason}" if reason else ""
+        super().__init__(f"{user} refused the invitation{detail}")
+        self.user = user
+        self.reason = reason
+
+
+class InviteTimeout(P2PChatError, TimeoutError):
+    """The invited user did not answer in time; the invitation has been cancelled."""
+
+
+class PeerUnreachable(P2PChatError):
+    """No address of the other peer could be dialled."""
+
+
+class MessageTooLarge(P2PChatError):
+    """A chat message body is over the size limit; split it or raise the limit."""
+
+
+class StoreError(P2PChatError):
+    """A store could not be opened, or holds a schema this version does not know."""
+
+
+_BY_CODE: dict[str, type[ServerRefused]] = {
+    cls.code: cls for cls in (NameTaken, UnknownUser, UserOffline, InvitationGone)
+}
+
+
+def error_for_code(code: str, reason: str) -> P2PChatError:
+    """Rebuild the exception the server meant by an ``error`` message."""
+    if code in (ProtocolError.code, FrameTooLarge.code):
+        return RemoteProtocolError(reason)
+    return _BY_CODE.get(code, ServerRefused)(reason)

@@ -1,0 +1,846 @@
+"""A chat peer: logs in to a signalling server and talks to other peers directly.
+
+``Peer`` holds the server session, a listener for direct connections and the dialler.
+``Invitation`` is one received invitation, to accept or refuse. ``Conversation`` is one
+direct connection with another user.
+
+Delivery is at-least-once on the wire and exactly-once in the stores: a message is stored
+(unshipped) before it is sent and marked shipped when its ``ack`` comes back; a receiver
+stores a message (ignoring an id it has) before it acks it, and hands only new ids to the
+application. Unshipped messages are resent, in order, when the two users next talk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any, Final, TypeVar
+
+from .connection import Connection
+from .errors import (
+    ConnectionClosed,
+    ConversationClosed,
+    InvitationGone,
+    InviteRefused,
+    InviteTimeout,
+    MessageTooLarge,
+    P2PChatError,
+    PeerUnreachable,
+    ProtocolError,
+    RemoteProtocolError,
+    error_for_code,
+)
+from .protocol import (
+    DEFAULT_MAX_FRAME,
+    PROTOCOL_VERSION,
+    Accept,
+    Accepted,
+    Ack,
+    Bye,
+    Cancel,
+    Cancelled,
+    Error,
+    Hello,
+    Invite,
+    Invited,
+    ListUsers,
+    Msg,
+    Ok,
+    Ping,
+    Pong,
+    Presence,
+    Refuse,
+    Refused,
+    Request,
+    Ringing,
+    Users,
+    Welcome,
+    WireMessage,
+)
+from .server import DEFAULT_PORT
+from .store import MemoryMessageStore, Message, MessageStore
+
+__all__ = ["Conversation", "Invitation", "Peer"]
+
+logger = logging.getLogger(__name__)
+
+R = TypeVar("R", bound=WireMessage)
+
+DEFAULT_MAX_MESSAGE_SIZE: Final = 16 * 1024
+"""Largest chat message body, in UTF-8 bytes; well under the frame limit."""
+
+CLAIM_GRACE: Final = 2.0
+"""How long a dialled-in hello may wait for its invitation's ringing to reach us."""
+
+
+class _ServerLink:
+    """The peer's session with the signalling server: requests, answers and pushes."""
+
+    def __init__(
+        self,
+        connection: Connection,
+        on_push: Callable[[WireMessage], None],
+        *,
+        request_timeout: float | None,
+    ) -> None:
+        self.connection = connection
+        self.on_push = on_push
+        self.request_timeout = request_timeout
+        self._ids = itertools.count(1)
+        self._waiting: dict[
+            str, tuple[asyncio.Future[WireMessage], Callable[[Any], None] | None]
+        ] = {}
+        self._reader: asyncio.Task[None] | None = None
+        self.closed = asyncio.Event()
+
+    def next_id(self) -> str:
+        return str(next(self._ids))
+
+    def start(self) -> None:
+        self._reader = asyncio.create_task(self._read())
+
+    async def request(
+        self,
+        message: Request,
+        answer: type[R],
+        *,
+        on_answer: Callable[[R], None] | None = None,
+    ) -> R:
+        """Send ``message`` and return its answer. ``on_answer`` runs as soon as it is read,
+        before any later message from the server is handled."""
+        if self.closed.is_set():
+            raise ConnectionClosed("not connected to the signalling server")
+        future: asyncio.Future[WireMessage] = asyncio.get_running_loop().create_future()
+        self._waiting[message.id] = (future, on_answer)
+        try:
+            await self.connection.send(message)
+            async with asyncio.timeout(self.request_timeout):
+                reply = await future
+        except TimeoutError:
+            raise ConnectionClosed(
+                f"the signalling server did not answer within {self.request_timeout:g} s"
+            ) from None
+        finally:
+            self._waiting.pop(message.id, None)
+        if not isinstance(reply, answer):
+            raise ProtocolError(f"expected {answer.__name__.lower()}, got {type(reply).__name__}")
+        return reply
+
+    async def _read(self) -> None:
+        reason: str = "connection closed"
+        try:
+            while True:
+                message = await self.connection.recv()
+                answered = getattr(message, "id", None)
+                if isinstance(message, Ping):
+                    await self.connection.send(Pong(id=message.id))
+                elif answered is not None and answered in self._waiting:
+                    future, on_answer = self._waiting.pop(answered)
+                    if isinstance(message, Error):
+                        future.set_exception(error_for_code(message.code, message.reason))
+                    else:
+                        if on_answer is not None:
+                            on_answer(message)
+                        future.set_result(message)
+                elif isinstance(message, Error):
+                    raise error_for_code(message.code, message.reason)
+                elif isinstance(message, Bye):
+                    reason = f"the server said bye: {message.reason}"
+                    return
+                else:
+                    self.on_push(message)
+        except ProtocolError as exc:
+            reason = f"protocol error: {exc}"
+            if not isinstance(exc, RemoteProtocolError):
+                await self.connection.fail(exc)
+        except (ConnectionClosed, P2PChatError) as exc:
+            reason = str(exc)
+        finally:
+            logger.info("signalling server session ended: %s", reason)
+            self.closed.set()
+            for future, _ in self._waiting.values():
+                if not future.done():
+                    future.set_exception(ConnectionClosed(f"signalling server: {reason}"))
+            self._waiting.clear()
+            await self.connection.close()
+
+    async def close(self) -> None:
+        """Say bye and close."""
+        if not self.closed.is_set():
+            with contextlib.suppress(ConnectionClosed, ProtocolError):
+                await self.connection.send(Bye(reason="logging out"))
+        if self._reader is not None:
+            with contextlib.suppress(asyncio.TimeoutError):
+                async with asyncio.timeout(2.0):
+                    await asyncio.shield(self._reader)
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        await self.connection.close()
+
+
+class _OutgoingInvite:
+    """An invitation this peer sent: who should dial in, and the waiting ``invite()``."""
+
+    def __init__(self, user: str) -> None:
+        self.user = user
+        self.accepted = False
+        self.conversation: asyncio.Future[Conversation] = asyncio.get_running_loop().create_future()
+
+
+class Invitation:
+    """An invitation received from ``sender``; answer it once with accept() or refuse()."""
+
+    def __init__(self, peer: Peer, invited: Invited) -> None:
+        self._peer = peer
+        self.id = invited.invitation
+        self.sender = invited.sender
+        self.addresses = list(invited.addresses)
+        self.received_at = time.time()
+        self.cancelled: str | None = None
+        self.answered = False
+
+    def __repr__(self) -> str:
+        return f"<Invitation {self.id} from {self.sender}>"
+
+    async def accept(self) -> Conversation:
+        """Dial the inviter and return the conversation.
+
+        Raises InvitationGone if it was cancelled or answered, PeerUnreachable if no
+        address of the inviter can be dialled (the inviter is told).
+        """
+        self._answer()
+        link = self._peer._server_link()
+        await link.request(Accept(id=link.next_id(), invitation=self.id), Ok)
+        try:
+            connection = await self._peer._dial(self.sender, self.addresses, self.id)
+        except PeerUnreachable as exc:
+            with contextlib.suppress(P2PChatError):
+                await link.request(
+                    Refuse(id=link.next_id(), invitation=self.id, reason=f"cannot dial you: {exc}"),
+                    Ok,
+                )
+            raise
+        return await self._peer._open_conversation(self.sender, connection)
+
+    async def refuse(self, reason: str = "") -> None:
+        """Tell the inviter no."""
+        self._answer()
+        link = self._peer._server_link()
+        await link.request(Refuse(id=link.next_id(), invitation=self.id, reason=reason), Ok)
+
+    def _answer(self) -> None:
+        if self.cancelled is not None:
+            raise InvitationGone(f"the invitation from {self.sender} is gone: {self.cancelled}")
+        if self.answered:
+            raise InvitationGone(f"the invitation from {self.sender} was answered already")
+        self.answered = True
+
+
+class Conversation:
+    """A direct connection with one other user.
+
+    ``send()`` stores then sends; ``receive()`` (or ``async for``) yields the messages
+    received, each exactly once. Either side may ``close()``; the other then sees
+    ConversationClosed once it has read what arrived before.
+    """
+
+    def __init__(self, owner: Peer, contact: str, connection: Connection) -> None:
+        self._owner = owner
+        self.peer = contact
+        self._connection = connection
+        self._store = owner.store
+        self._incoming: asyncio.Queue[Message] = asyncio.Queue(owner.max_queue)
+        self._outgoing: asyncio.Queue[tuple[Message, asyncio.Future[Message]]] = asyncio.Queue(
+            owner.max_queue
+        )
+        self._closed = asyncio.Event()
+        self.close_reason = ""
+        self._tasks: list[asyncio.Task[None]] = []
+        self.log = connection.log
+
+    def __repr__(self) -> str:
+        state = f"closed: {self.close_reason}" if self.closed else "open"
+        return f"<Conversation {self._owner.name} <-> {self.peer} ({state})>"
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    def _start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._receive_loop()),
+            asyncio.create_task(self._send_loop()),
+        ]
+
+    # Sending.
+
+    async def send(self, body: str) -> Message:
+        """Store ``body`` as a message to the other user, then send it; return the message.
+
+        Returned once it is stored and written. If the connection drops meanwhile it stays
+        unshipped and is resent next time. Raises ConversationClosed if already closed.
+        """
+        self._owner.check_body(body)
+        if self.closed:
+            raise ConversationClosed(
+                f"conversation with {self.peer} is closed: {self.close_reason}"
+            )
+        message = self._owner._new_message(self.peer, body)
+        done: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        await self._outgoing.put((message, done))
+        return await done
+
+    async def _send_loop(self) -> None:
+        """Resend the backlog, then store and send new messages in order, a batch at a time."""
+        try:
+            backlog = await self._store.unshipped(self._owner.name, self.peer)
+            if backlog:
+                self.log.info("resending %d unshipped messages to %s", len(backlog), self.peer)
+                for start in range(0, len(backlog), 256):
+                    await self._connection.send_many(
+                        [_wire(m) for m in backlog[start : start + 256]]
+                    )
+            while True:
+                batch = [await self._outgoing.get()]
+                while not self._outgoing.empty() and len(batch) < 256:
+                    batch.append(self._outgoing.get_nowait())
+                try:
+                    await self._store.add_many([message for message, _ in batch])
+                except BaseException as exc:
+                    error = exc if isinstance(exc, Exception) else ConversationClosed("closed")
+                    for _, done in batch:
+                        if not done.done():
+                            done.set_exception(error)
+                    raise
+                try:
+                    await self._connection.send_many([_wire(message) for message, _ in batch])
+                finally:
+                    for message, done in batch:  # stored: unshipped until acked, sent or not
+                        if not done.done():
+                            done.set_result(message)
+        except (ConnectionClosed, ProtocolError) as exc:
+            self._finish(f"connection lost: {exc}")
+        except P2PChatError as exc:
+            self.log.error("cannot send to %s: %s", self.peer, exc)
+            self._finish(f"store failed: {exc}")
+
+    # Receiving.
+
+    async def receive(self) -> Message:
+        """The next message from the other user. Raises ConversationClosed at the end."""
+        if not self._incoming.empty():
+            return self._incoming.get_nowait()
+        if self.closed:
+            raise ConversationClosed(
+                f"conversation with {self.peer} is closed: {self.close_reason}"
+            )
+        getter = asyncio.ensure_future(self._incoming.get())
+        closing = asyncio.ensure_future(self._closed.wait())
+        try:
+            await asyncio.wait({getter, closing}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            closing.cancel()
+            if not getter.done():
+                getter.cancel()
+        if getter.done() and not getter.cancelled():
+            return getter.result()
+        return await self.receive()
+
+    def __aiter__(self) -> AsyncIterator[Message]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Message]:
+        while True:
+            try:
+                yield await self.receive()
+            except ConversationClosed:
+                return
+
+    async def _receive_loop(self) -> None:
+        owner, contact = self._owner, self.peer
+        reason = "closed by the other side"
+        try:
+            while True:
+                batch = await self._connection.recv_batch()
+                arrived: list[Message] = []
+                acked: list[str] = []
+                leaving: str | None = None
+                for wire in batch:
+                    if isinstance(wire, Msg):
+                        owner.check_body(wire.body, remote=True)
+                        arrived.append(
+                            Message(
+                                id=wire.id,
+                                sender=contact,
+                                recipient=owner.name,
+                                body=wire.body,
+                                sent_at=wire.ts,
+                                shipped=True,
+                            )
+                        )
+                    elif isinstance(wire, Ack):
+                        acked.extend(wire.ids)
+                    elif isinstance(wire, Ping):
+                        await self._connection.send(Pong(id=wire.id))
+                    elif isinstance(wire, Pong):
+                        pass
+                    elif isinstance(wire, Bye):
+                        leaving = f"{contact} left" + (f": {wire.reason}" if wire.reason else "")
+                        break
+                    elif isinstance(wire, Error):
+                        leaving = f"{contact} reported an error: {wire.reason}"
+                        break
+                    else:
+                        raise ProtocolError(f"unexpected {type(wire).__name__.lower()} in a chat")
+                if arrived:
+                    new = await self._store.add_many(arrived)  # durable before the ack
+                    await self._connection.send(Ack(ids=[m.id for m in arrived]))
+                    for message in new:
+                        await self._incoming.put(message)
+                if acked:
+                    await self._store.mark_shipped(acked)
+                if leaving is not None:
+                    reason = leaving
+                    return
+        except ProtocolError as exc:
+            reason = f"protocol error: {exc}"
+            if not isinstance(exc, RemoteProtocolError):
+                await self._connection.fail(exc)
+        except ConnectionClosed as exc:
+            reason = f"connection lost: {exc}"
+        except P2PChatError as exc:
+            reason = f"store failed: {exc}"
+            self.log.error("conversation with %s: %s", contact, reason)
+        finally:
+            self._finish(reason)
+            await self._connection.close()
+
+    # Closing.
+
+    def _finish(self, reason: str) -> None:
+        """Mark closed, stop the tasks, fail queued sends that were never stored."""
+        if self.closed:
+            return
+        self.close_reason = reason
+        self._closed.set()
+        self.log.info("conversation with %s ended: %s", self.peer, reason)
+        current = asyncio.current_task()
+        for task in self._tasks:
+            if task is not current:
+                task.cancel()
+        while not self._outgoing.empty():
+            _, done = self._outgoing.get_nowait()
+            if not done.done():
+                done.set_exception(ConversationClosed(f"conversation with {self.peer}: {reason}"))
+        self._owner._forget(self)
+
+    async def close(self, reason: str = "") -> None:
+        """Leave the conversation: tell the other side, close the connection."""
+        if not self.closed:
+            self._finish(reason or "closed")
+            with contextlib.suppress(ConnectionClosed, ProtocolError):
+                async with asyncio.timeout(1.0):
+                    await self._connection.send(Bye(reason=reason))
+        await self._connection.close()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def wait_closed(self) -> None:
+        """Wait until the conversation ends, whoever ends it."""
+        await self._closed.wait()
+
+    async def __aenter__(self) -> Conversation:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+
+def _wire(message: Message) -> Msg:
+    return Msg(id=message.id, ts=message.sent_at, body=message.body)
+
+
+class Peer:
+    """One user of p2pchat: a session with the signalling server and direct conversations.
+
+    ``store`` (default: a new MemoryMessageStore) is opened by ``start()`` and closed by
+    ``close()``. ``listen`` is where other peers dial in; ``advertise`` overrides the
+    addresses given to the server (default: the listener's own, with a wildcard host
+    replaced by the server with the address it sees us at).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        server: tuple[str, int] = ("127.0.0.1", DEFAULT_PORT),
+        listen: tuple[str, int] = ("127.0.0.1", 0),
+        store: MessageStore | None = None,
+        *,
+        advertise: Sequence[tuple[str, int]] | None = None,
+        # Limits
+        max_frame: int | None = DEFAULT_MAX_FRAME,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        max_queue: int = 1024,
+        max_invitations: int = 64,
+        # Timeouts
+        connect_timeout: float | None = 10.0,
+        request_timeout: float | None = 15.0,
+        hello_timeout: float | None = 10.0,
+    ) -> None:
+        self.name = name
+        self.server_address = server
+        self.listen_address = listen
+        self.store: MessageStore = store if store is not None else MemoryMessageStore()
+        self.advertise = list(advertise) if advertise is not None else None
+        self.max_frame = max_frame
+        self.max_message_size = max_message_size
+        self.max_queue = max_queue
+        self.connect_timeout = connect_timeout
+        self.request_timeout = request_timeout
+        self.hello_timeout = hello_timeout
+        self.on_presence: Callable[[str, bool], None] | None = None
+        """Called with (user, online) when the server says someone logged in or out."""
+        self._link: _ServerLink | None = None
+        self._listener: asyncio.Server | None = None
+        self._invitations: asyncio.Queue[Invitation] = asyncio.Queue(max_invitations)
+        self._received: dict[str, Invitation] = {}
+        self._outgoing: dict[str, _OutgoingInvite] = {}
+        self._claim_waiters: dict[str, asyncio.Future[None]] = {}
+        self._conversations: dict[str, Conversation] = {}
+        self._contact_locks: dict[str, asyncio.Lock] = {}
+        self._handshakes: set[asyncio.Task[None]] = set()
+
+    def __repr__(self) -> str:
+        return f"<Peer {self.name} {'online' if self.connected else 'offline'}>"
+
+    # Lifecycle.
+
+    async def start(self) -> None:
+        """Open the store, listen for direct connections, log in to the server."""
+        if self._link is not None:
+            return
+        await self.store.start()
+        try:
+            host, port = self.listen_address
+            self._listener = await asyncio.start_server(self._on_direct_connection, host, port)
+            self._link = await self._log_in()
+        except BaseException:
+            await self._close_listener()
+            await self.store.close()
+            raise
+        logger.info("%s logged in; listening on %s", self.name, self.listening)
+
+    @property
+    def listening(self) -> list[tuple[str, int]]:
+        """The addresses the direct-connection listener is bound to."""
+        if self._listener is None:
+            return []
+        return [sock.getsockname()[:2] for sock in self._listener.sockets]
+
+    @property
+    def connected(self) -> bool:
+        """True while the session with the signalling server is up."""
+        return self._link is not None and not self._link.closed.is_set()
+
+    async def _log_in(self) -> _ServerLink:
+        host, port = self.server_address
+        connection = await Connection.open(
+            host, port, max_frame=self.max_frame, timeout=self.connect_timeout
+        )
+        try:
+            addresses = self.advertise if self.advertise is not None else self.listening
+            await connection.send(
+                Hello(version=PROTOCOL_VERSION, name=self.name, addresses=list(addresses)[:8])
+            )
+            async with asyncio.timeout(self.request_timeout):
+                answer = await connection.recv()
+            if isinstance(answer, Error):
+                raise error_for_code(answer.code, answer.reason)
+            if not isinstance(answer, Welcome):
+                raise ProtocolError(f"expected welcome, got {type(answer).__name__.lower()}")
+        except TimeoutError:
+            await connection.close()
+            raise ConnectionClosed("the signalling server did not answer the login") from None
+        except BaseException:
+            await connection.close()
+            raise
+        link = _ServerLink(connection, self._on_push, request_timeout=self.request_timeout)
+        link.start()
+        return link
+
+    async def close(self) -> None:
+        """Leave every conversation, log out, stop listening, close the store."""
+        for chat in list(self._conversations.values()):
+            await chat.close("logging out")
+        for outgoing in self._outgoing.values():
+            if not outgoing.conversation.done():
+                outgoing.conversation.set_exception(ConnectionClosed(f"{self.name} is closing"))
+        self._outgoing.clear()
+        if self._link is not None:
+            link, self._link = self._link, None
+            await link.close()
+        await self._close_listener()
+        for task in list(self._handshakes):
+            task.cancel()
+        await asyncio.gather(*self._handshakes, return_exceptions=True)
+        await self.store.close()
+
+    async def _close_listener(self) -> None:
+        if self._listener is not None:
+            listener, self._listener = self._listener, None
+            listener.close()
+            await listener.wait_closed()
+
+    async def __aenter__(self) -> Peer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # Server requests.
+
+    def _server_link(self) -> _ServerLink:
+        if self._link is None or self._link.closed.is_set():
+            raise ConnectionClosed(f"{self.name} is not connected to the signalling server")
+        return self._link
+
+    async def online(self) -> list[str]:
+        """Names of the users online now, sorted (this peer included)."""
+        link = self._server_link()
+        return (await link.request(ListUsers(id=link.next_id()), Users)).users
+
+    async def invite(self, user: str, timeout: float | None = 30.0) -> Conversation:
+        """Invite ``user`` and return the conversation once they accept and dial in.
+
+        Raises UnknownUser, UserOffline, InviteRefused, or InviteTimeout (after cancelling
+        the invitation) if there is no answer within ``timeout`` seconds.
+        """
+        link = self._server_link()
+        outgoing = _OutgoingInvite(user)
+        invitation = ""
+
+        def register(ringing: Ringing) -> None:  # before the invitee can possibly dial in
+            nonlocal invitation
+            invitation = ringing.invitation
+            self._outgoing[invitation] = outgoing
+            if (waiter := self._claim_waiters.pop(invitation, None)) is not None:
+                waiter.set_result(None)
+
+        await link.request(Invite(id=link.next_id(), user=user), Ringing, on_answer=register)
+        try:
+            async with asyncio.timeout(timeout):
+                return await asyncio.shield(outgoing.conversation)
+        except TimeoutError:
+            if outgoing.conversation.done() and not outgoing.conversation.exception():
+                return outgoing.conversation.result()
+            with contextlib.suppress(P2PChatError):
+                await link.request(Cancel(id=link.next_id(), invitation=invitation), Ok)
+            raise InviteTimeout(f"{user} did not answer within {timeout:g} s") from None
+        finally:
+            self._outgoing.pop(invitation, None)
+
+    async def next_invitation(self) -> Invitation:
+        """Wait for the next invitation received."""
+        return await self._invitations.get()
+
+    def pending_invitations(self) -> list[Invitation]:
+        """Invitations received and neither answered nor cancelled, oldest first."""
+        return [i for i in self._received.values() if not i.answered and i.cancelled is None]
+
+    def _on_push(self, message: WireMessage) -> None:
+        if isinstance(message, Invited):
+            invitation = Invitation(self, message)
+            try:
+                self._invitations.put_nowait(invitation)
+            except asyncio.QueueFull:
+                logger.warning("too many unanswered invitations; refusing %s", message.sender)
+                self._refuse_later(message.invitation, "too many pending invitations")
+                return
+            self._received[invitation.id] = invitation
+            while len(self._received) > 4 * self._invitations.maxsize:
+                self._received.pop(next(iter(self._received)))
+        elif isinstance(message, Cancelled):
+            if (received := self._received.pop(message.invitation, None)) is not None:
+                received.cancelled = message.reason or "cancelled"
+        elif isinstance(message, Refused):
+            outgoing = self._outgoing.get(message.invitation)
+            if outgoing is not None and not outgoing.conversation.done():
+                outgoing.conversation.set_exception(InviteRefused(message.user, message.reason))
+        elif isinstance(message, Accepted):
+            if (outgoing := self._outgoing.get(message.invitation)) is not None:
+                outgoing.accepted = True
+        elif isinstance(message, Presence):
+            if self.on_presence is not None:
+                self.on_presence(message.user, message.online)
+        else:
+            logger.warning("ignoring unexpected %s from the server", type(message).__name__)
+
+    def _refuse_later(self, invitation: str, reason: str) -> None:
+        async def refuse() -> None:
+            with contextlib.suppress(P2PChatError):
+                link = self._server_link()
+                await link.request(
+                    Refuse(id=link.next_id(), invitation=invitation, reason=reason), Ok
+                )
+
+        self._track(asyncio.create_task(refuse()))
+
+    def _track(self, task: asyncio.Task[None]) -> None:
+        self._handshakes.add(task)
+        task.add_done_callback(self._handshakes.discard)
+
+    # Direct connections.
+
+    async def _dial(
+        self, user: str, addresses: list[tuple[str, int]], invitation: str
+    ) -> Connection:
+        """Dial ``user`` at the first address that answers and present the invitation."""
+        failures = []
+        for host, port in addresses:
+            try:
+                connection = await Connection.open(
+                    host, port, max_frame=self.max_frame, timeout=self.connect_timeout
+                )
+            except ConnectionClosed as exc:
+                failures.append(str(exc))
+                continue
+            try:
+                await connection.send(
+                    Hello(version=PROTOCOL_VERSION, name=self.name, invitation=invitation)
+                )
+                async with asyncio.timeout(self.hello_timeout):
+                    answer = await connection.recv()
+                if isinstance(answer, Error):
+                    raise InvitationGone(f"{user} refused the connection: {answer.reason}")
+                if not isinstance(answer, Welcome) or answer.name != user:
+                    raise ProtocolError(f"{host}:{port} did not answer as {user}")
+            except (TimeoutError, ConnectionClosed, ProtocolError) as exc:
+                await connection.close()
+                failures.append(f"{host}:{port}: {exc or 'no answer in time'}")
+                continue
+            except BaseException:
+                await connection.close()
+                raise
+            return connection
+        raise PeerUnreachable(f"cannot reach {user}: " + ("; ".join(failures) or "no address"))
+
+    async def _on_direct_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        connection = Connection(reader, writer, max_frame=self.max_frame)
+        task = asyncio.current_task()
+        assert task is not None
+        self._track(task)
+        try:
+            async with asyncio.timeout(self.hello_timeout):
+                hello = await connection.recv()
+                if not isinstance(hello, Hello) or hello.invitation is None:
+                    raise ProtocolError(
+                        "a direct connection must start with hello naming an invitation"
+                    )
+                outgoing = await self._claim(hello.invitation, hello.name)
+        except TimeoutError:
+            await connection.fail("no valid hello in time", code="timeout")
+            return
+        except ProtocolError as exc:
+            await connection.fail(exc)
+            return
+        except InvitationGone as exc:
+            connection.log.warning("refused a direct connection: %s", exc)
+            await connection.fail(str(exc), code=exc.code)
+            return
+        except ConnectionClosed:
+            await connection.close()
+            return
+        try:
+            await connection.send(Welcome(version=PROTOCOL_VERSION, name=self.name))
+            chat = await self._open_conversation(hello.name, connection)
+        except (ConnectionClosed, ProtocolError) as exc:
+            outgoing.conversation.set_exception(ConnectionClosed(f"{hello.name} dialled in: {exc}"))
+            await connection.close()
+            return
+        outgoing.conversation.set_result(chat)
+
+    async def _claim(self, invitation: str, user: str) -> _OutgoingInvite:
+        """The pending invitation ``invitation`` to ``user``, taken so it is used only once."""
+        if invitation not in self._outgoing and len(self._claim_waiters) < self.max_queue:
+            # The server's ringing may still be in flight on the server connection.
+            waiter = self._claim_waiters.setdefault(
+                invitation, asyncio.get_running_loop().create_future()
+            )
+            try:
+                async with asyncio.timeout(CLAIM_GRACE):
+                    await asyncio.shield(waiter)
+            except TimeoutError:
+                pass
+            finally:
+                if self._claim_waiters.get(invitation) is waiter and not waiter.done():
+                    del self._claim_waiters[invitation]
+        outgoing = self._outgoing.get(invitation)
+        if outgoing is None or outgoing.conversation.done():
+            raise InvitationGone("no such invitation is pending")
+        if outgoing.user != user:
+            raise InvitationGone(f"that invitation was not sent to {user}")
+        del self._outgoing[invitation]
+        return outgoing
+
+    async def _open_conversation(self, contact: str, connection: Connection) -> Conversation:
+        async with self._contact_lock(contact):
+            if (old := self._conversations.get(contact)) is not None:
+                await old.close("replaced by a new conversation")
+            chat = Conversation(self, contact, connection)
+            self._conversations[contact] = chat
+            chat._start()  # reads first, then resends the backlog, so neither side blocks
+        logger.info("%s is talking with %s", self.name, contact)
+        return chat
+
+    def _forget(self, chat: Conversation) -> None:
+        if self._conversations.get(chat.peer) is chat:
+            del self._conversations[chat.peer]
+
+    def _contact_lock(self, contact: str) -> asyncio.Lock:
+        return self._contact_locks.setdefault(contact, asyncio.Lock())
+
+    @property
+    def conversations(self) -> dict[str, Conversation]:
+        """Open conversations by the other user's name (a copy)."""
+        return dict(self._conversations)
+
+    # Messages.
+
+    def check_body(self, body: str, *, remote: bool = False) -> None:
+        size = len(body.encode("utf-8"))
+        if size > self.max_message_size:
+            text = f"message of {size} bytes is over the limit of {self.max_message_size} bytes"
+            raise ProtocolError(text) if remote else MessageTooLarge(text)
+
+    def _new_message(self, recipient: str, body: str) -> Message:
+        return Message(
+            id=str(uuid.uuid4()),
+            sender=self.name,
+            recipient=recipient,
+            body=body,
+            sent_at=time.time(),
+        )
+
+    async def send(self, user: str, body: str) -> Message:
+        """Send ``body`` to ``user`` now if a conversation is open, else keep it unshipped
+        until the next conversation with them. Returns the stored message."""
+        self.check_body(body)
+        async with self._contact_lock(user):
+            chat = self._conversations.get(user)
+            if chat is None or chat.closed:
+                message = self._new_message(user, body)
+                await self.store.add(message)
+                return message
+        return await chat.send(body)
+
+    async def history(self, user: str, *, limit: int | None = None) -> list[Message]:
+        """Messages exchanged with ``user``, both directions, oldest first."""
+        return await self.store.history(self.name, user, limit=limit)

@@ -1,0 +1,451 @@
+"""The signalling server: who is online, where they can be dialled, and invitations.
+
+It never sees chat content: peers talk over direct connections. For each peer connection
+the server reads messages and dispatches them by type to a handler; every answer and every
+push goes through the session's bounded outbox, written by one task per session, so that a
+peer that stops reading is dropped instead of stalling the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
+
+from .connection import Connection
+from .errors import (
+    ConnectionClosed,
+    InvitationGone,
+    NameTaken,
+    P2PChatError,
+    ProtocolError,
+    ServerRefused,
+    UnknownUser,
+    UserOffline,
+)
+from .protocol import (
+    DEFAULT_MAX_FRAME,
+    PROTOCOL_VERSION,
+    REQUEST_TYPES,
+    Accept,
+    Accepted,
+    Bye,
+    Cancel,
+    Cancelled,
+    Error,
+    Hello,
+    Invite,
+    Invited,
+    ListUsers,
+    Ok,
+    Ping,
+    Pong,
+    Presence,
+    Refuse,
+    Refused,
+    Ringing,
+    Users,
+    Welcome,
+    WireMessage,
+)
+from .store import MemoryUserStore, UserStore
+
+__all__ = ["DEFAULT_PORT", "SignallingServer"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PORT: Final = 5535
+
+
+class _Session:
+    """One logged-in peer: its connection, its name, and the outbox written to it."""
+
+    def __init__(self, connection: Connection, hello: Hello, *, outbox_size: int) -> None:
+        self.connection = connection
+        self.name = hello.name
+        self.addresses = dial_addresses(hello.addresses, connection.remote_address)
+        self.outbox: asyncio.Queue[WireMessage | None] = asyncio.Queue(outbox_size)
+        self.writer: asyncio.Task[None] | None = None
+
+    def push(self, message: WireMessage) -> None:
+        """Queue ``message`` for this peer; a peer whose outbox is full is disconnected."""
+        try:
+            self.outbox.put_nowait(message)
+        except asyncio.QueueFull:
+            self.connection.log.warning("%s is not reading; disconnecting it", self.name)
+            self.connection.abort()
+
+    def finish(self) -> None:
+        """Ask the writer to stop once what is queued has been written."""
+        try:
+            self.outbox.put_nowait(None)
+        except asyncio.QueueFull:
+            self.connection.abort()
+
+    async def write_outbox(self) -> None:
+        """Write queued messages, a batch per wakeup, until ``finish()`` or a failure."""
+        try:
+            while True:
+                batch = [await self.outbox.get()]
+                while not self.outbox.empty():
+                    batch.append(self.outbox.get_nowait())
+                messages = [m for m in batch if m is not None]
+                if messages:
+                    await self.connection.send_many(messages)
+                if None in batch:
+                    return
+        except (ConnectionClosed, ProtocolError) as exc:
+            self.connection.log.info("cannot write to %s: %s", self.name, exc)
+            self.connection.abort()
+
+
+class _Invitation:
+    """An invitation the server has passed on and not yet seen settled."""
+
+    def __init__(self, invitation_id: str, sender: str, recipient: str) -> None:
+        self.id = invitation_id
+        self.sender = sender
+        self.recipient = recipient
+        self.accepted = False
+        self.expiry: asyncio.TimerHandle | None = None
+
+
+def dial_addresses(
+    advertised: list[tuple[str, int]], observed: tuple[str, int] | None
+) -> list[tuple[str, int]]:
+    """Where others can dial a peer: what it advertised, wildcard hosts made concrete."""
+    addresses = []
+    for host, port in advertised:
+        if not host or _is_unspecified(host):
+            if observed is None:
+                continue
+            host = observed[0]
+        if (host, port) not in addresses:
+            addresses.append((host, port))
+    return addresses
+
+
+def _is_unspecified(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        return False
+
+
+class SignallingServer:
+    """Accepts peers, keeps presence, passes invitations between them.
+
+    ``store`` (default: a new MemoryUserStore) is opened by ``start()`` and closed by
+    ``close()``. Use ``async with SignallingServer(...) as server`` or start/close.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = DEFAULT_PORT,
+        store: UserStore | None = None,
+        *,
+        # Limits
+        max_frame: int | None = DEFAULT_MAX_FRAME,
+        max_list: int = 1000,
+        outbox_size: int = 1024,
+        # Timeouts
+        hello_timeout: float | None = 10.0,
+        invitation_ttl: float = 120.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.host = host
+        self.requested_port = port
+        self.store: UserStore = store if store is not None else MemoryUserStore()
+        self.max_frame = max_frame
+        self.max_list = max_list
+        self.outbox_size = outbox_size
+        self.hello_timeout = hello_timeout
+        self.invitation_ttl = invitation_ttl
+        self.clock = clock
+        self._server: asyncio.Server | None = None
+        self._sessions: dict[str, _Session] = {}
+        self._invitations: dict[str, _Invitation] = {}
+        self._connections: set[asyncio.Task[None]] = set()
+        self._handlers: dict[type[Any], Callable[[_Session, Any], Awaitable[None]]] = {
+            ListUsers: self._on_list,
+            Invite: self._on_invite,
+            Accept: self._on_accept,
+            Refuse: self._on_refuse,
+            Cancel: self._on_cancel,
+            Ping: self._on_ping,
+        }
+
+    # Lifecycle.
+
+    async def start(self) -> None:
+        """Open the store and start listening."""
+        if self._server is not None:
+            return
+        await self.store.start()
+        try:
+            await self.store.reset_presence()
+            self._server = await asyncio.start_server(
+                self._serve_connection, self.host, self.requested_port
+            )
+        except BaseException:
+            await self.store.close()
+            raise
+        logger.info("signalling server listening on %s", ", ".join(self.addresses_text()))
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful when started with port 0)."""
+        return self.addresses()[0][1]
+
+    def addresses(self) -> list[tuple[str, int]]:
+        if self._server is None:
+            raise RuntimeError("the server is not started")
+        return [sock.getsockname()[:2] for sock in self._server.sockets]
+
+    def addresses_text(self) -> list[str]:
+        return [f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in self.addresses()]
+
+    @property
+    def online_users(self) -> list[str]:
+        """Names logged in to this server now, sorted."""
+        return sorted(self._sessions)
+
+    async def serve_forever(self) -> None:
+        """Start if needed and serve until cancelled; closes cleanly on the way out."""
+        await self.start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        """Stop listening, say bye to every peer, close the store."""
+        if self._server is None:
+            return
+        server, self._server = self._server, None
+        server.close()
+        writers = []
+        for session in list(self._sessions.values()):
+            session.push(Bye(reason="server shutting down"))
+            session.finish()
+            if session.writer is not None:
+                writers.append(session.writer)
+        if writers:
+            await asyncio.wait(writers, timeout=2.0)
+        for task in list(self._connections):
+            task.cancel()
+        await asyncio.gather(*self._connections, return_exceptions=True)
+        for invitation in self._invitations.values():
+            if invitation.expiry is not None:
+                invitation.expiry.cancel()
+        self._invitations.clear()
+        await server.wait_closed()
+        await self.store.close()
+        logger.info("signalling server closed")
+
+    async def __aenter__(self) -> SignallingServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # Connections.
+
+    async def _serve_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections.add(task)
+        connection = Connection(reader, writer, max_frame=self.max_frame)
+        session: _Session | None = None
+        try:
+            session = await self._login(connection)
+            if session is not None:
+                await self._serve_session(session)
+        except asyncio.CancelledError:
+            pass
+        except ProtocolError as exc:
+            await connection.fail(exc)
+        except ConnectionClosed as exc:
+            connection.log.info("connection ended: %s", exc)
+        except Exception:
+            connection.log.exception("unexpected error; closing this connection")
+        finally:
+            if session is not None:
+                await self._logout(session)
+            await connection.close()
+            self._connections.discard(task)
+
+    async def _login(self, connection: Connection) -> _Session | None:
+        try:
+            async with asyncio.timeout(self.hello_timeout):
+                hello = await connection.recv()
+        except TimeoutError:
+            await connection.fail("no hello in time", code="timeout")
+            return None
+        if not isinstance(hello, Hello) or hello.invitation is not None:
+            raise ProtocolError(f"expected a login hello, got {type(hello).__name__.lower()}")
+        if hello.version != PROTOCOL_VERSION:
+            await connection.fail(
+                f"protocol version {hello.version} is not supported (this server speaks "
+                f"{PROTOCOL_VERSION})",
+                code="unsupported_version",
+            )
+            return None
+        if hello.name in self._sessions:
+            error = NameTaken(f"{hello.name} is logged in already")
+            await connection.fail(str(error), code=error.code)
+            return None
+        session = _Session(connection, hello, outbox_size=self.outbox_size)
+        self._sessions[session.name] = session  # before any await: the name is now taken
+        try:
+            await self.store.set_online(session.name, session.addresses, now=self.clock())
+        except BaseException:
+            del self._sessions[session.name]
+            raise
+        connection.log = type(connection.log)(connection.log.logger, {"conn": session.name})
+        observed = connection.remote_address[0] if connection.remote_address else ""
+        session.push(Welcome(version=PROTOCOL_VERSION, name=session.name, observed=observed))
+        session.writer = asyncio.create_task(session.write_outbox())
+        for other in self._sessions.values():
+            if other is not session:
+                other.push(Presence(user=session.name, online=True))
+        connection.log.info("logged in, dialable at %s", session.addresses)
+        return session
+
+    async def _serve_session(self, session: _Session) -> None:
+        while True:
+            message = await session.connection.recv()
+            if isinstance(message, Bye):
+                session.connection.log.info("left: %s", message.reason or "bye")
+                return
+            handler = self._handlers.get(type(message))
+            if handler is None or not isinstance(message, REQUEST_TYPES):
+                raise ProtocolError(f"unexpected {type(message).__name__.lower()} message")
+            try:
+                await handler(session, message)
+            except ServerRefused as exc:
+                session.push(Error(id=message.id, code=exc.code, reason=str(exc)))
+
+    async def _logout(self, session: _Session) -> None:
+        if self._sessions.get(session.name) is not session:
+            return
+        del self._sessions[session.name]
+        for invitation in list(self._invitations.values()):
+            if invitation.sender == session.name:
+                self._settle(
+                    invitation,
+                    to_recipient=Cancelled(
+                        invitation=invitation.id, reason=f"{session.name} went offline"
+                    ),
+                )
+            elif invitation.recipient == session.name:
+                self._settle(
+                    invitation,
+                    to_sender=Refused(
+                        invitation=invitation.id, user=session.name, reason="went offline"
+                    ),
+                )
+        for other in self._sessions.values():
+            other.push(Presence(user=session.name, online=False))
+        if session.writer is not None:
+            session.writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await session.writer
+        with contextlib.suppress(P2PChatError, OSError):
+            await self.store.set_offline(session.name, now=self.clock())
+        session.connection.log.info("logged out")
+
+    # Requests.
+
+    async def _on_ping(self, session: _Session, message: Ping) -> None:
+        session.push(Pong(id=message.id))
+
+    async def _on_list(self, session: _Session, message: ListUsers) -> None:
+        names = await self.store.online(limit=self.max_list + 1)
+        session.push(
+            Users(id=message.id, users=names[: self.max_list], truncated=len(names) > self.max_list)
+        )
+
+    async def _on_invite(self, session: _Session, message: Invite) -> None:
+        if message.user == session.name:
+            raise ServerRefused("you cannot invite yourself")
+        invitee = self._sessions.get(message.user)
+        if invitee is None:
+            if await self.store.get(message.user) is None:
+                raise UnknownUser(f"no user named {message.user} has ever logged in")
+            raise UserOffline(f"{message.user} is not online")
+        invitation = _Invitation(secrets.token_urlsafe(16), session.name, invitee.name)
+        self._invitations[invitation.id] = invitation
+        invitation.expiry = asyncio.get_running_loop().call_later(
+            self.invitation_ttl, self._expire, invitation.id
+        )
+        session.push(Ringing(id=message.id, invitation=invitation.id))
+        invitee.push(
+            Invited(invitation=invitation.id, sender=session.name, addresses=session.addresses)
+        )
+
+    def _invitation_for(self, invitation_id: str, *, recipient: str) -> _Invitation:
+        invitation = self._invitations.get(invitation_id)
+        if invitation is None or invitation.recipient != recipient:
+            raise InvitationGone("that invitation was cancelled, expired or answered already")
+        return invitation
+
+    async def _on_accept(self, session: _Session, message: Accept) -> None:
+        invitation = self._invitation_for(message.invitation, recipient=session.name)
+        if invitation.accepted:
+            raise InvitationGone("that invitation was accepted already")
+        invitation.accepted = True
+        if (inviter := self._sessions.get(invitation.sender)) is not None:
+            inviter.push(Accepted(invitation=invitation.id, user=session.name))
+        session.push(Ok(id=message.id))
+
+    async def _on_refuse(self, session: _Session, message: Refuse) -> None:
+        # Allowed after accept too: the invitee may find it cannot dial the inviter.
+        invitation = self._invitation_for(message.invitation, recipient=session.name)
+        self._settle(
+            invitation,
+            to_sender=Refused(invitation=invitation.id, user=session.name, reason=message.reason),
+        )
+        session.push(Ok(id=message.id))
+
+    async def _on_cancel(self, session: _Session, message: Cancel) -> None:
+        invitation = self._invitations.get(message.invitation)
+        if invitation is None or invitation.sender != session.name:
+            raise InvitationGone("no such invitation of yours is pending")
+        self._settle(
+            invitation,
+            to_recipient=Cancelled(invitation=invitation.id, reason=f"{session.name} cancelled it"),
+        )
+        session.push(Ok(id=message.id))
+
+    def _expire(self, invitation_id: str) -> None:
+        if (invitation := self._invitations.get(invitation_id)) is not None:
+            self._settle(
+                invitation,
+                to_recipient=Cancelled(invitation=invitation_id, reason="the invitation expired"),
+            )
+
+    def _settle(
+        self,
+        invitation: _Invitation,
+        *,
+        to_sender: WireMessage | None = None,
+        to_recipient: WireMessage | None = None,
+    ) -> None:
+        """Forget ``invitation`` and tell whichever side still needs to know."""
+        self._invitations.pop(invitation.id, None)
+        if invitation.expiry is not None:
+            invitation.expiry.cancel()
+        if to_sender is not None and (sender := self._sessions.get(invitation.sender)):
+            sender.push(to_sender)
+        if to_recipient is not None and (recipient := self._sessions.get(invitation.recipient)):
+            recipient.push(to_recipient)

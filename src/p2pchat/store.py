@@ -1,0 +1,454 @@
+"""Storage behind small interfaces: users for the server, messages for a peer.
+
+Each interface is a ``typing.Protocol``; the server and the peer only ever call these
+methods, so a backend can be swapped without touching them. Two backends ship: in memory
+(tests and the library's default) and SQLite (the commands' default), which runs every call
+on aiosqlite's worker thread so the event loop never blocks on the disk.
+
+SQLite writes go through one writer that gathers the writes arriving while the previous
+transaction commits and runs them in the next one (group commit): one ``fsync`` serves many
+messages, and no coroutine ever sees another's half-done transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import sqlite3
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+import aiosqlite
+import msgspec
+
+from .errors import StoreError
+
+__all__ = [
+    "MemoryMessageStore",
+    "MemoryUserStore",
+    "Message",
+    "MessageStore",
+    "SqliteMessageStore",
+    "SqliteUserStore",
+    "UserRecord",
+    "UserStore",
+]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class Message(msgspec.Struct, frozen=True, kw_only=True):
+    """One chat message as a peer stores it. ``shipped``: the recipient has acknowledged it."""
+
+    id: str
+    sender: str
+    recipient: str
+    body: str
+    sent_at: float
+    shipped: bool = False
+
+
+class UserRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """What the server remembers of a user name."""
+
+    name: str
+    addresses: list[tuple[str, int]]
+    online: bool
+    first_seen: float
+    last_seen: float
+
+
+class UserStore(Protocol):
+    """The signalling server's table of users and their presence."""
+
+    async def start(self) -> None: ...
+    async def close(self) -> None: ...
+    async def reset_presence(self) -> None:
+        """Mark everyone offline: called at server start, when no session exists yet."""
+
+    async def set_online(self, name: str, addresses: list[tuple[str, int]], *, now: float) -> None:
+        """Record a login: creates the user the first time the name is seen."""
+
+    async def set_offline(self, name: str, *, now: float) -> None: ...
+    async def get(self, name: str) -> UserRecord | None: ...
+    async def online(self, *, limit: int | None = None) -> list[str]:
+        """Names of the users online now, sorted."""
+
+
+class MessageStore(Protocol):
+    """A peer's messages, sent and received."""
+
+    async def start(self) -> None: ...
+    async def close(self) -> None: ...
+    async def add(self, message: Message) -> bool:
+        """Store ``message`` unless its id is known; True if it was new."""
+
+    async def add_many(self, messages: Sequence[Message]) -> list[Message]:
+        """Store several in one transaction; return those that were new, in order."""
+
+    async def mark_shipped(self, ids: Iterable[str]) -> None: ...
+    async def unshipped(self, sender: str, recipient: str) -> list[Message]:
+        """Messages from ``sender`` to ``recipient`` not yet acknowledged, oldest first."""
+
+    async def history(self, user: str, contact: str, *, limit: int | None = None) -> list[Message]:
+        """Messages between the two, both directions, oldest first (the last ``limit``)."""
+
+
+# In memory.
+
+
+class MemoryUserStore:
+    """UserStore in a dict; gone when the process ends."""
+
+    def __init__(self) -> None:
+        self._users: dict[str, UserRecord] = {}
+
+    async def start(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    async def reset_presence(self) -> None:
+        for name, user in self._users.items():
+            self._users[name] = msgspec.structs.replace(user, online=False)
+
+    async def set_online(self, name: str, addresses: list[tuple[str, int]], *, now: float) -> None:
+        known = self._users.get(name)
+        first_seen = known.first_seen if known else now
+        self._users[name] = UserRecord(
+            name=name, addresses=list(addresses), online=True, first_seen=first_seen, last_seen=now
+        )
+
+    async def set_offline(self, name: str, *, now: float) -> None:
+        if (known := self._users.get(name)) is not None:
+            self._users[name] = msgspec.structs.replace(known, online=False, last_seen=now)
+
+    async def get(self, name: str) -> UserRecord | None:
+        return self._users.get(name)
+
+    async def online(self, *, limit: int | None = None) -> list[str]:
+        names = sorted(name for name, user in self._users.items() if user.online)
+        return names if limit is None else names[:limit]
+
+
+class MemoryMessageStore:
+    """MessageStore in a dict that keeps insertion order; gone when the process ends."""
+
+    def __init__(self) -> None:
+        self._messages: dict[str, Message] = {}
+
+    async def start(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    async def add(self, message: Message) -> bool:
+        return bool(await self.add_many([message]))
+
+    async def add_many(self, messages: Sequence[Message]) -> list[Message]:
+        added = []
+        for message in messages:
+            if message.id not in self._messages:
+                self._messages[message.id] = message
+                added.append(message)
+        return added
+
+    async def mark_shipped(self, ids: Iterable[str]) -> None:
+        for message_id in ids:
+            if (message := self._messages.get(message_id)) is not None and not message.shipped:
+                self._messages[message_id] = msgspec.structs.replace(message, shipped=True)
+
+    async def unshipped(self, sender: str, recipient: str) -> list[Message]:
+        return [
+            m
+            for m in self._messages.values()
+            if not m.shipped and m.sender == sender and m.recipient == recipient
+        ]
+
+    async def history(self, user: str, contact: str, *, limit: int | None = None) -> list[Message]:
+        pair = {(user, contact), (contact, user)}
+        found = [m for m in self._messages.values() if (m.sender, m.recipient) in pair]
+        return found if limit is None else found[-limit:] if limit > 0 else []
+
+
+# SQLite.
+
+
+class _SqliteDatabase:
+    """One aiosqlite connection: opening, schema migration, and a group-commit writer.
+
+    The schema of ``kind`` lives in ``schema/{kind}-{version}.sql``; ``PRAGMA user_version``
+    records which versions have been applied.
+    """
+
+    def __init__(self, path: str | Path, *, kind: str, version: int, synchronous: str) -> None:
+        self.path = Path(path)
+        self.kind = kind
+        self.version = version
+        self.synchronous = synchronous
+        self._db: aiosqlite.Connection | None = None
+        self._pending: list[
+            tuple[Callable[[aiosqlite.Connection], Awaitable[Any]], asyncio.Future[Any]]
+        ] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise StoreError(f"{self.kind} store {self.path} is not open: call start() first")
+        return self._db
+
+    async def open(self) -> None:
+        if self._db is not None:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = await aiosqlite.connect(self.path, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot open {self.kind} store {self.path}: {exc}") from exc
+        try:
+            await db.execute("PRAGMA journal_mode = WAL")
+            await db.execute(f"PRAGMA synchronous = {self.synchronous}")
+            await db.execute("PRAGMA busy_timeout = 5000")
+            await self._migrate(db)
+        except (sqlite3.Error, StoreError) as exc:
+            await db.close()
+            if isinstance(exc, StoreError):
+                raise
+            raise StoreError(f"cannot open {self.kind} store {self.path}: {exc}") from exc
+        self._db = db
+
+    async def _migrate(self, db: aiosqlite.Connection) -> None:
+        async with db.execute("PRAGMA user_version") as cursor:
+            row = await cursor.fetchone()
+        current = int(row[0]) if row else 0
+        if current > self.version:
+            raise StoreError(
+                f"{self.path} has {self.kind} schema version {current}, newer than this "
+                f"p2pchat knows ({self.version}): upgrade p2pchat"
+            )
+        for version in range(current + 1, self.version + 1):
+            script = resources.files("p2pchat").joinpath(f"schema/{self.kind}-{version}.sql")
+            sql = script.read_text(encoding="utf-8")
+            await db.executescript(f"BEGIN;\n{sql}\nPRAGMA user_version = {version};\nCOMMIT;")
+            logger.info("%s store %s: schema now at version %d", self.kind, self.path, version)
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            await asyncio.shield(self._writer)
+        if self._db is not None:
+            db, self._db = self._db, None
+            await db.close()
+
+    async def write(self, job: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
+        """Run ``job`` inside a write transaction shared with the writes queued beside it."""
+        db = self.db
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._pending.append((job, future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_batches(db))
+        # Shielded: a cancelled caller must not cancel a commit that serves others.
+        return await asyncio.shield(future)
+
+    async def _write_batches(self, db: aiosqlite.Connection) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            results: list[object] = []
+            try:
+                await db.execute("BEGIN IMMEDIATE")
+                try:
+                    for job, _ in batch:
+                        results.append(await job(db))
+                    await db.commit()
+                except BaseException:
+                    with contextlib.suppress(sqlite3.Error):
+                        await db.rollback()
+                    raise
+            except Exception as exc:
+                error: Exception = exc
+                if isinstance(exc, sqlite3.Error):
+                    error = StoreError(f"write to {self.kind} store {self.path} failed: {exc}")
+                    logger.error("%s", error)
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
+                continue
+            for (_, future), result in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
+
+    async def fetch(self, sql: str, parameters: Sequence[object] = ()) -> list[sqlite3.Row]:
+        async with self.db.execute(sql, parameters) as cursor:
+            return list(await cursor.fetchall())
+
+
+class SqliteUserStore:
+    """UserStore in an SQLite file (WAL mode)."""
+
+    def __init__(self, path: str | Path) -> None:
+        # Presence is rebuilt from who reconnects, so NORMAL (no fsync per login) suffices.
+        self._database = _SqliteDatabase(path, kind="users", version=1, synchronous="NORMAL")
+
+    @property
+    def path(self) -> Path:
+        return self._database.path
+
+    async def start(self) -> None:
+        await self._database.open()
+
+    async def close(self) -> None:
+        await self._database.close()
+
+    async def reset_presence(self) -> None:
+        async def job(db: aiosqlite.Connection) -> None:
+            await db.execute("UPDATE users SET online = 0 WHERE online = 1")
+
+        await self._database.write(job)
+
+    async def set_online(self, name: str, addresses: list[tuple[str, int]], *, now: float) -> None:
+        encoded = json.dumps(addresses)
+
+        async def job(db: aiosqlite.Connection) -> None:
+            await db.execute(
+                "INSERT INTO users (name, addresses, online, first_seen, last_seen)"
+                " VALUES (?, ?, 1, ?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET addresses = excluded.addresses,"
+                " online = 1, last_seen = excluded.last_seen",
+                (name, encoded, now, now),
+            )
+
+        await self._database.write(job)
+
+    async def set_offline(self, name: str, *, now: float) -> None:
+        async def job(db: aiosqlite.Connection) -> None:
+            await db.execute(
+                "UPDATE users SET online = 0, last_seen = ? WHERE name = ?", (now, name)
+            )
+
+        await self._database.write(job)
+
+    async def get(self, name: str) -> UserRecord | None:
+        rows = await self._database.fetch(
+            "SELECT name, addresses, online, first_seen, last_seen FROM users WHERE name = ?",
+            (name,),
+        )
+        if not rows:
+            return None
+        name, addresses, online, first_seen, last_seen = rows[0]
+        return UserRecord(
+            name=name,
+            addresses=[(str(host), int(port)) for host, port in json.loads(addresses)],
+            online=bool(online),
+            first_seen=first_seen,
+            last_seen=last_seen,
+        )
+
+    async def online(self, *, limit: int | None = None) -> list[str]:
+        rows = await self._database.fetch(
+            "SELECT name FROM users WHERE online = 1 ORDER BY name LIMIT ?",
+            (-1 if limit is None else limit,),
+        )
+        return [row[0] for row in rows]
+
+
+_MESSAGE_COLUMNS = "id, sender, recipient, body, sent_at, shipped"
+_SQL_CHUNK = 500  # ids per IN (...) query, well under SQLite's variable limit
+
+
+def _message_from_row(row: Sequence[object]) -> Message:
+    message_id, sender, recipient, body, sent_at, shipped = row
+    return Message(
+        id=str(message_id),
+        sender=str(sender),
+        recipient=str(recipient),
+        body=str(body),
+        sent_at=float(sent_at),  # type: ignore[arg-type]
+        shipped=bool(shipped),
+    )
+
+
+class SqliteMessageStore:
+    """MessageStore in an SQLite file (WAL mode).
+
+    ``synchronous = FULL``: an ack promises the message is on disk, so every commit is
+    fsynced; group commit keeps that cheap under load.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self._database = _SqliteDatabase(path, kind="messages", version=1, synchronous="FULL")
+
+    @property
+    def path(self) -> Path:
+        return self._database.path
+
+    async def start(self) -> None:
+        await self._database.open()
+
+    async def close(self) -> None:
+        await self._database.close()
+
+    async def add(self, message: Message) -> bool:
+        return bool(await self.add_many([message]))
+
+    async def add_many(self, messages: Sequence[Message]) -> list[Message]:
+        if not messages:
+            return []
+
+        async def job(db: aiosqlite.Connection) -> list[Message]:
+            # Inside the write transaction, so nothing can insert between check and insert.
+            known: set[str] = set()
+            ids = [m.id for m in messages]
+            for start in range(0, len(ids), _SQL_CHUNK):
+                chunk = ids[start : start + _SQL_CHUNK]
+                marks = ", ".join("?" * len(chunk))
+                async with db.execute(f"SELECT id FROM messages WHERE id IN ({marks})", chunk) as c:
+                    known.update(row[0] for row in await c.fetchall())
+            added = []
+            for m in messages:
+                if m.id not in known:
+                    known.add(m.id)
+                    added.append(m)
+            await db.executemany(
+                f"INSERT INTO messages ({_MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+                [(m.id, m.sender, m.recipient, m.body, m.sent_at, int(m.shipped)) for m in added],
+            )
+            return added
+
+        return await self._database.write(job)
+
+    async def mark_shipped(self, ids: Iterable[str]) -> None:
+        rows = [(message_id,) for message_id in ids]
+        if not rows:
+            return
+
+        async def job(db: aiosqlite.Connection) -> None:
+            await db.executemany("UPDATE messages SET shipped = 1 WHERE id = ?", rows)
+
+        await self._database.write(job)
+
+    async def unshipped(self, sender: str, recipient: str) -> list[Message]:
+        rows = await self._database.fetch(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages"
+            " WHERE recipient = ? AND shipped = 0 AND sender = ? ORDER BY seq",
+            (recipient, sender),
+        )
+        return [_message_from_row(row) for row in rows]
+
+    async def history(self, user: str, contact: str, *, limit: int | None = None) -> list[Message]:
+        rows = await self._database.fetch(
+            f"SELECT {_MESSAGE_COLUMNS} FROM ("
+            f" SELECT seq, {_MESSAGE_COLUMNS} FROM messages"
+            "  WHERE (sender = ? AND recipient = ?) OR (sender = ? AND recipient = ?)"
+            "  ORDER BY seq DESC LIMIT ?"
+            ") ORDER BY seq",
+            (user, contact, contact, user, -1 if limit is None else limit),
+        )
+        return [_message_from_row(row) for row in rows]
