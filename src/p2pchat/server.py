@@ -71,21 +71,34 @@ class _Session:
         self.addresses = dial_addresses(hello.addresses, connection.remote_address)
         self.outbox: asyncio.Queue[WireMessage | None] = asyncio.Queue(outbox_size)
         self.writer: asyncio.Task[None] | None = None
+        self.serving = asyncio.current_task()  # the task reading this peer's requests
+
+    async def reply(self, message: WireMessage) -> None:
+        """Queue an answer to this peer's own request, waiting for room: a peer that does
+        not read its answers stops being read, and nobody else waits for it."""
+        await self.outbox.put(message)
 
     def push(self, message: WireMessage) -> None:
-        """Queue ``message`` for this peer; a peer whose outbox is full is disconnected."""
+        """Queue news caused by someone else, never waiting: a peer whose outbox is full
+        has stopped reading and is disconnected."""
         try:
             self.outbox.put_nowait(message)
         except asyncio.QueueFull:
-            self.connection.log.warning("%s is not reading; disconnecting it", self.name)
-            self.connection.abort()
+            self.drop(f"{self.name} is not reading; disconnecting it")
+
+    def drop(self, reason: str) -> None:
+        """Disconnect at once, also stopping a reader that waits for outbox room."""
+        self.connection.log.warning("%s", reason)
+        self.connection.abort()
+        if self.serving is not None and self.serving is not asyncio.current_task():
+            self.serving.cancel()
 
     def finish(self) -> None:
         """Ask the writer to stop once what is queued has been written."""
         try:
             self.outbox.put_nowait(None)
         except asyncio.QueueFull:
-            self.connection.abort()
+            self.drop(f"{self.name} is not reading; disconnecting it")
 
     async def write_outbox(self) -> None:
         """Write queued messages, a batch per wakeup, until ``finish()`` or a failure."""
@@ -169,6 +182,7 @@ class SignallingServer:
         self.invitation_ttl = invitation_ttl
         self.clock = clock
         self._server: asyncio.Server | None = None
+        self._closing = False
         self._sessions: dict[str, _Session] = {}
         self._invitations: dict[str, _Invitation] = {}
         self._connections: set[asyncio.Task[None]] = set()
@@ -229,6 +243,7 @@ class SignallingServer:
         if self._server is None:
             return
         server, self._server = self._server, None
+        self._closing = True  # everyone is leaving: no presence news, no new logins
         server.close()
         writers = []
         for session in list(self._sessions.values()):
@@ -247,6 +262,7 @@ class SignallingServer:
         self._invitations.clear()
         await server.wait_closed()
         await self.store.close()
+        self._closing = False
         logger.info("signalling server closed")
 
     async def __aenter__(self) -> SignallingServer:
@@ -313,7 +329,7 @@ class SignallingServer:
             raise
         connection.log = type(connection.log)(connection.log.logger, {"conn": session.name})
         observed = connection.remote_address[0] if connection.remote_address else ""
-        session.push(Welcome(version=PROTOCOL_VERSION, name=session.name, observed=observed))
+        await session.reply(Welcome(version=PROTOCOL_VERSION, name=session.name, observed=observed))
         session.writer = asyncio.create_task(session.write_outbox())
         for other in self._sessions.values():
             if other is not session:
@@ -333,7 +349,7 @@ class SignallingServer:
             try:
                 await handler(session, message)
             except ServerRefused as exc:
-                session.push(Error(id=message.id, code=exc.code, reason=str(exc)))
+                await session.reply(Error(id=message.id, code=exc.code, reason=str(exc)))
 
     async def _logout(self, session: _Session) -> None:
         if self._sessions.get(session.name) is not session:
@@ -354,8 +370,9 @@ class SignallingServer:
                         invitation=invitation.id, user=session.name, reason="went offline"
                     ),
                 )
-        for other in self._sessions.values():
-            other.push(Presence(user=session.name, online=False))
+        if not self._closing:
+            for other in self._sessions.values():
+                other.push(Presence(user=session.name, online=False))
         if session.writer is not None:
             session.writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -367,11 +384,11 @@ class SignallingServer:
     # Requests.
 
     async def _on_ping(self, session: _Session, message: Ping) -> None:
-        session.push(Pong(id=message.id))
+        await session.reply(Pong(id=message.id))
 
     async def _on_list(self, session: _Session, message: ListUsers) -> None:
         names = await self.store.online(limit=self.max_list + 1)
-        session.push(
+        await session.reply(
             Users(id=message.id, users=names[: self.max_list], truncated=len(names) > self.max_list)
         )
 
@@ -388,7 +405,7 @@ class SignallingServer:
         invitation.expiry = asyncio.get_running_loop().call_later(
             self.invitation_ttl, self._expire, invitation.id
         )
-        session.push(Ringing(id=message.id, invitation=invitation.id))
+        await session.reply(Ringing(id=message.id, invitation=invitation.id))
         invitee.push(
             Invited(invitation=invitation.id, sender=session.name, addresses=session.addresses)
         )
@@ -406,7 +423,7 @@ class SignallingServer:
         invitation.accepted = True
         if (inviter := self._sessions.get(invitation.sender)) is not None:
             inviter.push(Accepted(invitation=invitation.id, user=session.name))
-        session.push(Ok(id=message.id))
+        await session.reply(Ok(id=message.id))
 
     async def _on_refuse(self, session: _Session, message: Refuse) -> None:
         # Allowed after accept too: the invitee may find it cannot dial the inviter.
@@ -415,7 +432,7 @@ class SignallingServer:
             invitation,
             to_sender=Refused(invitation=invitation.id, user=session.name, reason=message.reason),
         )
-        session.push(Ok(id=message.id))
+        await session.reply(Ok(id=message.id))
 
     async def _on_cancel(self, session: _Session, message: Cancel) -> None:
         invitation = self._invitations.get(message.invitation)
@@ -425,7 +442,7 @@ class SignallingServer:
             invitation,
             to_recipient=Cancelled(invitation=invitation.id, reason=f"{session.name} cancelled it"),
         )
-        session.push(Ok(id=message.id))
+        await session.reply(Ok(id=message.id))
 
     def _expire(self, invitation_id: str) -> None:
         if (invitation := self._invitations.get(invitation_id)) is not None:

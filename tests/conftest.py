@@ -1,0 +1,147 @@
+"""Shared fixtures: a live server on 127.0.0.1 with port 0, peers that clean up after
+themselves, and a raw protocol client for hostile or hand-driven connections."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import struct
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import p2pchat
+from p2pchat.connection import Connection
+from p2pchat.protocol import PROTOCOL_VERSION, Hello, Welcome, WireMessage
+
+REQUIRE_ALL = os.environ.get("P2PCHAT_REQUIRE_ALL") == "1"
+POLL_INTERVAL = 0.01
+
+
+async def eventually(
+    condition: Callable[[], Awaitable[bool]] | Callable[[], bool], *, timeout: float = 5.0
+) -> None:
+    """Wait until ``condition()`` holds, failing after ``timeout`` seconds.
+
+    For state with no event to wait on (rows in a store); checks often, gives up at the
+    deadline, never waits a fixed time.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        await asyncio.sleep(POLL_INTERVAL)
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[p2pchat.SignallingServer]:
+    async with p2pchat.SignallingServer(host="127.0.0.1", port=0) as server:
+        yield server
+
+
+PeerFactory = Callable[..., Awaitable[p2pchat.Peer]]
+
+
+@pytest.fixture
+async def make_peer(server: p2pchat.SignallingServer) -> AsyncIterator[PeerFactory]:
+    """Start a peer logged in to ``server``; all are closed at the end of the test."""
+    peers: list[p2pchat.Peer] = []
+
+    async def make(name: str, **kwargs: Any) -> p2pchat.Peer:
+        kwargs.setdefault("server", ("127.0.0.1", server.port))
+        peer = p2pchat.Peer(name, **kwargs)
+        await peer.start()
+        peers.append(peer)
+        return peer
+
+    yield make
+    for peer in reversed(peers):
+        await peer.close()
+
+
+async def connect(
+    inviter: p2pchat.Peer, invitee: p2pchat.Peer
+) -> tuple[p2pchat.Conversation, p2pchat.Conversation]:
+    """Invite, accept, and return (inviter's conversation, invitee's conversation)."""
+    inviting = asyncio.create_task(inviter.invite(invitee.name, timeout=10))
+    invitation = await asyncio.wait_for(invitee.next_invitation(), 10)
+    assert invitation.sender == inviter.name
+    accepted = await invitation.accept()
+    return await inviting, accepted
+
+
+class RawClient:
+    """A hand-driven protocol client on a real socket: sends what the test says."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.connection = Connection(reader, writer)
+
+    @classmethod
+    async def open(cls, port: int) -> RawClient:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        return cls(reader, writer)
+
+    async def login(self, name: str, port: int) -> Welcome:
+        await self.send(Hello(version=PROTOCOL_VERSION, name=name, addresses=[("127.0.0.1", port)]))
+        welcome = await self.recv()
+        assert isinstance(welcome, Welcome), welcome
+        return welcome
+
+    async def send(self, message: WireMessage) -> None:
+        await self.connection.send(message)
+
+    async def send_raw(self, data: bytes) -> None:
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def send_frame(self, body: bytes) -> None:
+        await self.send_raw(struct.pack(">I", len(body)) + body)
+
+    async def recv(self, timeout: float = 5.0) -> WireMessage:
+        return await asyncio.wait_for(self.connection.recv(), timeout)
+
+    async def recv_until(self, kind: type[Any], timeout: float = 5.0) -> Any:
+        """Skip other messages (presence pushes) until one of ``kind`` arrives."""
+        async with asyncio.timeout(timeout):
+            while not isinstance(message := await self.connection.recv(), kind):
+                pass
+        return message
+
+    async def closed_by_other_side(self, timeout: float = 5.0) -> bool:
+        """True once the other side has closed; reads and drops whatever comes first."""
+        async with asyncio.timeout(timeout):
+            while await self.reader.read(65536):
+                pass
+        return True
+
+    async def close(self) -> None:
+        await self.connection.close()
+
+
+@pytest.fixture
+async def raw_clients() -> AsyncIterator[Callable[[int], Awaitable[RawClient]]]:
+    clients: list[RawClient] = []
+
+    async def open_client(port: int) -> RawClient:
+        client = await RawClient.open(port)
+        clients.append(client)
+        return client
+
+    yield open_client
+    for client in clients:
+        await client.close()
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Callable[[str], Path]:
+    return lambda name: tmp_path / f"{name}.sqlite3"

@@ -1,0 +1,260 @@
+"""Peers over real loopback sockets: invitations, conversations, delivery guarantees."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+import p2pchat
+from p2pchat.protocol import PROTOCOL_VERSION, Ack, Error, Hello, Invited, Msg, Welcome
+
+from .conftest import PeerFactory, RawClient, connect, eventually
+
+RawFactory = Callable[[int], Awaitable[RawClient]]
+
+
+async def test_invite_accept_and_talk_both_ways(make_peer: PeerFactory) -> None:
+    alice = await make_peer("alice")
+    bob = await make_peer("bob")
+    chat_a, chat_b = await connect(alice, bob)
+    assert (chat_a.peer, chat_b.peer) == ("bob", "alice")
+    sent = await chat_a.send("hi bob")
+    got = await asyncio.wait_for(chat_b.receive(), 5)
+    assert (got.id, got.sender, got.recipient, got.body) == (sent.id, "alice", "bob", "hi bob")
+    await chat_b.send("hi alice")
+    await chat_b.send("how are you?")
+    assert [(await chat_a.receive()).body for _ in range(2)] == ["hi alice", "how are you?"]
+    assert [m.body for m in await bob.history("alice")] == ["hi bob", "hi alice", "how are you?"]
+
+
+async def test_closing_ends_the_conversation_on_both_sides(make_peer: PeerFactory) -> None:
+    alice = await make_peer("alice")
+    bob = await make_peer("bob")
+    chat_a, chat_b = await connect(alice, bob)
+    await chat_a.send("last words")
+    await chat_a.close()
+    received = [m.body async for m in chat_b]  # ends when alice has left
+    assert received == ["last words"]
+    assert "alice left" in chat_b.close_reason
+    with pytest.raises(p2pchat.ConversationClosed):
+        await chat_b.send("anyone?")
+    assert alice.conversations == {}
+    assert bob.conversations == {}
+
+
+async def test_refuse(make_peer: PeerFactory) -> None:
+    alice = await make_peer("alice")
+    bob = await make_peer("bob")
+    inviting = asyncio.create_task(alice.invite("bob"))
+    invitation = await asyncio.wait_for(bob.next_invitation(), 5)
+    await invitation.refuse("busy now")
+    with pytest.raises(p2pchat.InviteRefused, match="bob refused the invitation: busy now"):
+        await inviting
+    with pytest.raises(p2pchat.InvitationGone):
+        await invitation.accept()
+
+
+async def test_invite_times_out_and_is_cancelled(make_peer: PeerFactory) -> None:
+    alice = await make_peer("alice")
+    bob = await make_peer("bob")
+    with pytest.raises(p2pchat.InviteTimeout, match="bob did not answer"):
+        await alice.invite("bob", timeout=0.2)
+    invitation = await asyncio.wait_for(bob.next_invitation(), 5)
+    await eventually(lambda: invitation.cancelled is not None)
+    with pytest.raises(p2pchat.InvitationGone, match="cancelled"):
+        await invitation.accept()
+
+
+async def test_three_conversations_at_once(make_peer: PeerFactory) -> None:
+    hub = await make_peer("hub")
+    others = [await make_peer(name) for name in ("ann", "ben", "cat")]
+    pairs = [await connect(hub, other) for other in others]
+    assert sorted(hub.conversations) == ["ann", "ben", "cat"]
+    for (hub_side, _), other in zip(pairs, others, strict=True):
+        await hub_side.send(f"hello {other.name}")
+    for hub_side, other_side in pairs:
+        await other_side.send(f"reply from {hub_side.peer}")
+    for hub_side, other_side in pairs:
+        assert (await asyncio.wait_for(other_side.receive(), 5)).body == f"hello {hub_side.peer}"
+        assert (await asyncio.wait_for(hub_side.receive(), 5)).body == f"reply from {hub_side.peer}"
+    # Meanwhile a new invitation still arrives and can be taken.
+    dan = await make_peer("dan")
+    await connect(dan, hub)
+    assert sorted(hub.conversations) == ["ann", "ben", "cat", "dan"]
+
+
+async def test_messages_to_an_offline_user_arrive_once_in_order_next_time(
+    server: p2pchat.SignallingServer, make_peer: PeerFactory, db_path: Callable[[str], Path]
+) -> None:
+    alice = await make_peer("alice", store=p2pchat.SqliteMessageStore(db_path("alice")))
+    bob = await make_peer("bob", store=p2pchat.SqliteMessageStore(db_path("bob")))
+    chat_a, chat_b = await connect(alice, bob)
+    await chat_b.close()
+    await bob.close()
+    written = [await alice.send("bob", f"offline {n}") for n in range(20)]
+    assert not any(m.shipped for m in await alice.history("bob"))
+    # bob comes back (same store); they talk again; the backlog goes first.
+    bob = await make_peer("bob", store=p2pchat.SqliteMessageStore(db_path("bob")))
+    chat_a, chat_b = await connect(alice, bob)
+    await chat_a.send("live")
+    received = [await asyncio.wait_for(chat_b.receive(), 5) for _ in range(21)]
+    assert [m.body for m in received] == [m.body for m in written] + ["live"]
+    assert [m.id for m in received[:20]] == [m.id for m in written]
+    await eventually(lambda: _all_shipped(alice, "bob"))
+    # A third meeting resends nothing and shows nothing twice.
+    await chat_a.close()
+    chat_a, chat_b = await connect(alice, bob)
+    await chat_a.send("third time")
+    assert (await asyncio.wait_for(chat_b.receive(), 5)).body == "third time"
+    bodies = [m.body for m in await bob.history("alice")]
+    assert len(bodies) == len(set(bodies)) == 22
+
+
+async def _all_shipped(peer: p2pchat.Peer, contact: str) -> bool:
+    return all(m.shipped for m in await peer.history(contact) if m.sender == peer.name)
+
+
+async def test_shipped_is_set_only_after_the_ack(
+    server: p2pchat.SignallingServer, make_peer: PeerFactory, raw_clients: RawFactory
+) -> None:
+    alice = await make_peer("alice")
+    # "bob" is driven by hand, so the test decides when the ack goes back.
+    bob = await raw_clients(server.port)
+    await bob.login("bob", 1)
+    inviting = asyncio.create_task(alice.invite("bob"))
+    invited = await bob.recv_until(Invited)
+    direct = await raw_clients(invited.addresses[0][1])
+    await direct.send(Hello(version=PROTOCOL_VERSION, name="bob", invitation=invited.invitation))
+    assert isinstance(await direct.recv(), Welcome)
+    chat = await inviting
+    sent = await chat.send("please ack")
+    msg = await direct.recv_until(Msg)
+    assert msg.id == sent.id
+    assert [m.shipped for m in await alice.history("bob")] == [False]
+    await direct.send(Ack(ids=[msg.id]))
+    await eventually(lambda: _all_shipped(alice, "bob"))
+
+
+async def test_a_restarted_peer_keeps_its_history(
+    make_peer: PeerFactory, db_path: Callable[[str], Path]
+) -> None:
+    alice = await make_peer("alice", store=p2pchat.SqliteMessageStore(db_path("alice")))
+    bob = await make_peer("bob")
+    chat_a, chat_b = await connect(alice, bob)
+    await chat_a.send("one")
+    await chat_b.send("two")
+    assert (await asyncio.wait_for(chat_a.receive(), 5)).body == "two"
+    await eventually(lambda: _all_shipped(alice, "bob"))
+    await alice.close()
+    again = p2pchat.Peer(
+        "alice", server=alice.server_address, store=p2pchat.SqliteMessageStore(db_path("alice"))
+    )
+    async with again:
+        history = await again.history("bob")
+    assert [(m.sender, m.body, m.shipped) for m in history] == [
+        ("alice", "one", True),
+        ("bob", "two", True),
+    ]
+
+
+async def test_peer_send_goes_live_when_a_conversation_is_open(make_peer: PeerFactory) -> None:
+    alice = await make_peer("alice")
+    bob = await make_peer("bob")
+    _, chat_b = await connect(alice, bob)
+    await alice.send("bob", "through the peer")
+    assert (await asyncio.wait_for(chat_b.receive(), 5)).body == "through the peer"
+
+
+async def test_a_burst_of_messages_arrives_complete_and_in_order(make_peer: PeerFactory) -> None:
+    alice = await make_peer("alice")
+    bob = await make_peer("bob")
+    chat_a, chat_b = await connect(alice, bob)
+    await asyncio.gather(*(chat_a.send(f"n{n}") for n in range(500)))
+    received = [(await asyncio.wait_for(chat_b.receive(), 5)).body for _ in range(500)]
+    assert received == [f"n{n}" for n in range(500)]
+
+
+async def test_a_too_large_message_is_refused_before_it_is_stored(make_peer: PeerFactory) -> None:
+    alice = await make_peer("alice", max_message_size=100)
+    with pytest.raises(p2pchat.MessageTooLarge, match="101 bytes is over the limit of 100"):
+        await alice.send("bob", "x" * 101)
+    assert await alice.history("bob") == []
+
+
+async def test_a_dial_in_with_someone_elses_invitation_is_refused(
+    server: p2pchat.SignallingServer, make_peer: PeerFactory, raw_clients: RawFactory
+) -> None:
+    alice = await make_peer("alice")
+    bob = await make_peer("bob")
+    mallory = await make_peer("mallory")
+    inviting = asyncio.create_task(alice.invite("bob"))
+    invitation = await asyncio.wait_for(bob.next_invitation(), 5)
+    # mallory learns the invitation id and dials alice first, under her own name.
+    direct = await raw_clients(alice.listening[0][1])
+    await direct.send(Hello(version=PROTOCOL_VERSION, name="mallory", invitation=invitation.id))
+    refusal = await direct.recv_until(Error)
+    assert "not sent to mallory" in refusal.reason
+    # ...and with no invitation at all.
+    stranger = await raw_clients(alice.listening[0][1])
+    await stranger.send(Hello(version=PROTOCOL_VERSION, name="mallory", invitation="made-up"))
+    assert (await stranger.recv_until(Error)).code == "invitation_gone"
+    # The real invitee still gets through.
+    chat_b = await invitation.accept()
+    chat_a = await inviting
+    await chat_a.send("only for bob")
+    assert (await asyncio.wait_for(chat_b.receive(), 5)).body == "only for bob"
+    assert "alice" not in mallory.conversations
+
+
+async def test_an_unreachable_inviter_is_reported_to_both_sides(make_peer: PeerFactory) -> None:
+    alice = await make_peer("alice", advertise=[("127.0.0.1", 1)])  # nobody listens there
+    bob = await make_peer("bob")
+    inviting = asyncio.create_task(alice.invite("bob"))
+    invitation = await asyncio.wait_for(bob.next_invitation(), 5)
+    with pytest.raises(p2pchat.PeerUnreachable, match="cannot reach alice"):
+        await invitation.accept()
+    with pytest.raises(p2pchat.InviteRefused, match="cannot dial you"):
+        await inviting
+
+
+async def test_garbage_on_a_direct_connection_ends_only_that_conversation(
+    server: p2pchat.SignallingServer, make_peer: PeerFactory, raw_clients: RawFactory
+) -> None:
+    alice = await make_peer("alice")
+    bob = await make_peer("bob")
+    carol = await make_peer("carol")
+    chat_ab, chat_ba = await connect(alice, bob)
+    raw = await raw_clients(server.port)  # a hand-driven "dave" gets a real conversation
+    await raw.login("dave", 1)
+    inviting = asyncio.create_task(carol.invite("dave"))
+    invited = await raw.recv_until(Invited)
+    direct = await raw_clients(invited.addresses[0][1])
+    await direct.send(Hello(version=PROTOCOL_VERSION, name="dave", invitation=invited.invitation))
+    chat_cd = await inviting
+    await direct.send_raw(b"\x00\x00\x00\x04nope")
+    assert (await direct.recv_until(Error)).code == "protocol_error"
+    await chat_cd.wait_closed()
+    assert "protocol error" in chat_cd.close_reason
+    await chat_ab.send("unaffected")
+    assert (await asyncio.wait_for(chat_ba.receive(), 5)).body == "unaffected"
+
+
+async def test_two_servers_and_five_peers_in_one_process() -> None:
+    async with (
+        p2pchat.SignallingServer(port=0) as one,
+        p2pchat.SignallingServer(port=0) as two,
+    ):
+        peers = [
+            p2pchat.Peer(f"p{n}", server=("127.0.0.1", (one, two)[n % 2].port)) for n in range(5)
+        ]
+        for peer in peers:
+            await peer.start()
+        try:
+            assert one.online_users == ["p0", "p2", "p4"]
+            assert two.online_users == ["p1", "p3"]
+        finally:
+            for peer in peers:
+                await peer.close()

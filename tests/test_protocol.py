@@ -1,0 +1,163 @@
+"""The protocol on raw bytes: no sockets, no event loop."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from p2pchat.errors import FrameTooLarge, ProtocolError
+from p2pchat.protocol import (
+    PROTOCOL_VERSION,
+    Ack,
+    Decoder,
+    Error,
+    Hello,
+    Invite,
+    Invited,
+    ListUsers,
+    Msg,
+    Presence,
+    Users,
+    WireMessage,
+    encode,
+)
+
+SAMPLES: list[WireMessage] = [
+    Hello(version=PROTOCOL_VERSION, name="alice", addresses=[("127.0.0.1", 4000), ("::1", 4000)]),
+    Hello(version=PROTOCOL_VERSION, name="bob", invitation="inv-1"),
+    ListUsers(id="1"),
+    Users(id="1", users=["alice", "bob"]),
+    Invite(id="2", user="bob"),
+    Invited(invitation="inv-1", sender="alice", addresses=[("10.0.0.1", 1)]),
+    Presence(user="carol", online=False),
+    Msg(id="6f1c", ts=1700000000.25, body="héllo, wörld ✓\nsecond line"),
+    Ack(ids=["a", "b"]),
+    Error(code="unknown_user", reason="nobody", id="3"),
+]
+
+
+def frame(body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + body
+
+
+def test_frame_layout_is_length_then_json() -> None:
+    data = encode(ListUsers(id="7"))
+    assert data[:4] == struct.pack(">I", len(data) - 4)
+    assert data[4:] == b'{"type":"list","id":"7"}'
+
+
+def test_round_trip_in_one_chunk() -> None:
+    data = b"".join(encode(m) for m in SAMPLES)
+    assert Decoder().feed(data) == SAMPLES
+
+
+def test_one_byte_at_a_time_gives_the_same_messages() -> None:
+    data = b"".join(encode(m) for m in SAMPLES)
+    decoder = Decoder()
+    received = []
+    for i in range(len(data)):
+        received.extend(decoder.feed(data[i : i + 1]))
+    assert received == SAMPLES
+    assert decoder.buffered == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(min_value=1, max_value=64), min_size=1, max_size=200))
+def test_any_chunking_gives_the_same_messages(cuts: list[int]) -> None:
+    data = b"".join(encode(m) for m in SAMPLES)
+    decoder = Decoder()
+    received, position = [], 0
+    for size in cuts:
+        received.extend(decoder.feed(data[position : position + size]))
+        position += size
+    received.extend(decoder.feed(data[position:]))
+    assert received == SAMPLES
+
+
+def test_oversized_length_is_refused_before_the_body_arrives() -> None:
+    decoder = Decoder(max_frame=1024)
+    with pytest.raises(FrameTooLarge) as caught:
+        decoder.feed(struct.pack(">I", 1025))  # only the header: no body sent at all
+    assert caught.value.size == 1025
+    assert caught.value.limit == 1024
+    assert decoder.buffered == 0
+
+
+def test_length_at_the_limit_is_accepted() -> None:
+    body = b'{"type":"ack","ids":["' + b"x" * 30 + b'"]}'
+    assert Decoder(max_frame=len(body)).feed(frame(body)) == [Ack(ids=["x" * 30])]
+
+
+def test_encode_refuses_an_oversized_message() -> None:
+    with pytest.raises(FrameTooLarge):
+        encode(Msg(id="1", ts=0.0, body="x" * 2000), max_frame=1024)
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"", "empty frame"),
+        (b"{not json", "invalid JSON"),
+        (b"\xff\xfe\xfd", "invalid JSON"),
+        (b'{"type":"msg","id":"1","ts":0,"body":"\xff"}', "invalid UTF-8"),
+        (b"[1, 2]", "Expected `object`, got `array`"),
+        (b'"hello"', "Expected `object`, got `str`"),
+        (b'{"id":"1"}', "missing required field `type`"),
+        (b'{"type":"teleport"}', "Invalid value 'teleport' - at `$.type`"),
+        (b'{"type":"invite","id":"1"}', "missing required field `user`"),
+        (b'{"type":"invite","id":"1","user":7}', "Expected `str`, got `int` - at `$.user`"),
+        (b'{"type":"invite","id":"1","user":"a b"}', "matching regex"),
+        (b'{"type":"hello","version":1,"name":"' + b"n" * 33 + b'"}', "length <= 32"),
+    ],
+)
+def test_bad_frames_are_protocol_errors_with_a_precise_reason(body: bytes, reason: str) -> None:
+    with pytest.raises(ProtocolError, match=None) as caught:
+        Decoder().feed(frame(body))
+    assert reason in str(caught.value)
+
+
+def test_messages_before_a_bad_frame_are_still_returned_by_next_message() -> None:
+    decoder = Decoder()
+    decoder.receive_data(encode(ListUsers(id="1")) + frame(b"garbage"))
+    assert decoder.next_message() == ListUsers(id="1")
+    with pytest.raises(ProtocolError):
+        decoder.next_message()
+
+
+def test_a_failed_decoder_stays_failed() -> None:
+    decoder = Decoder()
+    with pytest.raises(ProtocolError):
+        decoder.feed(frame(b"nope"))
+    with pytest.raises(ProtocolError):
+        decoder.feed(encode(ListUsers(id="1")))
+
+
+def test_eof_inside_a_frame_is_an_error_and_between_frames_is_not() -> None:
+    decoder = Decoder()
+    decoder.feed(encode(ListUsers(id="1")))
+    decoder.receive_eof()
+    decoder = Decoder()
+    decoder.feed(encode(ListUsers(id="1"))[:-3])
+    with pytest.raises(ProtocolError, match="inside a frame"):
+        decoder.receive_eof()
+
+
+def test_unknown_fields_are_ignored_for_forward_compatibility() -> None:
+    body = b'{"type":"list","id":"1","since":"v2"}'
+    assert Decoder().feed(frame(body)) == [ListUsers(id="1")]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300), st.integers(min_value=1, max_value=50))
+def test_arbitrary_bytes_give_messages_or_protocol_error(data: bytes, chunk: int) -> None:
+    decoder = Decoder(max_frame=256)
+    try:
+        for start in range(0, len(data), chunk):
+            for message in decoder.feed(data[start : start + chunk]):
+                assert isinstance(message, WireMessage.__args__)
+    except ProtocolError:
+        pass
+    assert decoder.buffered <= 256 + 4 + chunk

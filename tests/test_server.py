@@ -1,0 +1,219 @@
+"""The signalling server over real loopback sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+import typing
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+import p2pchat
+from p2pchat.protocol import (
+    PROTOCOL_VERSION,
+    Error,
+    Hello,
+    Invite,
+    ListUsers,
+    Msg,
+    Presence,
+    Users,
+    encode,
+)
+
+from .conftest import PeerFactory, RawClient, connect, eventually
+
+RawFactory = Callable[[int], Awaitable[RawClient]]
+
+
+async def test_login_and_presence_pushed_to_others(
+    server: p2pchat.SignallingServer, make_peer: PeerFactory
+) -> None:
+    alice = await make_peer("alice")
+    events: asyncio.Queue[tuple[str, bool]] = asyncio.Queue()
+    alice.on_presence = lambda user, online: events.put_nowait((user, online))
+    bob = await make_peer("bob")
+    assert await asyncio.wait_for(events.get(), 5) == ("bob", True)
+    assert server.online_users == ["alice", "bob"]
+    await bob.close()
+    assert await asyncio.wait_for(events.get(), 5) == ("bob", False)
+    assert await alice.online() == ["alice"]
+
+
+async def test_list_shows_who_is_online(make_peer: PeerFactory) -> None:
+    alice = await make_peer("alice")
+    await make_peer("bob")
+    await make_peer("carol")
+    assert await alice.online() == ["alice", "bob", "carol"]
+
+
+async def test_list_is_capped(raw_clients: RawFactory) -> None:
+    async with p2pchat.SignallingServer(port=0, max_list=2) as server:
+        clients = [await raw_clients(server.port) for _ in range(3)]
+        for n, client in enumerate(clients):
+            await client.login(f"user{n}", 1)
+        await clients[0].send(ListUsers(id="q"))
+        users = await clients[0].recv_until(Users)
+        assert (users.users, users.truncated) == (["user0", "user1"], True)
+
+
+async def test_a_taken_name_is_refused_and_the_first_login_keeps_working(
+    make_peer: PeerFactory,
+) -> None:
+    alice = await make_peer("alice")
+    with pytest.raises(p2pchat.NameTaken, match="logged in already"):
+        await make_peer("alice")
+    assert await alice.online() == ["alice"]
+
+
+async def test_invite_unknown_and_offline_users(make_peer: PeerFactory) -> None:
+    alice = await make_peer("alice")
+    bob = await make_peer("bob")
+    await bob.close()
+    with pytest.raises(p2pchat.UserOffline, match="bob is not online"):
+        await alice.invite("bob")
+    with pytest.raises(p2pchat.UnknownUser, match="no user named zed"):
+        await alice.invite("zed")
+    with pytest.raises(p2pchat.ServerRefused, match="yourself"):
+        await alice.invite("alice")
+
+
+async def hostile_input_does_not_disturb_a_chat(
+    make_peer: PeerFactory,
+    raw: RawClient,
+    attack: Callable[[RawClient], Awaitable[None]],
+    code: str,
+) -> None:
+    alice = await make_peer("alice")
+    bob = await make_peer("bob")
+    chat_a, chat_b = await connect(alice, bob)
+    await attack(raw)
+    answer = await raw.recv_until(Error)
+    assert answer.code == code
+    assert await raw.closed_by_other_side()
+    await chat_a.send("still here?")
+    assert (await asyncio.wait_for(chat_b.receive(), 5)).body == "still here?"
+    assert sorted(await bob.online()) == ["alice", "bob"]
+
+
+@pytest.mark.parametrize(
+    ("attack", "code"),
+    [
+        (lambda raw: raw.send_raw(b"\x00\x00\x00\x05garbage and more garbage"), "protocol_error"),
+        (lambda raw: raw.send_raw(struct.pack(">I", 50_000_000)), "frame_too_large"),
+        (lambda raw: raw.send_frame(b'{"type": "hello", "version": 1, "name": '), "protocol_error"),
+        (lambda raw: raw.send_frame(b"[1,2,3]"), "protocol_error"),
+        (lambda raw: raw.send_frame(b'{"type":"list","id":"\xff"}'), "protocol_error"),
+        (lambda raw: raw.send(ListUsers(id="1")), "protocol_error"),  # before hello
+    ],
+    ids=["garbage", "oversized-length", "invalid-json", "not-an-object", "bad-utf8", "no-hello"],
+)
+async def test_hostile_bytes_before_login(
+    server: p2pchat.SignallingServer,
+    make_peer: PeerFactory,
+    raw_clients: RawFactory,
+    attack: Callable[[RawClient], Awaitable[None]],
+    code: str,
+) -> None:
+    raw = await raw_clients(server.port)
+    await hostile_input_does_not_disturb_a_chat(make_peer, raw, attack, code)
+
+
+@pytest.mark.parametrize(
+    ("attack", "code"),
+    [
+        (lambda raw: raw.send_raw(b"\xde\xad\xbe\xef" * 4), "frame_too_large"),
+        (lambda raw: raw.send_frame(b"{{{{"), "protocol_error"),
+        (lambda raw: raw.send(Msg(id="1", ts=0.0, body="no chat content here")), "protocol_error"),
+    ],
+    ids=["garbage", "invalid-json", "wrong-message"],
+)
+async def test_hostile_bytes_after_login(
+    server: p2pchat.SignallingServer,
+    make_peer: PeerFactory,
+    raw_clients: RawFactory,
+    attack: Callable[[RawClient], Awaitable[None]],
+    code: str,
+) -> None:
+    raw = await raw_clients(server.port)
+    await raw.login("mallory", 1)
+    await hostile_input_does_not_disturb_a_chat(make_peer, raw, attack, code)
+    assert "mallory" not in server.online_users
+
+
+async def test_a_connection_that_never_says_hello_is_closed(raw_clients: RawFactory) -> None:
+    async with p2pchat.SignallingServer(port=0, hello_timeout=0.2) as server:
+        raw = await raw_clients(server.port)
+        error = await raw.recv_until(Error)
+        assert error.code == "timeout"
+        assert await raw.closed_by_other_side()
+
+
+async def test_a_wrong_protocol_version_is_refused(
+    server: p2pchat.SignallingServer, raw_clients: RawFactory
+) -> None:
+    raw = await raw_clients(server.port)
+    await raw.send(Hello(version=PROTOCOL_VERSION + 1, name="future"))
+    error = await raw.recv_until(Error)
+    assert error.code == "unsupported_version"
+
+
+async def test_errors_answer_the_request_that_caused_them(
+    server: p2pchat.SignallingServer, raw_clients: RawFactory
+) -> None:
+    raw = await raw_clients(server.port)
+    await raw.login("mallory", 1)
+    await raw.send(Invite(id="req-42", user="nobody"))
+    error = await raw.recv_until(Error)
+    assert (error.id, error.code) == ("req-42", "unknown_user")
+
+
+async def test_a_client_that_stops_reading_stalls_nobody_and_is_dropped(
+    raw_clients: RawFactory,
+) -> None:
+    async with p2pchat.SignallingServer(port=0, outbox_size=8) as server:
+        for n in range(30):  # long names make each answer to "list" about 1 KiB
+            await (await raw_clients(server.port)).login(f"{n:02d}" + "x" * 30, 1)
+        busy = await raw_clients(server.port)
+        await busy.login("busy", 1)
+        lazy = await raw_clients(server.port)
+        await lazy.login("lazy", 1)
+        typing.cast(asyncio.Transport, lazy.writer.transport).pause_reading()
+        lazy.writer.write(b"".join(encode(ListUsers(id=str(n))) for n in range(20_000)))
+        # lazy's own answers back up into its outbox; the server stops reading lazy only.
+        for _ in range(20):
+            assert "lazy" in await busy_list(busy)
+        # News about others never waits for a full outbox: lazy is dropped instead.
+        await (await raw_clients(server.port)).login("newcomer", 1)
+        await eventually(lambda: "lazy" not in server.online_users, timeout=10)
+        assert "busy" in await busy_list(busy)
+
+
+async def busy_list(client: RawClient) -> list[str]:
+    await client.send(ListUsers(id="final"))
+    while True:
+        answer = await client.recv()
+        if isinstance(answer, Users) and answer.id == "final":
+            return answer.users
+        assert isinstance(answer, Users | Presence)
+
+
+async def test_server_users_survive_a_restart_on_sqlite(
+    tmp_path: Path, raw_clients: RawFactory
+) -> None:
+    path = tmp_path / "server.sqlite3"
+    async with p2pchat.SignallingServer(port=0, store=p2pchat.SqliteUserStore(path)) as server:
+        raw = await raw_clients(server.port)
+        await raw.login("alice", 1)
+    store = p2pchat.SqliteUserStore(path)
+    async with p2pchat.SignallingServer(port=0, store=store) as server:
+        raw = await raw_clients(server.port)
+        await raw.login("bob", 1)
+        await raw.send(Invite(id="1", user="alice"))
+        error = await raw.recv_until(Error)
+        assert error.code == "user_offline"  # known from before the restart, not online
+        alice = await store.get("alice")
+        assert alice is not None
+        assert not alice.online

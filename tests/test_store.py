@@ -1,0 +1,199 @@
+"""Each store interface tested once, over every backend."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+import p2pchat
+from p2pchat import Message, MessageStore, StoreError, UserStore
+
+
+def message(n: int, sender: str = "alice", recipient: str = "bob") -> Message:
+    return Message(
+        id=f"m{n}", sender=sender, recipient=recipient, body=f"body {n}", sent_at=1000.0 + n
+    )
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+async def messages(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[MessageStore]:
+    store: MessageStore = (
+        p2pchat.MemoryMessageStore()
+        if request.param == "memory"
+        else p2pchat.SqliteMessageStore(tmp_path / "messages.sqlite3")
+    )
+    await store.start()
+    yield store
+    await store.close()
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+async def users(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[UserStore]:
+    store: UserStore = (
+        p2pchat.MemoryUserStore()
+        if request.param == "memory"
+        else p2pchat.SqliteUserStore(tmp_path / "users.sqlite3")
+    )
+    await store.start()
+    yield store
+    await store.close()
+
+
+async def test_add_is_idempotent_on_id(messages: MessageStore) -> None:
+    assert await messages.add(message(1)) is True
+    assert await messages.add(message(1)) is False
+    assert len(await messages.history("alice", "bob")) == 1
+
+
+async def test_add_many_returns_only_new_messages_in_order(messages: MessageStore) -> None:
+    await messages.add(message(2))
+    added = await messages.add_many([message(1), message(2), message(3), message(3)])
+    assert [m.id for m in added] == ["m1", "m3"]
+
+
+async def test_unshipped_in_order_until_marked(messages: MessageStore) -> None:
+    await messages.add_many([message(n) for n in range(5)])
+    await messages.add(message(9, sender="bob", recipient="alice"))
+    assert [m.id for m in await messages.unshipped("alice", "bob")] == [
+        "m0",
+        "m1",
+        "m2",
+        "m3",
+        "m4",
+    ]
+    await messages.mark_shipped(["m1", "m3", "unknown"])
+    assert [m.id for m in await messages.unshipped("alice", "bob")] == ["m0", "m2", "m4"]
+    history = await messages.history("alice", "bob")
+    assert {m.id: m.shipped for m in history}["m1"] is True
+
+
+async def test_history_both_directions_oldest_first_with_limit(messages: MessageStore) -> None:
+    await messages.add(message(1))
+    await messages.add(message(2, sender="bob", recipient="alice"))
+    await messages.add(message(3, recipient="carol"))
+    await messages.add(message(4))
+    assert [m.id for m in await messages.history("alice", "bob")] == ["m1", "m2", "m4"]
+    assert [m.id for m in await messages.history("bob", "alice")] == ["m1", "m2", "m4"]
+    assert [m.id for m in await messages.history("alice", "bob", limit=2)] == ["m2", "m4"]
+    assert await messages.history("alice", "nobody") == []
+
+
+async def test_messages_keep_every_field(messages: MessageStore) -> None:
+    original = Message(
+        id="x", sender="a", recipient="b", body="ünï\ncode ✓", sent_at=1.5, shipped=True
+    )
+    await messages.add(original)
+    assert await messages.history("a", "b") == [original]
+
+
+async def test_concurrent_adds_are_all_stored(messages: MessageStore) -> None:
+    import asyncio
+
+    results = await asyncio.gather(*(messages.add(message(n)) for n in range(200)))
+    assert all(results)
+    assert len(await messages.unshipped("alice", "bob")) == 200
+
+
+async def test_user_online_offline_and_lookup(users: UserStore) -> None:
+    assert await users.get("alice") is None
+    await users.set_online("alice", [("127.0.0.1", 4000)], now=10.0)
+    await users.set_online("bob", [], now=11.0)
+    assert await users.online() == ["alice", "bob"]
+    await users.set_offline("alice", now=12.0)
+    alice = await users.get("alice")
+    assert alice is not None
+    assert (alice.online, alice.first_seen, alice.last_seen) == (False, 10.0, 12.0)
+    assert alice.addresses == [("127.0.0.1", 4000)]
+    assert await users.online() == ["bob"]
+    await users.set_online("alice", [("::1", 5)], now=13.0)
+    again = await users.get("alice")
+    assert again is not None
+    assert again.first_seen == 10.0
+    assert again.addresses == [("::1", 5)]
+
+
+async def test_reset_presence_and_limit(users: UserStore) -> None:
+    for name in ("c", "a", "b"):
+        await users.set_online(name, [], now=1.0)
+    assert await users.online(limit=2) == ["a", "b"]
+    await users.reset_presence()
+    assert await users.online() == []
+    assert await users.get("a") is not None
+
+
+# SQLite only.
+
+
+async def test_reopened_message_store_has_everything_with_shipped_state(tmp_path: Path) -> None:
+    path = tmp_path / "m.sqlite3"
+    store = p2pchat.SqliteMessageStore(path)
+    await store.start()
+    await store.add_many([message(n) for n in range(3)])
+    await store.mark_shipped(["m0"])
+    await store.close()
+    reopened = p2pchat.SqliteMessageStore(path)
+    await reopened.start()
+    try:
+        assert [(m.id, m.shipped) for m in await reopened.history("alice", "bob")] == [
+            ("m0", True),
+            ("m1", False),
+            ("m2", False),
+        ]
+    finally:
+        await reopened.close()
+
+
+async def test_sqlite_files_are_wal_and_versioned(tmp_path: Path) -> None:
+    path = tmp_path / "m.sqlite3"
+    store = p2pchat.SqliteMessageStore(path)
+    await store.start()
+    await store.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 1
+
+
+@pytest.mark.parametrize("kind", [p2pchat.SqliteMessageStore, p2pchat.SqliteUserStore])
+async def test_a_store_from_a_newer_version_is_refused(
+    tmp_path: Path, kind: Callable[[Path], MessageStore | UserStore]
+) -> None:
+    path = tmp_path / "future.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA user_version = 99")
+    with pytest.raises(StoreError, match="newer than this p2pchat knows"):
+        await kind(path).start()
+
+
+async def test_a_file_that_is_not_a_database_is_a_store_error(tmp_path: Path) -> None:
+    path = tmp_path / "junk.sqlite3"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError, match="cannot open"):
+        await p2pchat.SqliteMessageStore(path).start()
+
+
+async def test_unopened_store_says_so(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="call start"):
+        await p2pchat.SqliteMessageStore(tmp_path / "x.sqlite3").add(message(1))
+
+
+async def test_a_failed_write_rolls_back_and_the_store_goes_on(tmp_path: Path) -> None:
+    path = tmp_path / "m.sqlite3"
+    store = p2pchat.SqliteMessageStore(path)
+    await store.start()
+    try:
+        await store.add(message(1))
+        with sqlite3.connect(path) as other:  # a trigger makes the next insert fail
+            other.execute(
+                "CREATE TRIGGER no_bodies BEFORE INSERT ON messages WHEN NEW.body = 'boom'"
+                " BEGIN SELECT RAISE(ABORT, 'disk says no'); END"
+            )
+        bad = Message(id="bad", sender="alice", recipient="bob", body="boom", sent_at=1.0)
+        with pytest.raises(StoreError, match="disk says no"):
+            await store.add_many([message(2), bad])
+        assert [m.id for m in await store.history("alice", "bob")] == ["m1"]  # all or nothing
+        assert await store.add(message(3)) is True
+    finally:
+        await store.close()
