@@ -1,0 +1,502 @@
+"""The two commands, ``p2pchat-server`` and ``p2pchat-peer``: argument parsing, logging,
+the console, and nothing else. Everything they do goes through the public library API.
+
+Both entry points take ``argv`` so that tests can call them directly; both exit 0 on a
+clean stop (``e``, end of input, Ctrl-C or SIGTERM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+
+import aioconsole
+import platformdirs
+
+from . import (
+    DEFAULT_PORT,
+    Conversation,
+    Invitation,
+    MemoryMessageStore,
+    MemoryUserStore,
+    Message,
+    MessageStore,
+    P2PChatError,
+    Peer,
+    SignallingServer,
+    SqliteMessageStore,
+    SqliteUserStore,
+    UserOffline,
+    UserStore,
+    __version__,
+)
+
+__all__ = ["peer_main", "server_main"]
+
+HISTORY_SHOWN = 20
+"""How many past messages are shown when a talk starts."""
+
+
+# Arguments.
+
+
+def _address(text: str) -> tuple[str, int]:
+    """Parse HOST:PORT, [IPv6]:PORT or :PORT."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _data_dir() -> Path:
+    return Path(platformdirs.user_data_dir("p2pchat", appauthor=False))
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    storage = parser.add_mutually_exclusive_group()
+    storage.add_argument("--db", type=Path, metavar="PATH", help="SQLite file to keep data in")
+    storage.add_argument("--memory", action="store_true", help="keep nothing after exit")
+    parser.add_argument(
+        "--log-level",
+        default="warning",
+        choices=["debug", "info", "warning", "error"],
+        help="log to stderr from this level on (default: warning)",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+async def _run_until_signalled(main: Awaitable[int]) -> int:
+    """Run ``main``; SIGINT or SIGTERM cancel it so that it can close cleanly."""
+    task = asyncio.ensure_future(main)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, task.cancel)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        return 0
+
+
+# p2pchat-server.
+
+
+def server_main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="p2pchat-server",
+        description="The p2pchat signalling server: presence and invitations, never chats.",
+    )
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=DEFAULT_PORT,
+        help=f"port to listen on (default {DEFAULT_PORT}; 0 picks a free one)",
+    )
+    _add_common(parser)
+    args = parser.parse_args(argv)
+    _setup_logging(args.log_level)
+    store: UserStore
+    if args.memory:
+        store = MemoryUserStore()
+    else:
+        store = SqliteUserStore(args.db or _data_dir() / "server.sqlite3")
+    server = SignallingServer(host=args.host, port=args.port, store=store)
+
+    async def serve() -> int:
+        try:
+            await server.start()
+        except (OSError, P2PChatError) as exc:
+            print(f"p2pchat-server: cannot start: {exc}", file=sys.stderr)
+            return 1
+        print(f"p2pchat-server listening on {', '.join(server.addresses_text())}", flush=True)
+        await server.serve_forever()
+        return 0
+
+    return asyncio.run(_run_until_signalled(serve()))
+
+
+# p2pchat-peer: the console.
+
+
+class Screen:
+    """Where the console reads lines and shows news."""
+
+    prompt = ""
+
+    async def read_line(self) -> str | None:
+        """The next line typed, or None at the end of input."""
+        raise NotImplementedError
+
+    async def show(self, text: str) -> None:
+        raise NotImplementedError
+
+
+class PipeScreen(Screen):
+    """Standard input and output are pipes or files: no prompt, one line per event."""
+
+    async def read_line(self) -> str | None:
+        try:
+            return str(await aioconsole.ainput(""))
+        except EOFError:
+            return None
+
+    async def show(self, text: str) -> None:
+        await aioconsole.aprint(text)
+
+
+class TerminalScreen(Screen):
+    """A terminal: line editing with readline; news is printed above the line being
+    typed, which is then drawn again as it was."""
+
+    def __init__(self) -> None:
+        try:
+            import readline
+        except ImportError:  # no readline on this platform: plain input()
+            self._readline = None
+        else:
+            self._readline = readline
+        self.prompt = "> "
+
+    async def read_line(self) -> str | None:
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[str | None] = loop.create_future()
+
+        def read() -> None:  # a daemon thread: exiting never waits for a pending input()
+            try:
+                line: str | None = input(self.prompt)
+            except (EOFError, KeyboardInterrupt):
+                line = None
+            except Exception as exc:  # stdin closed: report as end of input
+                logging.getLogger(__name__).debug("reading the terminal failed: %s", exc)
+                line = None
+
+            def deliver() -> None:
+                if not answer.done():
+                    answer.set_result(line)
+
+            with contextlib.suppress(RuntimeError):  # the loop may be gone at exit
+                loop.call_soon_threadsafe(deliver)
+
+        threading.Thread(target=read, name="p2pchat-input", daemon=True).start()
+        return await answer
+
+    async def show(self, text: str) -> None:
+        typed = self._readline.get_line_buffer() if self._readline is not None else ""
+        sys.stdout.write(f"\r\x1b[2K{text}\n{self.prompt}{typed}")
+        sys.stdout.flush()
+
+
+class PeerConsole:
+    """The ``p2pchat-peer`` commands on top of a started Peer."""
+
+    HELP = (
+        "commands: ls (who is online) | t NAME (talk to NAME) | y [NAME] (accept) | "
+        "n [NAME] (refuse) | h NAME (history) | d (debug) | e (exit)\n"
+        "in a talk every line is sent; /exit leaves it, /back returns to commands with the "
+        "talk kept open, /CMD runs a command (e.g. /y, /ls)"
+    )
+
+    def __init__(self, peer: Peer, screen: Screen, *, invite_timeout: float = 60.0) -> None:
+        self.peer = peer
+        self.screen = screen
+        self.invite_timeout = invite_timeout
+        self.focus: str | None = None  # the user the current talk is with
+        self._readers: dict[Conversation, asyncio.Task[None]] = {}
+        self._commands: dict[str, Callable[[str], Awaitable[bool]]] = {
+            "ls": self.cmd_list,
+            "t": self.cmd_talk,
+            "y": self.cmd_accept,
+            "n": self.cmd_refuse,
+            "h": self.cmd_history,
+            "d": self.cmd_debug,
+            "e": self.cmd_exit,
+            "exit": self.cmd_leave,
+            "back": self.cmd_back,
+            "help": self.cmd_help,
+            "?": self.cmd_help,
+        }
+
+    async def run(self) -> None:
+        peer = self.peer
+        peer.on_presence = self._presence
+        watcher = asyncio.create_task(self._watch_invitations())
+        await self.show(f"logged in as {peer.name}; type ? for help")
+        try:
+            while (line := await self.screen.read_line()) is not None:
+                if not await self.handle(line.strip()):
+                    break
+        finally:
+            watcher.cancel()
+            for task in self._readers.values():
+                task.cancel()
+            await asyncio.gather(watcher, *self._readers.values(), return_exceptions=True)
+
+    async def show(self, text: str) -> None:
+        await self.screen.show(text)
+
+    def _set_focus(self, user: str | None) -> None:
+        self.focus = user
+        if isinstance(self.screen, TerminalScreen):
+            self.screen.prompt = f"[{user}] > " if user else "> "
+
+    async def handle(self, line: str) -> bool:
+        """Act on one line; False when the console should stop."""
+        if not line:
+            return True
+        if self.focus is not None and not line.startswith("/"):
+            await self.say(self.focus, line)
+            return True
+        name, _, argument = line.removeprefix("/").partition(" ")
+        command = self._commands.get(name.lower())
+        if command is None:
+            await self.show(f"unknown command {name!r}; type ? for help")
+            return True
+        try:
+            return await command(argument.strip())
+        except P2PChatError as exc:
+            await self.show(f"error: {exc}")
+            return True
+
+    # Talking.
+
+    async def say(self, user: str, body: str) -> None:
+        """Send to ``user`` now, or keep it for them if no conversation is open."""
+        await self.peer.send(user, body)
+
+    async def _show_history(self, user: str, history: list[Message]) -> None:
+        await self.show(f"--- history with {user}: {len(history)} messages ---")
+        for message in history:
+            await self.show(self._format(message, history=True))
+        await self.show("--- end of history ---")
+
+    async def _talk(self, user: str, opening: Awaitable[Conversation]) -> None:
+        """Open a conversation with ``user`` and make it the current talk.
+
+        The history is read first, so what arrives once it is open is shown exactly once.
+        """
+        history = await self.peer.history(user, limit=HISTORY_SHOWN)
+        chat = await opening
+        if history:
+            await self._show_history(user, history)
+        self._set_focus(chat.peer)
+        await self.show(f"talking with {chat.peer} (/exit to leave, /back for commands)")
+        self._readers[chat] = asyncio.create_task(self._read_conversation(chat))
+
+    async def _read_conversation(self, chat: Conversation) -> None:
+        async for message in chat:
+            await self.show(self._format(message))
+        self._readers.pop(chat, None)
+        if chat.close_reason in ("closed", "logging out"):
+            return  # we left: said already
+        if self.focus == chat.peer:
+            self._set_focus(None)
+        await self.show(
+            f"{chat.peer} left the conversation ({chat.close_reason}); "
+            f"t {chat.peer} to write to them anyway"
+        )
+
+    def _format(self, message: Message, *, history: bool = False) -> str:
+        if not history:
+            return f"{message.sender}: {message.body}"
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(message.sent_at))
+        pending = "" if message.shipped else "  (not delivered yet)"
+        return f"[{when}] {message.sender}: {message.body}{pending}"
+
+    # Commands. Each returns False to stop the console.
+
+    async def cmd_list(self, _: str) -> bool:
+        users = await self.peer.online()
+        await self.show("online: " + ", ".join(users))
+        return True
+
+    async def cmd_talk(self, user: str) -> bool:
+        if not user:
+            line = await self._ask("talk to whom? ")
+            if not line:
+                return True
+            user = line.strip()
+        if (chat := self.peer.conversations.get(user)) is not None:
+            self._set_focus(chat.peer)
+            await self.show(f"back to talking with {user}")
+            return True
+        await self.show(f"inviting {user}...")
+        try:
+            await self._talk(user, self.peer.invite(user, timeout=self.invite_timeout))
+        except UserOffline:
+            self._set_focus(user)
+            await self.show(
+                f"{user} is offline: what you write now is kept and delivered "
+                "when you next talk (/exit to stop)"
+            )
+        return True
+
+    async def _ask(self, prompt: str) -> str | None:
+        saved = self.screen.prompt
+        self.screen.prompt = prompt
+        try:
+            if not isinstance(self.screen, TerminalScreen):
+                await self.show(prompt.strip())
+            return await self.screen.read_line()
+        finally:
+            self.screen.prompt = saved
+
+    def _pick(self, user: str) -> Invitation | None:
+        pending = self.peer.pending_invitations()
+        if user:
+            pending = [i for i in pending if i.sender == user]
+        return pending[-1] if pending else None
+
+    async def cmd_accept(self, user: str) -> bool:
+        invitation = self._pick(user)
+        if invitation is None:
+            await self.show("no pending invitation" + (f" from {user}" if user else ""))
+            return True
+        await self._talk(invitation.sender, invitation.accept())
+        return True
+
+    async def cmd_refuse(self, user: str) -> bool:
+        invitation = self._pick(user)
+        if invitation is None:
+            await self.show("no pending invitation" + (f" from {user}" if user else ""))
+            return True
+        await invitation.refuse("no thanks")
+        await self.show(f"refused {invitation.sender}")
+        return True
+
+    async def cmd_history(self, user: str) -> bool:
+        if not user:
+            await self.show("usage: h NAME")
+            return True
+        await self._show_history(user, await self.peer.history(user))
+        return True
+
+    async def cmd_debug(self, _: str) -> bool:
+        peer = self.peer
+        store = peer.store
+        where = getattr(store, "path", "memory")
+        lines = [
+            f"name: {peer.name}",
+            f"server: {peer.server_address[0]}:{peer.server_address[1]} "
+            f"({'connected' if peer.connected else 'disconnected'})",
+            f"listening: {', '.join(f'{h}:{p}' for h, p in peer.listening)}",
+            f"store: {where}",
+            f"talk: {self.focus or '-'}",
+            f"conversations: {', '.join(peer.conversations) or '-'}",
+            "pending invitations: "
+            + (", ".join(i.sender for i in peer.pending_invitations()) or "-"),
+        ]
+        for line in lines:
+            await self.show(line)
+        return True
+
+    async def cmd_exit(self, _: str) -> bool:
+        await self.show("bye")
+        return False
+
+    async def cmd_leave(self, _: str) -> bool:
+        if self.focus is None:
+            await self.show("not in a talk (e exits the program)")
+            return True
+        user = self.focus
+        self._set_focus(None)
+        if (chat := self.peer.conversations.get(user)) is not None:
+            await chat.close()
+        await self.show(f"left the talk with {user}")
+        return True
+
+    async def cmd_back(self, _: str) -> bool:
+        self._set_focus(None)
+        await self.show("commands (the talk stays open; t NAME to return)")
+        return True
+
+    async def cmd_help(self, _: str) -> bool:
+        await self.show(self.HELP)
+        return True
+
+    # News.
+
+    async def _watch_invitations(self) -> None:
+        while True:
+            invitation = await self.peer.next_invitation()
+            await self.show(f"{invitation.sender} invites you to talk: y to accept, n to refuse")
+
+    def _presence(self, user: str, online: bool) -> None:
+        text = f"* {user} is online" if online else f"* {user} went offline"
+        task = asyncio.ensure_future(self.show(text))
+        task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+
+
+def peer_main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="p2pchat-peer",
+        description="Chat with other p2pchat users over direct connections.",
+        epilog=PeerConsole.HELP,
+    )
+    parser.add_argument("name", metavar="NAME", help="your user name")
+    parser.add_argument(
+        "--server",
+        type=_address,
+        default=("127.0.0.1", DEFAULT_PORT),
+        metavar="HOST:PORT",
+        help=f"signalling server (default 127.0.0.1:{DEFAULT_PORT})",
+    )
+    parser.add_argument(
+        "--listen",
+        type=_address,
+        default=("127.0.0.1", 0),
+        metavar="HOST:PORT",
+        help="where other peers dial you (default 127.0.0.1 on a free port; "
+        "0.0.0.0:PORT for other machines)",
+    )
+    _add_common(parser)
+    args = parser.parse_args(argv)
+    _setup_logging(args.log_level)
+    store: MessageStore
+    if args.memory:
+        store = MemoryMessageStore()
+    else:
+        store = SqliteMessageStore(args.db or _data_dir() / f"peer-{args.name}.sqlite3")
+    peer = Peer(args.name, server=args.server, listen=args.listen, store=store)
+    screen: Screen = TerminalScreen() if sys.stdin.isatty() else PipeScreen()
+
+    async def chat() -> int:
+        try:
+            await peer.start()
+        except (OSError, P2PChatError) as exc:
+            print(f"p2pchat-peer: cannot log in as {args.name}: {exc}", file=sys.stderr)
+            return 1
+        try:
+            await PeerConsole(peer, screen).run()
+        finally:
+            await peer.close()
+        return 0
+
+    status = asyncio.run(_run_until_signalled(chat()))
+    if isinstance(screen, TerminalScreen):
+        print()
+    return status
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(peer_main())

@@ -1,0 +1,134 @@
+"""The two commands as real processes, driven through pipes."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from p2pchat import cli
+from p2pchat.demo import ScriptedProcess, command, run_demo
+
+Start = Callable[..., Awaitable[ScriptedProcess]]
+
+
+@pytest.fixture
+async def start(tmp_path: Path) -> AsyncIterator[Start]:
+    """Start a command with pipes; every process is stopped at the end of the test."""
+    processes: list[ScriptedProcess] = []
+    transcript: list[str] = []
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "XDG_DATA_HOME": str(tmp_path / "data")}
+
+    async def launch(label: str, name: str, *args: str) -> ScriptedProcess:
+        process = await ScriptedProcess.start(label, [*command(name), *args], transcript, env=env)
+        processes.append(process)
+        return process
+
+    yield launch
+    for process in processes:
+        await process.stop()
+
+
+@pytest.fixture
+async def server_port(start: Start) -> str:
+    server = await start("server", "p2pchat-server", "--port", "0", "--memory")
+    return (await server.expect(r"listening on 127\.0\.0\.1:(\d+)")).group(1)
+
+
+async def peer(start: Start, port: str, name: str, *args: str) -> ScriptedProcess:
+    process = await start(name, "p2pchat-peer", name, "--server", f"127.0.0.1:{port}", *args)
+    await process.expect(f"logged in as {name}")
+    return process
+
+
+async def test_the_demo_chat_through_real_processes(tmp_path: Path) -> None:
+    transcript: list[str] = []
+    await run_demo(tmp_path, transcript)  # ls, t, y, talk, /exit, offline, restart, h, e
+    typed = [line.split(" < ", 1)[1] for line in transcript if " < " in line]
+    assert {"ls", "t bob", "y", "/exit", "e", "h alice"} <= set(typed)
+
+
+async def test_refuse_and_the_name_prompt(start: Start, server_port: str) -> None:
+    alice = await peer(start, server_port, "alice", "--memory")
+    bob = await peer(start, server_port, "bob", "--memory")
+    await alice.say("t")
+    await alice.expect("talk to whom?")
+    await alice.say("bob")
+    await bob.expect("alice invites you")
+    await bob.say("n")
+    await bob.expect("refused alice")
+    await alice.expect("error: bob refused the invitation: no thanks")
+    await bob.say("y")
+    await bob.expect("no pending invitation")
+
+
+async def test_errors_are_reported_and_the_console_goes_on(start: Start, server_port: str) -> None:
+    alice = await peer(start, server_port, "alice", "--memory")
+    await alice.say("t nobody")
+    await alice.expect("error: no user named nobody has ever logged in")
+    await alice.say("frobnicate")
+    await alice.expect("unknown command 'frobnicate'")
+    await alice.say("d")
+    await alice.expect("name: alice")
+    await alice.expect(r"server: 127\.0\.0\.1:\d+ \(connected\)")
+    await alice.expect("store: memory")
+    await alice.say("ls")
+    await alice.expect("online: alice")
+
+
+async def test_a_taken_name_exits_with_a_clear_message(start: Start, server_port: str) -> None:
+    await peer(start, server_port, "alice", "--memory")
+    second = await start("alice2", "p2pchat-peer", "alice", "--server", f"127.0.0.1:{server_port}")
+    await second.expect("cannot log in as alice: alice is logged in already")
+    assert await second.finish() == 1
+
+
+async def test_no_server_exits_with_a_clear_message(start: Start, tmp_path: Path) -> None:
+    lonely = await start("lonely", "p2pchat-peer", "lonely", "--server", "127.0.0.1:1", "--memory")
+    await lonely.expect("cannot log in as lonely: cannot connect to 127.0.0.1:1")
+    assert await lonely.finish() == 1
+
+
+async def test_end_of_input_and_sigterm_leave_cleanly(
+    start: Start, server_port: str, tmp_path: Path
+) -> None:
+    alice = await peer(start, server_port, "alice")  # default store, in XDG_DATA_HOME
+    bob = await peer(start, server_port, "bob", "--memory")
+    await alice.say("t bob")
+    await bob.expect("alice invites you")
+    await bob.say("y")
+    await alice.expect("talking with bob")
+    await alice.say("before the end")
+    await bob.expect("alice: before the end")
+    bob.process.send_signal(signal.SIGTERM)
+    assert await bob.finish() == 0
+    await alice.expect("bob left the conversation")
+    await alice.close_input()
+    assert await alice.finish() == 0
+    assert (tmp_path / "data" / "p2pchat" / "peer-alice.sqlite3").exists()
+
+
+async def test_server_stops_on_sigterm_and_tells_its_peers(start: Start) -> None:
+    server = await start("server", "p2pchat-server", "--port", "0", "--memory")
+    port = (await server.expect(r"listening on .*:(\d+)")).group(1)
+    alice = await peer(start, port, "alice", "--memory")
+    server.process.send_signal(signal.SIGTERM)
+    assert await server.finish() == 0
+    await alice.say("d")
+    await alice.expect(r"\(disconnected\)")
+
+
+def test_entry_points_take_argv(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.peer_main(["--help"])
+    assert exited.value.code == 0
+    assert "t NAME" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exited:
+        cli.server_main(["--port", "x"])
+    assert exited.value.code == 2
+    with pytest.raises(SystemExit):
+        cli.peer_main(["alice", "--server", "no-port-here"])
+    assert "expected HOST:PORT" in capsys.readouterr().err
