@@ -59,6 +59,20 @@ async def test_list_is_capped(raw_clients: RawFactory) -> None:
         assert (users.users, users.truncated) == (["user0", "user1"], True)
 
 
+async def test_concurrent_logins_on_a_sqlite_store_each_get_welcome_first(
+    tmp_path: Path,
+) -> None:
+    store = p2pchat.SqliteUserStore(tmp_path / "users.sqlite3")  # its writes really wait
+    async with p2pchat.SignallingServer(port=0, store=store) as server:
+        peers = [p2pchat.Peer(f"p{n}", server=("127.0.0.1", server.port)) for n in range(30)]
+        await asyncio.gather(*(peer.start() for peer in peers))
+        try:
+            assert server.online_users == sorted(f"p{n}" for n in range(30))
+            assert len(await peers[0].online()) == 30
+        finally:
+            await asyncio.gather(*(peer.close() for peer in peers))
+
+
 async def test_a_taken_name_is_refused_and_the_first_login_keeps_working(
     make_peer: PeerFactory,
 ) -> None:

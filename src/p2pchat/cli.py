@@ -177,6 +177,7 @@ class TerminalScreen(Screen):
         else:
             self._readline = readline
         self.prompt = "> "
+        self._reading = False  # an input() is waiting for a line
 
     async def read_line(self) -> str | None:
         loop = asyncio.get_running_loop()
@@ -184,12 +185,15 @@ class TerminalScreen(Screen):
 
         def read() -> None:  # a daemon thread: exiting never waits for a pending input()
             try:
+                self._reading = True
                 line: str | None = input(self.prompt)
             except (EOFError, KeyboardInterrupt):
                 line = None
             except Exception as exc:  # stdin closed: report as end of input
                 logging.getLogger(__name__).debug("reading the terminal failed: %s", exc)
                 line = None
+            finally:
+                self._reading = False
 
             def deliver() -> None:
                 if not answer.done():
@@ -202,8 +206,11 @@ class TerminalScreen(Screen):
         return await answer
 
     async def show(self, text: str) -> None:
-        typed = self._readline.get_line_buffer() if self._readline is not None else ""
-        sys.stdout.write(f"\r\x1b[2K{text}\n{self.prompt}{typed}")
+        if not self._reading:
+            sys.stdout.write(f"{text}\n")
+        else:  # clear the line being typed, print above it, then draw it again
+            typed = self._readline.get_line_buffer() if self._readline is not None else ""
+            sys.stdout.write(f"\r\x1b[2K{text}\n{self.prompt}{typed}")
         sys.stdout.flush()
 
 

@@ -183,7 +183,8 @@ class SignallingServer:
         self.clock = clock
         self._server: asyncio.Server | None = None
         self._closing = False
-        self._sessions: dict[str, _Session] = {}
+        self._sessions: dict[str, _Session] = {}  # welcomed: they get news and invitations
+        self._logging_in: set[str] = set()  # names taken by a login still in progress
         self._invitations: dict[str, _Invitation] = {}
         self._connections: set[asyncio.Task[None]] = set()
         self._handlers: dict[type[Any], Callable[[_Session, Any], Awaitable[None]]] = {
@@ -316,24 +317,24 @@ class SignallingServer:
                 code="unsupported_version",
             )
             return None
-        if hello.name in self._sessions:
+        if hello.name in self._sessions or hello.name in self._logging_in:
             error = NameTaken(f"{hello.name} is logged in already")
             await connection.fail(str(error), code=error.code)
             return None
         session = _Session(connection, hello, outbox_size=self.outbox_size)
-        self._sessions[session.name] = session  # before any await: the name is now taken
+        self._logging_in.add(session.name)  # before any await: the name is now taken
         try:
             await self.store.set_online(session.name, session.addresses, now=self.clock())
-        except BaseException:
-            del self._sessions[session.name]
-            raise
+        finally:
+            self._logging_in.discard(session.name)
         connection.log = type(connection.log)(connection.log.logger, {"conn": session.name})
         observed = connection.remote_address[0] if connection.remote_address else ""
+        # Welcome is the first thing queued: only then may news and invitations follow it.
         await session.reply(Welcome(version=PROTOCOL_VERSION, name=session.name, observed=observed))
-        session.writer = asyncio.create_task(session.write_outbox())
         for other in self._sessions.values():
-            if other is not session:
-                other.push(Presence(user=session.name, online=True))
+            other.push(Presence(user=session.name, online=True))
+        self._sessions[session.name] = session
+        session.writer = asyncio.create_task(session.write_outbox())
         connection.log.info("logged in, dialable at %s", session.addresses)
         return session
 
