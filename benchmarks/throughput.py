@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import p2pchat
@@ -46,12 +47,13 @@ async def bench_chat(count: int, workdir: Path) -> None:
                 for _ in range(count):
                     await chat_b.receive()
 
-            for label, send_all in (
-                ("one at a time (each awaited)", lambda: sequential(chat_a, count)),
-                ("a burst (sent concurrently)", lambda: burst(chat_a, count)),
-            ):
+            senders: list[tuple[str, Callable[[p2pchat.Conversation, int], Awaitable[None]]]] = [
+                ("one at a time (each awaited)", sequential),
+                ("a burst (sent concurrently)", burst),
+            ]
+            for label, send_all in senders:
                 started = time.perf_counter()
-                await asyncio.gather(send_all(), receive_all())
+                await asyncio.gather(send_all(chat_a, count), receive_all())
                 elapsed = time.perf_counter() - started
                 print(
                     f"chat, {label}: {count / elapsed:,.0f} messages/s "
