@@ -15,7 +15,7 @@ import pytest
 
 import p2pchat
 from p2pchat.connection import Connection
-from p2pchat.protocol import PROTOCOL_VERSION, Hello, Welcome, WireMessage
+from p2pchat.protocol import PROTOCOL_VERSION, Hello, Invited, Welcome, WireMessage
 
 REQUIRE_ALL = os.environ.get("P2PCHAT_REQUIRE_ALL") == "1"
 POLL_INTERVAL = 0.01
@@ -126,6 +126,24 @@ class RawClient:
 
     async def close(self) -> None:
         await self.connection.close()
+
+
+async def hand_driven_invitee(
+    inviter: p2pchat.Peer,
+    name: str,
+    server_port: int,
+    open_client: Callable[[int], Awaitable[RawClient]],
+) -> tuple[p2pchat.Conversation, RawClient]:
+    """Log in ``name`` by hand, have ``inviter`` invite it, dial in: (inviter's chat, the
+    raw direct connection), so the test decides every byte the invitee sends."""
+    login = await open_client(server_port)
+    await login.login(name, 1)
+    inviting = asyncio.create_task(inviter.invite(name, timeout=10))
+    invited = await login.recv_until(Invited)
+    direct = await open_client(invited.addresses[0][1])
+    await direct.send(Hello(version=PROTOCOL_VERSION, name=name, invitation=invited.invitation))
+    assert isinstance(await direct.recv(), Welcome)
+    return await inviting, direct
 
 
 @pytest.fixture

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 import p2pchat
-from p2pchat.protocol import PROTOCOL_VERSION, Ack, Error, Hello, Invited, Msg, Welcome
+from p2pchat.protocol import PROTOCOL_VERSION, Ack, Error, Hello, Msg
 
-from .conftest import PeerFactory, RawClient, connect, eventually
+from .conftest import PeerFactory, RawClient, connect, eventually, hand_driven_invitee
 
 RawFactory = Callable[[int], Awaitable[RawClient]]
 
@@ -122,14 +122,7 @@ async def test_shipped_is_set_only_after_the_ack(
 ) -> None:
     alice = await make_peer("alice")
     # "bob" is driven by hand, so the test decides when the ack goes back.
-    bob = await raw_clients(server.port)
-    await bob.login("bob", 1)
-    inviting = asyncio.create_task(alice.invite("bob"))
-    invited = await bob.recv_until(Invited)
-    direct = await raw_clients(invited.addresses[0][1])
-    await direct.send(Hello(version=PROTOCOL_VERSION, name="bob", invitation=invited.invitation))
-    assert isinstance(await direct.recv(), Welcome)
-    chat = await inviting
+    chat, direct = await hand_driven_invitee(alice, "bob", server.port, raw_clients)
     sent = await chat.send("please ack")
     msg = await direct.recv_until(Msg)
     assert msg.id == sent.id
@@ -227,13 +220,7 @@ async def test_garbage_on_a_direct_connection_ends_only_that_conversation(
     bob = await make_peer("bob")
     carol = await make_peer("carol")
     chat_ab, chat_ba = await connect(alice, bob)
-    raw = await raw_clients(server.port)  # a hand-driven "dave" gets a real conversation
-    await raw.login("dave", 1)
-    inviting = asyncio.create_task(carol.invite("dave"))
-    invited = await raw.recv_until(Invited)
-    direct = await raw_clients(invited.addresses[0][1])
-    await direct.send(Hello(version=PROTOCOL_VERSION, name="dave", invitation=invited.invitation))
-    chat_cd = await inviting
+    chat_cd, direct = await hand_driven_invitee(carol, "dave", server.port, raw_clients)
     await direct.send_raw(b"\x00\x00\x00\x04nope")
     assert (await direct.recv_until(Error)).code == "protocol_error"
     await chat_cd.wait_closed()
