@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import typing
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -245,3 +246,19 @@ async def test_two_servers_and_five_peers_in_one_process() -> None:
         finally:
             for peer in peers:
                 await peer.close()
+
+
+async def test_no_send_hangs_when_the_conversation_dies_under_load(
+    server: p2pchat.SignallingServer, make_peer: PeerFactory, raw_clients: RawFactory
+) -> None:
+    alice = await make_peer("alice", max_queue=8)
+    chat, direct = await hand_driven_invitee(alice, "bob", server.port, raw_clients)
+    typing.cast(asyncio.Transport, direct.writer.transport).pause_reading()  # bob stops reading
+    sends = [asyncio.ensure_future(chat.send("x" * 16_000)) for _ in range(2000)]
+    await eventually(lambda: sum(s.done() for s in sends) > 16)  # the pipe is now full
+    direct.writer.transport.abort()  # bob vanishes
+    results = await asyncio.wait_for(asyncio.gather(*sends, return_exceptions=True), 10)
+    assert chat.closed
+    assert all(isinstance(r, p2pchat.Message | p2pchat.ConversationClosed) for r in results)
+    stored = await alice.history("bob")
+    assert not any(m.shipped for m in stored)  # nothing was acked, everything is kept

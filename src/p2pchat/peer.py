@@ -294,6 +294,8 @@ class Conversation:
         message = self._owner._new_message(self.peer, body)
         done: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         await self._outgoing.put((message, done))
+        if self.closed:  # it closed while we waited for room: nobody will take this one
+            self._fail_queued()
         return await done
 
     async def _send_loop(self) -> None:
@@ -434,11 +436,17 @@ class Conversation:
         for task in self._tasks:
             if task is not current:
                 task.cancel()
+        self._fail_queued()
+        self._owner._forget(self)
+
+    def _fail_queued(self) -> None:
+        """Fail the sends still queued: they were never stored, so nothing is kept."""
         while not self._outgoing.empty():
             _, done = self._outgoing.get_nowait()
             if not done.done():
-                done.set_exception(ConversationClosed(f"conversation with {self.peer}: {reason}"))
-        self._owner._forget(self)
+                done.set_exception(
+                    ConversationClosed(f"conversation with {self.peer}: {self.close_reason}")
+                )
 
     async def close(self, reason: str = "") -> None:
         """Leave the conversation: tell the other side, close the connection."""
