@@ -15,7 +15,24 @@ import pytest
 
 import p2pchat
 from p2pchat.connection import Connection
-from p2pchat.protocol import PROTOCOL_VERSION, Hello, Invited, Welcome, WireMessage
+from p2pchat.identity import (
+    Identity,
+    b64decode,
+    b64encode,
+    direct_tls_context,
+    login_challenge_payload,
+)
+from p2pchat.protocol import (
+    PROTOCOL_VERSION,
+    Auth,
+    Challenge,
+    Hello,
+    Invited,
+    Proceed,
+    StartTls,
+    Welcome,
+    WireMessage,
+)
 
 REQUIRE_ALL = os.environ.get("P2PCHAT_REQUIRE_ALL") == "1"
 POLL_INTERVAL = 0.01
@@ -91,11 +108,34 @@ class RawClient:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         return cls(reader, writer)
 
-    async def login(self, name: str, port: int) -> Welcome:
-        await self.send(Hello(version=PROTOCOL_VERSION, name=name, addresses=[("127.0.0.1", port)]))
+    async def login(self, name: str, port: int, identity: Identity | None = None) -> Welcome:
+        """Log in as ``name`` with ``identity`` (a new one by default), proving the key."""
+        identity = identity or Identity.generate()
+        self.identity = identity
+        await self.send(
+            Hello(
+                version=PROTOCOL_VERSION,
+                name=name,
+                addresses=[("127.0.0.1", port)],
+                certificate=b64encode(identity.certificate),
+            )
+        )
+        challenge = await self.recv()
+        assert isinstance(challenge, Challenge), challenge
+        payload = login_challenge_payload(challenge.nonce, name, identity.key)
+        await self.send(Auth(signature=identity.sign(payload)))
         welcome = await self.recv()
         assert isinstance(welcome, Welcome), welcome
         return welcome
+
+    async def start_direct(self, identity: Identity, invited: Invited, name: str) -> None:
+        """Do what an invitee does on a direct connection: starttls, TLS, hello."""
+        await self.send(StartTls(invitation=invited.invitation))
+        assert isinstance(await self.recv(), Proceed)
+        trusted = b64decode(invited.certificate)
+        await self.connection.start_tls(direct_tls_context(identity, trusted, server_side=False))
+        await self.send(Hello(version=PROTOCOL_VERSION, name=name, invitation=invited.invitation))
+        assert isinstance(await self.recv(), Welcome)
 
     async def send(self, message: WireMessage) -> None:
         await self.connection.send(message)
@@ -136,13 +176,13 @@ async def hand_driven_invitee(
 ) -> tuple[p2pchat.Conversation, RawClient]:
     """Log in ``name`` by hand, have ``inviter`` invite it, dial in: (inviter's chat, the
     raw direct connection), so the test decides every byte the invitee sends."""
+    identity = Identity.generate()
     login = await open_client(server_port)
-    await login.login(name, 1)
+    await login.login(name, 1, identity)
     inviting = asyncio.create_task(inviter.invite(name, timeout=10))
     invited = await login.recv_until(Invited)
     direct = await open_client(invited.addresses[0][1])
-    await direct.send(Hello(version=PROTOCOL_VERSION, name=name, invitation=invited.invitation))
-    assert isinstance(await direct.recv(), Welcome)
+    await direct.start_direct(identity, invited, name)
     return await inviting, direct
 
 

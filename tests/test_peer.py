@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ssl
 import typing
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -10,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import p2pchat
-from p2pchat.protocol import PROTOCOL_VERSION, Ack, Error, Hello, Msg
+from p2pchat.protocol import PROTOCOL_VERSION, Ack, Error, Hello, Msg, Proceed, StartTls
 
 from .conftest import PeerFactory, RawClient, connect, eventually, hand_driven_invitee
 
@@ -91,14 +93,19 @@ async def test_messages_to_an_offline_user_arrive_once_in_order_next_time(
     server: p2pchat.SignallingServer, make_peer: PeerFactory, db_path: Callable[[str], Path]
 ) -> None:
     alice = await make_peer("alice", store=p2pchat.SqliteMessageStore(db_path("alice")))
-    bob = await make_peer("bob", store=p2pchat.SqliteMessageStore(db_path("bob")))
+    bob_key = p2pchat.Identity.load_or_create(db_path("bob").with_suffix(".key"))
+    bob = await make_peer("bob", store=p2pchat.SqliteMessageStore(db_path("bob")), identity=bob_key)
     chat_a, chat_b = await connect(alice, bob)
     await chat_b.close()
     await bob.close()
     written = [await alice.send("bob", f"offline {n}") for n in range(20)]
     assert not any(m.shipped for m in await alice.history("bob"))
-    # bob comes back (same store); they talk again; the backlog goes first.
-    bob = await make_peer("bob", store=p2pchat.SqliteMessageStore(db_path("bob")))
+    # bob comes back (same store, same key file); they talk again; the backlog goes first.
+    bob = await make_peer(
+        "bob",
+        store=p2pchat.SqliteMessageStore(db_path("bob")),
+        identity=p2pchat.Identity.load(db_path("bob").with_suffix(".key")),
+    )
     chat_a, chat_b = await connect(alice, bob)
     await chat_a.send("live")
     received = [await asyncio.wait_for(chat_b.receive(), 5) for _ in range(21)]
@@ -144,7 +151,10 @@ async def test_a_restarted_peer_keeps_its_history(
     await eventually(lambda: _all_shipped(alice, "bob"))
     await alice.close()
     again = p2pchat.Peer(
-        "alice", server=alice.server_address, store=p2pchat.SqliteMessageStore(db_path("alice"))
+        "alice",
+        server=alice.server_address,
+        store=p2pchat.SqliteMessageStore(db_path("alice")),
+        identity=alice.identity,
     )
     async with again:
         history = await again.history("bob")
@@ -178,29 +188,36 @@ async def test_a_too_large_message_is_refused_before_it_is_stored(make_peer: Pee
     assert await alice.history("bob") == []
 
 
-async def test_a_dial_in_with_someone_elses_invitation_is_refused(
+async def test_a_dial_in_with_a_stolen_invitation_and_another_key_is_refused(
     server: p2pchat.SignallingServer, make_peer: PeerFactory, raw_clients: RawFactory
 ) -> None:
     alice = await make_peer("alice")
     bob = await make_peer("bob")
-    mallory = await make_peer("mallory")
     inviting = asyncio.create_task(alice.invite("bob"))
     invitation = await asyncio.wait_for(bob.next_invitation(), 5)
-    # mallory learns the invitation id and dials alice first, under her own name.
+    # mallory learns the invitation id and dials alice first, as "bob", with her own key.
+    mallory = p2pchat.Identity.generate()
     direct = await raw_clients(alice.listening[0][1])
-    await direct.send(Hello(version=PROTOCOL_VERSION, name="mallory", invitation=invitation.id))
-    refusal = await direct.recv_until(Error)
-    assert "not sent to mallory" in refusal.reason
-    # ...and with no invitation at all.
+    await direct.send(StartTls(invitation=invitation.id))
+    assert isinstance(await direct.recv(), Proceed)
+    anything = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    anything.check_hostname, anything.verify_mode = False, ssl.CERT_NONE
+    mallory.load_into(anything)
+    with contextlib.suppress(p2pchat.ConnectionClosed):
+        await direct.connection.start_tls(anything)
+        await direct.send(Hello(version=PROTOCOL_VERSION, name="bob", invitation=invitation.id))
+        await direct.send(Msg(id="evil", ts=0.0, body="hi alice, it's really me"))
+    assert await direct.closed_by_other_side()  # alice's TLS refused mallory's certificate
+    # ...and someone with a made-up invitation is refused before any TLS.
     stranger = await raw_clients(alice.listening[0][1])
-    await stranger.send(Hello(version=PROTOCOL_VERSION, name="mallory", invitation="made-up"))
+    await stranger.send(StartTls(invitation="made-up"))
     assert (await stranger.recv_until(Error)).code == "invitation_gone"
-    # The real invitee still gets through.
+    # The real invitee still gets through, and nothing of mallory's was read.
     chat_b = await invitation.accept()
     chat_a = await inviting
     await chat_a.send("only for bob")
     assert (await asyncio.wait_for(chat_b.receive(), 5)).body == "only for bob"
-    assert "alice" not in mallory.conversations
+    assert [m.body for m in await alice.history("bob")] == ["only for bob"]
 
 
 async def test_an_unreachable_inviter_is_reported_to_both_sides(make_peer: PeerFactory) -> None:

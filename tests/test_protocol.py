@@ -31,7 +31,7 @@ SAMPLES: list[WireMessage] = [
     ListUsers(id="1"),
     Users(id="1", users=["alice", "bob"]),
     Invite(id="2", user="bob"),
-    Invited(invitation="inv-1", sender="alice", addresses=[("10.0.0.1", 1)]),
+    Invited(invitation="inv-1", sender="alice", addresses=[("10.0.0.1", 1)], certificate="AAAA"),
     Presence(user="carol", online=False),
     Msg(id="6f1c", ts=1700000000.25, body="héllo, wörld ✓\nsecond line"),
     Ack(ids=["a", "b"]),

@@ -153,7 +153,7 @@ async def test_sqlite_files_are_wal_and_versioned(tmp_path: Path) -> None:
     await store.close()
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 2
 
 
 @pytest.mark.parametrize("kind", [p2pchat.SqliteMessageStore, p2pchat.SqliteUserStore])

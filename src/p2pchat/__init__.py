@@ -13,12 +13,15 @@ direct connections and keep their own history. Everything the two commands do is
 from __future__ import annotations
 
 from .errors import (
+    AuthenticationError,
     ConnectionClosed,
     ConversationClosed,
     FrameTooLarge,
+    IdentityError,
     InvitationGone,
     InviteRefused,
     InviteTimeout,
+    KeyChanged,
     MessageTooLarge,
     NameTaken,
     P2PChatError,
@@ -30,6 +33,7 @@ from .errors import (
     UnknownUser,
     UserOffline,
 )
+from .identity import Identity, fingerprint
 from .peer import Conversation, Invitation, Peer
 from .protocol import DEFAULT_MAX_FRAME, PROTOCOL_VERSION
 from .server import DEFAULT_PORT, SignallingServer
@@ -50,14 +54,18 @@ __all__ = [
     "DEFAULT_MAX_FRAME",
     "DEFAULT_PORT",
     "PROTOCOL_VERSION",
+    "AuthenticationError",
     "ConnectionClosed",
     "Conversation",
     "ConversationClosed",
     "FrameTooLarge",
+    "Identity",
+    "IdentityError",
     "Invitation",
     "InvitationGone",
     "InviteRefused",
     "InviteTimeout",
+    "KeyChanged",
     "MemoryMessageStore",
     "MemoryUserStore",
     "Message",
@@ -79,4 +87,5 @@ __all__ = [
     "UserRecord",
     "UserStore",
     "__version__",
+    "fingerprint",
 ]

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import ssl
 import sys
 import threading
 import time
@@ -24,7 +25,9 @@ import platformdirs
 from . import (
     DEFAULT_PORT,
     Conversation,
+    Identity,
     Invitation,
+    KeyChanged,
     MemoryMessageStore,
     MemoryUserStore,
     Message,
@@ -37,6 +40,7 @@ from . import (
     UserOffline,
     UserStore,
     __version__,
+    fingerprint,
 )
 
 __all__ = ["peer_main", "server_main"]
@@ -113,15 +117,31 @@ def server_main(argv: Sequence[str] | None = None) -> int:
         default=DEFAULT_PORT,
         help=f"port to listen on (default {DEFAULT_PORT}; 0 picks a free one)",
     )
+    parser.add_argument(
+        "--tls-cert", type=Path, metavar="PEM", help="serve over TLS with this certificate"
+    )
+    parser.add_argument(
+        "--tls-key", type=Path, metavar="PEM", help="the key of --tls-cert, if in another file"
+    )
     _add_common(parser)
     args = parser.parse_args(argv)
+    if args.tls_key and not args.tls_cert:
+        parser.error("--tls-key goes with --tls-cert")
     _setup_logging(args.log_level)
+    tls: ssl.SSLContext | None = None
+    if args.tls_cert:
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            tls.load_cert_chain(args.tls_cert, args.tls_key)
+        except (OSError, ssl.SSLError) as exc:
+            print(f"p2pchat-server: cannot load the TLS certificate: {exc}", file=sys.stderr)
+            return 1
     store: UserStore
     if args.memory:
         store = MemoryUserStore()
     else:
         store = SqliteUserStore(args.db or _data_dir() / "server.sqlite3")
-    server = SignallingServer(host=args.host, port=args.port, store=store)
+    server = SignallingServer(host=args.host, port=args.port, store=store, ssl=tls)
 
     async def serve() -> int:
         try:
@@ -129,7 +149,8 @@ def server_main(argv: Sequence[str] | None = None) -> int:
         except (OSError, P2PChatError) as exc:
             print(f"p2pchat-server: cannot start: {exc}", file=sys.stderr)
             return 1
-        print(f"p2pchat-server listening on {', '.join(server.addresses_text())}", flush=True)
+        where = ", ".join(server.addresses_text())
+        print(f"p2pchat-server listening on {where}{' (TLS)' if tls else ''}", flush=True)
         await server.serve_forever()
         return 0
 
@@ -219,7 +240,8 @@ class PeerConsole:
 
     HELP = (
         "commands: ls (who is online) | t NAME (talk to NAME) | y [NAME] (accept) | "
-        "n [NAME] (refuse) | h NAME (history) | d (debug) | e (exit)\n"
+        "n [NAME] (refuse) | h NAME (history) | whois NAME (their key) | d (debug) | "
+        "e (exit)\n"
         "in a talk every line is sent; /exit leaves it, /back returns to commands with the "
         "talk kept open, /CMD runs a command (e.g. /y, /ls)"
     )
@@ -237,6 +259,7 @@ class PeerConsole:
             "n": self.cmd_refuse,
             "h": self.cmd_history,
             "d": self.cmd_debug,
+            "whois": self.cmd_whois,
             "e": self.cmd_exit,
             "exit": self.cmd_leave,
             "back": self.cmd_back,
@@ -248,7 +271,7 @@ class PeerConsole:
         peer = self.peer
         peer.on_presence = self._presence
         watcher = asyncio.create_task(self._watch_invitations())
-        await self.show(f"logged in as {peer.name}; type ? for help")
+        await self.show(f"logged in as {peer.name}, fingerprint {peer.fingerprint}; ? for help")
         try:
             while (line := await self.screen.read_line()) is not None:
                 if not await self.handle(line.strip()):
@@ -349,7 +372,15 @@ class PeerConsole:
             return True
         await self.show(f"inviting {user}...")
         try:
-            await self._talk(user, self.peer.invite(user, timeout=self.invite_timeout))
+            try:
+                await self._talk(user, self.peer.invite(user, timeout=self.invite_timeout))
+            except KeyChanged as changed:
+                if not await self._trust_new_key(changed):
+                    return True
+                await self._talk(
+                    user,
+                    self.peer.invite(user, timeout=self.invite_timeout, trust_new_key=True),
+                )
         except UserOffline:
             self._set_focus(user)
             await self.show(
@@ -379,8 +410,23 @@ class PeerConsole:
         if invitation is None:
             await self.show("no pending invitation" + (f" from {user}" if user else ""))
             return True
-        await self._talk(invitation.sender, invitation.accept())
+        try:
+            await self._talk(invitation.sender, invitation.accept())
+        except KeyChanged as changed:
+            if not await self._trust_new_key(changed):
+                await invitation.refuse("key changed")
+                await self.show(f"refused {invitation.sender}")
+                return True
+            await self._talk(invitation.sender, invitation.accept(trust_new_key=True))
         return True
+
+    async def _trust_new_key(self, changed: KeyChanged) -> bool:
+        """Tell the user a contact's key changed; True only if they type "yes"."""
+        await self.show(f"WARNING: {changed}")
+        answer = await self._ask(f"trust the new key of {changed.user}? (yes/no) ")
+        trusted = (answer or "").strip().lower() == "yes"
+        await self.show(f"trusting the new key of {changed.user}" if trusted else "not trusted")
+        return trusted
 
     async def cmd_refuse(self, user: str) -> bool:
         invitation = self._pick(user)
@@ -404,6 +450,7 @@ class PeerConsole:
         where = getattr(store, "path", "memory")
         lines = [
             f"name: {peer.name}",
+            f"fingerprint: {peer.fingerprint}",
             f"server: {peer.server_address[0]}:{peer.server_address[1]} "
             f"({'connected' if peer.connected else 'disconnected'})",
             f"listening: {', '.join(f'{h}:{p}' for h, p in peer.listening)}",
@@ -415,6 +462,21 @@ class PeerConsole:
         ]
         for line in lines:
             await self.show(line)
+        return True
+
+    async def cmd_whois(self, user: str) -> bool:
+        if not user:
+            await self.show("usage: whois NAME")
+            return True
+        key = await self.peer.whois(user)
+        known = await self.peer.known_key(user)
+        if known is None:
+            verdict = "not talked with yet: compare it with them"
+        elif known == key:
+            verdict = "matches the key remembered"
+        else:
+            verdict = f"DIFFERS from the key remembered, {fingerprint(known)}"
+        await self.show(f"{user}: {fingerprint(key)} ({verdict})")
         return True
 
     async def cmd_exit(self, _: str) -> bool:
@@ -457,7 +519,7 @@ class PeerConsole:
 def peer_main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="p2pchat-peer",
-        description="Chat with other p2pchat users over direct connections.",
+        description="Chat with other p2pchat users over direct, encrypted connections.",
         epilog=PeerConsole.HELP,
     )
     parser.add_argument("name", metavar="NAME", help="your user name")
@@ -476,15 +538,51 @@ def peer_main(argv: Sequence[str] | None = None) -> int:
         help="where other peers dial you (default 127.0.0.1 on a free port; "
         "0.0.0.0:PORT for other machines)",
     )
+    parser.add_argument(
+        "--identity",
+        type=Path,
+        metavar="PATH",
+        help="your key file, made on first use (default: identity-NAME.key in the data "
+        "directory); the server binds NAME to it",
+    )
+    server_tls = parser.add_mutually_exclusive_group()
+    server_tls.add_argument(
+        "--tls", action="store_true", help="reach the server over TLS, checked with system CAs"
+    )
+    server_tls.add_argument(
+        "--server-cert",
+        type=Path,
+        metavar="PEM",
+        help="reach the server over TLS, trusting only this certificate",
+    )
     _add_common(parser)
     args = parser.parse_args(argv)
     _setup_logging(args.log_level)
+    try:
+        identity = Identity.load_or_create(
+            args.identity or _data_dir() / f"identity-{args.name}.key"
+        )
+        server_ssl = (
+            ssl.create_default_context(cafile=args.server_cert)
+            if args.tls or args.server_cert
+            else None
+        )
+    except (P2PChatError, OSError, ssl.SSLError) as exc:
+        print(f"p2pchat-peer: {exc}", file=sys.stderr)
+        return 1
     store: MessageStore
     if args.memory:
         store = MemoryMessageStore()
     else:
         store = SqliteMessageStore(args.db or _data_dir() / f"peer-{args.name}.sqlite3")
-    peer = Peer(args.name, server=args.server, listen=args.listen, store=store)
+    peer = Peer(
+        args.name,
+        server=args.server,
+        listen=args.listen,
+        store=store,
+        identity=identity,
+        server_ssl=server_ssl,
+    )
     screen: Screen = TerminalScreen() if sys.stdin.isatty() else PipeScreen()
 
     async def chat() -> int:

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import ssl
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -68,15 +69,39 @@ class Connection:
         *,
         max_frame: int | None = DEFAULT_MAX_FRAME,
         timeout: float | None = 10.0,
+        tls: ssl.SSLContext | None = None,
     ) -> Connection:
-        """Dial ``host:port``. Raises ConnectionClosed if it cannot be reached in time."""
+        """Dial ``host:port`` (over TLS with ``tls``, checking the certificate for ``host``).
+
+        Raises ConnectionClosed if it cannot be reached, or verified, in time.
+        """
         try:
             async with asyncio.timeout(timeout):
-                reader, writer = await asyncio.open_connection(host, port, limit=READ_SIZE)
+                reader, writer = await asyncio.open_connection(
+                    host, port, limit=READ_SIZE, ssl=tls, server_hostname=host if tls else None
+                )
         except (OSError, TimeoutError) as exc:
             reason = "timed out" if isinstance(exc, TimeoutError) else str(exc)
             raise ConnectionClosed(f"cannot connect to {host}:{port}: {reason}") from exc
         return cls(reader, writer, max_frame=max_frame)
+
+    async def start_tls(self, context: ssl.SSLContext, *, timeout: float | None = 10.0) -> None:
+        """Upgrade this connection to TLS in place (the side that accepted it is the server).
+
+        Both sides must have stopped sending clear bytes: any still buffered would be lost.
+        """
+        if self._decoder.buffered:
+            raise ProtocolError("bytes arrived before the TLS handshake")
+        try:
+            await self._writer.start_tls(context, ssl_handshake_timeout=timeout)
+        except (OSError, TimeoutError) as exc:  # ssl.SSLError is an OSError
+            self.abort()
+            raise ConnectionClosed(f"TLS handshake failed: {exc}") from exc
+
+    def peer_certificate(self) -> bytes | None:
+        """The other side's TLS certificate (DER), once the handshake is done."""
+        tls = self._writer.get_extra_info("ssl_object")
+        return tls.getpeercert(binary_form=True) if tls is not None else None
 
     @property
     def closing(self) -> bool:

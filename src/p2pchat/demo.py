@@ -146,6 +146,8 @@ async def run_demo(workdir: Path, transcript: list[str]) -> None:
                 f"127.0.0.1:{port}",
                 "--db",
                 str(workdir / f"{name}.sqlite3"),
+                "--identity",
+                str(workdir / f"{name}.key"),
             )
             await process.expect(f"logged in as {name}")
             return process

@@ -9,6 +9,7 @@
     ├── ConnectionClosed           the connection ended
     │   └── ConversationClosed     the conversation ended; nothing more to send or read
     ├── ServerRefused              the signalling server answered a request with an error
+    │   ├── AuthenticationError    that name belongs to another key, or the proof was wrong
     │   ├── NameTaken              that name is logged in already
     │   ├── UnknownUser            the server has never seen that name
     │   ├── UserOffline            that user is known but not logged in
@@ -16,6 +17,8 @@
     ├── InviteRefused              the invitee said no
     ├── InviteTimeout              no answer in time (also a TimeoutError)
     ├── PeerUnreachable            none of the peer's addresses could be dialled
+    ├── KeyChanged                 a known contact now comes with another key
+    ├── IdentityError              a key file that is unsafe, unreadable or not a key
     ├── MessageTooLarge            a chat message over the size limit
     └── StoreError                 a store could not be opened or is of an unknown schema
 
@@ -26,12 +29,15 @@ Errors that come from the server carry the wire ``code`` they were sent with, so
 from __future__ import annotations
 
 __all__ = [
+    "AuthenticationError",
     "ConnectionClosed",
     "ConversationClosed",
     "FrameTooLarge",
+    "IdentityError",
     "InvitationGone",
     "InviteRefused",
     "InviteTimeout",
+    "KeyChanged",
     "MessageTooLarge",
     "NameTaken",
     "P2PChatError",
@@ -85,6 +91,12 @@ class ServerRefused(P2PChatError):
     code = "refused"
 
 
+class AuthenticationError(ServerRefused):
+    """The login was refused: the name is bound to another key, or the proof was wrong."""
+
+    code = "authentication_failed"
+
+
 class NameTaken(ServerRefused):
     """Someone is logged in with that name already; choose another or log the other out."""
 
@@ -127,6 +139,28 @@ class PeerUnreachable(P2PChatError):
     """No address of the other peer could be dialled."""
 
 
+class KeyChanged(P2PChatError):
+    """The server vouches for a key other than the one remembered for this contact.
+
+    Either the contact made a new identity, or someone is posing as them. Compare the
+    fingerprints with the contact by another channel before trusting the new key.
+    """
+
+    def __init__(self, user: str, old_fingerprint: str, new_fingerprint: str, new_key: str):
+        super().__init__(
+            f"the key of {user} changed: remembered {old_fingerprint}, now {new_fingerprint}. "
+            f"Check with {user} by another channel before trusting the new key."
+        )
+        self.user = user
+        self.old_fingerprint = old_fingerprint
+        self.new_fingerprint = new_fingerprint
+        self.new_key = new_key
+
+
+class IdentityError(P2PChatError):
+    """A key file is unsafe (readable by others), unreadable, or not a p2pchat identity."""
+
+
 class MessageTooLarge(P2PChatError):
     """A chat message body is over the size limit; split it or raise the limit."""
 
@@ -136,7 +170,8 @@ class StoreError(P2PChatError):
 
 
 _BY_CODE: dict[str, type[ServerRefused]] = {
-    cls.code: cls for cls in (NameTaken, UnknownUser, UserOffline, InvitationGone)
+    cls.code: cls
+    for cls in (AuthenticationError, NameTaken, UnknownUser, UserOffline, InvitationGone)
 }
 
 

@@ -4,6 +4,11 @@
 ``Invitation`` is one received invitation, to accept or refuse. ``Conversation`` is one
 direct connection with another user.
 
+Every peer has an Identity (an Ed25519 key). It proves its name to the server by signing a
+challenge; direct connections are TLS 1.3 where each side accepts only the certificate the
+server vouched for in that invitation; and each peer remembers its contacts' keys, refusing
+a changed one (KeyChanged) unless told to trust it.
+
 Delivery is at-least-once on the wire and exactly-once in the stores: a message is stored
 (unshipped) before it is sent and marked shipped when its ``ack`` comes back; a receiver
 stores a message (ignoring an id it has) before it acks it, and hands only new ids to the
@@ -16,6 +21,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import ssl
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -25,15 +31,28 @@ from .connection import Connection
 from .errors import (
     ConnectionClosed,
     ConversationClosed,
+    IdentityError,
     InvitationGone,
     InviteRefused,
     InviteTimeout,
+    KeyChanged,
     MessageTooLarge,
     P2PChatError,
     PeerUnreachable,
     ProtocolError,
     RemoteProtocolError,
+    ServerRefused,
+    StoreError,
     error_for_code,
+)
+from .identity import (
+    Identity,
+    b64decode,
+    b64encode,
+    certificate_key,
+    direct_tls_context,
+    fingerprint,
+    login_challenge_payload,
 )
 from .protocol import (
     DEFAULT_MAX_FRAME,
@@ -41,25 +60,31 @@ from .protocol import (
     Accept,
     Accepted,
     Ack,
+    Auth,
     Bye,
     Cancel,
     Cancelled,
+    Challenge,
     Error,
     Hello,
     Invite,
     Invited,
+    Key,
     ListUsers,
     Msg,
     Ok,
     Ping,
     Pong,
     Presence,
+    Proceed,
     Refuse,
     Refused,
     Request,
     Ringing,
+    StartTls,
     Users,
     Welcome,
+    Whois,
     WireMessage,
 )
 from .server import DEFAULT_PORT
@@ -185,11 +210,15 @@ class _ServerLink:
 
 
 class _OutgoingInvite:
-    """An invitation this peer sent: who should dial in, and the waiting ``invite()``."""
+    """An invitation this peer sent: who should dial in, with which certificate, and the
+    waiting ``invite()``. ``vetted`` is set once the invitee's key passed our check."""
 
-    def __init__(self, user: str) -> None:
+    def __init__(self, user: str, certificate: bytes) -> None:
         self.user = user
+        self.certificate = certificate
+        self.key = certificate_key(certificate)
         self.accepted = False
+        self.vetted = asyncio.Event()
         self.conversation: asyncio.Future[Conversation] = asyncio.get_running_loop().create_future()
 
 
@@ -201,6 +230,10 @@ class Invitation:
         self.id = invited.invitation
         self.sender = invited.sender
         self.addresses = list(invited.addresses)
+        self.certificate = b64decode(invited.certificate)
+        self.key = certificate_key(self.certificate)
+        self.fingerprint = fingerprint(self.key)
+        """The fingerprint of the key the server vouches for as ``sender``'s."""
         self.received_at = time.time()
         self.cancelled: str | None = None
         self.answered = False
@@ -208,17 +241,20 @@ class Invitation:
     def __repr__(self) -> str:
         return f"<Invitation {self.id} from {self.sender}>"
 
-    async def accept(self) -> Conversation:
+    async def accept(self, *, trust_new_key: bool = False) -> Conversation:
         """Dial the inviter and return the conversation.
 
-        Raises InvitationGone if it was cancelled or answered, PeerUnreachable if no
-        address of the inviter can be dialled (the inviter is told).
+        Raises KeyChanged (the invitation stays unanswered) if the inviter's key is not the
+        one remembered, unless ``trust_new_key``; InvitationGone if it was cancelled or
+        answered; PeerUnreachable if no address of the inviter can be dialled (the inviter
+        is told).
         """
+        await self._peer._vet_key(self.sender, self.key, trust_new_key=trust_new_key)
         self._answer()
         link = self._peer._server_link()
         await link.request(Accept(id=link.next_id(), invitation=self.id), Ok)
         try:
-            connection = await self._peer._dial(self.sender, self.addresses, self.id)
+            connection = await self._peer._dial(self)
         except PeerUnreachable as exc:
             with contextlib.suppress(P2PChatError):
                 await link.request(
@@ -226,7 +262,7 @@ class Invitation:
                     Ok,
                 )
             raise
-        return await self._peer._open_conversation(self.sender, connection)
+        return await self._peer._open_conversation(self.sender, connection, self.key)
 
     async def refuse(self, reason: str = "") -> None:
         """Tell the inviter no."""
@@ -402,9 +438,14 @@ class Conversation:
                         raise ProtocolError(f"unexpected {type(wire).__name__.lower()} in a chat")
                 if arrived:
                     new = await self._store.add_many(arrived)  # durable before the ack
-                    await self._connection.send(Ack(ids=[m.id for m in arrived]))
-                    for message in new:
+                    for message in new:  # stored: shown even if the ack cannot be sent
                         await self._incoming.put(message)
+                    try:
+                        await self._connection.send(Ack(ids=[m.id for m in arrived]))
+                    except ConnectionClosed:
+                        if leaving is None:
+                            raise
+                        # They said bye already: unacked, they will resend, and we dedup.
                 if acked:
                     await self._store.mark_shipped(acked)
                 if leaving is not None:
@@ -473,13 +514,36 @@ def _wire(message: Message) -> Msg:
     return Msg(id=message.id, ts=message.sent_at, body=message.body)
 
 
+async def _expect(connection: Connection, kind: type[R]) -> R:
+    """The next message, which must be a ``kind``; an error message is raised as such."""
+    message = await connection.recv()
+    if isinstance(message, Error):
+        raise error_for_code(message.code, message.reason)
+    if not isinstance(message, kind):
+        raise ProtocolError(
+            f"expected {kind.__name__.lower()}, got {type(message).__name__.lower()}"
+        )
+    return message
+
+
+def _certificate_key(connection: Connection) -> str | None:
+    """The key of the certificate the other side presented in TLS."""
+    certificate = connection.peer_certificate()
+    try:
+        return certificate_key(certificate) if certificate else None
+    except IdentityError:
+        return None
+
+
 class Peer:
     """One user of p2pchat: a session with the signalling server and direct conversations.
 
     ``store`` (default: a new MemoryMessageStore) is opened by ``start()`` and closed by
-    ``close()``. ``listen`` is where other peers dial in; ``advertise`` overrides the
-    addresses given to the server (default: the listener's own, with a wildcard host
-    replaced by the server with the address it sees us at).
+    ``close()``. ``identity`` (default: a new one, in memory only) is the key the name is
+    bound to on the server: keep it (``Identity.load_or_create``) to keep the name.
+    ``server_ssl`` runs the server connection over TLS with that context. ``listen`` is
+    where other peers dial in; ``advertise`` overrides the addresses given to the server
+    (default: the listener's own, a wildcard host replaced by the one the server sees).
     """
 
     def __init__(
@@ -489,6 +553,8 @@ class Peer:
         listen: tuple[str, int] = ("127.0.0.1", 0),
         store: MessageStore | None = None,
         *,
+        identity: Identity | None = None,
+        server_ssl: ssl.SSLContext | None = None,
         advertise: Sequence[tuple[str, int]] | None = None,
         # Limits
         max_frame: int | None = DEFAULT_MAX_FRAME,
@@ -504,6 +570,8 @@ class Peer:
         self.server_address = server
         self.listen_address = listen
         self.store: MessageStore = store if store is not None else MemoryMessageStore()
+        self.identity = identity if identity is not None else Identity.generate()
+        self.server_ssl = server_ssl
         self.advertise = list(advertise) if advertise is not None else None
         self.max_frame = max_frame
         self.max_message_size = max_message_size
@@ -551,6 +619,11 @@ class Peer:
         return [sock.getsockname()[:2] for sock in self._listener.sockets]
 
     @property
+    def fingerprint(self) -> str:
+        """This peer's fingerprint, for others to compare with what their server shows."""
+        return self.identity.fingerprint
+
+    @property
     def connected(self) -> bool:
         """True while the session with the signalling server is up."""
         return self._link is not None and not self._link.closed.is_set()
@@ -558,19 +631,23 @@ class Peer:
     async def _log_in(self) -> _ServerLink:
         host, port = self.server_address
         connection = await Connection.open(
-            host, port, max_frame=self.max_frame, timeout=self.connect_timeout
+            host, port, max_frame=self.max_frame, timeout=self.connect_timeout, tls=self.server_ssl
         )
         try:
             addresses = self.advertise if self.advertise is not None else self.listening
             await connection.send(
-                Hello(version=PROTOCOL_VERSION, name=self.name, addresses=list(addresses)[:8])
+                Hello(
+                    version=PROTOCOL_VERSION,
+                    name=self.name,
+                    addresses=list(addresses)[:8],
+                    certificate=b64encode(self.identity.certificate),
+                )
             )
             async with asyncio.timeout(self.request_timeout):
-                answer = await connection.recv()
-            if isinstance(answer, Error):
-                raise error_for_code(answer.code, answer.reason)
-            if not isinstance(answer, Welcome):
-                raise ProtocolError(f"expected welcome, got {type(answer).__name__.lower()}")
+                challenge = await _expect(connection, Challenge)
+                payload = login_challenge_payload(challenge.nonce, self.name, self.identity.key)
+                await connection.send(Auth(signature=self.identity.sign(payload)))
+                await _expect(connection, Welcome)
         except TimeoutError:
             await connection.close()
             raise ConnectionClosed("the signalling server did not answer the login") from None
@@ -618,40 +695,88 @@ class Peer:
             raise ConnectionClosed(f"{self.name} is not connected to the signalling server")
         return self._link
 
+    async def whois(self, user: str) -> str:
+        """The key the server has bound to ``user`` (compare ``fingerprint(key)`` with them)."""
+        link = self._server_link()
+        return (await link.request(Whois(id=link.next_id(), user=user), Key)).key
+
+    async def known_key(self, user: str) -> str | None:
+        """The key remembered for ``user`` from earlier conversations, if any."""
+        return await self.store.known_key(self.name, user)
+
+    async def trust_key(self, user: str, key: str) -> None:
+        """Remember ``key`` as ``user``'s, replacing a key remembered before."""
+        await self.store.remember_key(self.name, user, key, now=time.time())
+
+    async def _vet_key(self, user: str, key: str, *, trust_new_key: bool) -> None:
+        """Raise KeyChanged if ``user`` is known with another key (and that is not trusted)."""
+        known = await self.known_key(user)
+        if known is None or known == key:
+            return
+        if trust_new_key:
+            logger.warning("%s: trusting a new key for %s: %s", self.name, user, fingerprint(key))
+            await self.trust_key(user, key)
+            return
+        raise KeyChanged(user, fingerprint(known), fingerprint(key), key)
+
     async def online(self) -> list[str]:
         """Names of the users online now, sorted (this peer included)."""
         link = self._server_link()
         return (await link.request(ListUsers(id=link.next_id()), Users)).users
 
-    async def invite(self, user: str, timeout: float | None = 30.0) -> Conversation:
+    async def invite(
+        self, user: str, timeout: float | None = 30.0, *, trust_new_key: bool = False
+    ) -> Conversation:
         """Invite ``user`` and return the conversation once they accept and dial in.
 
-        Raises UnknownUser, UserOffline, InviteRefused, or InviteTimeout (after cancelling
-        the invitation) if there is no answer within ``timeout`` seconds.
+        Raises UnknownUser, UserOffline, InviteRefused, KeyChanged (the invitation is
+        cancelled) if ``user``'s key is not the one remembered, unless ``trust_new_key``, or
+        InviteTimeout (after cancelling) if there is no answer within ``timeout`` seconds.
         """
         link = self._server_link()
-        outgoing = _OutgoingInvite(user)
+        pending: list[_OutgoingInvite] = []
         invitation = ""
 
         def register(ringing: Ringing) -> None:  # before the invitee can possibly dial in
             nonlocal invitation
             invitation = ringing.invitation
+            try:
+                outgoing = _OutgoingInvite(user, b64decode(ringing.certificate))
+            except IdentityError as exc:
+                logger.warning("the server vouched a bad certificate for %s: %s", user, exc)
+                return
+            pending.append(outgoing)
             self._outgoing[invitation] = outgoing
             if (waiter := self._claim_waiters.pop(invitation, None)) is not None:
                 waiter.set_result(None)
 
         await link.request(Invite(id=link.next_id(), user=user), Ringing, on_answer=register)
+        if not pending:
+            await self._cancel(invitation)
+            raise ProtocolError(f"the server vouched an invalid certificate for {user}")
+        outgoing = pending[0]
+        try:
+            await self._vet_key(user, outgoing.key, trust_new_key=trust_new_key)
+        except KeyChanged:
+            self._outgoing.pop(invitation, None)
+            await self._cancel(invitation)
+            raise
+        outgoing.vetted.set()
         try:
             async with asyncio.timeout(timeout):
                 return await asyncio.shield(outgoing.conversation)
         except TimeoutError:
             if outgoing.conversation.done() and not outgoing.conversation.exception():
                 return outgoing.conversation.result()
-            with contextlib.suppress(P2PChatError):
-                await link.request(Cancel(id=link.next_id(), invitation=invitation), Ok)
+            await self._cancel(invitation)
             raise InviteTimeout(f"{user} did not answer within {timeout:g} s") from None
         finally:
             self._outgoing.pop(invitation, None)
+
+    async def _cancel(self, invitation: str) -> None:
+        with contextlib.suppress(P2PChatError):
+            link = self._server_link()
+            await link.request(Cancel(id=link.next_id(), invitation=invitation), Ok)
 
     async def next_invitation(self) -> Invitation:
         """Wait for the next invitation received."""
@@ -705,12 +830,13 @@ class Peer:
 
     # Direct connections.
 
-    async def _dial(
-        self, user: str, addresses: list[tuple[str, int]], invitation: str
-    ) -> Connection:
-        """Dial ``user`` at the first address that answers and present the invitation."""
+    async def _dial(self, invitation: Invitation) -> Connection:
+        """Dial the inviter at the first address that answers, upgrade to TLS trusting only
+        the certificate the server gave for them, and present the invitation."""
+        user = invitation.sender
+        context = direct_tls_context(self.identity, invitation.certificate, server_side=False)
         failures = []
-        for host, port in addresses:
+        for host, port in invitation.addresses:
             try:
                 connection = await Connection.open(
                     host, port, max_frame=self.max_frame, timeout=self.connect_timeout
@@ -719,15 +845,19 @@ class Peer:
                 failures.append(str(exc))
                 continue
             try:
-                await connection.send(
-                    Hello(version=PROTOCOL_VERSION, name=self.name, invitation=invitation)
-                )
                 async with asyncio.timeout(self.hello_timeout):
-                    answer = await connection.recv()
-                if isinstance(answer, Error):
-                    raise InvitationGone(f"{user} refused the connection: {answer.reason}")
-                if not isinstance(answer, Welcome) or answer.name != user:
+                    await connection.send(StartTls(invitation=invitation.id))
+                    await _expect(connection, Proceed)
+                    await connection.start_tls(context, timeout=self.hello_timeout)
+                    await connection.send(
+                        Hello(version=PROTOCOL_VERSION, name=self.name, invitation=invitation.id)
+                    )
+                    welcome = await _expect(connection, Welcome)
+                if welcome.name != user or _certificate_key(connection) != invitation.key:
                     raise ProtocolError(f"{host}:{port} did not answer as {user}")
+            except ServerRefused as exc:
+                await connection.close()
+                raise InvitationGone(f"{user} refused the connection: {exc}") from None
             except (TimeoutError, ConnectionClosed, ProtocolError) as exc:
                 await connection.close()
                 failures.append(f"{host}:{port}: {exc or 'no answer in time'}")
@@ -741,18 +871,29 @@ class Peer:
     async def _on_direct_connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
+        """An invitee dials in: starttls naming an invitation, TLS pinned to the invitee's
+        certificate, then hello. Nothing of a chat is read before all of that checks out."""
         connection = Connection(reader, writer, max_frame=self.max_frame)
         task = asyncio.current_task()
         assert task is not None
         self._track(task)
         try:
             async with asyncio.timeout(self.hello_timeout):
+                start = await connection.recv()
+                if not isinstance(start, StartTls):
+                    raise ProtocolError("a direct connection must start with starttls")
+                outgoing = await self._find_invitation(start.invitation)
+                context = direct_tls_context(self.identity, outgoing.certificate, server_side=True)
+                await connection.send(Proceed())
+                await connection.start_tls(context, timeout=self.hello_timeout)
                 hello = await connection.recv()
-                if not isinstance(hello, Hello) or hello.invitation is None:
-                    raise ProtocolError(
-                        "a direct connection must start with hello naming an invitation"
-                    )
-                outgoing = await self._claim(hello.invitation, hello.name)
+                if not isinstance(hello, Hello) or hello.invitation != start.invitation:
+                    raise ProtocolError("expected hello naming the same invitation")
+                if hello.name != outgoing.user or _certificate_key(connection) != outgoing.key:
+                    raise InvitationGone(f"that invitation was not sent to {hello.name}")
+                if self._outgoing.get(start.invitation) is not outgoing:
+                    raise InvitationGone("that invitation was answered already")
+                del self._outgoing[start.invitation]  # proven: used once, now
         except TimeoutError:
             await connection.fail("no valid hello in time", code="timeout")
             return
@@ -763,20 +904,22 @@ class Peer:
             connection.log.warning("refused a direct connection: %s", exc)
             await connection.fail(str(exc), code=exc.code)
             return
-        except ConnectionClosed:
+        except ConnectionClosed as exc:
+            connection.log.warning("refused a direct connection: %s", exc)
             await connection.close()
             return
         try:
             await connection.send(Welcome(version=PROTOCOL_VERSION, name=self.name))
-            chat = await self._open_conversation(hello.name, connection)
-        except (ConnectionClosed, ProtocolError) as exc:
+            chat = await self._open_conversation(hello.name, connection, outgoing.key)
+        except (ConnectionClosed, ProtocolError, StoreError) as exc:
             outgoing.conversation.set_exception(ConnectionClosed(f"{hello.name} dialled in: {exc}"))
             await connection.close()
             return
         outgoing.conversation.set_result(chat)
 
-    async def _claim(self, invitation: str, user: str) -> _OutgoingInvite:
-        """The pending invitation ``invitation`` to ``user``, taken so it is used only once."""
+    async def _find_invitation(self, invitation: str) -> _OutgoingInvite:
+        """The pending, vetted invitation ``invitation``. It is not taken here: only once
+        the dialler has proven the invitee's key."""
         if invitation not in self._outgoing and len(self._claim_waiters) < self.max_queue:
             # The server's ringing may still be in flight on the server connection.
             waiter = self._claim_waiters.setdefault(
@@ -793,12 +936,15 @@ class Peer:
         outgoing = self._outgoing.get(invitation)
         if outgoing is None or outgoing.conversation.done():
             raise InvitationGone("no such invitation is pending")
-        if outgoing.user != user:
-            raise InvitationGone(f"that invitation was not sent to {user}")
-        del self._outgoing[invitation]
+        await outgoing.vetted.wait()  # the key check in invite(); bounded by the caller
+        if self._outgoing.get(invitation) is not outgoing:
+            raise InvitationGone("that invitation was withdrawn")
         return outgoing
 
-    async def _open_conversation(self, contact: str, connection: Connection) -> Conversation:
+    async def _open_conversation(
+        self, contact: str, connection: Connection, key: str
+    ) -> Conversation:
+        await self.store.remember_key(self.name, contact, key, now=time.time())
         async with self._contact_lock(contact):
             if (old := self._conversations.get(contact)) is not None:
                 await old.close("replaced by a new conversation")

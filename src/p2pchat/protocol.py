@@ -7,10 +7,14 @@ protocol error, detected from the 4-byte header before any of the body is buffer
 Every connection starts with ``hello``. Requests carry an ``id`` that their answer echoes.
 Server connection (``->`` peer to server, ``<-`` server to peer)::
 
-    -> hello{version, name, addresses}       <- welcome{version, name, observed}
+    -> hello{version, name, addresses, certificate}
+                                             <- challenge{nonce}
+    -> auth{signature}                       <- welcome{version, name, observed}
     -> list{id}                              <- users{id, users, truncated}
-    -> invite{id, user}                      <- ringing{id, invitation}
-                                             <- invited{invitation, sender, addresses}
+    -> whois{id, user}                       <- key{id, user, key}
+    -> invite{id, user}                      <- ringing{id, invitation, certificate}
+                                             <- invited{invitation, sender, addresses,
+                                                        certificate}
     -> accept{id, invitation}                <- ok{id}      (inviter gets accepted{...})
     -> refuse{id, invitation, reason}        <- ok{id}      (inviter gets refused{...})
     -> cancel{id, invitation}                <- ok{id}      (invitee gets cancelled{...})
@@ -18,8 +22,11 @@ Server connection (``->`` peer to server, ``<-`` server to peer)::
     -> ping{id}                              <- pong{id}    (either direction)
     -> bye{reason}                           <- error{id?, code, reason}
 
-Direct connection between two peers (the invitee dials the inviter)::
+Direct connection between two peers (the invitee dials the inviter); after ``proceed`` both
+sides run TLS 1.3, each trusting only the certificate the server gave it for the other::
 
+    -> starttls{invitation}                  <- proceed{}
+    == TLS handshake ==
     -> hello{version, name, invitation}      <- welcome{version, name}
     <> msg{id, ts, body}                     <> ack{ids}
     <> bye{reason}                           <> error{code, reason}
@@ -43,31 +50,37 @@ __all__ = [
     "Accept",
     "Accepted",
     "Ack",
+    "Auth",
     "Bye",
     "Cancel",
     "Cancelled",
+    "Challenge",
     "Decoder",
     "Error",
     "Hello",
     "Invite",
     "Invited",
+    "Key",
     "ListUsers",
     "Msg",
     "Ok",
     "Ping",
     "Pong",
     "Presence",
+    "Proceed",
     "Refuse",
     "Refused",
     "Request",
     "Ringing",
+    "StartTls",
     "Users",
     "Welcome",
+    "Whois",
     "WireMessage",
     "encode",
 ]
 
-PROTOCOL_VERSION: Final = 1
+PROTOCOL_VERSION: Final = 2
 DEFAULT_MAX_FRAME: Final = 64 * 1024
 HEADER: Final = struct.Struct(">I")
 
@@ -80,6 +93,8 @@ Host: TypeAlias = Annotated[str, msgspec.Meta(max_length=255)]
 Port: TypeAlias = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 Address: TypeAlias = tuple[Host, Port]
 Reason: TypeAlias = Annotated[str, msgspec.Meta(max_length=1024)]
+Base64: TypeAlias = Annotated[str, msgspec.Meta(max_length=2048, pattern=r"^[A-Za-z0-9_-]*$")]
+"""URL-safe base64 without padding: keys, signatures, nonces, certificates (DER)."""
 
 
 class _Base(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
@@ -96,6 +111,7 @@ class Hello(_Base, tag="hello", frozen=True):
     name: UserName
     addresses: Annotated[list[Address], msgspec.Meta(max_length=8)] = []
     invitation: Token | None = None
+    certificate: Base64 | None = None
 
 
 class Welcome(_Base, tag="welcome", frozen=True):
@@ -104,6 +120,28 @@ class Welcome(_Base, tag="welcome", frozen=True):
     version: int
     name: UserName
     observed: Host = ""
+
+
+class Challenge(_Base, tag="challenge", frozen=True):
+    """The server asks a logging-in peer to sign a fresh nonce with its key."""
+
+    nonce: Base64
+
+
+class Auth(_Base, tag="auth", frozen=True):
+    """The signature of the challenge (see ``identity.login_challenge_payload``)."""
+
+    signature: Base64
+
+
+class StartTls(_Base, tag="starttls", frozen=True):
+    """First message on a direct connection, in clear: which invitation it answers."""
+
+    invitation: Token
+
+
+class Proceed(_Base, tag="proceed", frozen=True):
+    """The inviter knows the invitation: start the TLS handshake."""
 
 
 class Error(_Base, tag="error", frozen=True):
@@ -141,6 +179,19 @@ class Users(_Base, tag="users", frozen=True):
     truncated: bool = False
 
 
+class Whois(_Base, tag="whois", frozen=True):
+    id: Token
+    user: UserName
+
+
+class Key(_Base, tag="key", frozen=True):
+    """The key the server has bound to ``user``."""
+
+    id: Token
+    user: UserName
+    key: Base64
+
+
 class Invite(_Base, tag="invite", frozen=True):
     id: Token
     user: UserName
@@ -151,14 +202,16 @@ class Ringing(_Base, tag="ringing", frozen=True):
 
     id: Token
     invitation: Token
+    certificate: Base64
 
 
 class Invited(_Base, tag="invited", frozen=True):
-    """Pushed to the invitee: who invites, and where to dial them."""
+    """Pushed to the invitee: who invites, where to dial them, and their certificate."""
 
     invitation: Token
     sender: UserName
     addresses: Annotated[list[Address], msgspec.Meta(max_length=8)]
+    certificate: Base64
 
 
 class Accept(_Base, tag="accept", frozen=True):
@@ -228,12 +281,18 @@ class Ack(_Base, tag="ack", frozen=True):
 WireMessage: TypeAlias = (
     Hello
     | Welcome
+    | Challenge
+    | Auth
+    | StartTls
+    | Proceed
     | Error
     | Ping
     | Pong
     | Bye
     | ListUsers
     | Users
+    | Whois
+    | Key
     | Invite
     | Ringing
     | Invited
@@ -249,10 +308,10 @@ WireMessage: TypeAlias = (
     | Ack
 )
 
-Request: TypeAlias = ListUsers | Invite | Accept | Refuse | Cancel | Ping
+Request: TypeAlias = ListUsers | Whois | Invite | Accept | Refuse | Cancel | Ping
 """Messages a peer sends the server that are answered with the same ``id``."""
 
-REQUEST_TYPES: Final = (ListUsers, Invite, Accept, Refuse, Cancel, Ping)
+REQUEST_TYPES: Final = (ListUsers, Whois, Invite, Accept, Refuse, Cancel, Ping)
 
 _json_encoder: Final = msgspec.json.Encoder()
 _json_decoder: Final = msgspec.json.Decoder(WireMessage)

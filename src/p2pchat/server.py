@@ -1,6 +1,8 @@
 """The signalling server: who is online, where they can be dialled, and invitations.
 
-It never sees chat content: peers talk over direct connections. For each peer connection
+It never sees chat content: peers talk over direct connections, encrypted end to end.
+Names are bound to keys on first use: a login proves the key by signing a fresh challenge,
+and a name bound to one key is refused to every other. For each peer connection
 the server reads messages and dispatches them by type to a handler; every answer and every
 push goes through the session's bounded outbox, written by one task per session, so that a
 peer that stops reading is dropped instead of stalling the others.
@@ -13,13 +15,16 @@ import contextlib
 import ipaddress
 import logging
 import secrets
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 from .connection import Connection
 from .errors import (
+    AuthenticationError,
     ConnectionClosed,
+    IdentityError,
     InvitationGone,
     NameTaken,
     P2PChatError,
@@ -28,19 +33,30 @@ from .errors import (
     UnknownUser,
     UserOffline,
 )
+from .identity import (
+    b64decode,
+    b64encode,
+    certificate_key,
+    fingerprint,
+    login_challenge_payload,
+    verify_signature,
+)
 from .protocol import (
     DEFAULT_MAX_FRAME,
     PROTOCOL_VERSION,
     REQUEST_TYPES,
     Accept,
     Accepted,
+    Auth,
     Bye,
     Cancel,
     Cancelled,
+    Challenge,
     Error,
     Hello,
     Invite,
     Invited,
+    Key,
     ListUsers,
     Ok,
     Ping,
@@ -51,6 +67,7 @@ from .protocol import (
     Ringing,
     Users,
     Welcome,
+    Whois,
     WireMessage,
 )
 from .store import MemoryUserStore, UserStore
@@ -63,11 +80,13 @@ DEFAULT_PORT: Final = 5535
 
 
 class _Session:
-    """One logged-in peer: its connection, its name, and the outbox written to it."""
+    """One logged-in peer: its connection, its name and key, and the outbox written to it."""
 
-    def __init__(self, connection: Connection, hello: Hello, *, outbox_size: int) -> None:
+    def __init__(self, connection: Connection, hello: Hello, key: str, *, outbox_size: int) -> None:
         self.connection = connection
         self.name = hello.name
+        self.key = key
+        self.certificate = hello.certificate or ""
         self.addresses = dial_addresses(hello.addresses, connection.remote_address)
         self.outbox: asyncio.Queue[WireMessage | None] = asyncio.Queue(outbox_size)
         self.writer: asyncio.Task[None] | None = None
@@ -163,6 +182,7 @@ class SignallingServer:
         port: int = DEFAULT_PORT,
         store: UserStore | None = None,
         *,
+        ssl: ssl.SSLContext | None = None,
         # Limits
         max_frame: int | None = DEFAULT_MAX_FRAME,
         max_list: int = 1000,
@@ -175,6 +195,7 @@ class SignallingServer:
         self.host = host
         self.requested_port = port
         self.store: UserStore = store if store is not None else MemoryUserStore()
+        self.ssl = ssl
         self.max_frame = max_frame
         self.max_list = max_list
         self.outbox_size = outbox_size
@@ -189,6 +210,7 @@ class SignallingServer:
         self._connections: set[asyncio.Task[None]] = set()
         self._handlers: dict[type[Any], Callable[[_Session, Any], Awaitable[None]]] = {
             ListUsers: self._on_list,
+            Whois: self._on_whois,
             Invite: self._on_invite,
             Accept: self._on_accept,
             Refuse: self._on_refuse,
@@ -206,7 +228,7 @@ class SignallingServer:
         try:
             await self.store.reset_presence()
             self._server = await asyncio.start_server(
-                self._serve_connection, self.host, self.requested_port
+                self._serve_connection, self.host, self.requested_port, ssl=self.ssl
             )
         except BaseException:
             await self.store.close()
@@ -302,28 +324,32 @@ class SignallingServer:
             self._connections.discard(task)
 
     async def _login(self, connection: Connection) -> _Session | None:
+        """hello, challenge, auth, welcome; None (the connection told why) if refused."""
         try:
             async with asyncio.timeout(self.hello_timeout):
-                hello = await connection.recv()
+                hello, key = await self._authenticate(connection)
         except TimeoutError:
-            await connection.fail("no hello in time", code="timeout")
+            await connection.fail("no login in time", code="timeout")
             return None
-        if not isinstance(hello, Hello) or hello.invitation is not None:
-            raise ProtocolError(f"expected a login hello, got {type(hello).__name__.lower()}")
-        if hello.version != PROTOCOL_VERSION:
-            await connection.fail(
-                f"protocol version {hello.version} is not supported (this server speaks "
-                f"{PROTOCOL_VERSION})",
-                code="unsupported_version",
-            )
+        except (AuthenticationError, NameTaken) as exc:
+            await connection.fail(str(exc), code=exc.code)
             return None
-        if hello.name in self._sessions or hello.name in self._logging_in:
-            error = NameTaken(f"{hello.name} is logged in already")
-            await connection.fail(str(error), code=error.code)
+        if hello is None:
             return None
-        session = _Session(connection, hello, outbox_size=self.outbox_size)
+        session = _Session(connection, hello, key, outbox_size=self.outbox_size)
         self._logging_in.add(session.name)  # before any await: the name is now taken
         try:
+            bound = await self.store.bind_key(session.name, key, now=self.clock())
+            if bound != key:
+                connection.log.warning(
+                    "refused a login as %s: key %s presented, %s registered",
+                    session.name,
+                    fingerprint(key),
+                    fingerprint(bound),
+                )
+                error = AuthenticationError(f"{session.name} is registered to another key")
+                await connection.fail(str(error), code=error.code)
+                return None
             await self.store.set_online(session.name, session.addresses, now=self.clock())
         finally:
             self._logging_in.discard(session.name)
@@ -337,6 +363,38 @@ class SignallingServer:
         session.writer = asyncio.create_task(session.write_outbox())
         connection.log.info("logged in, dialable at %s", session.addresses)
         return session
+
+    async def _authenticate(self, connection: Connection) -> tuple[Hello | None, str]:
+        """Read hello, check its certificate, and have the peer sign a fresh challenge."""
+        hello = await connection.recv()
+        if not isinstance(hello, Hello) or hello.invitation is not None:
+            raise ProtocolError(f"expected a login hello, got {type(hello).__name__.lower()}")
+        if hello.version != PROTOCOL_VERSION:
+            await connection.fail(
+                f"protocol version {hello.version} is not supported (this server speaks "
+                f"{PROTOCOL_VERSION})",
+                code="unsupported_version",
+            )
+            return None, ""
+        if not hello.certificate:
+            raise AuthenticationError("a login must carry the peer's certificate")
+        try:
+            key = certificate_key(b64decode(hello.certificate))
+        except IdentityError as exc:
+            raise AuthenticationError(f"bad certificate: {exc}") from None
+        nonce = b64encode(secrets.token_bytes(32))
+        await connection.send(Challenge(nonce=nonce))
+        auth = await connection.recv()
+        if not isinstance(auth, Auth):
+            raise ProtocolError(f"expected auth, got {type(auth).__name__.lower()}")
+        if not verify_signature(
+            key, login_challenge_payload(nonce, hello.name, key), auth.signature
+        ):
+            connection.log.warning("refused a login as %s: bad signature", hello.name)
+            raise AuthenticationError("the signature does not prove that key")
+        if hello.name in self._sessions or hello.name in self._logging_in:
+            raise NameTaken(f"{hello.name} is logged in already")
+        return hello, key
 
     async def _serve_session(self, session: _Session) -> None:
         while True:
@@ -387,6 +445,12 @@ class SignallingServer:
     async def _on_ping(self, session: _Session, message: Ping) -> None:
         await session.reply(Pong(id=message.id))
 
+    async def _on_whois(self, session: _Session, message: Whois) -> None:
+        user = await self.store.get(message.user)
+        if user is None or user.key is None:
+            raise UnknownUser(f"no user named {message.user} has ever logged in")
+        await session.reply(Key(id=message.id, user=user.name, key=user.key))
+
     async def _on_list(self, session: _Session, message: ListUsers) -> None:
         names = await self.store.online(limit=self.max_list + 1)
         await session.reply(
@@ -406,9 +470,16 @@ class SignallingServer:
         invitation.expiry = asyncio.get_running_loop().call_later(
             self.invitation_ttl, self._expire, invitation.id
         )
-        await session.reply(Ringing(id=message.id, invitation=invitation.id))
+        await session.reply(
+            Ringing(id=message.id, invitation=invitation.id, certificate=invitee.certificate)
+        )
         invitee.push(
-            Invited(invitation=invitation.id, sender=session.name, addresses=session.addresses)
+            Invited(
+                invitation=invitation.id,
+                sender=session.name,
+                addresses=session.addresses,
+                certificate=session.certificate,
+            )
         )
 
     def _invitation_for(self, invitation_id: str, *, recipient: str) -> _Invitation:

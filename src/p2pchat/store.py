@@ -62,6 +62,7 @@ class UserRecord(msgspec.Struct, frozen=True, kw_only=True):
     online: bool
     first_seen: float
     last_seen: float
+    key: str | None = None
 
 
 class UserStore(Protocol):
@@ -79,6 +80,12 @@ class UserStore(Protocol):
     async def get(self, name: str) -> UserRecord | None: ...
     async def online(self, *, limit: int | None = None) -> list[str]:
         """Names of the users online now, sorted."""
+
+    async def bind_key(self, name: str, key: str, *, now: float) -> str:
+        """The key ``name`` is bound to; binds ``key`` if the name has none (first use).
+
+        Atomic: of two first logins racing for a name, one key wins and both see it.
+        """
 
 
 class MessageStore(Protocol):
@@ -98,6 +105,12 @@ class MessageStore(Protocol):
 
     async def history(self, user: str, contact: str, *, limit: int | None = None) -> list[Message]:
         """Messages between the two, both directions, oldest first (the last ``limit``)."""
+
+    async def known_key(self, user: str, contact: str) -> str | None:
+        """The key remembered for ``contact``, or None if they never talked."""
+
+    async def remember_key(self, user: str, contact: str, key: str, *, now: float) -> None:
+        """Remember (or replace) the key of ``contact``."""
 
 
 # In memory.
@@ -121,9 +134,13 @@ class MemoryUserStore:
 
     async def set_online(self, name: str, addresses: list[tuple[str, int]], *, now: float) -> None:
         known = self._users.get(name)
-        first_seen = known.first_seen if known else now
         self._users[name] = UserRecord(
-            name=name, addresses=list(addresses), online=True, first_seen=first_seen, last_seen=now
+            name=name,
+            addresses=list(addresses),
+            online=True,
+            first_seen=known.first_seen if known else now,
+            last_seen=now,
+            key=known.key if known else None,
         )
 
     async def set_offline(self, name: str, *, now: float) -> None:
@@ -137,12 +154,22 @@ class MemoryUserStore:
         names = sorted(name for name, user in self._users.items() if user.online)
         return names if limit is None else names[:limit]
 
+    async def bind_key(self, name: str, key: str, *, now: float) -> str:
+        known = self._users.get(name)
+        if known is None:
+            known = UserRecord(name=name, addresses=[], online=False, first_seen=now, last_seen=now)
+        if known.key is None:
+            self._users[name] = known = msgspec.structs.replace(known, key=key)
+        assert known.key is not None
+        return known.key
+
 
 class MemoryMessageStore:
     """MessageStore in a dict that keeps insertion order; gone when the process ends."""
 
     def __init__(self) -> None:
         self._messages: dict[str, Message] = {}
+        self._keys: dict[tuple[str, str], str] = {}
 
     async def start(self) -> None:
         pass
@@ -177,6 +204,12 @@ class MemoryMessageStore:
         pair = {(user, contact), (contact, user)}
         found = [m for m in self._messages.values() if (m.sender, m.recipient) in pair]
         return found if limit is None else found[-limit:] if limit > 0 else []
+
+    async def known_key(self, user: str, contact: str) -> str | None:
+        return self._keys.get((user, contact))
+
+    async def remember_key(self, user: str, contact: str, key: str, *, now: float) -> None:
+        self._keys[(user, contact)] = key
 
 
 # SQLite.
@@ -321,7 +354,7 @@ class SqliteUserStore(_SqliteStore):
     """
 
     KIND = "users"
-    VERSION = 1
+    VERSION = 2
     SYNCHRONOUS = "NORMAL"
 
     async def reset_presence(self) -> None:
@@ -354,19 +387,34 @@ class SqliteUserStore(_SqliteStore):
 
     async def get(self, name: str) -> UserRecord | None:
         rows = await self._database.fetch(
-            "SELECT name, addresses, online, first_seen, last_seen FROM users WHERE name = ?",
+            "SELECT name, addresses, online, first_seen, last_seen, key FROM users WHERE name = ?",
             (name,),
         )
         if not rows:
             return None
-        name, addresses, online, first_seen, last_seen = rows[0]
+        name, addresses, online, first_seen, last_seen, key = rows[0]
         return UserRecord(
             name=name,
             addresses=[(str(host), int(port)) for host, port in json.loads(addresses)],
             online=bool(online),
             first_seen=first_seen,
             last_seen=last_seen,
+            key=key,
         )
+
+    async def bind_key(self, name: str, key: str, *, now: float) -> str:
+        async def job(db: aiosqlite.Connection) -> str:
+            await db.execute(
+                "INSERT INTO users (name, first_seen, last_seen, key) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET key = excluded.key WHERE users.key IS NULL",
+                (name, now, now, key),
+            )
+            async with db.execute("SELECT key FROM users WHERE name = ?", (name,)) as cursor:
+                row = await cursor.fetchone()
+            assert row is not None
+            return str(row[0])
+
+        return await self._database.write(job)
 
     async def online(self, *, limit: int | None = None) -> list[str]:
         rows = await self._database.fetch(
@@ -401,7 +449,7 @@ class SqliteMessageStore(_SqliteStore):
     """
 
     KIND = "messages"
-    VERSION = 1
+    VERSION = 2
     SYNCHRONOUS = "FULL"
 
     async def add(self, message: Message) -> bool:
@@ -461,3 +509,20 @@ class SqliteMessageStore(_SqliteStore):
             (user, contact, contact, user, -1 if limit is None else limit),
         )
         return [_message_from_row(row) for row in rows]
+
+    async def known_key(self, user: str, contact: str) -> str | None:
+        rows = await self._database.fetch(
+            "SELECT key FROM contacts WHERE user = ? AND contact = ?", (user, contact)
+        )
+        return str(rows[0][0]) if rows else None
+
+    async def remember_key(self, user: str, contact: str, key: str, *, now: float) -> None:
+        async def job(db: aiosqlite.Connection) -> None:
+            await db.execute(
+                "INSERT INTO contacts (user, contact, key, first_seen, last_seen)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (user, contact)"
+                " DO UPDATE SET key = excluded.key, last_seen = excluded.last_seen",
+                (user, contact, key, now, now),
+            )
+
+        await self._database.write(job)
