@@ -203,3 +203,49 @@ async def raw_clients() -> AsyncIterator[Callable[[int], Awaitable[RawClient]]]:
 @pytest.fixture
 def db_path(tmp_path: Path) -> Callable[[str], Path]:
     return lambda name: tmp_path / f"{name}.sqlite3"
+
+
+class RecordingProxy:
+    """A TCP proxy on 127.0.0.1 that forwards to ``target`` and keeps every byte it saw,
+    as someone on the network path would."""
+
+    def __init__(self, target: tuple[str, int] | None = None) -> None:
+        self.target = target  # may be set after start(), before the first connection
+        self.captured = bytearray()
+        self.connections = 0
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> tuple[str, int]:
+        self._server = await asyncio.start_server(self._forward, "127.0.0.1", 0)
+        return "127.0.0.1", self._server.sockets[0].getsockname()[1]
+
+    async def _forward(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        assert self.target is not None
+        up_reader, up_writer = await asyncio.open_connection(*self.target)
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            try:
+                while data := await source.read(65536):
+                    self.captured += data
+                    sink.write(data)
+                    await sink.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                sink.close()
+
+        tasks = [
+            asyncio.create_task(pipe(reader, up_writer)),
+            asyncio.create_task(pipe(up_reader, writer)),
+        ]
+        self._tasks.update(tasks)
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)

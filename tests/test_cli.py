@@ -132,3 +132,64 @@ def test_entry_points_take_argv(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         cli.peer_main(["alice", "--server", "no-port-here"])
     assert "expected HOST:PORT" in capsys.readouterr().err
+
+
+async def test_fingerprints_and_whois(start: Start, server_port: str) -> None:
+    alice = await peer(start, server_port, "alice", "--memory")
+    bob = await peer(start, server_port, "bob", "--memory")
+    await bob.say("d")
+    bob_fingerprint = (await bob.expect(r"fingerprint: ([A-Z2-7-]{29})")).group(1)
+    await alice.say("whois bob")
+    await alice.expect(f"bob: {bob_fingerprint} \\(not talked with yet: compare it with them\\)")
+    await alice.say("t bob")
+    await bob.expect("alice invites you")
+    await bob.say("y")
+    await alice.expect("talking with bob")
+    await alice.say("/whois bob")
+    await alice.expect(f"bob: {bob_fingerprint} \\(matches the key remembered\\)")
+
+
+async def test_a_key_file_others_can_read_is_refused(start: Start, tmp_path: Path) -> None:
+    key = tmp_path / "alice.key"
+    key.write_text("whatever")
+    key.chmod(0o644)
+    alice = await start("alice", "p2pchat-peer", "alice", "--identity", str(key), "--memory")
+    await alice.expect(r"can be read by others.*\(chmod 600 ")
+    assert await alice.finish() == 1
+
+
+async def test_a_changed_key_is_refused_unless_the_user_says_yes(
+    start: Start, tmp_path: Path
+) -> None:
+    first = await start("server1", "p2pchat-server", "--port", "0", "--memory")
+    port = (await first.expect(r"listening on .*:(\d+)")).group(1)
+    alice = await peer(start, port, "alice")  # keeps its store and key in XDG_DATA_HOME
+    bob = await peer(start, port, "bob")
+    await alice.say("t bob")
+    await bob.expect("alice invites you")
+    await bob.say("y")
+    await alice.expect("talking with bob")
+    for person in (alice, bob):
+        await person.say("/e")
+        assert await person.finish() == 0
+    # Another server vouches a different key for "bob".
+    second = await start("server2", "p2pchat-server", "--port", "0", "--memory")
+    port = (await second.expect(r"listening on .*:(\d+)")).group(1)
+    other = str(tmp_path / "another-bob.key")
+    impostor = await peer(start, port, "bob", "--identity", other, "--memory")
+    alice = await peer(start, port, "alice")
+    await alice.say("t bob")
+    await alice.expect(r"WARNING: the key of bob changed: remembered [A-Z2-7-]+, now [A-Z2-7-]+")
+    await alice.expect(r"trust the new key of bob\? \(yes/no\)")
+    await alice.say("no")
+    await alice.expect("not trusted")
+    await impostor.expect("alice invites you")
+    await impostor.expect(r"alice withdrew the invitation \(alice cancelled it\)")
+    await alice.say("t bob")
+    await alice.expect(r"trust the new key of bob\?")
+    await alice.say("yes")
+    await alice.expect("trusting the new key of bob")
+    await impostor.expect("alice withdrew the invitation")  # the one asked about
+    await impostor.expect("alice invites you")  # the one sent after "yes"
+    await impostor.say("y")
+    await alice.expect("talking with bob")

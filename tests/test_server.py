@@ -78,7 +78,7 @@ async def test_a_taken_name_is_refused_and_the_first_login_keeps_working(
 ) -> None:
     alice = await make_peer("alice")
     with pytest.raises(p2pchat.NameTaken, match="logged in already"):
-        await make_peer("alice")
+        await make_peer("alice", identity=alice.identity)  # her own key, a second time
     assert await alice.online() == ["alice"]
 
 

@@ -270,6 +270,7 @@ class PeerConsole:
     async def run(self) -> None:
         peer = self.peer
         peer.on_presence = self._presence
+        peer.on_invitation_cancelled = self._invitation_cancelled
         watcher = asyncio.create_task(self._watch_invitations())
         await self.show(f"logged in as {peer.name}, fingerprint {peer.fingerprint}; ? for help")
         try:
@@ -511,7 +512,13 @@ class PeerConsole:
             await self.show(f"{invitation.sender} invites you to talk: y to accept, n to refuse")
 
     def _presence(self, user: str, online: bool) -> None:
-        text = f"* {user} is online" if online else f"* {user} went offline"
+        self._show_soon(f"* {user} is online" if online else f"* {user} went offline")
+
+    def _invitation_cancelled(self, invitation: Invitation) -> None:
+        self._show_soon(f"{invitation.sender} withdrew the invitation ({invitation.cancelled})")
+
+    def _show_soon(self, text: str) -> None:
+        """Show ``text`` from a callback, which cannot await."""
         task = asyncio.ensure_future(self.show(text))
         task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
 

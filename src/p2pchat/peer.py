@@ -581,6 +581,8 @@ class Peer:
         self.hello_timeout = hello_timeout
         self.on_presence: Callable[[str, bool], None] | None = None
         """Called with (user, online) when the server says someone logged in or out."""
+        self.on_invitation_cancelled: Callable[[Invitation], None] | None = None
+        """Called when a received invitation is withdrawn (``invitation.cancelled`` says why)."""
         self._link: _ServerLink | None = None
         self._listener: asyncio.Server | None = None
         self._invitations: asyncio.Queue[Invitation] = asyncio.Queue(max_invitations)
@@ -801,6 +803,8 @@ class Peer:
         elif isinstance(message, Cancelled):
             if (received := self._received.pop(message.invitation, None)) is not None:
                 received.cancelled = message.reason or "cancelled"
+                if self.on_invitation_cancelled is not None and not received.answered:
+                    self.on_invitation_cancelled(received)
         elif isinstance(message, Refused):
             outgoing = self._outgoing.get(message.invitation)
             if outgoing is not None and not outgoing.conversation.done():

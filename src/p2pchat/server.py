@@ -339,17 +339,6 @@ class SignallingServer:
         session = _Session(connection, hello, key, outbox_size=self.outbox_size)
         self._logging_in.add(session.name)  # before any await: the name is now taken
         try:
-            bound = await self.store.bind_key(session.name, key, now=self.clock())
-            if bound != key:
-                connection.log.warning(
-                    "refused a login as %s: key %s presented, %s registered",
-                    session.name,
-                    fingerprint(key),
-                    fingerprint(bound),
-                )
-                error = AuthenticationError(f"{session.name} is registered to another key")
-                await connection.fail(str(error), code=error.code)
-                return None
             await self.store.set_online(session.name, session.addresses, now=self.clock())
         finally:
             self._logging_in.discard(session.name)
@@ -392,6 +381,16 @@ class SignallingServer:
         ):
             connection.log.warning("refused a login as %s: bad signature", hello.name)
             raise AuthenticationError("the signature does not prove that key")
+        # The key is checked before the name's presence: an impostor learns nothing more.
+        bound = await self.store.bind_key(hello.name, key, now=self.clock())
+        if bound != key:
+            connection.log.warning(
+                "refused a login as %s: key %s presented, %s registered",
+                hello.name,
+                fingerprint(key),
+                fingerprint(bound),
+            )
+            raise AuthenticationError(f"{hello.name} is registered to another key")
         if hello.name in self._sessions or hello.name in self._logging_in:
             raise NameTaken(f"{hello.name} is logged in already")
         return hello, key
