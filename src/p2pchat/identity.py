@@ -122,7 +122,7 @@ class Identity:
             .sign(private_key, None)
             .public_bytes(serialization.Encoding.DER)
         )
-        self._pem_dir: str | None = None
+        self._pem_path: str | None = None
 
     def __repr__(self) -> str:
         return f"<Identity {self.fingerprint}>"
@@ -190,19 +190,28 @@ class Identity:
     def load_into(self, context: ssl.SSLContext) -> None:
         """Make ``context`` present this identity's certificate and key.
 
-        ``ssl`` only loads them from files: they are written once to a private temporary
-        directory (mode 0700), removed when this object goes away.
+        ``ssl`` loads them only from a file. On Linux that file lives in memory (memfd),
+        never on disk; elsewhere in a private temporary directory (0700, the file 0600)
+        removed when this object goes away.
         """
-        if self._pem_dir is None:
-            self._pem_dir = tempfile.mkdtemp(prefix="p2pchat-")
-            weakref.finalize(self, shutil.rmtree, self._pem_dir, True)
-            pem = self._private_pem() + ssl.DER_cert_to_PEM_cert(self.certificate).encode()
-            descriptor = os.open(
-                os.path.join(self._pem_dir, "identity.pem"), os.O_WRONLY | os.O_CREAT, 0o600
+        if self._pem_path is None:
+            self._pem_path = self._write_pem(
+                self._private_pem() + ssl.DER_cert_to_PEM_cert(self.certificate).encode()
             )
-            with os.fdopen(descriptor, "wb") as file:
-                file.write(pem)
-        context.load_cert_chain(os.path.join(self._pem_dir, "identity.pem"))
+        context.load_cert_chain(self._pem_path)
+
+    def _write_pem(self, pem: bytes) -> str:
+        if hasattr(os, "memfd_create") and os.path.isdir("/proc/self/fd"):
+            descriptor = os.memfd_create("p2pchat-identity", os.MFD_CLOEXEC)
+            os.write(descriptor, pem)
+            weakref.finalize(self, os.close, descriptor)
+            return f"/proc/self/fd/{descriptor}"
+        directory = tempfile.mkdtemp(prefix="p2pchat-")
+        weakref.finalize(self, shutil.rmtree, directory, True)
+        path = os.path.join(directory, "identity.pem")
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600), "wb") as file:
+            file.write(pem)
+        return path
 
 
 def direct_tls_context(identity: Identity, trusted: bytes, *, server_side: bool) -> ssl.SSLContext:
