@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import stat
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -146,10 +147,13 @@ async def test_reopened_message_store_has_everything_with_shipped_state(tmp_path
         await reopened.close()
 
 
-async def test_sqlite_files_are_wal_and_versioned(tmp_path: Path) -> None:
+async def test_sqlite_files_are_private_wal_and_versioned(tmp_path: Path) -> None:
     path = tmp_path / "m.sqlite3"
     store = p2pchat.SqliteMessageStore(path)
     await store.start()
+    await store.add(message(1))
+    for name in ("m.sqlite3", "m.sqlite3-wal", "m.sqlite3-shm"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600, name
     await store.close()
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

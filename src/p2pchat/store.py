@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import sqlite3
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from importlib import resources
@@ -244,6 +245,8 @@ class _SqliteDatabase:
             return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            # Private from the start: SQLite gives its -wal and -shm files the same mode.
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
             db = await aiosqlite.connect(self.path, isolation_level=None)
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open {self.kind} store {self.path}: {exc}") from exc
