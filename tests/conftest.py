@@ -207,7 +207,8 @@ def db_path(tmp_path: Path) -> Callable[[str], Path]:
 
 class RecordingProxy:
     """A TCP proxy on 127.0.0.1 that forwards to ``target`` and keeps every byte it saw,
-    as someone on the network path would."""
+    as someone on the network path would. ``cut()`` silently drops everything on the
+    connections open now, as a cut cable does (nothing is closed); new ones still pass."""
 
     def __init__(self, target: tuple[str, int] | None = None) -> None:
         self.target = target  # may be set after start(), before the first connection
@@ -215,6 +216,7 @@ class RecordingProxy:
         self.connections = 0
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._live: list[list[bool]] = []  # per connection: [cut]
 
     async def start(self) -> tuple[str, int]:
         self._server = await asyncio.start_server(self._forward, "127.0.0.1", 0)
@@ -224,10 +226,14 @@ class RecordingProxy:
         self.connections += 1
         assert self.target is not None
         up_reader, up_writer = await asyncio.open_connection(*self.target)
+        state = [False]
+        self._live.append(state)
 
         async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
             try:
                 while data := await source.read(65536):
+                    if state[0]:
+                        continue  # cut: the bytes go nowhere
                     self.captured += data
                     sink.write(data)
                     await sink.drain()
@@ -242,6 +248,10 @@ class RecordingProxy:
         ]
         self._tasks.update(tasks)
         await asyncio.gather(*tasks, return_exceptions=True)
+
+    def cut(self) -> None:
+        for state in self._live:
+            state[0] = True
 
     async def close(self) -> None:
         if self._server is not None:

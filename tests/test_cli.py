@@ -117,8 +117,9 @@ async def test_server_stops_on_sigterm_and_tells_its_peers(start: Start) -> None
     alice = await peer(start, port, "alice", "--memory")
     server.process.send_signal(signal.SIGTERM)
     assert await server.finish() == 0
+    await alice.expect(r"lost the server; reconnecting")
     await alice.say("d")
-    await alice.expect(r"\(disconnected\)")
+    await alice.expect(r"\(reconnecting\)")
 
 
 def test_entry_points_take_argv(capsys: pytest.CaptureFixture[str]) -> None:

@@ -271,6 +271,7 @@ class PeerConsole:
         peer = self.peer
         peer.on_presence = self._presence
         peer.on_invitation_cancelled = self._invitation_cancelled
+        peer.on_state = self._state
         watcher = asyncio.create_task(self._watch_invitations())
         await self.show(f"logged in as {peer.name}, fingerprint {peer.fingerprint}; ? for help")
         try:
@@ -452,8 +453,7 @@ class PeerConsole:
         lines = [
             f"name: {peer.name}",
             f"fingerprint: {peer.fingerprint}",
-            f"server: {peer.server_address[0]}:{peer.server_address[1]} "
-            f"({'connected' if peer.connected else 'disconnected'})",
+            f"server: {peer.server_address[0]}:{peer.server_address[1]} ({peer.state})",
             f"listening: {', '.join(f'{h}:{p}' for h, p in peer.listening)}",
             f"store: {where}",
             f"talk: {self.focus or '-'}",
@@ -513,6 +513,12 @@ class PeerConsole:
 
     def _presence(self, user: str, online: bool) -> None:
         self._show_soon(f"* {user} is online" if online else f"* {user} went offline")
+
+    def _state(self, state: str) -> None:
+        if state == "reconnecting":
+            self._show_soon("* lost the server; reconnecting (talks go on meanwhile)")
+        elif state == "connected":
+            self._show_soon("* connected to the server again")
 
     def _invitation_cancelled(self, invitation: Invitation) -> None:
         self._show_soon(f"{invitation.sender} withdrew the invitation ({invitation.cancelled})")

@@ -13,13 +13,14 @@ import contextlib
 import itertools
 import logging
 import ssl
-from collections.abc import MutableMapping
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from .errors import ConnectionClosed, ProtocolError
-from .protocol import DEFAULT_MAX_FRAME, Decoder, Error, WireMessage, encode
+from .protocol import DEFAULT_MAX_FRAME, Decoder, Error, Ping, WireMessage, encode
 
-__all__ = ["Connection", "ConnectionLogger"]
+__all__ = ["Connection", "ConnectionLogger", "keep_alive"]
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +59,8 @@ class Connection:
         peer = writer.get_extra_info("peername")
         self.remote_address: tuple[str, int] | None = (str(peer[0]), int(peer[1])) if peer else None
         self.id = next(self._ids)
+        self.last_heard = time.monotonic()
+        """When bytes last arrived (monotonic): any traffic proves the other side is there."""
         where = f"{peer[0]}:{peer[1]}" if peer else "?"
         self.log = ConnectionLogger(logger, {"conn": f"#{self.id} {where}"})
 
@@ -151,6 +154,7 @@ class Connection:
         if not data:
             self._decoder.receive_eof()
             raise ConnectionClosed("connection closed by the other side")
+        self.last_heard = time.monotonic()
         self._decoder.receive_data(data)
 
     async def fail(self, error: ProtocolError | str, *, code: str | None = None) -> None:
@@ -175,3 +179,29 @@ class Connection:
     def abort(self) -> None:
         """Drop the connection at once, without flushing."""
         self._writer.transport.abort()
+
+
+async def keep_alive(
+    connection: Connection,
+    *,
+    interval: float,
+    timeout: float,
+    send: Callable[[WireMessage], Awaitable[None]] | None = None,
+) -> str:
+    """Ping ``connection`` when it has been quiet for ``interval`` seconds; return (a reason)
+    once nothing at all has been heard for ``interval + timeout``. The caller then drops it.
+
+    The other side answers ``ping`` with ``pong``; any traffic counts as a sign of life.
+    """
+    send = send or connection.send
+    ids = itertools.count(1)
+    while True:
+        quiet = time.monotonic() - connection.last_heard
+        if quiet >= interval + timeout:
+            return f"nothing heard for {quiet:.0f} s"
+        if quiet >= interval:
+            with contextlib.suppress(ConnectionClosed, ProtocolError):
+                await send(Ping(id=f"k{next(ids)}"))
+            await asyncio.sleep(timeout)
+        else:
+            await asyncio.sleep(interval - quiet)

@@ -21,14 +21,16 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import random
 import ssl
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Final, TypeVar
 
-from .connection import Connection
+from .connection import Connection, keep_alive
 from .errors import (
+    AuthenticationError,
     ConnectionClosed,
     ConversationClosed,
     IdentityError,
@@ -112,10 +114,15 @@ class _ServerLink:
         on_push: Callable[[WireMessage], None],
         *,
         request_timeout: float | None,
+        ping_interval: float,
+        ping_timeout: float,
     ) -> None:
         self.connection = connection
         self.on_push = on_push
         self.request_timeout = request_timeout
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
+        self._watchdog: asyncio.Task[None] | None = None
         self._ids = itertools.count(1)
         self._waiting: dict[
             str, tuple[asyncio.Future[WireMessage], Callable[[Any], None] | None]
@@ -128,6 +135,14 @@ class _ServerLink:
 
     def start(self) -> None:
         self._reader = asyncio.create_task(self._read())
+        self._watchdog = asyncio.create_task(self._watch())
+
+    async def _watch(self) -> None:
+        reason = await keep_alive(
+            self.connection, interval=self.ping_interval, timeout=self.ping_timeout
+        )
+        logger.warning("the signalling server is silent (%s); dropping the connection", reason)
+        self.connection.abort()
 
     async def request(
         self,
@@ -164,6 +179,8 @@ class _ServerLink:
                 answered = getattr(message, "id", None)
                 if isinstance(message, Ping):
                     await self.connection.send(Pong(id=message.id))
+                elif isinstance(message, Pong) and answered not in self._waiting:
+                    pass  # our keepalive was answered
                 elif answered is not None and answered in self._waiting:
                     future, on_answer = self._waiting.pop(answered)
                     if isinstance(message, Error):
@@ -187,6 +204,8 @@ class _ServerLink:
             reason = str(exc)
         finally:
             logger.info("signalling server session ended: %s", reason)
+            if self._watchdog is not None:
+                self._watchdog.cancel()
             self.closed.set()
             for future, _ in self._waiting.values():
                 if not future.done():
@@ -312,7 +331,18 @@ class Conversation:
         self._tasks = [
             asyncio.create_task(self._receive_loop()),
             asyncio.create_task(self._send_loop()),
+            asyncio.create_task(self._watch()),
         ]
+
+    async def _watch(self) -> None:
+        """End the conversation once the other side has been silent too long."""
+        reason = await keep_alive(
+            self._connection,
+            interval=self._owner.ping_interval,
+            timeout=self._owner.ping_timeout,
+        )
+        self._finish(f"no answer from {self.peer}: {reason}")
+        self._connection.abort()
 
     # Sending.
 
@@ -565,6 +595,9 @@ class Peer:
         connect_timeout: float | None = 10.0,
         request_timeout: float | None = 15.0,
         hello_timeout: float | None = 10.0,
+        ping_interval: float = 20.0,
+        ping_timeout: float = 20.0,
+        reconnect_delay: tuple[float, float] | None = (0.2, 10.0),
     ) -> None:
         self.name = name
         self.server_address = server
@@ -579,8 +612,17 @@ class Peer:
         self.connect_timeout = connect_timeout
         self.request_timeout = request_timeout
         self.hello_timeout = hello_timeout
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
+        self.reconnect_delay = reconnect_delay
         self.on_presence: Callable[[str, bool], None] | None = None
         """Called with (user, online) when the server says someone logged in or out."""
+        self.on_state: Callable[[str], None] | None = None
+        """Called with the new ``state`` when the server connection is lost or back."""
+        self.state = "offline"
+        """``connected``, ``reconnecting`` (conversations go on meanwhile) or ``offline``."""
+        self._closing = False
+        self._supervisor: asyncio.Task[None] | None = None
         self.on_invitation_cancelled: Callable[[Invitation], None] | None = None
         """Called when a received invitation is withdrawn (``invitation.cancelled`` says why)."""
         self._link: _ServerLink | None = None
@@ -603,6 +645,7 @@ class Peer:
         if self._link is not None:
             return
         await self.store.start()
+        self._closing = False
         try:
             host, port = self.listen_address
             self._listener = await asyncio.start_server(self._on_direct_connection, host, port)
@@ -611,7 +654,47 @@ class Peer:
             await self._close_listener()
             await self.store.close()
             raise
+        self._set_state("connected")
+        self._supervisor = asyncio.create_task(self._stay_connected())
         logger.info("%s logged in; listening on %s", self.name, self.listening)
+
+    def _set_state(self, state: str) -> None:
+        if state != self.state:
+            self.state = state
+            if self.on_state is not None:
+                self.on_state(state)
+
+    async def _stay_connected(self) -> None:
+        """Whenever the server connection drops, log in again: exponential backoff with
+        jitter, so that a restarted server is not hit by every peer at the same instant."""
+        while True:
+            assert self._link is not None
+            await self._link.closed.wait()
+            if self._closing:
+                return
+            if self.reconnect_delay is None:
+                self._set_state("offline")
+                return
+            self._set_state("reconnecting")
+            initial, cap = self.reconnect_delay
+            for attempt in itertools.count():
+                await asyncio.sleep(min(cap, initial * 2**attempt) * random.uniform(0.5, 1.0))
+                try:
+                    link = await self._log_in()
+                except AuthenticationError as exc:
+                    logger.error("%s cannot log in again: %s; giving up", self.name, exc)
+                    self._set_state("offline")
+                    return
+                except (P2PChatError, OSError) as exc:
+                    logger.info("%s: reconnecting (attempt %d): %s", self.name, attempt + 1, exc)
+                    continue
+                if self._closing:
+                    await link.close()
+                    return
+                self._link = link
+                break
+            logger.info("%s is logged in again", self.name)
+            self._set_state("connected")
 
     @property
     def listening(self) -> list[tuple[str, int]]:
@@ -656,12 +739,23 @@ class Peer:
         except BaseException:
             await connection.close()
             raise
-        link = _ServerLink(connection, self._on_push, request_timeout=self.request_timeout)
+        link = _ServerLink(
+            connection,
+            self._on_push,
+            request_timeout=self.request_timeout,
+            ping_interval=self.ping_interval,
+            ping_timeout=self.ping_timeout,
+        )
         link.start()
         return link
 
     async def close(self) -> None:
         """Leave every conversation, log out, stop listening, close the store."""
+        self._closing = True
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._supervisor
         for chat in list(self._conversations.values()):
             await chat.close("logging out")
         for outgoing in self._outgoing.values():
@@ -676,6 +770,7 @@ class Peer:
             task.cancel()
         await asyncio.gather(*self._handshakes, return_exceptions=True)
         await self.store.close()
+        self._set_state("offline")
 
     async def _close_listener(self) -> None:
         if self._listener is not None:
@@ -694,7 +789,9 @@ class Peer:
 
     def _server_link(self) -> _ServerLink:
         if self._link is None or self._link.closed.is_set():
-            raise ConnectionClosed(f"{self.name} is not connected to the signalling server")
+            raise ConnectionClosed(
+                f"{self.name} is not connected to the signalling server ({self.state})"
+            )
         return self._link
 
     async def whois(self, user: str) -> str:

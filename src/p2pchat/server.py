@@ -20,7 +20,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
-from .connection import Connection
+from .connection import Connection, keep_alive
 from .errors import (
     AuthenticationError,
     ConnectionClosed,
@@ -190,6 +190,8 @@ class SignallingServer:
         # Timeouts
         hello_timeout: float | None = 10.0,
         invitation_ttl: float = 120.0,
+        ping_interval: float = 20.0,
+        ping_timeout: float = 20.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.host = host
@@ -201,6 +203,8 @@ class SignallingServer:
         self.outbox_size = outbox_size
         self.hello_timeout = hello_timeout
         self.invitation_ttl = invitation_ttl
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
         self.clock = clock
         self._server: asyncio.Server | None = None
         self._closing = False
@@ -396,11 +400,30 @@ class SignallingServer:
         return hello, key
 
     async def _serve_session(self, session: _Session) -> None:
+        watchdog = asyncio.create_task(self._watch(session))
+        try:
+            await self._read_requests(session)
+        finally:
+            watchdog.cancel()
+
+    async def _watch(self, session: _Session) -> None:
+        """Drop the session once the peer has been silent too long (gone without a word)."""
+        reason = await keep_alive(
+            session.connection,
+            interval=self.ping_interval,
+            timeout=self.ping_timeout,
+            send=session.reply,
+        )
+        session.drop(f"{session.name}: {reason}; dropping it")
+
+    async def _read_requests(self, session: _Session) -> None:
         while True:
             message = await session.connection.recv()
             if isinstance(message, Bye):
                 session.connection.log.info("left: %s", message.reason or "bye")
                 return
+            if isinstance(message, Pong):
+                continue  # an answer to our keepalive: hearing it was the point
             handler = self._handlers.get(type(message))
             if handler is None or not isinstance(message, REQUEST_TYPES):
                 raise ProtocolError(f"unexpected {type(message).__name__.lower()} message")

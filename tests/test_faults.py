@@ -1,0 +1,107 @@
+"""Crashes, restarts and cut connections: nothing is lost, everything comes back."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+import p2pchat
+from p2pchat.demo import ScriptedProcess, command
+
+from .conftest import RecordingProxy, connect, eventually
+
+Launch = Callable[..., Awaitable[ScriptedProcess]]
+
+
+@pytest.fixture
+async def launch() -> AsyncIterator[Launch]:
+    """Start commands as processes; all are stopped at the end of the test."""
+    processes: list[ScriptedProcess] = []
+    transcript: list[str] = []
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+    async def start(label: str, args: list[str]) -> ScriptedProcess:
+        process = await ScriptedProcess.start(label, args, transcript, env=env)
+        processes.append(process)
+        return process
+
+    yield start
+    for process in processes:
+        await process.stop()
+
+
+async def start_server(launch: Launch, db: Path, port: int = 0) -> tuple[ScriptedProcess, int]:
+    server = await launch(
+        "server", [*command("p2pchat-server"), "--port", str(port), "--db", str(db)]
+    )
+    found = int((await server.expect(r"listening on 127\.0\.0\.1:(\d+)")).group(1))
+    return server, found
+
+
+def fast_peer(name: str, port: int, **kwargs: object) -> p2pchat.Peer:
+    return p2pchat.Peer(
+        name,
+        server=("127.0.0.1", port),
+        reconnect_delay=(0.05, 0.5),
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+async def test_a_server_killed_and_restarted_mid_chat(launch: Launch, tmp_path: Path) -> None:
+    db = tmp_path / "server.sqlite3"
+    server, port = await start_server(launch, db)
+    alice, bob = fast_peer("alice", port), fast_peer("bob", port)
+    states: list[str] = []
+    async with alice, bob:
+        alice.on_state = states.append
+        chat_a, chat_b = await connect(alice, bob)
+        await chat_a.send("before the crash")
+        assert (await asyncio.wait_for(chat_b.receive(), 5)).body == "before the crash"
+
+        server.process.send_signal(signal.SIGKILL)
+        await server.process.wait()
+        await eventually(lambda: alice.state == bob.state == "reconnecting")
+        # The direct conversation does not need the server.
+        await chat_b.send("while the server is down")
+        assert (await asyncio.wait_for(chat_a.receive(), 5)).body == "while the server is down"
+        with pytest.raises(p2pchat.ConnectionClosed, match="reconnecting"):
+            await alice.online()
+
+        await start_server(launch, db, port)  # the same store, the same port
+        await eventually(lambda: alice.state == bob.state == "connected", timeout=10)
+        assert await alice.online() == ["alice", "bob"]
+        assert states == ["reconnecting", "connected"]
+        await chat_a.send("after the restart")
+        assert (await asyncio.wait_for(chat_b.receive(), 5)).body == "after the restart"
+        # The restarted server still knows whose key each name is.
+        with pytest.raises(p2pchat.AuthenticationError):
+            await fast_peer("alice", port).start()
+
+
+async def test_a_cut_network_is_noticed_and_the_peer_logs_in_again() -> None:
+    async with p2pchat.SignallingServer(port=0, ping_interval=0.3, ping_timeout=0.3) as server:
+        proxy = RecordingProxy(("127.0.0.1", server.port))
+        where = await proxy.start()
+        try:
+            peer = p2pchat.Peer(
+                "alice",
+                server=where,
+                ping_interval=0.3,
+                ping_timeout=0.3,
+                reconnect_delay=(0.05, 0.2),
+            )
+            async with peer:
+                proxy.cut()  # no FIN, no RST: only silence, both ways
+                # The peer notices by keepalive; the server drops the dead session by its
+                # own keepalive, which frees the name for the new login.
+                await eventually(lambda: peer.state == "reconnecting", timeout=5)
+                await eventually(lambda: peer.state == "connected", timeout=10)
+                assert await peer.online() == ["alice"]
+                assert proxy.connections >= 2
+        finally:
+            await proxy.close()
