@@ -378,14 +378,7 @@ class Conversation:
                 batch = [await self._outgoing.get()]
                 while not self._outgoing.empty() and len(batch) < 256:
                     batch.append(self._outgoing.get_nowait())
-                try:
-                    await self._store.add_many([message for message, _ in batch])
-                except BaseException as exc:
-                    error = exc if isinstance(exc, Exception) else ConversationClosed("closed")
-                    for _, done in batch:
-                        if not done.done():
-                            done.set_exception(error)
-                    raise
+                await self._store_batch(batch)
                 try:
                     await self._connection.send_many([_wire(message) for message, _ in batch])
                 finally:
@@ -397,6 +390,42 @@ class Conversation:
         except P2PChatError as exc:
             self.log.error("cannot send to %s: %s", self.peer, exc)
             self._finish(f"store failed: {exc}")
+
+    async def _store_batch(self, batch: list[tuple[Message, asyncio.Future[Message]]]) -> None:
+        """Store a batch of outgoing messages in one transaction.
+
+        If the conversation closes meanwhile, the write still ends and each sender learns
+        the truth: send() returns a message only if it is stored (then unshipped until the
+        next talk) and raises only if it is not, so retrying never makes a duplicate.
+        """
+        batch_messages = [m for m, _ in batch]
+        # Awaited on every path below, after a cancellation too.
+        writing = asyncio.create_task(self._store.add_many(batch_messages))
+        try:
+            await asyncio.shield(writing)
+        except asyncio.CancelledError:
+            await asyncio.wait({writing})  # closing: let the write end, then report it
+            self._settle(batch, writing)
+            raise
+        except Exception:
+            self._settle(batch, writing)
+            raise
+
+    def _settle(
+        self, batch: list[tuple[Message, asyncio.Future[Message]]], writing: asyncio.Task[object]
+    ) -> None:
+        """Resolve the senders of a batch that will not be sent now."""
+        error: BaseException | None = None
+        if writing.cancelled():
+            error = ConversationClosed(f"conversation with {self.peer} closed before storing")
+        elif writing.exception() is not None:
+            error = writing.exception()
+        for message, done in batch:
+            if not done.done():
+                if error is None:
+                    done.set_result(message)
+                else:
+                    done.set_exception(error)
 
     # Receiving.
 
