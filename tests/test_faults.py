@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -105,3 +106,57 @@ async def test_a_cut_network_is_noticed_and_the_peer_logs_in_again() -> None:
                 assert proxy.connections >= 2
         finally:
             await proxy.close()
+
+
+WORKER = Path(__file__).with_name("chat_worker.py")
+COUNT = 1000
+
+
+async def worker(
+    launch: Launch, role: str, name: str, contact: str, port: int, directory: Path
+) -> ScriptedProcess:
+    process = await launch(
+        name,
+        [sys.executable, str(WORKER), role, name, contact, str(port), str(directory), str(COUNT)],
+    )
+    await process.expect("ready")
+    return process
+
+
+async def stored(path: Path, user: str, contact: str) -> list[p2pchat.Message]:
+    store = p2pchat.SqliteMessageStore(path)
+    await store.start()
+    try:
+        return await store.history(user, contact)
+    finally:
+        await store.close()
+
+
+def expected() -> list[str]:
+    return [f"m{n:04d}" for n in range(COUNT)]
+
+
+@pytest.mark.parametrize("victim", ["receiver", "sender"])
+async def test_a_peer_killed_mid_stream_loses_nothing_and_repeats_nothing(
+    launch: Launch, tmp_path: Path, victim: str
+) -> None:
+    _, port = await start_server(launch, tmp_path / "server.sqlite3")
+    bob = await worker(launch, "receiver", "bob", "alice", port, tmp_path)
+    alice = await worker(launch, "sender", "alice", "bob", port, tmp_path)
+    await bob.expect(r"got m0300", timeout=30)  # mid-stream
+    killed = bob if victim == "receiver" else alice
+    killed.process.send_signal(signal.SIGKILL)
+    await killed.process.wait()
+    if victim == "receiver":
+        bob = await worker(launch, "receiver", "bob", "alice", port, tmp_path)
+    else:
+        alice = await worker(launch, "sender", "alice", "bob", port, tmp_path)
+    await alice.expect(r"^done$", timeout=60)
+    # Both stores, read from disk: every message exactly once, in order, all shipped.
+    received = await stored(tmp_path / "bob.sqlite3", "bob", "alice")
+    assert [m.body for m in received] == expected()
+    sent = await stored(tmp_path / "alice.sqlite3", "alice", "bob")
+    assert [m.body for m in sent] == expected()
+    assert all(m.shipped for m in sent)
+    assert len({m.id for m in received}) == COUNT
+    assert [m.id for m in received] == [m.id for m in sent]

@@ -135,8 +135,17 @@ async def test_shipped_is_set_only_after_the_ack(
     msg = await direct.recv_until(Msg)
     assert msg.id == sent.id
     assert [m.shipped for m in await alice.history("bob")] == [False]
+    acknowledged = asyncio.create_task(chat.wait_acknowledged())
+    await asyncio.sleep(0)
+    assert not acknowledged.done()
     await direct.send(Ack(ids=[msg.id]))
-    await eventually(lambda: _all_shipped(alice, "bob"))
+    await asyncio.wait_for(acknowledged, 5)
+    assert [m.shipped for m in await alice.history("bob")] == [True]
+    # Unacknowledged when the conversation ends: wait_acknowledged says so.
+    await chat.send("never acked")
+    await direct.close()
+    with pytest.raises(p2pchat.ConversationClosed, match="1 messages unacknowledged"):
+        await asyncio.wait_for(chat.wait_acknowledged(), 5)
 
 
 async def test_a_restarted_peer_keeps_its_history(

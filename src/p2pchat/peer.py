@@ -315,6 +315,9 @@ class Conversation:
             owner.max_queue
         )
         self._closed = asyncio.Event()
+        self._unacked: set[str] = set()
+        self._all_acked = asyncio.Event()
+        self._all_acked.set()
         self.close_reason = ""
         self._tasks: list[asyncio.Task[None]] = []
         self.log = connection.log
@@ -371,14 +374,15 @@ class Conversation:
             if backlog:
                 self.log.info("resending %d unshipped messages to %s", len(backlog), self.peer)
                 for start in range(0, len(backlog), 256):
-                    await self._connection.send_many(
-                        [_wire(m) for m in backlog[start : start + 256]]
-                    )
+                    chunk = backlog[start : start + 256]
+                    self._expect_acks(chunk)
+                    await self._connection.send_many([_wire(m) for m in chunk])
             while True:
                 batch = [await self._outgoing.get()]
                 while not self._outgoing.empty() and len(batch) < 256:
                     batch.append(self._outgoing.get_nowait())
                 await self._store_batch(batch)
+                self._expect_acks([message for message, _ in batch])
                 try:
                     await self._connection.send_many([_wire(message) for message, _ in batch])
                 finally:
@@ -390,6 +394,28 @@ class Conversation:
         except P2PChatError as exc:
             self.log.error("cannot send to %s: %s", self.peer, exc)
             self._finish(f"store failed: {exc}")
+
+    def _expect_acks(self, messages: list[Message]) -> None:
+        self._unacked.update(m.id for m in messages)
+        if self._unacked:
+            self._all_acked.clear()
+
+    async def wait_acknowledged(self) -> None:
+        """Wait until the other side has acknowledged (stored) everything sent so far in
+        this conversation, backlog included. Raises ConversationClosed if it ends first:
+        what is not acknowledged stays unshipped and is resent next time."""
+        waiting = asyncio.ensure_future(self._all_acked.wait())
+        closing = asyncio.ensure_future(self._closed.wait())
+        try:
+            await asyncio.wait({waiting, closing}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiting.cancel()
+            closing.cancel()
+        if not self._all_acked.is_set():
+            raise ConversationClosed(
+                f"conversation with {self.peer} closed with {len(self._unacked)} messages "
+                f"unacknowledged: {self.close_reason}"
+            )
 
     async def _store_batch(self, batch: list[tuple[Message, asyncio.Future[Message]]]) -> None:
         """Store a batch of outgoing messages in one transaction.
@@ -507,6 +533,9 @@ class Conversation:
                         # They said bye already: unacked, they will resend, and we dedup.
                 if acked:
                     await self._store.mark_shipped(acked)
+                    self._unacked.difference_update(acked)
+                    if not self._unacked:
+                        self._all_acked.set()
                 if leaving is not None:
                     reason = leaving
                     return
