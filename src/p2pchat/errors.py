@@ -13,7 +13,10 @@
     │   ├── NameTaken              that name is logged in already
     │   ├── UnknownUser            the server has never seen that name
     │   ├── UserOffline            that user is known but not logged in
-    │   └── InvitationGone         the invitation was cancelled, expired or answered
+    │   ├── InvitationGone         the invitation was cancelled, expired or answered
+    │   ├── RateLimited            too many requests too fast
+    │   ├── TooManyInvitations     too many invitations pending for that user
+    │   └── RelayUnavailable       the server cannot relay now (its relay limits)
     ├── InviteRefused              the invitee said no
     ├── InviteTimeout              no answer in time (also a TimeoutError)
     ├── PeerUnreachable            none of the peer's addresses could be dialled
@@ -43,9 +46,12 @@ __all__ = [
     "P2PChatError",
     "PeerUnreachable",
     "ProtocolError",
+    "RateLimited",
+    "RelayUnavailable",
     "RemoteProtocolError",
     "ServerRefused",
     "StoreError",
+    "TooManyInvitations",
     "UnknownUser",
     "UserOffline",
     "error_for_code",
@@ -121,6 +127,24 @@ class InvitationGone(ServerRefused):
     code = "invitation_gone"
 
 
+class RateLimited(ServerRefused):
+    """Too many requests too fast; slow down (the server disconnects repeat offenders)."""
+
+    code = "rate_limited"
+
+
+class TooManyInvitations(ServerRefused):
+    """That user (or you) already has as many invitations pending as the server allows."""
+
+    code = "too_many_invitations"
+
+
+class RelayUnavailable(ServerRefused):
+    """The server will not relay this conversation now: its relay limits are reached."""
+
+    code = "relay_unavailable"
+
+
 class InviteRefused(P2PChatError):
     """The invited user refused, or could not take, the invitation."""
 
@@ -171,7 +195,16 @@ class StoreError(P2PChatError):
 
 _BY_CODE: dict[str, type[ServerRefused]] = {
     cls.code: cls
-    for cls in (AuthenticationError, NameTaken, UnknownUser, UserOffline, InvitationGone)
+    for cls in (
+        AuthenticationError,
+        NameTaken,
+        UnknownUser,
+        UserOffline,
+        InvitationGone,
+        RateLimited,
+        TooManyInvitations,
+        RelayUnavailable,
+    )
 }
 
 

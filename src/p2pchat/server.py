@@ -29,7 +29,9 @@ from .errors import (
     NameTaken,
     P2PChatError,
     ProtocolError,
+    RateLimited,
     ServerRefused,
+    TooManyInvitations,
     UnknownUser,
     UserOffline,
 )
@@ -147,6 +149,26 @@ class _Invitation:
         self.expiry: asyncio.TimerHandle | None = None
 
 
+class _TokenBucket:
+    """Allows ``rate`` events per second on average, ``burst`` at once."""
+
+    def __init__(self, rate: float, burst: int, *, clock: Callable[[], float]) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._clock = clock
+        self._tokens = float(burst)
+        self._last = clock()
+
+    def take(self) -> bool:
+        now = self._clock()
+        self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+        self._last = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
+
+
 def dial_addresses(
     advertised: list[tuple[str, int]], observed: tuple[str, int] | None
 ) -> list[tuple[str, int]]:
@@ -187,6 +209,8 @@ class SignallingServer:
         max_frame: int | None = DEFAULT_MAX_FRAME,
         max_list: int = 1000,
         outbox_size: int = 1024,
+        rate_limit: tuple[float, int] | None = (20.0, 200),
+        max_invitations: int = 16,
         # Timeouts
         hello_timeout: float | None = 10.0,
         invitation_ttl: float = 120.0,
@@ -201,6 +225,10 @@ class SignallingServer:
         self.max_frame = max_frame
         self.max_list = max_list
         self.outbox_size = outbox_size
+        self.rate_limit = rate_limit
+        """(requests per second, burst) per connection; None: no limit."""
+        self.max_invitations = max_invitations
+        """Invitations pending at once per user, as inviter and as invitee each."""
         self.hello_timeout = hello_timeout
         self.invitation_ttl = invitation_ttl
         self.ping_interval = ping_interval
@@ -317,6 +345,10 @@ class SignallingServer:
             pass
         except ProtocolError as exc:
             await connection.fail(exc)
+        except RateLimited as exc:
+            connection.log.warning("%s", exc)
+            if session is not None:  # after the answers already queued, then close
+                session.push(Error(code=exc.code, reason=str(exc)))
         except ConnectionClosed as exc:
             connection.log.info("connection ended: %s", exc)
         except Exception:
@@ -417,8 +449,24 @@ class SignallingServer:
         session.drop(f"{session.name}: {reason}; dropping it")
 
     async def _read_requests(self, session: _Session) -> None:
+        bucket = _TokenBucket(*self.rate_limit, clock=time.monotonic) if self.rate_limit else None
+        warned = 0
         while True:
             message = await session.connection.recv()
+            if bucket is not None and not bucket.take():
+                warned += 1
+                rate = bucket.rate
+                if warned > 3:
+                    raise RateLimited(f"still more than {rate:g} requests/s; disconnecting")
+                request_id = getattr(message, "id", None)
+                await session.reply(
+                    Error(
+                        id=request_id,
+                        code=RateLimited.code,
+                        reason=f"more than {rate:g} requests/s: slow down",
+                    )
+                )
+                continue
             if isinstance(message, Bye):
                 session.connection.log.info("left: %s", message.reason or "bye")
                 return
@@ -455,6 +503,8 @@ class SignallingServer:
             for other in self._sessions.values():
                 other.push(Presence(user=session.name, online=False))
         if session.writer is not None:
+            session.finish()  # what is queued still goes out, briefly
+            await asyncio.wait({session.writer}, timeout=1.0)
             session.writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await session.writer
@@ -487,6 +537,14 @@ class SignallingServer:
             if await self.store.get(message.user) is None:
                 raise UnknownUser(f"no user named {message.user} has ever logged in")
             raise UserOffline(f"{message.user} is not online")
+        for name in (session.name, invitee.name):
+            pending = sum(name in (i.sender, i.recipient) for i in self._invitations.values())
+            if pending >= self.max_invitations:
+                who = "you have" if name == session.name else f"{name} has"
+                raise TooManyInvitations(
+                    f"{who} {pending} invitations pending already (at most "
+                    f"{self.max_invitations}); wait for answers or cancel some"
+                )
         invitation = _Invitation(secrets.token_urlsafe(16), session.name, invitee.name)
         self._invitations[invitation.id] = invitation
         invitation.expiry = asyncio.get_running_loop().call_later(

@@ -1,0 +1,120 @@
+"""Every limit, tripped on purpose, answered as specified."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+import p2pchat
+from p2pchat.protocol import Error, ListUsers, Msg, Users
+
+from .conftest import PeerFactory, RawClient, connect, hand_driven_invitee
+
+RawFactory = Callable[[int], Awaitable[RawClient]]
+
+
+async def test_a_flood_is_answered_with_an_error_then_a_disconnect(raw_clients: RawFactory) -> None:
+    async with p2pchat.SignallingServer(port=0, rate_limit=(10.0, 20)) as server:
+        calm = await raw_clients(server.port)
+        await calm.login("calm", 1)
+        flood = await raw_clients(server.port)
+        await flood.login("flood", 1)
+        flood.writer.write(
+            b"".join(p2pchat.protocol.encode(ListUsers(id=str(n))) for n in range(500))
+        )
+        answers = await read_until_closed(flood)
+        users = [a for a in answers if isinstance(a, Users)]
+        errors = [a for a in answers if isinstance(a, Error)]
+        assert 20 <= len(users) < 40  # the burst, and what trickled in meanwhile
+        assert errors[0].code == "rate_limited"
+        assert "more than 10 requests/s: slow down" in errors[0].reason
+        assert "disconnecting" in errors[-1].reason
+        assert "flood" not in server.online_users
+        await calm.send(ListUsers(id="still"))
+        assert (await calm.recv_until(Users)).users == ["calm"]
+
+
+async def read_until_closed(client: RawClient) -> list[object]:
+    answers: list[object] = []
+    with contextlib.suppress(p2pchat.ConnectionClosed):
+        while True:
+            answers.append(await client.recv())
+    return answers
+
+
+async def test_invitations_pending_per_user_are_bounded() -> None:
+    async with p2pchat.SignallingServer(port=0, max_invitations=3) as server:
+        where = ("127.0.0.1", server.port)
+        async with (
+            p2pchat.Peer("alice", server=where) as alice,
+            p2pchat.Peer("bob", server=where) as bob,
+            p2pchat.Peer("carol", server=where) as carol,
+        ):
+            waiting = [asyncio.create_task(alice.invite("bob", timeout=30)) for _ in range(3)]
+            for _ in range(3):
+                await asyncio.wait_for(bob.next_invitation(), 5)
+            with pytest.raises(p2pchat.TooManyInvitations, match="you have 3 invitations pending"):
+                await alice.invite("bob")
+            with pytest.raises(p2pchat.TooManyInvitations, match="bob has 3 invitations pending"):
+                await carol.invite("bob")
+            for task in waiting:
+                task.cancel()
+            await asyncio.gather(*waiting, return_exceptions=True)
+
+
+async def test_unanswered_invitations_expire(make_peer: PeerFactory) -> None:
+    async with p2pchat.SignallingServer(port=0, invitation_ttl=0.2) as server:
+        where = ("127.0.0.1", server.port)
+        async with (
+            p2pchat.Peer("alice", server=where) as alice,
+            p2pchat.Peer("bob", server=where) as bob,
+        ):
+            gone = asyncio.Event()
+            bob.on_invitation_cancelled = lambda invitation: gone.set()
+            inviting = asyncio.create_task(alice.invite("bob", timeout=30))
+            invitation = await asyncio.wait_for(bob.next_invitation(), 5)
+            await asyncio.wait_for(gone.wait(), 5)
+            assert invitation.cancelled == "the invitation expired"
+            with pytest.raises(p2pchat.InvitationGone, match="expired"):
+                await invitation.accept()
+            inviting.cancel()
+
+
+async def test_a_message_over_the_size_limit_is_refused_on_both_ends(
+    server: p2pchat.SignallingServer, make_peer: PeerFactory, raw_clients: RawFactory
+) -> None:
+    alice = await make_peer("alice", max_message_size=1000)
+    with pytest.raises(p2pchat.MessageTooLarge, match="1001 bytes is over the limit of 1000"):
+        await alice.send("bob", "é" * 500 + "x")  # counted in UTF-8 bytes
+    # A peer that sends one anyway gets a protocol error and the conversation ends.
+    chat, direct = await hand_driven_invitee(alice, "mallory", server.port, raw_clients)
+    await direct.send(Msg(id="big", ts=0.0, body="x" * 1001))
+    assert "over the limit of 1000" in (await direct.recv_until(Error)).reason
+    await chat.wait_closed()
+    assert await alice.history("mallory") == []
+
+
+async def test_an_idle_conversation_whose_peer_is_gone_is_dropped(
+    server: p2pchat.SignallingServer, make_peer: PeerFactory, raw_clients: RawFactory
+) -> None:
+    alice = await make_peer("alice", ping_interval=0.1, ping_timeout=0.1)
+    chat, _ = await hand_driven_invitee(alice, "ghost", server.port, raw_clients)
+    # ghost never answers a ping: as good as gone.
+    await asyncio.wait_for(chat.wait_closed(), 5)
+    assert "no answer from ghost" in chat.close_reason
+
+
+async def test_a_live_conversation_answers_pings_and_stays(make_peer: PeerFactory) -> None:
+    alice = await make_peer("alice", ping_interval=0.05, ping_timeout=0.05)
+    bob = await make_peer("bob", ping_interval=0.05, ping_timeout=0.05)
+    chat_a, chat_b = await connect(alice, bob)
+    # Quiet for many ping intervals: the pongs alone keep it up.
+    closed = asyncio.create_task(chat_a.wait_closed())
+    done, _ = await asyncio.wait({closed}, timeout=1.0)
+    assert not done
+    closed.cancel()
+    await chat_a.send("still here")
+    assert (await asyncio.wait_for(chat_b.receive(), 5)).body == "still here"
