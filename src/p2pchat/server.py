@@ -210,6 +210,7 @@ class SignallingServer:
         max_list: int = 1000,
         outbox_size: int = 1024,
         rate_limit: tuple[float, int] | None = (20.0, 200),
+        backlog: int = 1024,
         max_invitations: int = 16,
         # Timeouts
         hello_timeout: float | None = 10.0,
@@ -228,6 +229,9 @@ class SignallingServer:
         self.rate_limit = rate_limit
         """(requests per second, burst) per connection; None: no limit."""
         self.max_invitations = max_invitations
+        self.backlog = backlog
+        """Connections waiting to be accepted: a burst of logins beyond it waits for SYN
+        retries (about a second each)."""
         """Invitations pending at once per user, as inviter and as invitee each."""
         self.hello_timeout = hello_timeout
         self.invitation_ttl = invitation_ttl
@@ -260,7 +264,11 @@ class SignallingServer:
         try:
             await self.store.reset_presence()
             self._server = await asyncio.start_server(
-                self._serve_connection, self.host, self.requested_port, ssl=self.ssl
+                self._serve_connection,
+                self.host,
+                self.requested_port,
+                ssl=self.ssl,
+                backlog=self.backlog,
             )
         except BaseException:
             await self.store.close()
