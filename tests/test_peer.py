@@ -229,15 +229,17 @@ async def test_a_dial_in_with_a_stolen_invitation_and_another_key_is_refused(
     assert [m.body for m in await alice.history("bob")] == ["only for bob"]
 
 
-async def test_an_unreachable_inviter_is_reported_to_both_sides(make_peer: PeerFactory) -> None:
-    alice = await make_peer("alice", advertise=[("127.0.0.1", 1)])  # nobody listens there
-    bob = await make_peer("bob")
-    inviting = asyncio.create_task(alice.invite("bob"))
-    invitation = await asyncio.wait_for(bob.next_invitation(), 5)
-    with pytest.raises(p2pchat.PeerUnreachable, match="cannot reach alice"):
-        await invitation.accept()
-    with pytest.raises(p2pchat.InviteRefused, match="cannot dial you"):
-        await inviting
+async def test_an_inviter_unreachable_even_by_relay_is_reported_to_both_sides() -> None:
+    async with p2pchat.SignallingServer(port=0, max_relays=0) as server:
+        where = ("127.0.0.1", server.port)
+        alice = p2pchat.Peer("alice", server=where, advertise=[("127.0.0.1", 1)])  # nobody there
+        async with alice, p2pchat.Peer("bob", server=where) as bob:
+            inviting = asyncio.create_task(alice.invite("bob"))
+            invitation = await asyncio.wait_for(bob.next_invitation(), 5)
+            with pytest.raises(p2pchat.PeerUnreachable, match=r"cannot reach alice.*relay"):
+                await invitation.accept()
+            with pytest.raises(p2pchat.InviteRefused, match="cannot dial you"):
+                await inviting
 
 
 async def test_garbage_on_a_direct_connection_ends_only_that_conversation(

@@ -73,15 +73,29 @@ class Connection:
         max_frame: int | None = DEFAULT_MAX_FRAME,
         timeout: float | None = 10.0,
         tls: ssl.SSLContext | None = None,
+        tls_server_side: bool = False,
     ) -> Connection:
         """Dial ``host:port`` (over TLS with ``tls``, checking the certificate for ``host``).
 
-        Raises ConnectionClosed if it cannot be reached, or verified, in time.
+        ``tls_server_side``: a later ``start_tls()`` takes the server's part although we
+        dialled (an inviter reached through the relay). Raises ConnectionClosed if it
+        cannot be reached, or verified, in time.
         """
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=READ_SIZE)
+        dialled: asyncio.Future[asyncio.StreamWriter] = loop.create_future()
+        protocol = asyncio.StreamReaderProtocol(
+            reader, (lambda _, writer: dialled.set_result(writer)) if tls_server_side else None
+        )
         try:
             async with asyncio.timeout(timeout):
-                reader, writer = await asyncio.open_connection(
-                    host, port, limit=READ_SIZE, ssl=tls, server_hostname=host if tls else None
+                transport, _ = await loop.create_connection(
+                    lambda: protocol, host, port, ssl=tls, server_hostname=host if tls else None
+                )
+                writer = (
+                    await dialled
+                    if tls_server_side
+                    else asyncio.StreamWriter(transport, protocol, reader, loop)
                 )
         except (OSError, TimeoutError) as exc:
             reason = "timed out" if isinstance(exc, TimeoutError) else str(exc)
@@ -100,6 +114,12 @@ class Connection:
         except (OSError, TimeoutError) as exc:  # ssl.SSLError is an OSError
             self.abort()
             raise ConnectionClosed(f"TLS handshake failed: {exc}") from exc
+
+    def detach(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """Hand over the raw streams (to pass bytes along unread). Nothing may be buffered."""
+        if self._decoder.buffered:
+            raise ProtocolError("bytes arrived before they were expected")
+        return self._reader, self._writer
 
     def peer_certificate(self) -> bytes | None:
         """The other side's TLS certificate (DER), once the handshake is done."""

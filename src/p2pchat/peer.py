@@ -81,6 +81,11 @@ from .protocol import (
     Proceed,
     Refuse,
     Refused,
+    Relay,
+    Relaying,
+    RelayOffer,
+    RelayRequest,
+    RelayTicket,
     Request,
     Ringing,
     StartTls,
@@ -272,8 +277,13 @@ class Invitation:
         self._answer()
         link = self._peer._server_link()
         await link.request(Accept(id=link.next_id(), invitation=self.id), Ok)
+        route = "direct"
         try:
-            connection = await self._peer._dial(self)
+            try:
+                connection = await self._peer._dial(self)
+            except PeerUnreachable as direct:
+                route = "relay"
+                connection = await self._peer._dial_relay(self, direct)
         except PeerUnreachable as exc:
             with contextlib.suppress(P2PChatError):
                 await link.request(
@@ -281,7 +291,7 @@ class Invitation:
                     Ok,
                 )
             raise
-        return await self._peer._open_conversation(self.sender, connection, self.key)
+        return await self._peer._open_conversation(self.sender, connection, self.key, route)
 
     async def refuse(self, reason: str = "") -> None:
         """Tell the inviter no."""
@@ -305,9 +315,13 @@ class Conversation:
     ConversationClosed once it has read what arrived before.
     """
 
-    def __init__(self, owner: Peer, contact: str, connection: Connection) -> None:
+    def __init__(
+        self, owner: Peer, contact: str, connection: Connection, route: str = "direct"
+    ) -> None:
         self._owner = owner
         self.peer = contact
+        self.route = route
+        """``direct``, or ``relay`` when joined through the server (still end-to-end TLS)."""
         self._connection = connection
         self._store = owner.store
         self._incoming: asyncio.Queue[Message] = asyncio.Queue(owner.max_queue)
@@ -324,7 +338,7 @@ class Conversation:
 
     def __repr__(self) -> str:
         state = f"closed: {self.close_reason}" if self.closed else "open"
-        return f"<Conversation {self._owner.name} <-> {self.peer} ({state})>"
+        return f"<Conversation {self._owner.name} <-> {self.peer} {self.route} ({state})>"
 
     @property
     def closed(self) -> bool:
@@ -653,6 +667,7 @@ class Peer:
         connect_timeout: float | None = 10.0,
         request_timeout: float | None = 15.0,
         hello_timeout: float | None = 10.0,
+        direct_timeout: float | None = 3.0,
         ping_interval: float = 20.0,
         ping_timeout: float = 20.0,
         reconnect_delay: tuple[float, float] | None = (0.2, 10.0),
@@ -670,6 +685,8 @@ class Peer:
         self.connect_timeout = connect_timeout
         self.request_timeout = request_timeout
         self.hello_timeout = hello_timeout
+        self.direct_timeout = direct_timeout
+        """How long dialling the inviter directly may take before the relay is tried."""
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.reconnect_delay = reconnect_delay
@@ -967,6 +984,9 @@ class Peer:
         elif isinstance(message, Accepted):
             if (outgoing := self._outgoing.get(message.invitation)) is not None:
                 outgoing.accepted = True
+        elif isinstance(message, RelayOffer):
+            if message.invitation in self._outgoing:
+                self._track(asyncio.create_task(self._answer_relay(message)))
         elif isinstance(message, Presence):
             if self.on_presence is not None:
                 self.on_presence(message.user, message.online)
@@ -990,52 +1010,104 @@ class Peer:
     # Direct connections.
 
     async def _dial(self, invitation: Invitation) -> Connection:
-        """Dial the inviter at the first address that answers, upgrade to TLS trusting only
-        the certificate the server gave for them, and present the invitation."""
-        user = invitation.sender
-        context = direct_tls_context(self.identity, invitation.certificate, server_side=False)
+        """Dial the inviter at the first of its addresses that answers, and present the
+        invitation over TLS pinned to the inviter's certificate."""
         failures = []
         for host, port in invitation.addresses:
             try:
                 connection = await Connection.open(
-                    host, port, max_frame=self.max_frame, timeout=self.connect_timeout
+                    host, port, max_frame=self.max_frame, timeout=self.direct_timeout
                 )
             except ConnectionClosed as exc:
                 failures.append(str(exc))
                 continue
             try:
-                async with asyncio.timeout(self.hello_timeout):
-                    await connection.send(StartTls(invitation=invitation.id))
-                    await _expect(connection, Proceed)
-                    await connection.start_tls(context, timeout=self.hello_timeout)
-                    await connection.send(
-                        Hello(version=PROTOCOL_VERSION, name=self.name, invitation=invitation.id)
-                    )
-                    welcome = await _expect(connection, Welcome)
-                if welcome.name != user or _certificate_key(connection) != invitation.key:
-                    raise ProtocolError(f"{host}:{port} did not answer as {user}")
-            except ServerRefused as exc:
-                await connection.close()
-                raise InvitationGone(f"{user} refused the connection: {exc}") from None
+                await self._present(connection, invitation)
             except (TimeoutError, ConnectionClosed, ProtocolError) as exc:
-                await connection.close()
                 failures.append(f"{host}:{port}: {exc or 'no answer in time'}")
                 continue
-            except BaseException:
-                await connection.close()
-                raise
             return connection
-        raise PeerUnreachable(f"cannot reach {user}: " + ("; ".join(failures) or "no address"))
+        raise PeerUnreachable(
+            f"cannot reach {invitation.sender}: " + ("; ".join(failures) or "no address")
+        )
+
+    async def _dial_relay(self, invitation: Invitation, direct: PeerUnreachable) -> Connection:
+        """Meet the inviter through the server's relay; the TLS inside is ours, end to end."""
+        link = self._server_link()
+        try:
+            ticket = await link.request(
+                RelayRequest(id=link.next_id(), invitation=invitation.id), RelayTicket
+            )
+            connection = await self._relay_connection(ticket.ticket, tls_server_side=False)
+            await self._present(connection, invitation)
+        except (P2PChatError, TimeoutError) as exc:
+            raise PeerUnreachable(f"{direct}; and the relay: {exc or 'no answer'}") from exc
+        logger.info("%s reaches %s through the relay", self.name, invitation.sender)
+        return connection
+
+    async def _relay_connection(self, ticket: str, *, tls_server_side: bool) -> Connection:
+        """A new connection to the server, joined by it to the other peer's."""
+        host, port = self.server_address
+        connection = await Connection.open(
+            host,
+            port,
+            max_frame=self.max_frame,
+            timeout=self.connect_timeout,
+            tls=self.server_ssl,
+            tls_server_side=tls_server_side,
+        )
+        try:
+            await connection.send(Relay(ticket=ticket))
+            async with asyncio.timeout(self.hello_timeout):
+                await _expect(connection, Relaying)
+        except BaseException:
+            await connection.close()
+            raise
+        return connection
+
+    async def _present(self, connection: Connection, invitation: Invitation) -> None:
+        """The invitee's side of a dial-in: starttls, TLS pinned to the inviter, hello."""
+        user = invitation.sender
+        context = direct_tls_context(self.identity, invitation.certificate, server_side=False)
+        try:
+            async with asyncio.timeout(self.hello_timeout):
+                await connection.send(StartTls(invitation=invitation.id))
+                await _expect(connection, Proceed)
+                await connection.start_tls(context, timeout=self.hello_timeout)
+                await connection.send(
+                    Hello(version=PROTOCOL_VERSION, name=self.name, invitation=invitation.id)
+                )
+                welcome = await _expect(connection, Welcome)
+            if welcome.name != user or _certificate_key(connection) != invitation.key:
+                raise ProtocolError(f"the other side did not answer as {user}")
+        except ServerRefused as exc:
+            await connection.close()
+            raise InvitationGone(f"{user} refused the connection: {exc}") from None
+        except BaseException:
+            await connection.close()
+            raise
 
     async def _on_direct_connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
-        """An invitee dials in: starttls naming an invitation, TLS pinned to the invitee's
-        certificate, then hello. Nothing of a chat is read before all of that checks out."""
-        connection = Connection(reader, writer, max_frame=self.max_frame)
         task = asyncio.current_task()
         assert task is not None
         self._track(task)
+        await self._accept_dial_in(Connection(reader, writer, max_frame=self.max_frame), "direct")
+
+    async def _answer_relay(self, offer: RelayOffer) -> None:
+        """The invitee cannot dial us: meet it through the server's relay."""
+        try:
+            connection = await self._relay_connection(offer.ticket, tls_server_side=True)
+        except (P2PChatError, TimeoutError, OSError) as exc:
+            logger.warning("%s cannot join the relay: %s", self.name, exc)
+            return
+        await self._accept_dial_in(connection, "relay")
+
+    async def _accept_dial_in(self, connection: Connection, route: str) -> None:
+        """An invitee dials in (directly or through the relay): starttls naming an
+        invitation, TLS pinned to the invitee's certificate, then hello. Nothing of a chat
+        is read before all of that checks out."""
         try:
             async with asyncio.timeout(self.hello_timeout):
                 start = await connection.recv()
@@ -1069,7 +1141,7 @@ class Peer:
             return
         try:
             await connection.send(Welcome(version=PROTOCOL_VERSION, name=self.name))
-            chat = await self._open_conversation(hello.name, connection, outgoing.key)
+            chat = await self._open_conversation(hello.name, connection, outgoing.key, route)
         except (ConnectionClosed, ProtocolError, StoreError) as exc:
             outgoing.conversation.set_exception(ConnectionClosed(f"{hello.name} dialled in: {exc}"))
             await connection.close()
@@ -1101,16 +1173,16 @@ class Peer:
         return outgoing
 
     async def _open_conversation(
-        self, contact: str, connection: Connection, key: str
+        self, contact: str, connection: Connection, key: str, route: str = "direct"
     ) -> Conversation:
         await self.store.remember_key(self.name, contact, key, now=time.time())
         async with self._contact_lock(contact):
             if (old := self._conversations.get(contact)) is not None:
                 await old.close("replaced by a new conversation")
-            chat = Conversation(self, contact, connection)
+            chat = Conversation(self, contact, connection, route)
             self._conversations[contact] = chat
             chat._start()  # reads first, then resends the backlog, so neither side blocks
-        logger.info("%s is talking with %s", self.name, contact)
+        logger.info("%s is talking with %s (%s)", self.name, contact, route)
         return chat
 
     def _forget(self, chat: Conversation) -> None:

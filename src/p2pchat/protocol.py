@@ -19,8 +19,17 @@ Server connection (``->`` peer to server, ``<-`` server to peer)::
     -> refuse{id, invitation, reason}        <- ok{id}      (inviter gets refused{...})
     -> cancel{id, invitation}                <- ok{id}      (invitee gets cancelled{...})
                                              <- presence{user, online}
+    -> relay_request{id, invitation}         <- relay_ticket{id, ticket}
+                                             <- relay_offer{invitation, ticket}
+                                                        (to the inviter)
     -> ping{id}                              <- pong{id}    (either direction)
     -> bye{reason}                           <- error{id?, code, reason}
+
+Relay connection (a new connection to the server, when the invitee cannot dial the
+inviter); once both sides are there, the server passes bytes between them unread and the
+two peers speak the direct protocol below through it::
+
+    -> relay{ticket}                         <- relaying{}
 
 Direct connection between two peers (the invitee dials the inviter); after ``proceed`` both
 sides run TLS 1.3, each trusting only the certificate the server gave it for the other::
@@ -70,6 +79,11 @@ __all__ = [
     "Proceed",
     "Refuse",
     "Refused",
+    "Relay",
+    "RelayOffer",
+    "RelayRequest",
+    "RelayTicket",
+    "Relaying",
     "Request",
     "Ringing",
     "StartTls",
@@ -177,6 +191,37 @@ class Users(_Base, tag="users", frozen=True):
     id: Token
     users: list[UserName]
     truncated: bool = False
+
+
+class RelayRequest(_Base, tag="relay_request", frozen=True):
+    """The invitee cannot dial the inviter: join us through the server."""
+
+    id: Token
+    invitation: Token
+
+
+class RelayTicket(_Base, tag="relay_ticket", frozen=True):
+    """The secret that the invitee presents on its relay connection."""
+
+    id: Token
+    ticket: Token
+
+
+class RelayOffer(_Base, tag="relay_offer", frozen=True):
+    """Pushed to the inviter: present ``ticket`` on a relay connection to meet the invitee."""
+
+    invitation: Token
+    ticket: Token
+
+
+class Relay(_Base, tag="relay", frozen=True):
+    """First message of a relay connection, instead of hello."""
+
+    ticket: Token
+
+
+class Relaying(_Base, tag="relaying", frozen=True):
+    """Both sides are here: from the next byte on, the server only passes bytes along."""
 
 
 class Whois(_Base, tag="whois", frozen=True):
@@ -291,6 +336,11 @@ WireMessage: TypeAlias = (
     | Bye
     | ListUsers
     | Users
+    | RelayRequest
+    | RelayTicket
+    | RelayOffer
+    | Relay
+    | Relaying
     | Whois
     | Key
     | Invite
@@ -308,10 +358,10 @@ WireMessage: TypeAlias = (
     | Ack
 )
 
-Request: TypeAlias = ListUsers | Whois | Invite | Accept | Refuse | Cancel | Ping
+Request: TypeAlias = ListUsers | Whois | Invite | Accept | Refuse | Cancel | Ping | RelayRequest
 """Messages a peer sends the server that are answered with the same ``id``."""
 
-REQUEST_TYPES: Final = (ListUsers, Whois, Invite, Accept, Refuse, Cancel, Ping)
+REQUEST_TYPES: Final = (ListUsers, Whois, Invite, Accept, Refuse, Cancel, Ping, RelayRequest)
 
 _json_encoder: Final = msgspec.json.Encoder()
 _json_decoder: Final = msgspec.json.Decoder(WireMessage)

@@ -30,6 +30,7 @@ from .errors import (
     P2PChatError,
     ProtocolError,
     RateLimited,
+    RelayUnavailable,
     ServerRefused,
     TooManyInvitations,
     UnknownUser,
@@ -66,6 +67,11 @@ from .protocol import (
     Presence,
     Refuse,
     Refused,
+    Relay,
+    Relaying,
+    RelayOffer,
+    RelayRequest,
+    RelayTicket,
     Ringing,
     Users,
     Welcome,
@@ -169,6 +175,19 @@ class _TokenBucket:
         return True
 
 
+class _Relay:
+    """Two peers joined through the server: who, their tickets, their connections."""
+
+    def __init__(self, invitation: str, inviter: str, invitee: str) -> None:
+        self.invitation = invitation
+        self.users = (inviter, invitee)
+        self.tickets = (secrets.token_urlsafe(24), secrets.token_urlsafe(24))
+        self.sides: list[Connection] = []
+        self.bytes = 0
+        self.expiry: asyncio.TimerHandle | None = None
+        self.done = asyncio.Event()
+
+
 def dial_addresses(
     advertised: list[tuple[str, int]], observed: tuple[str, int] | None
 ) -> list[tuple[str, int]]:
@@ -211,12 +230,15 @@ class SignallingServer:
         outbox_size: int = 1024,
         rate_limit: tuple[float, int] | None = (20.0, 200),
         backlog: int = 1024,
+        max_relays: int = 100,
+        max_relays_per_user: int = 2,
         max_invitations: int = 16,
         # Timeouts
         hello_timeout: float | None = 10.0,
         invitation_ttl: float = 120.0,
         ping_interval: float = 20.0,
         ping_timeout: float = 20.0,
+        relay_timeout: float = 10.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.host = host
@@ -230,12 +252,17 @@ class SignallingServer:
         """(requests per second, burst) per connection; None: no limit."""
         self.max_invitations = max_invitations
         self.backlog = backlog
+        self.max_relays = max_relays
+        """Relayed conversations at once, in total and per user (a relay costs the server
+        bandwidth: it is for peers that cannot reach each other, not a default)."""
+        self.max_relays_per_user = max_relays_per_user
         """Connections waiting to be accepted: a burst of logins beyond it waits for SYN
         retries (about a second each)."""
         """Invitations pending at once per user, as inviter and as invitee each."""
         self.hello_timeout = hello_timeout
         self.invitation_ttl = invitation_ttl
         self.ping_interval = ping_interval
+        self.relay_timeout = relay_timeout
         self.ping_timeout = ping_timeout
         self.clock = clock
         self._server: asyncio.Server | None = None
@@ -243,6 +270,8 @@ class SignallingServer:
         self._sessions: dict[str, _Session] = {}  # welcomed: they get news and invitations
         self._logging_in: set[str] = set()  # names taken by a login still in progress
         self._invitations: dict[str, _Invitation] = {}
+        self._relays: set[_Relay] = set()
+        self._relay_tickets: dict[str, _Relay] = {}
         self._connections: set[asyncio.Task[None]] = set()
         self._handlers: dict[type[Any], Callable[[_Session, Any], Awaitable[None]]] = {
             ListUsers: self._on_list,
@@ -252,6 +281,7 @@ class SignallingServer:
             Refuse: self._on_refuse,
             Cancel: self._on_cancel,
             Ping: self._on_ping,
+            RelayRequest: self._on_relay_request,
         }
 
     # Lifecycle.
@@ -368,10 +398,30 @@ class SignallingServer:
             self._connections.discard(task)
 
     async def _login(self, connection: Connection) -> _Session | None:
-        """hello, challenge, auth, welcome; None (the connection told why) if refused."""
+        """hello, challenge, auth, welcome; None (the connection told why) if refused.
+
+        A connection that starts with ``relay`` instead is served as a relay, then None.
+        """
         try:
             async with asyncio.timeout(self.hello_timeout):
-                hello, key = await self._authenticate(connection)
+                first = await connection.recv()
+                if isinstance(first, Relay):
+                    relay, partner = await self._join_relay(connection, first)
+        except TimeoutError:
+            await connection.fail("no login in time", code="timeout")
+            return None
+        except RelayUnavailable as exc:
+            await connection.fail(str(exc), code=exc.code)
+            return None
+        if isinstance(first, Relay):
+            if partner is not None:
+                await self._pass_bytes(relay, connection, partner)
+            else:
+                await relay.done.wait()
+            return None
+        try:
+            async with asyncio.timeout(self.hello_timeout):
+                hello, key = await self._authenticate(connection, first)
         except TimeoutError:
             await connection.fail("no login in time", code="timeout")
             return None
@@ -397,9 +447,10 @@ class SignallingServer:
         connection.log.info("logged in, dialable at %s", session.addresses)
         return session
 
-    async def _authenticate(self, connection: Connection) -> tuple[Hello | None, str]:
-        """Read hello, check its certificate, and have the peer sign a fresh challenge."""
-        hello = await connection.recv()
+    async def _authenticate(
+        self, connection: Connection, hello: WireMessage
+    ) -> tuple[Hello | None, str]:
+        """Check hello's certificate, and have the peer sign a fresh challenge."""
         if not isinstance(hello, Hello) or hello.invitation is not None:
             raise ProtocolError(f"expected a login hello, got {type(hello).__name__.lower()}")
         if hello.version != PROTOCOL_VERSION:
@@ -603,6 +654,83 @@ class SignallingServer:
             to_recipient=Cancelled(invitation=invitation.id, reason=f"{session.name} cancelled it"),
         )
         await session.reply(Ok(id=message.id))
+
+    # Relay.
+
+    async def _on_relay_request(self, session: _Session, message: RelayRequest) -> None:
+        invitation = self._invitation_for(message.invitation, recipient=session.name)
+        if not invitation.accepted:
+            raise InvitationGone("accept the invitation before asking for a relay")
+        inviter = self._sessions.get(invitation.sender)
+        if inviter is None:
+            raise UserOffline(f"{invitation.sender} is not online")
+        if len(self._relays) >= self.max_relays:
+            raise RelayUnavailable(
+                f"this server relays {len(self._relays)} conversations already, its limit"
+            )
+        for name in (inviter.name, session.name):
+            count = sum(name in relay.users for relay in self._relays)
+            if count >= self.max_relays_per_user:
+                raise RelayUnavailable(
+                    f"{name} has {count} relayed conversations already, the limit per user"
+                )
+        relay = _Relay(invitation.id, inviter.name, session.name)
+        self._relays.add(relay)
+        for ticket in relay.tickets:
+            self._relay_tickets[ticket] = relay
+        relay.expiry = asyncio.get_running_loop().call_later(
+            self.relay_timeout, self._end_relay, relay
+        )
+        inviter_ticket, invitee_ticket = relay.tickets
+        inviter.push(RelayOffer(invitation=invitation.id, ticket=inviter_ticket))
+        await session.reply(RelayTicket(id=message.id, ticket=invitee_ticket))
+        session.connection.log.info("relaying %s <-> %s", inviter.name, session.name)
+
+    async def _join_relay(
+        self, connection: Connection, message: Relay
+    ) -> tuple[_Relay, Connection | None]:
+        """Register one side of a relay; return the other side's connection once both
+        are here (the caller then passes bytes), or None for the side that waits."""
+        relay = self._relay_tickets.pop(message.ticket, None)
+        if relay is None:
+            raise RelayUnavailable("unknown or used relay ticket")
+        relay.sides.append(connection)
+        if len(relay.sides) < 2:
+            return relay, None
+        if relay.expiry is not None:
+            relay.expiry.cancel()
+        for side in relay.sides:
+            await side.send(Relaying())
+        return relay, relay.sides[0]
+
+    async def _pass_bytes(self, relay: _Relay, one: Connection, other: Connection) -> None:
+        """Pass bytes both ways, unread, until either side closes."""
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(ConnectionError, OSError):
+                while data := await source.read(64 * 1024):
+                    relay.bytes += len(data)
+                    sink.write(data)
+                    await sink.drain()
+            sink.close()
+
+        try:
+            one_reader, one_writer = one.detach()
+            other_reader, other_writer = other.detach()
+            await asyncio.gather(pipe(one_reader, other_writer), pipe(other_reader, one_writer))
+        finally:
+            logger.info("relay %s <-> %s ended after %d bytes", *relay.users, relay.bytes)
+            self._end_relay(relay)
+
+    def _end_relay(self, relay: _Relay) -> None:
+        if relay.expiry is not None:
+            relay.expiry.cancel()
+        self._relays.discard(relay)
+        for ticket in relay.tickets:
+            self._relay_tickets.pop(ticket, None)
+        for side in relay.sides:
+            side.abort()
+        relay.done.set()
 
     def _expire(self, invitation_id: str) -> None:
         if (invitation := self._invitations.get(invitation_id)) is not None:

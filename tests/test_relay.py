@@ -1,0 +1,60 @@
+"""Peers that cannot reach each other directly are joined through the server, which passes
+bytes it cannot read: the TLS between the peers runs end to end through it."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+import p2pchat
+
+from .conftest import RecordingProxy, connect
+
+UNREACHABLE = [("127.0.0.1", 1)]  # an advertised address where nobody listens (NAT, firewall)
+
+
+async def test_an_unreachable_inviter_is_reached_through_the_relay() -> None:
+    async with p2pchat.SignallingServer(port=0) as server:
+        proxy = RecordingProxy(("127.0.0.1", server.port))  # sees all that goes to the server
+        where = await proxy.start()
+        try:
+            alice = p2pchat.Peer("alice", server=where, advertise=UNREACHABLE)
+            async with alice, p2pchat.Peer("bob", server=where) as bob:
+                chat_a, chat_b = await connect(alice, bob)
+                assert (chat_a.route, chat_b.route) == ("relay", "relay")
+                said = ["psst, the relay cannot read this", "nor this reply"]
+                await chat_a.send(said[0])
+                assert (await asyncio.wait_for(chat_b.receive(), 5)).body == said[0]
+                await chat_b.send(said[1])
+                assert (await asyncio.wait_for(chat_a.receive(), 5)).body == said[1]
+                await chat_b.wait_acknowledged()
+                await chat_a.close()
+                await chat_b.wait_closed()
+            assert b"relay" in proxy.captured  # the relay was used...
+            for text in [*said, "psst", "reply"]:
+                assert text.encode() not in proxy.captured  # ...and saw ciphertext only
+            assert server._relays == set()
+        finally:
+            await proxy.close()
+
+
+async def test_relays_are_bounded_per_user_and_the_refusal_says_so() -> None:
+    async with p2pchat.SignallingServer(port=0, max_relays_per_user=1) as server:
+        where = ("127.0.0.1", server.port)
+        alice = p2pchat.Peer("alice", server=where, advertise=UNREACHABLE)
+        async with (
+            alice,
+            p2pchat.Peer("bob", server=where) as bob,
+            p2pchat.Peer("carol", server=where) as carol,
+        ):
+            chat_a, _ = await connect(alice, bob)
+            assert chat_a.route == "relay"
+            inviting = asyncio.create_task(alice.invite("carol"))
+            invitation = await asyncio.wait_for(carol.next_invitation(), 5)
+            with pytest.raises(
+                p2pchat.PeerUnreachable, match="alice has 1 relayed conversations already"
+            ):
+                await invitation.accept()
+            with pytest.raises(p2pchat.InviteRefused, match="relay"):
+                await inviting
