@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from p2pchat import cli
+from p2pchat import SqliteMessageStore, cli
 from p2pchat.demo import ScriptedProcess, command, run_demo
 
 Start = Callable[..., Awaitable[ScriptedProcess]]
@@ -194,3 +194,28 @@ async def test_a_changed_key_is_refused_unless_the_user_says_yes(
     await impostor.expect("alice invites you")  # the one sent after "yes"
     await impostor.say("y")
     await alice.expect("talking with bob")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+async def test_a_signal_leaves_cleanly_and_keeps_the_store(
+    start: Start, server_port: str, tmp_path: Path, signum: signal.Signals
+) -> None:
+    alice = await peer(start, server_port, "alice", "--memory")
+    db = tmp_path / "bob.sqlite3"
+    bob = await peer(start, server_port, "bob", "--db", str(db))
+    await alice.say("t bob")
+    await bob.expect("alice invites you")
+    await bob.say("y")
+    await alice.expect("talking with bob")
+    await alice.say("keep this")
+    await bob.expect("alice: keep this")
+    bob.process.send_signal(signum)
+    assert await bob.finish() == 0
+    await alice.expect(r"bob left the conversation \(bob left: logging out\)")
+    await alice.expect(r"\* bob went offline")
+    store = SqliteMessageStore(db)  # closed cleanly: readable, with what was said
+    await store.start()
+    try:
+        assert [m.body for m in await store.history("bob", "alice")] == ["keep this"]
+    finally:
+        await store.close()

@@ -118,3 +118,17 @@ async def test_a_live_conversation_answers_pings_and_stays(make_peer: PeerFactor
     closed.cancel()
     await chat_a.send("still here")
     assert (await asyncio.wait_for(chat_b.receive(), 5)).body == "still here"
+
+
+async def test_a_peer_bounds_the_invitations_it_holds(make_peer: PeerFactory) -> None:
+    bob = await make_peer("bob", max_invitations=2)
+    fans = [await make_peer(f"fan{n}") for n in range(3)]
+    inviting = [asyncio.create_task(fan.invite("bob", timeout=30)) for fan in fans]
+    done, pending = await asyncio.wait(inviting, return_when=asyncio.FIRST_COMPLETED, timeout=10)
+    assert len(done) == 1  # the third one, refused at once; two wait for an answer
+    with pytest.raises(p2pchat.InviteRefused, match="too many pending invitations"):
+        done.pop().result()
+    assert len(bob.pending_invitations()) == 2
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)

@@ -4,12 +4,14 @@ bytes it cannot read: the TLS between the peers runs end to end through it."""
 from __future__ import annotations
 
 import asyncio
+import ssl
+from pathlib import Path
 
 import pytest
 
 import p2pchat
 
-from .conftest import RecordingProxy, connect
+from .conftest import RecordingProxy, connect, server_certificate
 
 UNREACHABLE = [("127.0.0.1", 1)]  # an advertised address where nobody listens (NAT, firewall)
 
@@ -58,3 +60,18 @@ async def test_relays_are_bounded_per_user_and_the_refusal_says_so() -> None:
                 await invitation.accept()
             with pytest.raises(p2pchat.InviteRefused, match="relay"):
                 await inviting
+
+
+async def test_the_relay_works_inside_a_tls_server_connection(tmp_path: Path) -> None:
+    cert, key = server_certificate(tmp_path)
+    serving = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    serving.load_cert_chain(cert, key)
+    pinned = ssl.create_default_context(cafile=cert)
+    async with p2pchat.SignallingServer(port=0, ssl=serving) as server:
+        where = ("127.0.0.1", server.port)
+        alice = p2pchat.Peer("alice", server=where, server_ssl=pinned, advertise=UNREACHABLE)
+        async with alice, p2pchat.Peer("bob", server=where, server_ssl=pinned) as bob:
+            chat_a, chat_b = await connect(alice, bob)  # TLS between peers, in TLS to the server
+            assert chat_b.route == "relay"
+            await chat_a.send("tls in tls")
+            assert (await asyncio.wait_for(chat_b.receive(), 5)).body == "tls in tls"
