@@ -21,6 +21,7 @@ from cryptography.x509.oid import NameOID
 
 import p2pchat
 from p2pchat.connection import Connection
+from p2pchat.demo import ScriptedProcess
 from p2pchat.identity import (
     Identity,
     b64decode,
@@ -190,6 +191,29 @@ async def hand_driven_invitee(
     direct = await open_client(invited.addresses[0][1])
     await direct.start_direct(identity, invited, name)
     return await inviting, direct
+
+
+Launch = Callable[[str, list[str]], Awaitable[ScriptedProcess]]
+
+
+@pytest.fixture
+async def launch(tmp_path: Path) -> AsyncIterator[Launch]:
+    """Start commands as real processes with pipes; every one is stopped at the end.
+
+    Their data directory is the test's own (XDG_DATA_HOME), never the user's.
+    """
+    processes: list[ScriptedProcess] = []
+    transcript: list[str] = []
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "XDG_DATA_HOME": str(tmp_path / "data")}
+
+    async def start(label: str, args: list[str]) -> ScriptedProcess:
+        process = await ScriptedProcess.start(label, args, transcript, env=env)
+        processes.append(process)
+        return process
+
+    yield start
+    for process in processes:
+        await process.stop()
 
 
 @pytest.fixture

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -12,24 +11,19 @@ import pytest
 from p2pchat import SqliteMessageStore, cli
 from p2pchat.demo import ScriptedProcess, command, run_demo
 
+from .conftest import Launch
+
 Start = Callable[..., Awaitable[ScriptedProcess]]
 
 
 @pytest.fixture
-async def start(tmp_path: Path) -> AsyncIterator[Start]:
-    """Start a command with pipes; every process is stopped at the end of the test."""
-    processes: list[ScriptedProcess] = []
-    transcript: list[str] = []
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "XDG_DATA_HOME": str(tmp_path / "data")}
+def start(launch: Launch) -> Start:
+    """Start one of the two commands by name, with arguments."""
 
-    async def launch(label: str, name: str, *args: str) -> ScriptedProcess:
-        process = await ScriptedProcess.start(label, [*command(name), *args], transcript, env=env)
-        processes.append(process)
-        return process
+    async def start_command(label: str, name: str, *args: str) -> ScriptedProcess:
+        return await launch(label, [*command(name), *args])
 
-    yield launch
-    for process in processes:
-        await process.stop()
+    return start_command
 
 
 @pytest.fixture

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -14,26 +12,7 @@ import pytest
 import p2pchat
 from p2pchat.demo import ScriptedProcess, command
 
-from .conftest import RecordingProxy, connect, eventually
-
-Launch = Callable[..., Awaitable[ScriptedProcess]]
-
-
-@pytest.fixture
-async def launch() -> AsyncIterator[Launch]:
-    """Start commands as processes; all are stopped at the end of the test."""
-    processes: list[ScriptedProcess] = []
-    transcript: list[str] = []
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-
-    async def start(label: str, args: list[str]) -> ScriptedProcess:
-        process = await ScriptedProcess.start(label, args, transcript, env=env)
-        processes.append(process)
-        return process
-
-    yield start
-    for process in processes:
-        await process.stop()
+from .conftest import Launch, RecordingProxy, connect, eventually
 
 
 async def start_server(launch: Launch, db: Path, port: int = 0) -> tuple[ScriptedProcess, int]:

@@ -4,17 +4,17 @@ them invite the other half and exchange a message. Reports time and server memor
 from __future__ import annotations
 
 import asyncio
-import os
 import resource
 import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 import p2pchat
 from p2pchat.demo import ScriptedProcess, command
+
+from .conftest import Launch
 
 PEERS = 1000
 
@@ -28,20 +28,16 @@ def server_memory(pid: int) -> tuple[int, int]:
 
 
 @pytest.fixture
-async def server_process(tmp_path: Path) -> AsyncIterator[tuple[ScriptedProcess, int]]:
+async def server_process(launch: Launch, tmp_path: Path) -> tuple[ScriptedProcess, int]:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     needed = 8 * PEERS
     if soft < needed <= hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
-    process = await ScriptedProcess.start(
-        "server",
-        [*command("p2pchat-server"), "--port", "0", "--db", str(tmp_path / "s.sqlite3")],
-        [],
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    process = await launch(
+        "server", [*command("p2pchat-server"), "--port", "0", "--db", str(tmp_path / "s.sqlite3")]
     )
     port = int((await process.expect(r"listening on .*:(\d+)")).group(1))
-    yield process, port
-    await process.stop()
+    return process, port
 
 
 async def test_a_thousand_peers(

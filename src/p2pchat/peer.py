@@ -25,7 +25,7 @@ import random
 import ssl
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from typing import Any, Final, TypeVar
 
 from .connection import Connection, keep_alive
@@ -102,6 +102,7 @@ __all__ = ["Conversation", "Invitation", "Peer"]
 logger = logging.getLogger(__name__)
 
 R = TypeVar("R", bound=WireMessage)
+T = TypeVar("T")
 
 DEFAULT_MAX_MESSAGE_SIZE: Final = 16 * 1024
 """Largest chat message body, in UTF-8 bytes; well under the frame limit."""
@@ -418,13 +419,7 @@ class Conversation:
         """Wait until the other side has acknowledged (stored) everything sent so far in
         this conversation, backlog included. Raises ConversationClosed if it ends first:
         what is not acknowledged stays unshipped and is resent next time."""
-        waiting = asyncio.ensure_future(self._all_acked.wait())
-        closing = asyncio.ensure_future(self._closed.wait())
-        try:
-            await asyncio.wait({waiting, closing}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            waiting.cancel()
-            closing.cancel()
+        await self._unless_closed(self._all_acked.wait())
         if not self._all_acked.is_set():
             raise ConversationClosed(
                 f"conversation with {self.peer} closed with {len(self._unacked)} messages "
@@ -477,17 +472,23 @@ class Conversation:
             raise ConversationClosed(
                 f"conversation with {self.peer} is closed: {self.close_reason}"
             )
-        getter = asyncio.ensure_future(self._incoming.get())
-        closing = asyncio.ensure_future(self._closed.wait())
-        try:
-            await asyncio.wait({getter, closing}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            closing.cancel()
-            if not getter.done():
-                getter.cancel()
+        getter = await self._unless_closed(self._incoming.get())
         if getter.done() and not getter.cancelled():
             return getter.result()
-        return await self.receive()
+        return await self.receive()  # closed: the queue may still hold what came first
+
+    async def _unless_closed(self, waiting: Coroutine[Any, Any, T]) -> asyncio.Future[T]:
+        """Wait for ``waiting`` or for the conversation to close, whichever comes first;
+        return its task, done, or cancelled if the conversation closed first."""
+        task = asyncio.ensure_future(waiting)
+        closing = asyncio.ensure_future(self._closed.wait())
+        try:
+            await asyncio.wait({task, closing}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            closing.cancel()
+            if not task.done():
+                task.cancel()
+        return task
 
     def __aiter__(self) -> AsyncIterator[Message]:
         return self._iterate()
