@@ -7,7 +7,7 @@ direct connections and keep their own history. Everything the two commands do is
 
     async with p2pchat.SignallingServer(port=0) as server:
         async with p2pchat.Peer("alice", server=("127.0.0.1", server.port)) as alice:
-            print(await alice.online())
+            names = await alice.online()  # ["alice"]
 """
 
 from __future__ import annotations

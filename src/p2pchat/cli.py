@@ -14,6 +14,7 @@ import logging
 import signal
 import ssl
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -614,6 +615,25 @@ def peer_main(argv: Sequence[str] | None = None) -> int:
     if isinstance(screen, TerminalScreen):
         print()
     return status
+
+
+def demo_main() -> int:
+    """``python -m p2pchat.demo`` (``make demo``): run the scripted chat, print its transcript."""
+    from .demo import run_demo  # the demo drives the two commands as processes
+
+    transcript: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="p2pchat-demo-") as workdir:
+        try:
+            asyncio.run(run_demo(Path(workdir), transcript))
+        except AssertionError as exc:
+            print("\n".join(transcript))
+            print(f"\ndemo failed: {exc}", file=sys.stderr)
+            return 1
+    print("p2pchat demo: a server and two peers, driven through their consoles")
+    print("('<' is what was typed into a process, '>' what it printed)\n")
+    print("\n".join(transcript))
+    print("\ndemo finished: every step above happened as expected")
+    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

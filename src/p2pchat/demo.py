@@ -14,12 +14,11 @@ import asyncio
 import os
 import re
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["ScriptedProcess", "main", "run_demo"]
+__all__ = ["ScriptedProcess", "command", "run_demo"]
 
 
 class ScriptedProcess:
@@ -203,21 +202,7 @@ async def run_demo(workdir: Path, transcript: list[str]) -> None:
             await process.stop()
 
 
-def main() -> int:
-    transcript: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="p2pchat-demo-") as workdir:
-        try:
-            asyncio.run(run_demo(Path(workdir), transcript))
-        except AssertionError as exc:
-            print("\n".join(transcript))
-            print(f"\ndemo failed: {exc}", file=sys.stderr)
-            return 1
-    print("p2pchat demo: a server and two peers, driven through their consoles")
-    print("('<' is what was typed into a process, '>' what it printed)\n")
-    print("\n".join(transcript))
-    print("\ndemo finished: every step above happened as expected")
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    from .cli import demo_main
+
+    sys.exit(demo_main())
