@@ -75,3 +75,24 @@ async def test_the_relay_works_inside_a_tls_server_connection(tmp_path: Path) ->
             assert chat_b.route == "relay"
             await chat_a.send("tls in tls")
             assert (await asyncio.wait_for(chat_b.receive(), 5)).body == "tls in tls"
+
+
+async def test_a_direct_path_that_hangs_does_not_delay_the_relay() -> None:
+    # Something accepts at alice's advertised address but never answers: dialling it
+    # directly would wait for the whole hello_timeout (30 s). The relay joins after
+    # relay_after (1 s) and wins the race.
+    silent = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    hole = silent.sockets[0].getsockname()[:2]
+    try:
+        async with p2pchat.SignallingServer(port=0) as server:
+            where = ("127.0.0.1", server.port)
+            alice = p2pchat.Peer("alice", server=where, advertise=[hole])
+            bob = p2pchat.Peer("bob", server=where, hello_timeout=30, relay_after=1.0)
+            async with alice, bob:
+                async with asyncio.timeout(10):
+                    chat_a, chat_b = await connect(alice, bob)
+                assert chat_b.route == "relay"
+                await chat_a.send("no waiting")
+                assert (await asyncio.wait_for(chat_b.receive(), 5)).body == "no waiting"
+    finally:
+        silent.close()

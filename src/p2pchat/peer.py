@@ -25,7 +25,7 @@ import random
 import ssl
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
 from typing import Any, Final, TypeVar
 
 from .connection import Connection, keep_alive
@@ -278,13 +278,8 @@ class Invitation:
         self._answer()
         link = self._peer._server_link()
         await link.request(Accept(id=link.next_id(), invitation=self.id), Ok)
-        route = "direct"
         try:
-            try:
-                connection = await self._peer._dial(self)
-            except PeerUnreachable as direct:
-                route = "relay"
-                connection = await self._peer._dial_relay(self, direct)
+            connection, route = await self._peer._reach(self)
         except PeerUnreachable as exc:
             with contextlib.suppress(P2PChatError):
                 await link.request(
@@ -617,6 +612,19 @@ def _wire(message: Message) -> Msg:
     return Msg(id=message.id, ts=message.sent_at, body=message.body)
 
 
+async def _keep_only(
+    winner: asyncio.Task[Connection] | None, attempts: Iterable[asyncio.Task[Connection]]
+) -> None:
+    """Stop the attempts other than ``winner``, closing any connection they made."""
+    for task in attempts:
+        if task is winner:
+            continue
+        if not task.done():
+            task.cancel()
+        with contextlib.suppress(BaseException):
+            await (await task).close()
+
+
 async def _expect(connection: Connection, kind: type[R]) -> R:
     """The next message, which must be a ``kind``; an error message is raised as such."""
     message = await connection.recv()
@@ -669,6 +677,7 @@ class Peer:
         request_timeout: float | None = 15.0,
         hello_timeout: float | None = 10.0,
         direct_timeout: float | None = 3.0,
+        relay_after: float = 1.0,
         ping_interval: float = 20.0,
         ping_timeout: float = 20.0,
         reconnect_delay: tuple[float, float] | None = (0.2, 10.0),
@@ -687,7 +696,9 @@ class Peer:
         self.request_timeout = request_timeout
         self.hello_timeout = hello_timeout
         self.direct_timeout = direct_timeout
-        """How long dialling the inviter directly may take before the relay is tried."""
+        """How long dialling one of the inviter's addresses may take."""
+        self.relay_after = relay_after
+        """If dialling directly has not succeeded by then, the relay is tried alongside."""
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.reconnect_delay = reconnect_delay
@@ -1010,6 +1021,32 @@ class Peer:
 
     # Direct connections.
 
+    async def _reach(self, invitation: Invitation) -> tuple[Connection, str]:
+        """Reach the inviter directly or, failing that, through the relay, racing the two
+        once direct has had ``relay_after`` seconds; the first to succeed is kept."""
+        direct = asyncio.create_task(self._dial(invitation))
+        done, _ = await asyncio.wait({direct}, timeout=self.relay_after)
+        if done and direct.exception() is None:
+            return direct.result(), "direct"
+        relay = asyncio.create_task(self._dial_relay(invitation))
+        routes = {direct: "direct", relay: "relay"}
+        winner: asyncio.Task[Connection] | None = None
+        failures: list[str] = []
+        try:
+            pending = set(routes)
+            while pending and winner is None:
+                finished, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in finished:
+                    if task.exception() is not None:
+                        failures.append(f"{routes[task]}: {task.exception()}")
+                    elif winner is None:
+                        winner = task
+        finally:
+            await _keep_only(winner, routes)
+        if winner is None:
+            raise PeerUnreachable(f"cannot reach {invitation.sender}: " + "; ".join(failures))
+        return winner.result(), routes[winner]
+
     async def _dial(self, invitation: Invitation) -> Connection:
         """Dial the inviter at the first of its addresses that answers, and present the
         invitation over TLS pinned to the inviter's certificate."""
@@ -1032,7 +1069,7 @@ class Peer:
             f"cannot reach {invitation.sender}: " + ("; ".join(failures) or "no address")
         )
 
-    async def _dial_relay(self, invitation: Invitation, direct: PeerUnreachable) -> Connection:
+    async def _dial_relay(self, invitation: Invitation) -> Connection:
         """Meet the inviter through the server's relay; the TLS inside is ours, end to end."""
         link = self._server_link()
         try:
@@ -1042,7 +1079,7 @@ class Peer:
             connection = await self._relay_connection(ticket.ticket, tls_server_side=False)
             await self._present(connection, invitation)
         except (P2PChatError, TimeoutError) as exc:
-            raise PeerUnreachable(f"{direct}; and the relay: {exc or 'no answer'}") from exc
+            raise PeerUnreachable(f"the relay: {exc or 'no answer'}") from exc
         logger.info("%s reaches %s through the relay", self.name, invitation.sender)
         return connection
 
