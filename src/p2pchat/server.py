@@ -269,6 +269,9 @@ class SignallingServer:
         self._closing = False
         self._sessions: dict[str, _Session] = {}  # welcomed: they get news and invitations
         self._logging_in: set[str] = set()  # names taken by a login still in progress
+        # Who is online, read from the store once and shared by every "list" until the
+        # next login or logout here: a burst of lists costs one query, not one each.
+        self._online_names: asyncio.Task[list[str]] | None = None
         self._invitations: dict[str, _Invitation] = {}
         self._relays: set[_Relay] = set()
         self._relay_tickets: dict[str, _Relay] = {}
@@ -443,6 +446,7 @@ class SignallingServer:
         for other in self._sessions.values():
             other.push(Presence(user=session.name, online=True))
         self._sessions[session.name] = session
+        self._online_names = None
         session.writer = asyncio.create_task(session.write_outbox())
         connection.log.info("logged in, dialable at %s", session.addresses)
         return session
@@ -543,6 +547,7 @@ class SignallingServer:
         if self._sessions.get(session.name) is not session:
             return
         del self._sessions[session.name]
+        self._online_names = None
         for invitation in list(self._invitations.values()):
             if invitation.sender == session.name:
                 self._settle(
@@ -583,7 +588,15 @@ class SignallingServer:
         await session.reply(Key(id=message.id, user=user.name, key=user.key))
 
     async def _on_list(self, session: _Session, message: ListUsers) -> None:
-        names = await self.store.online(limit=self.max_list + 1)
+        if self._online_names is None:
+            self._online_names = asyncio.create_task(self.store.online(limit=self.max_list + 1))
+        query = self._online_names
+        try:
+            names = await asyncio.shield(query)
+        except Exception:
+            if self._online_names is query:  # not kept: the next list asks the store again
+                self._online_names = None
+            raise
         await session.reply(
             Users(id=message.id, users=names[: self.max_list], truncated=len(names) > self.max_list)
         )
