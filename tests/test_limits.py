@@ -11,7 +11,7 @@ import pytest
 import p2pchat
 from p2pchat.protocol import Error, ListUsers, Msg, Users
 
-from .conftest import PeerFactory, RawClient, connect, hand_driven_invitee
+from .conftest import PeerFactory, RawClient, connect, eventually, hand_driven_invitee
 
 RawFactory = Callable[[int], Awaitable[RawClient]]
 
@@ -132,3 +132,23 @@ async def test_a_peer_bounds_the_invitations_it_holds(make_peer: PeerFactory) ->
     for task in pending:
         task.cancel()
     await asyncio.gather(*pending, return_exceptions=True)
+
+
+async def test_connections_beyond_the_limit_are_refused_and_peers_retry(
+    raw_clients: RawFactory,
+) -> None:
+    async with p2pchat.SignallingServer(port=0, max_connections=3) as server:
+        idle = [await raw_clients(server.port) for _ in range(3)]  # say nothing: hold a slot
+        extra = await raw_clients(server.port)
+        refusal = await extra.recv_until(Error)
+        assert (refusal.code, refusal.reason) == (
+            "server_busy",
+            "too many connections; try again later",
+        )
+        with pytest.raises(p2pchat.ServerBusy):
+            await p2pchat.Peer("alice", server=("127.0.0.1", server.port)).start()
+        for client in idle:
+            await client.close()
+        await eventually(lambda: server.connection_count == 0)
+        async with p2pchat.Peer("alice", server=("127.0.0.1", server.port)) as alice:
+            assert await alice.online() == ["alice"]

@@ -15,6 +15,7 @@
     │   ├── UserOffline            that user is known but not logged in
     │   ├── InvitationGone         the invitation was cancelled, expired or answered
     │   ├── RateLimited            too many requests too fast
+    │   ├── ServerBusy             too many connections at once; try again later
     │   ├── TooManyInvitations     too many invitations pending for that user
     │   └── RelayUnavailable       the server cannot relay now (its relay limits)
     ├── InviteRefused              the invitee said no
@@ -49,6 +50,7 @@ __all__ = [
     "RateLimited",
     "RelayUnavailable",
     "RemoteProtocolError",
+    "ServerBusy",
     "ServerRefused",
     "StoreError",
     "TooManyInvitations",
@@ -133,6 +135,12 @@ class RateLimited(ServerRefused):
     code = "rate_limited"
 
 
+class ServerBusy(ServerRefused):
+    """The server has as many connections as it takes; try again a little later."""
+
+    code = "server_busy"
+
+
 class TooManyInvitations(ServerRefused):
     """That user (or you) already has as many invitations pending as the server allows."""
 
@@ -202,6 +210,7 @@ _BY_CODE: dict[str, type[ServerRefused]] = {
         UserOffline,
         InvitationGone,
         RateLimited,
+        ServerBusy,
         TooManyInvitations,
         RelayUnavailable,
     )

@@ -230,6 +230,7 @@ class SignallingServer:
         outbox_size: int = 1024,
         rate_limit: tuple[float, int] | None = (20.0, 200),
         backlog: int = 1024,
+        max_connections: int = 4096,
         max_relays: int = 100,
         max_relays_per_user: int = 2,
         max_invitations: int = 16,
@@ -252,6 +253,8 @@ class SignallingServer:
         """(requests per second, burst) per connection; None: no limit."""
         self.max_invitations = max_invitations
         self.backlog = backlog
+        self.max_connections = max_connections
+        """Connections at once (logged in, logging in, relayed); beyond, server_busy."""
         self.max_relays = max_relays
         """Relayed conversations at once, in total and per user (a relay costs the server
         bandwidth: it is for peers that cannot reach each other, not a default)."""
@@ -322,6 +325,11 @@ class SignallingServer:
         return [f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in self.addresses()]
 
     @property
+    def connection_count(self) -> int:
+        """Connections open now: sessions, logins in progress, relays."""
+        return len(self._connections)
+
+    @property
     def online_users(self) -> list[str]:
         """Names logged in to this server now, sorted."""
         return sorted(self._sessions)
@@ -378,6 +386,11 @@ class SignallingServer:
         self._connections.add(task)
         connection = Connection(reader, writer, max_frame=self.max_frame)
         session: _Session | None = None
+        if len(self._connections) > self.max_connections:
+            connection.log.warning("refused: %d connections already", self.max_connections)
+            await connection.fail("too many connections; try again later", code="server_busy")
+            self._connections.discard(task)
+            return
         try:
             session = await self._login(connection)
             if session is not None:
