@@ -28,7 +28,7 @@ async def test_a_flood_is_answered_with_an_error_then_a_disconnect(raw_clients: 
         answers = await read_until_closed(flood)
         users = [a for a in answers if isinstance(a, Users)]
         errors = [a for a in answers if isinstance(a, Error)]
-        assert 20 <= len(users) < 40  # the burst, and what trickled in meanwhile
+        assert 20 <= len(users) < 100  # the burst and a trickle, far from the 500 asked
         assert errors[0].code == "rate_limited"
         assert "more than 10 requests/s: slow down" in errors[0].reason
         assert "disconnecting" in errors[-1].reason
@@ -108,12 +108,12 @@ async def test_an_idle_conversation_whose_peer_is_gone_is_dropped(
 
 
 async def test_a_live_conversation_answers_pings_and_stays(make_peer: PeerFactory) -> None:
-    alice = await make_peer("alice", ping_interval=0.05, ping_timeout=0.05)
-    bob = await make_peer("bob", ping_interval=0.05, ping_timeout=0.05)
+    alice = await make_peer("alice", ping_interval=0.2, ping_timeout=0.2)
+    bob = await make_peer("bob", ping_interval=0.2, ping_timeout=0.2)
     chat_a, chat_b = await connect(alice, bob)
     # Quiet for many ping intervals: the pongs alone keep it up.
     closed = asyncio.create_task(chat_a.wait_closed())
-    done, _ = await asyncio.wait({closed}, timeout=1.0)
+    done, _ = await asyncio.wait({closed}, timeout=1.5)
     assert not done
     closed.cancel()
     await chat_a.send("still here")
