@@ -392,9 +392,13 @@ class SignallingServer:
             self._connections.discard(task)
             return
         try:
-            session = await self._login(connection)
-            if session is not None:
-                await self._serve_session(session)
+            first = await self._first_message(connection)
+            if isinstance(first, Relay):
+                await self._serve_relay(connection, first)
+            elif first is not None:
+                session = await self._login(connection, first)
+                if session is not None:
+                    await self._serve_session(session)
         except asyncio.CancelledError:
             pass
         except ProtocolError as exc:
@@ -413,28 +417,17 @@ class SignallingServer:
             await connection.close()
             self._connections.discard(task)
 
-    async def _login(self, connection: Connection) -> _Session | None:
-        """hello, challenge, auth, welcome; None (the connection told why) if refused.
-
-        A connection that starts with ``relay`` instead is served as a relay, then None.
-        """
+    async def _first_message(self, connection: Connection) -> WireMessage | None:
+        """The first message (hello, or relay), or None if none came in time."""
         try:
             async with asyncio.timeout(self.hello_timeout):
-                first = await connection.recv()
-                if isinstance(first, Relay):
-                    relay, partner = await self._join_relay(connection, first)
+                return await connection.recv()
         except TimeoutError:
             await connection.fail("no login in time", code="timeout")
             return None
-        except RelayUnavailable as exc:
-            await connection.fail(str(exc), code=exc.code)
-            return None
-        if isinstance(first, Relay):
-            if partner is not None:
-                await self._pass_bytes(relay, connection, partner)
-            else:
-                await relay.done.wait()
-            return None
+
+    async def _login(self, connection: Connection, first: WireMessage) -> _Session | None:
+        """hello, challenge, auth, welcome; None (the connection told why) if refused."""
         try:
             async with asyncio.timeout(self.hello_timeout):
                 hello, key = await self._authenticate(connection, first)
@@ -711,6 +704,22 @@ class SignallingServer:
         inviter.push(RelayOffer(invitation=invitation.id, ticket=inviter_ticket))
         await session.reply(RelayTicket(id=message.id, ticket=invitee_ticket))
         session.connection.log.info("relaying %s <-> %s", inviter.name, session.name)
+
+    async def _serve_relay(self, connection: Connection, message: Relay) -> None:
+        """One side of a relay: wait for the other side, then pass bytes along."""
+        try:
+            async with asyncio.timeout(self.hello_timeout):
+                relay, partner = await self._join_relay(connection, message)
+        except TimeoutError:
+            await connection.fail("the relay did not start in time", code="timeout")
+            return
+        except RelayUnavailable as exc:
+            await connection.fail(str(exc), code=exc.code)
+            return
+        if partner is not None:
+            await self._pass_bytes(relay, connection, partner)
+        else:  # the other side does the passing; this connection lives until it is over
+            await relay.done.wait()
 
     async def _join_relay(
         self, connection: Connection, message: Relay
