@@ -39,8 +39,9 @@ async def send_all(peer: p2pchat.Peer, contact: str, count: int) -> None:
         back.clear()
         try:
             chat = await peer.invite(contact, timeout=5)
-        except (p2pchat.UserOffline, p2pchat.ConnectionClosed):
-            with contextlib.suppress(TimeoutError):  # wait until the contact is back
+        except (p2pchat.UserOffline, p2pchat.InviteRefused, p2pchat.ConnectionClosed):
+            # Away, or went away while invited ("went offline"): wait until it is back.
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(back.wait(), 5)
             continue
         except p2pchat.InviteTimeout:
