@@ -41,7 +41,6 @@ from p2pchat.protocol import (
     WireMessage,
 )
 
-REQUIRE_ALL = os.environ.get("P2PCHAT_REQUIRE_ALL") == "1"
 POLL_INTERVAL = 0.01
 
 
