@@ -242,7 +242,6 @@ class _OutgoingInvite:
         self.user = user
         self.certificate = certificate
         self.key = certificate_key(certificate)
-        self.accepted = False
         self.vetted = asyncio.Event()
         self.conversation: asyncio.Future[Conversation] = asyncio.get_running_loop().create_future()
 
@@ -259,7 +258,6 @@ class Invitation:
         self.key = certificate_key(self.certificate)
         self.fingerprint = fingerprint(self.key)
         """The fingerprint of the key the server vouches for as ``sender``'s."""
-        self.received_at = time.time()
         self.cancelled: str | None = None
         self.answered = False
 
@@ -994,8 +992,7 @@ class Peer:
             if outgoing is not None and not outgoing.conversation.done():
                 outgoing.conversation.set_exception(InviteRefused(message.user, message.reason))
         elif isinstance(message, Accepted):
-            if (outgoing := self._outgoing.get(message.invitation)) is not None:
-                outgoing.accepted = True
+            pass  # a notice only: the invitee's dial-in (or relay) is what opens the talk
         elif isinstance(message, RelayOffer):
             if message.invitation in self._outgoing:
                 self._track(asyncio.create_task(self._answer_relay(message)))

@@ -178,8 +178,7 @@ class _TokenBucket:
 class _Relay:
     """Two peers joined through the server: who, their tickets, their connections."""
 
-    def __init__(self, invitation: str, inviter: str, invitee: str) -> None:
-        self.invitation = invitation
+    def __init__(self, inviter: str, invitee: str) -> None:
         self.users = (inviter, invitee)
         self.tickets = (secrets.token_urlsafe(24), secrets.token_urlsafe(24))
         self.sides: list[Connection] = []
@@ -693,7 +692,7 @@ class SignallingServer:
                 raise RelayUnavailable(
                     f"{name} has {count} relayed conversations already, the limit per user"
                 )
-        relay = _Relay(invitation.id, inviter.name, session.name)
+        relay = _Relay(inviter.name, session.name)
         self._relays.add(relay)
         for ticket in relay.tickets:
             self._relay_tickets[ticket] = relay
