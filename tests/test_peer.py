@@ -135,12 +135,16 @@ async def test_shipped_is_set_only_after_the_ack(
     msg = await direct.recv_until(Msg)
     assert msg.id == sent.id
     assert [m.shipped for m in await alice.history("bob")] == [False]
+    shipped: asyncio.Queue[tuple[str, list[str]]] = asyncio.Queue()
+    alice.on_shipped = lambda contact, ids: shipped.put_nowait((contact, ids))
     acknowledged = asyncio.create_task(chat.wait_acknowledged())
     await asyncio.sleep(0)
     assert not acknowledged.done()
+    assert shipped.empty()
     await direct.send(Ack(ids=[msg.id]))
     await asyncio.wait_for(acknowledged, 5)
     assert [m.shipped for m in await alice.history("bob")] == [True]
+    assert shipped.get_nowait() == ("bob", [msg.id])  # told once the store says shipped
     # Unacknowledged when the conversation ends: wait_acknowledged says so.
     await chat.send("never acked")
     await direct.close()

@@ -194,7 +194,10 @@ class Connection:
             self._writer.close()
         with contextlib.suppress(ConnectionError, OSError, TimeoutError):
             async with asyncio.timeout(2.0):
-                await self._writer.wait_closed()
+                # Shielded: every wait_closed() of a stream awaits one shared future, and a
+                # cancelled waiter would cancel it for the others (who then see
+                # CancelledError).
+                await asyncio.shield(self._writer.wait_closed())
 
     def abort(self) -> None:
         """Drop the connection at once, without flushing."""

@@ -544,6 +544,8 @@ class Conversation:
                     self._unacked.difference_update(acked)
                     if not self._unacked:
                         self._all_acked.set()
+                    if owner.on_shipped is not None:
+                        owner.on_shipped(contact, list(acked))
                 if leaving is not None:
                     reason = leaving
                     return
@@ -710,6 +712,9 @@ class Peer:
         self._supervisor: asyncio.Task[None] | None = None
         self.on_invitation_cancelled: Callable[[Invitation], None] | None = None
         """Called when a received invitation is withdrawn (``invitation.cancelled`` says why)."""
+        self.on_shipped: Callable[[str, list[str]], None] | None = None
+        """Called with (contact, message ids) once ``contact`` has acknowledged (stored)
+        those messages of ours: their ``shipped`` flag is now set in the store."""
         self._link: _ServerLink | None = None
         self._listener: asyncio.Server | None = None
         self._invitations: asyncio.Queue[Invitation] = asyncio.Queue(max_invitations)
