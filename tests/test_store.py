@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import stat
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import aiosqlite
 import pytest
 
 import p2pchat
@@ -65,8 +67,9 @@ async def test_unshipped_in_order_until_marked(messages: MessageStore) -> None:
         "m3",
         "m4",
     ]
-    await messages.mark_shipped(["m1", "m3", "unknown"])
+    await messages.mark_shipped("bob", ["m1", "m3", "unknown", "m9"])  # m9: not to bob
     assert [m.id for m in await messages.unshipped("alice", "bob")] == ["m0", "m2", "m4"]
+    assert [m.id for m in await messages.unshipped("bob", "alice")] == ["m9"]
     history = await messages.history("alice", "bob")
     assert {m.id: m.shipped for m in history}["m1"] is True
 
@@ -133,7 +136,7 @@ async def test_reopened_message_store_has_everything_with_shipped_state(tmp_path
     store = p2pchat.SqliteMessageStore(path)
     await store.start()
     await store.add_many([message(n) for n in range(3)])
-    await store.mark_shipped(["m0"])
+    await store.mark_shipped("bob", ["m0"])
     await store.close()
     reopened = p2pchat.SqliteMessageStore(path)
     await reopened.start()
@@ -157,7 +160,7 @@ async def test_sqlite_files_are_private_wal_and_versioned(tmp_path: Path) -> Non
     await store.close()
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 2  # messages: version 2
 
 
 @pytest.mark.parametrize("kind", [p2pchat.SqliteMessageStore, p2pchat.SqliteUserStore])
@@ -201,3 +204,71 @@ async def test_a_failed_write_rolls_back_and_the_store_goes_on(tmp_path: Path) -
         assert await store.add(message(3)) is True
     finally:
         await store.close()
+
+
+async def test_a_failing_write_fails_alone_in_its_group_commit(tmp_path: Path) -> None:
+    path = tmp_path / "m.sqlite3"
+    store = p2pchat.SqliteMessageStore(path)
+    await store.start()
+    try:
+        await store.add(message(1))
+        with sqlite3.connect(path) as other:
+            other.execute(
+                "CREATE TRIGGER no_bodies BEFORE INSERT ON messages WHEN NEW.body = 'boom'"
+                " BEGIN SELECT RAISE(ABORT, 'disk says no'); END"
+            )
+        bad = Message(id="bad", sender="alice", recipient="bob", body="boom", sent_at=1.0)
+        # Queued in the same step: they share one transaction.
+        results = await asyncio.gather(
+            store.add(message(2)),
+            store.add(bad),
+            store.add(message(3)),
+            store.mark_shipped("bob", ["m1"]),
+            return_exceptions=True,
+        )
+        assert results[0] is True
+        assert results[2] is True
+        assert results[3] is None
+        assert isinstance(results[1], StoreError)
+        assert [(m.id, m.shipped) for m in await store.history("alice", "bob")] == [
+            ("m1", True),
+            ("m2", False),
+            ("m3", False),
+        ]
+    finally:
+        await store.close()
+
+
+async def test_reads_never_see_a_write_transaction_half_done(tmp_path: Path) -> None:
+    store = p2pchat.SqliteMessageStore(tmp_path / "m.sqlite3")
+    await store.start()
+    inserted, release = asyncio.Event(), asyncio.Event()
+
+    async def slow_job(db: aiosqlite.Connection) -> None:
+        await db.execute(
+            "INSERT INTO messages (id, sender, recipient, body, sent_at) VALUES (?, ?, ?, ?, ?)",
+            ("half", "alice", "bob", "not committed yet", 1.0),
+        )
+        inserted.set()
+        await release.wait()
+        raise sqlite3.OperationalError("it fails after all")
+
+    try:
+        writing = asyncio.create_task(store._database.write(slow_job))
+        await inserted.wait()
+        assert await store.history("alice", "bob") == []  # not committed: not seen
+        assert await store.unshipped("alice", "bob") == []
+        release.set()
+        with pytest.raises(StoreError, match="it fails after all"):
+            await writing
+        assert await store.history("alice", "bob") == []
+    finally:
+        await store.close()
+
+
+async def test_bind_key_is_case_insensitive_and_can_refuse_to_create(users: UserStore) -> None:
+    assert await users.bind_key("Alice", "k1", now=1.0, create=False) is None
+    first = await users.bind_key("Alice", "k1", now=1.0)
+    assert first == p2pchat.Binding(name="Alice", key="k1", created=True)
+    again = await users.bind_key("alice", "k2", now=2.0)
+    assert again == p2pchat.Binding(name="Alice", key="k1", created=False)
