@@ -16,6 +16,7 @@
     │   ├── InvitationGone         the invitation was cancelled, expired or answered
     │   ├── RateLimited            too many requests too fast
     │   ├── ServerBusy             too many connections at once; try again later
+    │   ├── TooManyConnections     too many connections from one address
     │   ├── TooManyInvitations     too many invitations pending for that user
     │   └── RelayUnavailable       the server cannot relay now (its relay limits)
     ├── InviteRefused              the invitee said no
@@ -23,6 +24,7 @@
     ├── PeerUnreachable            none of the peer's addresses could be dialled
     ├── KeyChanged                 a known contact now comes with another key
     ├── IdentityError              a key file that is unsafe, unreadable or not a key
+    ├── InvalidName                a user name outside the rule (also a ValueError)
     ├── MessageTooLarge            a chat message over the size limit
     └── StoreError                 a store could not be opened or is of an unknown schema
 
@@ -38,6 +40,7 @@ __all__ = [
     "ConversationClosed",
     "FrameTooLarge",
     "IdentityError",
+    "InvalidName",
     "InvitationGone",
     "InviteRefused",
     "InviteTimeout",
@@ -53,6 +56,7 @@ __all__ = [
     "ServerBusy",
     "ServerRefused",
     "StoreError",
+    "TooManyConnections",
     "TooManyInvitations",
     "UnknownUser",
     "UserOffline",
@@ -141,6 +145,12 @@ class ServerBusy(ServerRefused):
     code = "server_busy"
 
 
+class TooManyConnections(ServerRefused):
+    """Your address has as many connections open as the server allows from one address."""
+
+    code = "too_many_connections"
+
+
 class TooManyInvitations(ServerRefused):
     """That user (or you) already has as many invitations pending as the server allows."""
 
@@ -168,7 +178,15 @@ class InviteTimeout(P2PChatError, TimeoutError):
 
 
 class PeerUnreachable(P2PChatError):
-    """No address of the other peer could be dialled."""
+    """No address of the other peer could be dialled, nor the relay used.
+
+    ``relay_refusal`` is the server's reason for not relaying, if that is why: unlike the
+    details of the addresses tried, it can be told to the other peer.
+    """
+
+    def __init__(self, message: str, *, relay_refusal: str = "") -> None:
+        super().__init__(message)
+        self.relay_refusal = relay_refusal
 
 
 class KeyChanged(P2PChatError):
@@ -193,6 +211,11 @@ class IdentityError(P2PChatError):
     """A key file is unsafe (readable by others), unreadable, or not a p2pchat identity."""
 
 
+class InvalidName(P2PChatError, ValueError):
+    """A user name outside the rule: 1 to 32 ASCII letters, digits, ``.``, ``_`` or ``-``,
+    starting with a letter or digit."""
+
+
 class MessageTooLarge(P2PChatError):
     """A chat message body is over the size limit; split it or raise the limit."""
 
@@ -211,6 +234,7 @@ _BY_CODE: dict[str, type[ServerRefused]] = {
         InvitationGone,
         RateLimited,
         ServerBusy,
+        TooManyConnections,
         TooManyInvitations,
         RelayUnavailable,
     )

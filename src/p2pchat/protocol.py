@@ -45,15 +45,18 @@ sides run TLS 1.3, each trusting only the certificate the server gave it for the
 
 from __future__ import annotations
 
+import re
 import struct
 from typing import Annotated, Final, NoReturn, TypeAlias, cast
 
 import msgspec
 
-from .errors import FrameTooLarge, ProtocolError
+from .errors import FrameTooLarge, InvalidName, ProtocolError
 
 __all__ = [
     "DEFAULT_MAX_FRAME",
+    "DEFAULT_PORT",
+    "NAME_PATTERN",
     "PROTOCOL_VERSION",
     "REQUEST_TYPES",
     "Accept",
@@ -91,16 +94,24 @@ __all__ = [
     "Welcome",
     "Whois",
     "WireMessage",
+    "check_name",
     "encode",
 ]
 
 PROTOCOL_VERSION: Final = 2
+DEFAULT_PORT: Final = 5535
+"""Where a signalling server listens unless told otherwise."""
 DEFAULT_MAX_FRAME: Final = 64 * 1024
 HEADER: Final = struct.Struct(">I")
 
+NAME_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}\Z"
+r"""User names: 1 to 32 ASCII letters, digits, ``.``, ``_``, ``-``, starting with a letter or
+digit. ASCII only, so that no two names look alike; ``\Z``, not ``$``, so that no trailing
+newline slips through. The server also keeps names unique whatever their case."""
+
 # Field types. Validation happens in the decoder, so a handler never sees a malformed value.
 UserName: TypeAlias = Annotated[
-    str, msgspec.Meta(min_length=1, max_length=32, pattern=r"^[\w.-]+$")
+    str, msgspec.Meta(min_length=1, max_length=32, pattern=NAME_PATTERN)
 ]
 Token: TypeAlias = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 Host: TypeAlias = Annotated[str, msgspec.Meta(max_length=255)]
@@ -373,6 +384,19 @@ def encode(message: WireMessage, *, max_frame: int | None = DEFAULT_MAX_FRAME) -
     if max_frame is not None and len(body) > max_frame:
         raise FrameTooLarge(len(body), max_frame)
     return HEADER.pack(len(body)) + body
+
+
+_NAME: Final = re.compile(NAME_PATTERN)
+
+
+def check_name(name: str) -> str:
+    """Return ``name`` if it follows the rule for user names; raise InvalidName if not."""
+    if not isinstance(name, str) or _NAME.match(name) is None:
+        raise InvalidName(
+            f"invalid user name {name!r}: use 1 to 32 ASCII letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return name
 
 
 def decode_body(body: bytes) -> WireMessage:

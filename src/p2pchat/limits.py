@@ -1,0 +1,135 @@
+"""Rate and count limits the server applies per connection and per address. No I/O.
+
+``TokenBucket`` paces requests on one connection. ``AddressLimits`` bounds what one network
+address may hold at once (open connections) and create over time (new user names, each a
+row in the server's store), so that a single host cannot use up the server for everyone.
+Addresses in ``trusted`` networks (by default the loopback ones: the server's own machine)
+are not bounded per address.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from collections.abc import Callable, Iterable
+
+__all__ = ["AddressLimits", "TokenBucket"]
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class TokenBucket:
+    """Allows ``rate`` events per second on average, ``burst`` at once."""
+
+    __slots__ = ("_clock", "_last", "_tokens", "burst", "rate")
+
+    def __init__(
+        self, rate: float, burst: int, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._clock = clock
+        self._tokens = float(burst)
+        self._last = clock()
+
+    def _refill(self) -> None:
+        now = self._clock()
+        self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+        self._last = now
+
+    @property
+    def full(self) -> bool:
+        self._refill()
+        return self._tokens >= self.burst
+
+    def ready(self) -> bool:
+        """True if ``take()`` would succeed now (takes nothing)."""
+        self._refill()
+        return self._tokens >= 1
+
+    def take(self) -> bool:
+        """Take one token; False (nothing taken) if there is none."""
+        if not self.ready():
+            return False
+        self._tokens -= 1
+        return True
+
+
+class AddressLimits:
+    """Connections open per address, and new names registered per address over time."""
+
+    PRUNE_AT = 4096
+    """Buckets kept before the idle (full) ones are forgotten."""
+
+    def __init__(
+        self,
+        *,
+        max_connections: int | None = 256,
+        registrations: tuple[float, int] | None = (10 / 3600, 20),
+        trusted: Iterable[str] = ("127.0.0.0/8", "::1/128"),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.max_connections = max_connections
+        self.registrations = registrations
+        self.trusted: list[Network] = [ipaddress.ip_network(n) for n in trusted]
+        self._clock = clock
+        self._open: dict[str, int] = {}
+        self._buckets: dict[str, TokenBucket] = {}
+
+    def key(self, host: str) -> str | None:
+        """What ``host`` is counted as: itself, its /64 for IPv6 (one site's prefix), or
+        None if it is trusted (not counted)."""
+        try:
+            address = ipaddress.ip_address(host.split("%", 1)[0])
+        except ValueError:
+            return host
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        if any(address in network for network in self.trusted):
+            return None
+        if isinstance(address, ipaddress.IPv6Address):
+            return str(ipaddress.IPv6Network((address, 64), strict=False))
+        return str(address)
+
+    def connect(self, host: str) -> bool:
+        """Count a new connection from ``host``; False (not counted) if it has too many."""
+        if self.max_connections is None or (key := self.key(host)) is None:
+            return True
+        if self._open.get(key, 0) >= self.max_connections:
+            return False
+        self._open[key] = self._open.get(key, 0) + 1
+        return True
+
+    def disconnect(self, host: str) -> None:
+        """A connection counted by ``connect()`` has ended."""
+        if self.max_connections is None or (key := self.key(host)) is None:
+            return
+        if (count := self._open.get(key)) is not None:
+            if count > 1:
+                self._open[key] = count - 1
+            else:
+                del self._open[key]
+
+    def may_register(self, host: str) -> bool:
+        """True if ``host`` may create a new user name now (nothing is used up)."""
+        if self.registrations is None or (key := self.key(host)) is None:
+            return True
+        return self._bucket(key).ready()
+
+    def registered(self, host: str) -> None:
+        """``host`` has created a new user name."""
+        if self.registrations is not None and (key := self.key(host)) is not None:
+            self._bucket(key).take()
+
+    def _bucket(self, host: str) -> TokenBucket:
+        bucket = self._buckets.get(host)
+        if bucket is None:
+            if len(self._buckets) >= self.PRUNE_AT:
+                for idle in [h for h, b in self._buckets.items() if b.full]:
+                    del self._buckets[idle]
+                while len(self._buckets) >= self.PRUNE_AT:  # still: forget the oldest
+                    del self._buckets[next(iter(self._buckets))]
+            assert self.registrations is not None
+            bucket = TokenBucket(*self.registrations, clock=self._clock)
+            self._buckets[host] = bucket
+        return bucket

@@ -1,0 +1,198 @@
+"""What the server holds for each logged-in peer, and how its presence reaches the store.
+
+``Session`` is one logged-in peer: its connection, name, key, where it can be dialled, and
+the bounded outbox that one writer task drains. Answers to the peer's own requests wait for
+room (back-pressure on that peer alone); news caused by others never waits: a peer whose
+outbox is full has stopped reading and is dropped. If the writer dies, the session is
+dropped at once, so that nothing waits on an outbox nobody drains.
+
+``PresenceLog`` writes logins and logouts to the user store in order, off the path of the
+news: other peers hear of a login or a logout at once, whatever the disk is doing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+from collections.abc import Callable
+
+from .connection import Connection
+from .errors import ConnectionClosed, P2PChatError, ProtocolError
+from .protocol import WireMessage
+from .store import UserStore
+
+__all__ = ["PresenceLog", "Session", "dial_addresses"]
+
+logger = logging.getLogger(__name__)
+
+
+class Session:
+    """One logged-in peer: its connection, its name and key, and the outbox written to it."""
+
+    __slots__ = (
+        "addresses",
+        "certificate",
+        "connection",
+        "key",
+        "name",
+        "outbox",
+        "serving",
+        "writer",
+    )
+
+    def __init__(
+        self,
+        connection: Connection,
+        *,
+        name: str,
+        key: str,
+        certificate: str,
+        addresses: list[tuple[str, int]],
+        outbox_size: int,
+    ) -> None:
+        self.connection = connection
+        self.name = name
+        self.key = key
+        self.certificate = certificate
+        self.addresses = addresses
+        self.outbox: asyncio.Queue[WireMessage | None] = asyncio.Queue(outbox_size)
+        self.writer: asyncio.Task[None] | None = None
+        self.serving = asyncio.current_task()  # the task reading this peer's requests
+
+    async def reply(self, message: WireMessage) -> None:
+        """Queue an answer to this peer's own request, waiting for room: a peer that does
+        not read its answers stops being read, and nobody else waits for it."""
+        if self.connection.closing:
+            raise ConnectionClosed(f"{self.name} is disconnected")
+        await self.outbox.put(message)
+
+    def push(self, message: WireMessage) -> None:
+        """Queue news caused by someone else, never waiting: a peer whose outbox is full
+        has stopped reading and is disconnected."""
+        try:
+            self.outbox.put_nowait(message)
+        except asyncio.QueueFull:
+            self.drop(f"{self.name} is not reading; disconnecting it")
+
+    def drop(self, reason: str) -> None:
+        """Disconnect at once, also stopping a reader that waits for outbox room."""
+        self.connection.log.warning("%s", reason)
+        self.connection.abort()
+        if self.serving is not None and self.serving is not asyncio.current_task():
+            self.serving.cancel()
+
+    def finish(self) -> None:
+        """Ask the writer to stop once what is queued has been written."""
+        try:
+            self.outbox.put_nowait(None)
+        except asyncio.QueueFull:
+            self.drop(f"{self.name} is not reading; disconnecting it")
+
+    async def write_outbox(self) -> None:
+        """Write queued messages, a batch per wakeup, until ``finish()`` or a failure."""
+        try:
+            while True:
+                batch = [await self.outbox.get()]
+                while not self.outbox.empty():
+                    batch.append(self.outbox.get_nowait())
+                messages = [m for m in batch if m is not None]
+                if messages:
+                    await self.connection.send_many(messages)
+                if None in batch:
+                    return
+        except (ConnectionClosed, ProtocolError) as exc:
+            # Nobody drains the outbox any more: whoever waits for room must not wait on.
+            self.drop(f"cannot write to {self.name}: {exc}")
+
+    async def stop_writer(self, *, grace: float = 1.0) -> None:
+        """Let what is queued go out (briefly), then stop the writer."""
+        if self.writer is None:
+            return
+        self.finish()
+        await asyncio.wait({self.writer}, timeout=grace)
+        self.writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.writer
+
+
+class PresenceLog:
+    """Writes logins and logouts to the user store in the order they happened, in the
+    background. The store is what a restarted server starts from; the news does not wait
+    for it."""
+
+    def __init__(self, store: UserStore, *, clock: Callable[[], float], size: int = 4096):
+        self.store = store
+        self.clock = clock
+        self._queue: asyncio.Queue[tuple[str, list[tuple[str, int]] | None, float]] = asyncio.Queue(
+            size
+        )
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._write())
+
+    async def online(self, name: str, addresses: list[tuple[str, int]]) -> None:
+        await self._queue.put((name, addresses, self.clock()))
+
+    async def offline(self, name: str) -> None:
+        await self._queue.put((name, None, self.clock()))
+
+    async def _write(self) -> None:
+        while True:
+            name, addresses, now = await self._queue.get()
+            try:
+                if addresses is None:
+                    await self.store.set_offline(name, now=now)
+                else:
+                    await self.store.set_online(name, addresses, now=now)
+            except (P2PChatError, OSError) as exc:
+                logger.error("cannot record the presence of %s: %s", name, exc)
+            finally:
+                self._queue.task_done()
+
+    async def close(self) -> None:
+        """Write what is queued, then stop."""
+        if self._task is None:
+            return
+        await self._queue.join()
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+
+
+def dial_addresses(
+    advertised: list[tuple[str, int]], observed: tuple[str, int] | None
+) -> list[tuple[str, int]]:
+    """Where others may dial a peer: what it advertised, wildcard hosts made concrete, the
+    observed host first.
+
+    Dropped: port 0, multicast and unspecified hosts, and loopback hosts unless the peer
+    itself came from loopback. A peer cannot have others dial their own machine's services
+    by advertising 127.0.0.1.
+    """
+    observed_host = observed[0] if observed is not None else None
+    observed_ip = _ip(observed_host) if observed_host else None
+    local = observed_ip is not None and observed_ip.is_loopback
+    addresses: list[tuple[str, int]] = []
+    for host, port in advertised:
+        ip = _ip(host) if host else None
+        if not host or (ip is not None and ip.is_unspecified):
+            if observed_host is None:
+                continue
+            host, ip = observed_host, observed_ip
+        if port == 0 or (ip is not None and (ip.is_multicast or (ip.is_loopback and not local))):
+            continue
+        if (host, port) not in addresses:
+            addresses.append((host, port))
+    addresses.sort(key=lambda address: address[0] != observed_host)  # stable: observed first
+    return addresses
+
+
+def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        return None
