@@ -18,6 +18,7 @@ from .errors import (
     ConversationClosed,
     FrameTooLarge,
     IdentityError,
+    InvalidName,
     InvitationGone,
     InviteRefused,
     InviteTimeout,
@@ -33,21 +34,22 @@ from .errors import (
     ServerBusy,
     ServerRefused,
     StoreError,
+    TooManyConnections,
     TooManyInvitations,
     UnknownUser,
     UserOffline,
 )
 from .identity import Identity, fingerprint
 from .peer import Conversation, Invitation, Peer
-from .protocol import DEFAULT_MAX_FRAME, PROTOCOL_VERSION
-from .server import DEFAULT_PORT, SignallingServer
+from .protocol import DEFAULT_MAX_FRAME, DEFAULT_PORT, PROTOCOL_VERSION, check_name
+from .server import SignallingServer
+from .sqlite import SqliteMessageStore, SqliteUserStore
 from .store import (
+    Binding,
     MemoryMessageStore,
     MemoryUserStore,
     Message,
     MessageStore,
-    SqliteMessageStore,
-    SqliteUserStore,
     UserRecord,
     UserStore,
 )
@@ -59,12 +61,14 @@ __all__ = [
     "DEFAULT_PORT",
     "PROTOCOL_VERSION",
     "AuthenticationError",
+    "Binding",
     "ConnectionClosed",
     "Conversation",
     "ConversationClosed",
     "FrameTooLarge",
     "Identity",
     "IdentityError",
+    "InvalidName",
     "Invitation",
     "InvitationGone",
     "InviteRefused",
@@ -89,11 +93,13 @@ __all__ = [
     "SqliteMessageStore",
     "SqliteUserStore",
     "StoreError",
+    "TooManyConnections",
     "TooManyInvitations",
     "UnknownUser",
     "UserOffline",
     "UserRecord",
     "UserStore",
     "__version__",
+    "check_name",
     "fingerprint",
 ]

@@ -41,6 +41,7 @@ from . import (
     UserOffline,
     UserStore,
     __version__,
+    check_name,
     fingerprint,
 )
 
@@ -573,6 +574,7 @@ def peer_main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _setup_logging(args.log_level)
     try:
+        check_name(args.name)  # before the name makes file names
         identity = Identity.load_or_create(
             args.identity or _data_dir() / f"identity-{args.name}.key"
         )

@@ -102,13 +102,34 @@ class Connection:
             raise ConnectionClosed(f"cannot connect to {host}:{port}: {reason}") from exc
         return cls(reader, writer, max_frame=max_frame)
 
+    async def recv_last_clear(self) -> WireMessage:
+        """The next message, the last one expected in clear before ``start_tls()``.
+
+        Reading stops at once (before anything else can run), so that whatever follows in
+        clear stays in the socket and reaches the TLS layer, which refuses it; bytes
+        already received after the message fail the connection here (STARTTLS injection).
+        """
+        message = await self.recv()
+        transport = self._writer.transport
+        assert isinstance(transport, asyncio.ReadTransport)
+        transport.pause_reading()
+        self._check_nothing_buffered("after the last clear message")
+        return message
+
+    def _check_nothing_buffered(self, when: str) -> None:
+        # The StreamReader's own buffer has no public size; an empty read buffer is what
+        # makes an in-place upgrade safe, so it is checked as well as the decoder's.
+        pending = self._decoder.buffered + len(getattr(self._reader, "_buffer", b""))
+        if pending:
+            raise ProtocolError(f"{pending} bytes arrived in clear {when}; refusing them")
+
     async def start_tls(self, context: ssl.SSLContext, *, timeout: float | None = 10.0) -> None:
         """Upgrade this connection to TLS in place (the side that accepted it is the server).
 
-        Both sides must have stopped sending clear bytes: any still buffered would be lost.
+        Call after ``recv_last_clear()``: any clear byte received meanwhile fails the
+        connection instead of being read as if it came through TLS.
         """
-        if self._decoder.buffered:
-            raise ProtocolError("bytes arrived before the TLS handshake")
+        self._check_nothing_buffered("before the TLS handshake")
         try:
             await self._writer.start_tls(context, ssl_handshake_timeout=timeout)
         except (OSError, TimeoutError) as exc:  # ssl.SSLError is an OSError

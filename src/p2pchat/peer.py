@@ -18,7 +18,9 @@ application. Unshipped messages are resent, in order, when the two users next ta
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import ipaddress
 import itertools
 import logging
 import random
@@ -42,6 +44,7 @@ from .errors import (
     P2PChatError,
     PeerUnreachable,
     ProtocolError,
+    RelayUnavailable,
     RemoteProtocolError,
     ServerRefused,
     StoreError,
@@ -58,6 +61,7 @@ from .identity import (
 )
 from .protocol import (
     DEFAULT_MAX_FRAME,
+    DEFAULT_PORT,
     PROTOCOL_VERSION,
     Accept,
     Accepted,
@@ -93,8 +97,8 @@ from .protocol import (
     Welcome,
     Whois,
     WireMessage,
+    check_name,
 )
-from .server import DEFAULT_PORT
 from .store import MemoryMessageStore, Message, MessageStore
 
 __all__ = ["Conversation", "Invitation", "Peer"]
@@ -243,7 +247,19 @@ class _OutgoingInvite:
         self.certificate = certificate
         self.key = certificate_key(certificate)
         self.vetted = asyncio.Event()
+        self.claimed = False
+        """A dial-in has proven it answers this invitation: the talk is being opened."""
         self.conversation: asyncio.Future[Conversation] = asyncio.get_running_loop().create_future()
+
+    def settle(self, chat: Conversation | None, error: BaseException | None = None) -> bool:
+        """Hand the outcome to whoever waits in ``invite()``; False if it was settled."""
+        if self.conversation.done():
+            return False
+        if chat is not None:
+            self.conversation.set_result(chat)
+        else:
+            self.conversation.set_exception(error or ConnectionClosed("no conversation"))
+        return True
 
 
 class Invitation:
@@ -278,12 +294,14 @@ class Invitation:
         await link.request(Accept(id=link.next_id(), invitation=self.id), Ok)
         try:
             connection, route = await self._peer._reach(self)
-        except PeerUnreachable as exc:
-            with contextlib.suppress(P2PChatError):
-                await link.request(
-                    Refuse(id=link.next_id(), invitation=self.id, reason=f"cannot dial you: {exc}"),
-                    Ok,
-                )
+        except (PeerUnreachable, asyncio.CancelledError) as exc:
+            # The inviter learns only that we cannot reach it, not what we tried: the
+            # addresses it advertised must not become a way to probe our network.
+            reason = "gave up"
+            if isinstance(exc, PeerUnreachable):
+                relay = f" (the relay: {exc.relay_refusal})" if exc.relay_refusal else ""
+                reason = f"cannot reach you{relay}"
+            self._peer._refuse_later(self.id, reason)
             raise
         return await self._peer._open_conversation(self.sender, connection, self.key, route)
 
@@ -299,6 +317,50 @@ class Invitation:
         if self.answered:
             raise InvitationGone(f"the invitation from {self.sender} was answered already")
         self.answered = True
+
+
+class _Inbox:
+    """Messages received and stored, not yet taken by the application.
+
+    A stored message is never dropped: a stored batch goes in whole, and the bound
+    (``limit``) holds back reading from the network instead (``wait_for_room()``). Taking
+    is safe to cancel: a message leaves the inbox only in the step that returns it.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._items: collections.deque[Message] = collections.deque()
+        self._changed = asyncio.Event()
+        self._closed = False
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put_all(self, messages: Iterable[Message]) -> None:
+        self._items.extend(messages)
+        self._changed.set()
+
+    def close(self) -> None:
+        """Nothing more will arrive; what is here can still be taken."""
+        self._closed = True
+        self._changed.set()
+
+    async def get(self) -> Message | None:
+        """The oldest message, waiting for one; None once closed and empty."""
+        while not self._items:
+            if self._closed:
+                return None
+            self._changed.clear()
+            await self._changed.wait()
+        message = self._items.popleft()
+        self._changed.set()  # there is room now
+        return message
+
+    async def wait_for_room(self) -> None:
+        """Wait until the application has taken enough to hold another batch."""
+        while len(self._items) >= self.limit and not self._closed:
+            self._changed.clear()
+            await self._changed.wait()
 
 
 class Conversation:
@@ -318,7 +380,7 @@ class Conversation:
         """``direct``, or ``relay`` when joined through the server (still end-to-end TLS)."""
         self._connection = connection
         self._store = owner.store
-        self._incoming: asyncio.Queue[Message] = asyncio.Queue(owner.max_queue)
+        self._inbox = _Inbox(owner.max_queue)
         self._outgoing: asyncio.Queue[tuple[Message, asyncio.Future[Message]]] = asyncio.Queue(
             owner.max_queue
         )
@@ -458,17 +520,15 @@ class Conversation:
     # Receiving.
 
     async def receive(self) -> Message:
-        """The next message from the other user. Raises ConversationClosed at the end."""
-        if not self._incoming.empty():
-            return self._incoming.get_nowait()
-        if self.closed:
+        """The next message from the other user. Raises ConversationClosed at the end,
+        once every message received before has been returned. Safe to cancel: a message
+        is taken only by the call that returns it."""
+        message = await self._inbox.get()
+        if message is None:
             raise ConversationClosed(
                 f"conversation with {self.peer} is closed: {self.close_reason}"
             )
-        getter = await self._unless_closed(self._incoming.get())
-        if getter.done() and not getter.cancelled():
-            return getter.result()
-        return await self.receive()  # closed: the queue may still hold what came first
+        return message
 
     async def _unless_closed(self, waiting: Coroutine[Any, Any, T]) -> asyncio.Future[T]:
         """Wait for ``waiting`` or for the conversation to close, whichever comes first;
@@ -498,6 +558,7 @@ class Conversation:
         reason = "closed by the other side"
         try:
             while True:
+                await self._inbox.wait_for_room()  # a slow reader holds back the sender
                 batch = await self._connection.recv_batch()
                 arrived: list[Message] = []
                 acked: list[str] = []
@@ -516,7 +577,8 @@ class Conversation:
                             )
                         )
                     elif isinstance(wire, Ack):
-                        acked.extend(wire.ids)
+                        # Only for what we sent in this conversation (and so to this user).
+                        acked.extend(i for i in wire.ids if i in self._unacked)
                     elif isinstance(wire, Ping):
                         await self._connection.send(Pong(id=wire.id))
                     elif isinstance(wire, Pong):
@@ -530,9 +592,7 @@ class Conversation:
                     else:
                         raise ProtocolError(f"unexpected {type(wire).__name__.lower()} in a chat")
                 if arrived:
-                    new = await self._store.add_many(arrived)  # durable before the ack
-                    for message in new:  # stored: shown even if the ack cannot be sent
-                        await self._incoming.put(message)
+                    await self._store_received(arrived)  # durable before the ack
                     try:
                         await self._connection.send(Ack(ids=[m.id for m in arrived]))
                     except ConnectionClosed:
@@ -540,7 +600,7 @@ class Conversation:
                             raise
                         # They said bye already: unacked, they will resend, and we dedup.
                 if acked:
-                    await self._store.mark_shipped(acked)
+                    await self._store.mark_shipped(contact, acked)
                     self._unacked.difference_update(acked)
                     if not self._unacked:
                         self._all_acked.set()
@@ -562,6 +622,17 @@ class Conversation:
             self._finish(reason)
             await self._connection.close()
 
+    async def _store_received(self, arrived: list[Message]) -> None:
+        """Store a received batch; what is new goes to the inbox the moment it is stored,
+        even if this conversation is closed meanwhile (then it is read before the end)."""
+        writing = asyncio.ensure_future(self._store.add_many(arrived))
+        writing.add_done_callback(self._deliver_stored)
+        await asyncio.shield(writing)
+
+    def _deliver_stored(self, writing: asyncio.Future[list[Message]]) -> None:
+        if not writing.cancelled() and writing.exception() is None:
+            self._inbox.put_all(writing.result())
+
     # Closing.
 
     def _finish(self, reason: str) -> None:
@@ -570,6 +641,7 @@ class Conversation:
             return
         self.close_reason = reason
         self._closed.set()
+        self._inbox.close()
         self.log.info("conversation with %s ended: %s", self.peer, reason)
         current = asyncio.current_task()
         for task in self._tasks:
@@ -612,22 +684,33 @@ def _wire(message: Message) -> Msg:
     return Msg(id=message.id, ts=message.sent_at, body=message.body)
 
 
+def _succeeded(future: asyncio.Future[Conversation]) -> bool:
+    return future.done() and not future.cancelled() and future.exception() is None
+
+
 async def _keep_only(
     winner: asyncio.Task[Connection] | None, attempts: Iterable[asyncio.Task[Connection]]
 ) -> None:
-    """Stop the attempts other than ``winner``, closing any connection they made."""
-    for task in attempts:
-        if task is winner:
-            continue
-        if not task.done():
-            task.cancel()
-        with contextlib.suppress(BaseException):
-            await (await task).close()
+    """Stop the attempts other than ``winner`` and drop any connection they made. If we
+    are cancelled meanwhile, the attempts still end and are dropped, and we stay cancelled.
+    """
+    losers = [task for task in attempts if task is not winner]
+    for task in losers:
+        task.cancel()
+        task.add_done_callback(_drop_connection)
+    if losers:
+        await asyncio.wait(losers)
 
 
-async def _expect(connection: Connection, kind: type[R]) -> R:
-    """The next message, which must be a ``kind``; an error message is raised as such."""
-    message = await connection.recv()
+def _drop_connection(task: asyncio.Task[Connection]) -> None:
+    if not task.cancelled() and task.exception() is None:
+        task.result().abort()
+
+
+async def _expect(connection: Connection, kind: type[R], *, last_clear: bool = False) -> R:
+    """The next message, which must be a ``kind``; an error message is raised as such.
+    ``last_clear``: the last message before a TLS upgrade (see recv_last_clear)."""
+    message = await (connection.recv_last_clear() if last_clear else connection.recv())
     if isinstance(message, Error):
         raise error_for_code(message.code, message.reason)
     if not isinstance(message, kind):
@@ -635,6 +718,13 @@ async def _expect(connection: Connection, kind: type[R]) -> R:
             f"expected {kind.__name__.lower()}, got {type(message).__name__.lower()}"
         )
     return message
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def _certificate_key(connection: Connection) -> str | None:
@@ -672,6 +762,7 @@ class Peer:
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         max_queue: int = 1024,
         max_invitations: int = 64,
+        max_handshakes: int = 64,
         # Timeouts
         connect_timeout: float | None = 10.0,
         request_timeout: float | None = 15.0,
@@ -682,7 +773,7 @@ class Peer:
         ping_timeout: float = 20.0,
         reconnect_delay: tuple[float, float] | None = (0.2, 10.0),
     ) -> None:
-        self.name = name
+        self.name = check_name(name)
         self.server_address = server
         self.listen_address = listen
         self.store: MessageStore = store if store is not None else MemoryMessageStore()
@@ -692,6 +783,8 @@ class Peer:
         self.max_frame = max_frame
         self.max_message_size = max_message_size
         self.max_queue = max_queue
+        self.max_handshakes = max_handshakes
+        """Dial-ins not yet proven (starttls, TLS, hello) at once; more are closed at once."""
         self.connect_timeout = connect_timeout
         self.request_timeout = request_timeout
         self.hello_timeout = hello_timeout
@@ -724,6 +817,8 @@ class Peer:
         self._conversations: dict[str, Conversation] = {}
         self._contact_locks: dict[str, asyncio.Lock] = {}
         self._handshakes: set[asyncio.Task[None]] = set()
+        self._dialling_in = 0
+        self._held: dict[str, Invitation] = {}  # crossed invitations, by sender
 
     def __repr__(self) -> str:
         return f"<Peer {self.name} {'online' if self.connected else 'offline'}>"
@@ -922,6 +1017,9 @@ class Peer:
         cancelled) if ``user``'s key is not the one remembered, unless ``trust_new_key``, or
         InviteTimeout (after cancelling) if there is no answer within ``timeout`` seconds.
         """
+        for received in self.pending_invitations():
+            if received.sender == user:  # they asked first: say yes rather than ask back
+                return await received.accept(trust_new_key=trust_new_key)
         link = self._server_link()
         pending: list[_OutgoingInvite] = []
         invitation = ""
@@ -938,6 +1036,10 @@ class Peer:
             self._outgoing[invitation] = outgoing
             if (waiter := self._claim_waiters.pop(invitation, None)) is not None:
                 waiter.set_result(None)
+            for received in self.pending_invitations():
+                if received.sender == user:  # theirs reached us before our ringing did
+                    self._cross(received, invitation, outgoing)
+                    break
 
         await link.request(Invite(id=link.next_id(), user=user), Ringing, on_answer=register)
         if not pending:
@@ -952,15 +1054,35 @@ class Peer:
             raise
         outgoing.vetted.set()
         try:
-            async with asyncio.timeout(timeout):
-                return await asyncio.shield(outgoing.conversation)
-        except TimeoutError:
-            if outgoing.conversation.done() and not outgoing.conversation.exception():
-                return outgoing.conversation.result()
-            await self._cancel(invitation)
-            raise InviteTimeout(f"{user} did not answer within {timeout:g} s") from None
+            try:
+                async with asyncio.timeout(timeout):
+                    return await asyncio.shield(outgoing.conversation)
+            except TimeoutError:
+                if not outgoing.claimed:
+                    self._outgoing.pop(invitation, None)  # a dial-in from now on is refused
+                    await self._cancel(invitation)
+                    raise InviteTimeout(f"{user} did not answer within {timeout:g} s") from None
+            # A dial-in proved itself before the time ran out: the talk it opens is ours.
+            return await asyncio.shield(outgoing.conversation)
+        except asyncio.CancelledError:
+            self._abandon(invitation, outgoing)
+            raise
         finally:
             self._outgoing.pop(invitation, None)
+            if not _succeeded(outgoing.conversation):
+                self._release_held(user)
+
+    def _abandon(self, invitation: str, outgoing: _OutgoingInvite) -> None:
+        """invite() was cancelled: withdraw the invitation, or close the talk it opens."""
+        self._outgoing.pop(invitation, None)
+        if outgoing.claimed:
+            outgoing.conversation.add_done_callback(self._close_unwanted)
+        else:
+            self._track(asyncio.create_task(self._cancel(invitation)))
+
+    def _close_unwanted(self, opened: asyncio.Future[Conversation]) -> None:
+        if _succeeded(opened):
+            self._track(asyncio.create_task(opened.result().close("the invitation was withdrawn")))
 
     async def _cancel(self, invitation: str) -> None:
         with contextlib.suppress(P2PChatError):
@@ -978,24 +1100,23 @@ class Peer:
     def _on_push(self, message: WireMessage) -> None:
         if isinstance(message, Invited):
             invitation = Invitation(self, message)
-            try:
-                self._invitations.put_nowait(invitation)
-            except asyncio.QueueFull:
-                logger.warning("too many unanswered invitations; refusing %s", message.sender)
-                self._refuse_later(message.invitation, "too many pending invitations")
-                return
-            self._received[invitation.id] = invitation
-            while len(self._received) > 4 * self._invitations.maxsize:
-                self._received.pop(next(iter(self._received)))
+            if (crossing := self._invite_pending_to(message.sender)) is not None:
+                self._cross(invitation, *crossing)
+            else:
+                self._offer(invitation)
         elif isinstance(message, Cancelled):
-            if (received := self._received.pop(message.invitation, None)) is not None:
+            received = self._received.pop(message.invitation, None)
+            for sender, held in list(self._held.items()):
+                if held.id == message.invitation:
+                    received = self._held.pop(sender)
+            if received is not None:
                 received.cancelled = message.reason or "cancelled"
                 if self.on_invitation_cancelled is not None and not received.answered:
                     self.on_invitation_cancelled(received)
         elif isinstance(message, Refused):
             outgoing = self._outgoing.get(message.invitation)
-            if outgoing is not None and not outgoing.conversation.done():
-                outgoing.conversation.set_exception(InviteRefused(message.user, message.reason))
+            if outgoing is not None:  # a claimed one is no longer here: its talk is opening
+                outgoing.settle(None, InviteRefused(message.user, message.reason))
         elif isinstance(message, Accepted):
             pass  # a notice only: the invitee's dial-in (or relay) is what opens the talk
         elif isinstance(message, RelayOffer):
@@ -1006,6 +1127,59 @@ class Peer:
                 self.on_presence(message.user, message.online)
         else:
             logger.warning("ignoring unexpected %s from the server", type(message).__name__)
+
+    def _offer(self, invitation: Invitation) -> None:
+        """Hand a received invitation to the application (``next_invitation()``)."""
+        try:
+            self._invitations.put_nowait(invitation)
+        except asyncio.QueueFull:
+            logger.warning("too many unanswered invitations; refusing %s", invitation.sender)
+            self._refuse_later(invitation.id, "too many pending invitations")
+            return
+        self._received[invitation.id] = invitation
+        while len(self._received) > 4 * self._invitations.maxsize:
+            self._received.pop(next(iter(self._received)))
+
+    def _invite_pending_to(self, user: str) -> tuple[str, _OutgoingInvite] | None:
+        for invitation_id, outgoing in self._outgoing.items():
+            if outgoing.user == user and not outgoing.claimed:
+                return invitation_id, outgoing
+        return None
+
+    def _cross(self, invitation: Invitation, invitation_id: str, outgoing: _OutgoingInvite) -> None:
+        """We invited ``invitation.sender`` while they invited us. Both sides decide alike:
+        the invitation of the name that sorts first stands; the other side accepts it and
+        withdraws its own. Without this each side would open a talk and close the other."""
+        if self.name > invitation.sender:
+            self._track(asyncio.create_task(self._merge(invitation, invitation_id, outgoing)))
+        elif invitation.id not in self._received:  # not shown yet: shown if ours fails
+            self._held[invitation.sender] = invitation
+        # else: shown already; they will accept ours and withdraw theirs
+
+    async def _merge(
+        self, invitation: Invitation, invitation_id: str, outgoing: _OutgoingInvite
+    ) -> None:
+        """Accept their invitation and let our own invite() return that conversation."""
+        try:
+            chat = await invitation.accept()
+        except KeyChanged:
+            self._offer(invitation)  # the application decides whether to trust the key
+            return
+        except P2PChatError as exc:
+            logger.info("%s: crossed invitations with %s: %s", self.name, invitation.sender, exc)
+            return  # ours still stands: they show it once theirs has failed
+        if self._outgoing.get(invitation_id) is outgoing:
+            del self._outgoing[invitation_id]
+        if outgoing.settle(chat):
+            await self._cancel(invitation_id)
+        else:  # our invite() ended meanwhile: nobody wants this talk
+            await chat.close("the invitation was withdrawn")
+
+    def _release_held(self, user: str) -> None:
+        """Our invitation to ``user`` failed: show theirs, if it still stands."""
+        held = self._held.pop(user, None)
+        if held is not None and held.cancelled is None and not held.answered:
+            self._offer(held)
 
     def _refuse_later(self, invitation: str, reason: str) -> None:
         async def refuse() -> None:
@@ -1027,14 +1201,15 @@ class Peer:
         """Reach the inviter directly or, failing that, through the relay, racing the two
         once direct has had ``relay_after`` seconds; the first to succeed is kept."""
         direct = asyncio.create_task(self._dial(invitation))
-        done, _ = await asyncio.wait({direct}, timeout=self.relay_after)
-        if done and direct.exception() is None:
-            return direct.result(), "direct"
-        relay = asyncio.create_task(self._dial_relay(invitation))
-        routes = {direct: "direct", relay: "relay"}
+        routes = {direct: "direct"}
         winner: asyncio.Task[Connection] | None = None
         failures: list[str] = []
         try:
+            done, _ = await asyncio.wait({direct}, timeout=self.relay_after)
+            if done and direct.exception() is None:
+                winner = direct
+                return direct.result(), "direct"
+            routes[asyncio.create_task(self._dial_relay(invitation))] = "relay"
             pending = set(routes)
             while pending and winner is None:
                 finished, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
@@ -1046,14 +1221,22 @@ class Peer:
         finally:
             await _keep_only(winner, routes)
         if winner is None:
-            raise PeerUnreachable(f"cannot reach {invitation.sender}: " + "; ".join(failures))
+            errors = [task.exception() for task in routes]  # all done: none won
+            refusals = [e.relay_refusal for e in errors if isinstance(e, PeerUnreachable)]
+            raise PeerUnreachable(
+                f"cannot reach {invitation.sender}: " + "; ".join(failures),
+                relay_refusal=next((r for r in refusals if r), ""),
+            )
         return winner.result(), routes[winner]
 
     async def _dial(self, invitation: Invitation) -> Connection:
         """Dial the inviter at the first of its addresses that answers, and present the
         invitation over TLS pinned to the inviter's certificate."""
         failures = []
-        for host, port in invitation.addresses:
+        for host, port in invitation.addresses[:8]:
+            if (refused := self._refuse_to_dial(host, port)) is not None:
+                failures.append(f"{host}:{port}: {refused}")
+                continue
             try:
                 connection = await Connection.open(
                     host, port, max_frame=self.max_frame, timeout=self.direct_timeout
@@ -1071,6 +1254,24 @@ class Peer:
             f"cannot reach {invitation.sender}: " + ("; ".join(failures) or "no address")
         )
 
+    def _refuse_to_dial(self, host: str, port: int) -> str | None:
+        """Why an address the inviter advertised is not dialled, or None to dial it.
+
+        The inviter (or a malicious server) chooses these addresses: they must not make us
+        knock on privileged services, nor on our own machine unless the server is local.
+        """
+        if port < 1024:
+            return "privileged port, not dialled"
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            return None  # a host name: resolved by the system, like any other
+        if ip.is_unspecified or ip.is_multicast:
+            return "not a host address"
+        if ip.is_loopback and not _is_loopback(self.server_address[0]):
+            return "loopback address from a remote server, not dialled"
+        return None
+
     async def _dial_relay(self, invitation: Invitation) -> Connection:
         """Meet the inviter through the server's relay; the TLS inside is ours, end to end."""
         link = self._server_link()
@@ -1080,6 +1281,8 @@ class Peer:
             )
             connection = await self._relay_connection(ticket.ticket, tls_server_side=False)
             await self._present(connection, invitation)
+        except RelayUnavailable as exc:
+            raise PeerUnreachable(f"the relay: {exc}", relay_refusal=str(exc)) from exc
         except (P2PChatError, TimeoutError) as exc:
             raise PeerUnreachable(f"the relay: {exc or 'no answer'}") from exc
         logger.info("%s reaches %s through the relay", self.name, invitation.sender)
@@ -1112,7 +1315,7 @@ class Peer:
         try:
             async with asyncio.timeout(self.hello_timeout):
                 await connection.send(StartTls(invitation=invitation.id))
-                await _expect(connection, Proceed)
+                await _expect(connection, Proceed, last_clear=True)
                 await connection.start_tls(context, timeout=self.hello_timeout)
                 await connection.send(
                     Hello(version=PROTOCOL_VERSION, name=self.name, invitation=invitation.id)
@@ -1132,8 +1335,17 @@ class Peer:
     ) -> None:
         task = asyncio.current_task()
         assert task is not None
+        connection = Connection(reader, writer, max_frame=self.max_frame)
+        if self._dialling_in >= self.max_handshakes:
+            connection.log.warning("refused: %d dial-ins under way already", self._dialling_in)
+            connection.abort()
+            return
         self._track(task)
-        await self._accept_dial_in(Connection(reader, writer, max_frame=self.max_frame), "direct")
+        self._dialling_in += 1
+        try:
+            await self._accept_dial_in(connection, "direct")
+        finally:
+            self._dialling_in -= 1
 
     async def _answer_relay(self, offer: RelayOffer) -> None:
         """The invitee cannot dial us: meet it through the server's relay."""
@@ -1150,7 +1362,7 @@ class Peer:
         is read before all of that checks out."""
         try:
             async with asyncio.timeout(self.hello_timeout):
-                start = await connection.recv()
+                start = await connection.recv_last_clear()
                 if not isinstance(start, StartTls):
                     raise ProtocolError("a direct connection must start with starttls")
                 outgoing = await self._find_invitation(start.invitation)
@@ -1165,6 +1377,7 @@ class Peer:
                 if self._outgoing.get(start.invitation) is not outgoing:
                     raise InvitationGone("that invitation was answered already")
                 del self._outgoing[start.invitation]  # proven: used once, now
+                outgoing.claimed = True  # from here on, invite() waits for this talk
         except TimeoutError:
             await connection.fail("no valid hello in time", code="timeout")
             return
@@ -1183,10 +1396,11 @@ class Peer:
             await connection.send(Welcome(version=PROTOCOL_VERSION, name=self.name))
             chat = await self._open_conversation(hello.name, connection, outgoing.key, route)
         except (ConnectionClosed, ProtocolError, StoreError) as exc:
-            outgoing.conversation.set_exception(ConnectionClosed(f"{hello.name} dialled in: {exc}"))
+            outgoing.settle(None, ConnectionClosed(f"{hello.name} dialled in: {exc}"))
             await connection.close()
             return
-        outgoing.conversation.set_result(chat)
+        if not outgoing.settle(chat):  # nobody waits for it any more (invite() gave up)
+            await chat.close("the invitation was withdrawn")
 
     async def _find_invitation(self, invitation: str) -> _OutgoingInvite:
         """The pending, vetted invitation ``invitation``. It is not taken here: only once
