@@ -4,6 +4,8 @@ themselves, and a raw protocol client for hostile or hand-driven connections."""
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import datetime
 import ipaddress
 import os
@@ -156,7 +158,9 @@ class RawClient:
     async def recv(self, timeout: float = 5.0) -> WireMessage:
         return await asyncio.wait_for(self.connection.recv(), timeout)
 
-    async def recv_until(self, kind: type[Any], timeout: float = 5.0) -> Any:
+    async def recv_until(
+        self, kind: type[Any] | tuple[type[Any], ...], timeout: float = 5.0
+    ) -> Any:
         """Skip other messages (presence pushes) until one of ``kind`` arrives."""
         async with asyncio.timeout(timeout):
             while not isinstance(message := await self.connection.recv(), kind):
@@ -166,8 +170,9 @@ class RawClient:
     async def closed_by_other_side(self, timeout: float = 5.0) -> bool:
         """True once the other side has closed; reads and drops whatever comes first."""
         async with asyncio.timeout(timeout):
-            while await self.reader.read(65536):
-                pass
+            with contextlib.suppress(ConnectionError):  # a reset is a close too
+                while await self.reader.read(65536):
+                    pass
         return True
 
     async def close(self) -> None:
@@ -320,3 +325,42 @@ def server_certificate(directory: Path) -> tuple[Path, Path]:
         )
     )
     return cert_path, key_path
+
+
+async def let_the_loop_run(steps: int = 10) -> None:
+    """Let the event loop take ``steps`` turns: callbacks ready now (socket reads among
+    them, everything being in this process on loopback) run before this returns."""
+    for _ in range(steps):
+        await asyncio.sleep(0)
+
+
+class _Gated:
+    """Makes one async method of a store wait at ``gate``, as a loaded disk would: the
+    test sees ``entered`` when the call has started, and opens ``gate`` when it likes."""
+
+    def _gate_method(self, method: str) -> None:
+        self.gate = asyncio.Event()
+        self.entered = asyncio.Event()
+        self.calls: collections.Counter[str] = collections.Counter()
+        original = getattr(self, method)
+
+        async def gated(*args: Any, **kwargs: Any) -> Any:
+            self.entered.set()
+            await self.gate.wait()
+            result = await original(*args, **kwargs)
+            self.calls[method] += 1
+            return result
+
+        setattr(self, method, gated)
+
+
+class GatedMessageStore(p2pchat.MemoryMessageStore, _Gated):
+    def __init__(self, method: str) -> None:
+        super().__init__()
+        self._gate_method(method)
+
+
+class GatedUserStore(p2pchat.MemoryUserStore, _Gated):
+    def __init__(self, method: str) -> None:
+        super().__init__()
+        self._gate_method(method)

@@ -80,6 +80,13 @@ async def test_a_taken_name_exits_with_a_clear_message(start: Start, server_port
     assert await second.finish() == 1
 
 
+async def test_an_invalid_name_exits_before_making_any_file(start: Start, tmp_path: Path) -> None:
+    bad = await start("bad", "p2pchat-peer", "../alice", "--server", "127.0.0.1:1")
+    await bad.expect(r"invalid user name '\.\./alice': use 1 to 32 ASCII letters")
+    assert await bad.finish() == 1
+    assert not (tmp_path / "data").exists()
+
+
 async def test_no_server_exits_with_a_clear_message(start: Start, tmp_path: Path) -> None:
     lonely = await start("lonely", "p2pchat-peer", "lonely", "--server", "127.0.0.1:1", "--memory")
     await lonely.expect("cannot log in as lonely: cannot connect to 127.0.0.1:1")

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable
 
 import pytest
 
 import p2pchat
-from p2pchat.protocol import Error, ListUsers, Msg, Users
+from p2pchat.protocol import Error, Invite, ListUsers, Msg, Refused, Users
 
 from .conftest import PeerFactory, RawClient, connect, eventually, hand_driven_invitee
 
@@ -46,7 +47,10 @@ async def read_until_closed(client: RawClient) -> list[object]:
 
 
 async def test_invitations_pending_per_user_are_bounded() -> None:
-    async with p2pchat.SignallingServer(port=0, max_invitations=3) as server:
+    # Per pair too (max_invitations_per_pair): raised here to reach the per-user bounds.
+    async with p2pchat.SignallingServer(
+        port=0, max_invitations=3, max_invitations_per_pair=3
+    ) as server:
         where = ("127.0.0.1", server.port)
         async with (
             p2pchat.Peer("alice", server=where) as alice,
@@ -152,3 +156,100 @@ async def test_connections_beyond_the_limit_are_refused_and_peers_retry(
         await eventually(lambda: server.connection_count == 0)
         async with p2pchat.Peer("alice", server=("127.0.0.1", server.port)) as alice:
             assert await alice.online() == ["alice"]
+
+
+async def test_connections_per_address_are_bounded(raw_clients: RawFactory) -> None:
+    async with p2pchat.SignallingServer(
+        port=0, max_connections_per_address=2, trusted_networks=()
+    ) as server:
+        held = [await raw_clients(server.port) for _ in range(2)]
+        await eventually(lambda: server.connection_count == 2)
+        extra = await raw_clients(server.port)
+        refusal = await extra.recv_until(Error)
+        assert refusal.code == "too_many_connections"
+        assert "too many connections from your address (127.0.0.1)" in refusal.reason
+        with pytest.raises(p2pchat.TooManyConnections):
+            await p2pchat.Peer("alice", server=("127.0.0.1", server.port)).start()
+        await held[0].close()
+        await eventually(lambda: server.connection_count == 1)
+        async with p2pchat.Peer("alice", server=("127.0.0.1", server.port)) as alice:
+            assert await alice.online() == ["alice"]
+
+
+async def test_new_names_per_address_are_bounded(raw_clients: RawFactory) -> None:
+    async with p2pchat.SignallingServer(
+        port=0, registration_rate=(1 / 3600, 2), trusted_networks=()
+    ) as server:
+        where = ("127.0.0.1", server.port)
+        known = p2pchat.Identity.generate()
+        async with p2pchat.Peer("one", server=where, identity=known):
+            pass
+        async with p2pchat.Peer("two", server=where):
+            pass
+        with pytest.raises(p2pchat.RateLimited, match=r"too many new names from 127\.0\.0\.1"):
+            await p2pchat.Peer("three", server=where).start()
+        async with p2pchat.Peer("one", server=where, identity=known) as one:  # not new
+            assert await one.online() == ["one"]
+
+
+async def test_loopback_is_trusted_by_default(raw_clients: RawFactory) -> None:
+    async with p2pchat.SignallingServer(
+        port=0, max_connections_per_address=1, registration_rate=(1 / 3600, 1)
+    ) as server:
+        clients = [await raw_clients(server.port) for _ in range(3)]
+        for n, client in enumerate(clients):
+            await client.login(f"user{n}", 1)  # three connections, three new names
+
+
+async def test_a_relayed_conversation_is_paced_and_ends_at_its_lifetime() -> None:
+    rate = 64 * 1024
+    async with p2pchat.SignallingServer(port=0, relay_rate=rate, relay_lifetime=30.0) as server:
+        where = ("127.0.0.1", server.port)
+        alice = p2pchat.Peer("alice", server=where, advertise=[("127.0.0.1", 9)])
+        async with alice, p2pchat.Peer("bob", server=where) as bob:
+            chat_a, chat_b = await connect(alice, bob)
+            assert chat_a.route == "relay"
+            started = time.monotonic()
+            for _ in range(12):  # 12 x 16 KB: about three times what one second allows
+                await chat_a.send("x" * 16000)
+            await asyncio.wait_for(chat_a.wait_acknowledged(), 20)
+            # The first second's worth passes at once; the rest at the relay's rate.
+            assert time.monotonic() - started >= (12 * 16000 - rate) / rate * 0.9
+    async with p2pchat.SignallingServer(port=0, relay_lifetime=0.3) as server:
+        where = ("127.0.0.1", server.port)
+        alice = p2pchat.Peer("alice", server=where, advertise=[("127.0.0.1", 9)])
+        async with alice, p2pchat.Peer("bob", server=where) as bob:
+            chat_a, chat_b = await connect(alice, bob)
+            await asyncio.wait_for(chat_b.wait_closed(), 5)
+            await eventually(lambda: server.relays.active == 0)
+
+
+async def test_dial_ins_not_yet_proven_are_bounded(
+    make_peer: PeerFactory, raw_clients: RawFactory
+) -> None:
+    alice = await make_peer("alice", max_handshakes=2)
+    bob = await make_peer("bob")
+    port = alice.listening[0][1]
+    idle = [await raw_clients(port) for _ in range(2)]  # connect, say nothing
+    extra = await raw_clients(port)
+    assert await extra.closed_by_other_side(timeout=2)  # at once, not after hello_timeout
+    for client in idle:
+        await client.close()
+    await eventually(lambda: alice._dialling_in == 0)
+    _chat_a, chat_b = await connect(alice, bob)
+    assert chat_b.route == "direct"
+
+
+async def test_an_invitee_does_not_dial_privileged_ports(
+    server: p2pchat.SignallingServer, make_peer: PeerFactory, raw_clients: RawFactory
+) -> None:
+    bob = await make_peer("bob", hello_timeout=1)
+    alice = await raw_clients(server.port)
+    await alice.login("alice", 22)  # "dial me at the machine's ssh port"
+    await alice.send(Invite(id="1", user="bob"))
+    invitation = await asyncio.wait_for(bob.next_invitation(), 5)
+    with pytest.raises(p2pchat.PeerUnreachable, match=r"127\.0\.0\.1:22: privileged port"):
+        await invitation.accept()
+    refused = await alice.recv_until(Refused)
+    assert refused.reason.startswith("cannot reach you")
+    assert "22" not in refused.reason  # nothing of what bob tried is told to alice

@@ -242,7 +242,7 @@ async def test_an_inviter_unreachable_even_by_relay_is_reported_to_both_sides() 
             invitation = await asyncio.wait_for(bob.next_invitation(), 5)
             with pytest.raises(p2pchat.PeerUnreachable, match=r"cannot reach alice.*relay"):
                 await invitation.accept()
-            with pytest.raises(p2pchat.InviteRefused, match="cannot dial you"):
+            with pytest.raises(p2pchat.InviteRefused, match="cannot reach you"):
                 await inviting
 
 

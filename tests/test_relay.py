@@ -36,7 +36,7 @@ async def test_an_unreachable_inviter_is_reached_through_the_relay() -> None:
             assert b"relay" in proxy.captured  # the relay was used...
             for text in [*said, "psst", "reply"]:
                 assert text.encode() not in proxy.captured  # ...and saw ciphertext only
-            assert server._relays == set()
+            assert server.relays.active == 0
         finally:
             await proxy.close()
 

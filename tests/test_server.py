@@ -23,7 +23,7 @@ from p2pchat.protocol import (
     encode,
 )
 
-from .conftest import PeerFactory, RawClient, connect, eventually
+from .conftest import GatedUserStore, PeerFactory, RawClient, connect, eventually
 
 RawFactory = Callable[[int], Awaitable[RawClient]]
 
@@ -231,3 +231,61 @@ async def test_server_users_survive_a_restart_on_sqlite(
         alice = await store.get("alice")
         assert alice is not None
         assert not alice.online
+
+
+def test_advertised_addresses_are_checked_and_the_observed_host_comes_first() -> None:
+    from p2pchat.session import dial_addresses
+
+    remote = ("203.0.113.7", 50000)
+    advertised = [
+        ("192.168.1.5", 4000),  # its LAN address: fine
+        ("0.0.0.0", 4001),  # wildcard: made the observed host
+        ("127.0.0.1", 6379),  # "dial my loopback": a remote peer's victims' own machine
+        ("::1", 4002),
+        ("224.0.0.1", 4003),  # multicast
+        ("203.0.113.7", 0),  # port 0
+    ]
+    assert dial_addresses(advertised, remote) == [("203.0.113.7", 4001), ("192.168.1.5", 4000)]
+    # A peer on the server's own machine may advertise loopback.
+    assert dial_addresses([("127.0.0.1", 4000)], ("127.0.0.1", 1)) == [("127.0.0.1", 4000)]
+
+
+async def test_presence_news_does_not_wait_for_the_disk() -> None:
+    store = GatedUserStore("set_online")  # the disk is slow to record logins
+    async with p2pchat.SignallingServer(port=0, store=store) as server:
+        where = ("127.0.0.1", server.port)
+        store.gate.set()
+        async with p2pchat.Peer("alice", server=where) as alice:
+            await eventually(lambda: store.calls["set_online"] == 1)
+            store.gate.clear()
+            news: asyncio.Queue[tuple[str, bool]] = asyncio.Queue()
+            alice.on_presence = lambda user, online: news.put_nowait((user, online))
+            async with p2pchat.Peer("bob", server=where):
+                assert await asyncio.wait_for(news.get(), 5) == ("bob", True)
+                assert await alice.online() == ["alice", "bob"]
+                assert store.calls["set_online"] == 1  # bob's is still being written
+            assert await asyncio.wait_for(news.get(), 5) == ("bob", False)
+            store.gate.set()
+        record = await store.get("bob")  # the server wrote all it had queued on closing
+        assert record is not None
+        assert not record.online
+
+
+def test_invitation_bounds_count_each_direction_and_pair() -> None:
+    from p2pchat.invitations import InvitationBook
+
+    book = InvitationBook(max_sent=3, max_received=3, max_per_pair=2)
+    first = book.add("carol", "victim")
+    book.add("carol", "victim")
+    with pytest.raises(p2pchat.TooManyInvitations, match="2 invitations pending to victim"):
+        book.check("carol", "victim")
+    book.check("victim", "carol")  # the other way is not affected
+    book.check("dave", "victim")
+    book.add("dave", "victim")
+    with pytest.raises(p2pchat.TooManyInvitations, match="victim has 3 invitations pending"):
+        book.check("erin", "victim")
+    book.accept(first)  # answered: no longer counts
+    book.check("erin", "victim")
+    assert len(book) == 3
+    book.remove(first)
+    assert [i.sender for i in book.of_user("victim")].count("carol") == 1
