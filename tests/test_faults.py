@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sys
 from pathlib import Path
@@ -139,3 +140,83 @@ async def test_a_peer_killed_mid_stream_loses_nothing_and_repeats_nothing(
     assert all(m.shipped for m in sent)
     assert len({m.id for m in received}) == COUNT
     assert [m.id for m in received] == [m.id for m in sent]
+
+
+async def keep_talking(peer: p2pchat.Peer, contact: str, stop: asyncio.Event) -> None:
+    """Invite ``contact`` whenever no conversation is open, until ``stop``."""
+    back = asyncio.Event()
+    peer.on_presence = lambda user, online: back.set() if user == contact and online else None
+    while not stop.is_set():
+        back.clear()
+        try:
+            chat = await peer.invite(contact, timeout=5)
+        except (p2pchat.UserOffline, p2pchat.InviteRefused, p2pchat.ConnectionClosed):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(back.wait(), 5)  # away: wait until it is back
+            continue
+        except p2pchat.InviteTimeout:
+            continue
+        closing = asyncio.create_task(chat.wait_closed())
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({closing, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        closing.cancel()
+        stopping.cancel()
+
+
+@pytest.mark.parametrize("how", ["one by one", "all at once"])
+async def test_every_send_is_stored_whatever_happens_to_the_receiver(
+    launch: Launch, tmp_path: Path, how: str
+) -> None:
+    """peer.send() with the receiver SIGKILLed at several points, sends in flight: no
+    send raises, every message is stored once, and all arrive once, after restarts."""
+    _, port = await start_server(launch, tmp_path / "server.sqlite3")
+    count = 600 if how == "one by one" else 2000
+    kill_at = [100, 300, 500] if how == "one by one" else [50, 900]
+    bob = await worker(launch, "receiver", "bob", "alice", port, tmp_path)
+    alice = fast_peer("alice", port, store=p2pchat.SqliteMessageStore(tmp_path / "alice.sqlite3"))
+    stop = asyncio.Event()
+    bodies = [f"m{n:04d}" for n in range(count)]
+    async with alice:
+        talking = asyncio.create_task(keep_talking(alice, "bob", stop))
+        await eventually(lambda: "bob" in alice.conversations, timeout=10)
+
+        async def send_all() -> list[p2pchat.Message]:
+            if how == "one by one":
+                return [await alice.send("bob", body) for body in bodies]
+            return list(await asyncio.gather(*(alice.send("bob", body) for body in bodies)))
+
+        sending = asyncio.create_task(send_all())
+        killed_in_flight = 0
+        for point in kill_at:  # kill bob mid-stream, with sends in flight, and restart him
+            reaching = asyncio.create_task(shown(bob, point))
+            await asyncio.wait({reaching, sending}, return_when=asyncio.FIRST_COMPLETED)
+            if sending.done() and sending.exception() is not None:
+                reaching.cancel()
+                sending.result()  # a send raised: the test fails with its error
+            await reaching
+            killed_in_flight += not sending.done()
+            bob.process.send_signal(signal.SIGKILL)
+            await bob.process.wait()
+            bob = await worker(launch, "receiver", "bob", "alice", port, tmp_path)
+        sent = await asyncio.wait_for(sending, 60)  # none raised
+        assert killed_in_flight >= 1  # at least one kill came while sends were under way
+        assert sorted(m.body for m in sent) == bodies
+        mine = await alice.history("bob")
+        assert sorted(m.body for m in mine) == bodies  # each stored once
+        await eventually(lambda: _all_shipped(alice), timeout=60)
+        stop.set()
+        await talking
+    received = await stored(tmp_path / "bob.sqlite3", "bob", "alice")
+    assert sorted(m.body for m in received) == bodies  # each arrived once
+    if how == "one by one":
+        assert [m.body for m in received] == bodies  # and in order
+
+
+async def shown(receiver: ScriptedProcess, number: int) -> None:
+    """Wait until the receiver shows message ``number`` (or a later one)."""
+    while int((await receiver.expect(r"got m(\d{4})", timeout=30)).group(1)) < number:
+        pass
+
+
+async def _all_shipped(peer: p2pchat.Peer) -> bool:
+    return all(m.shipped for m in await peer.history("bob"))

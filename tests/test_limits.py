@@ -235,7 +235,7 @@ async def test_dial_ins_not_yet_proven_are_bounded(
     assert await extra.closed_by_other_side(timeout=2)  # at once, not after hello_timeout
     for client in idle:
         await client.close()
-    await eventually(lambda: alice._dialling_in == 0)
+    await eventually(lambda: alice._dialler().dialling_in == 0)
     _chat_a, chat_b = await connect(alice, bob)
     assert chat_b.route == "direct"
 

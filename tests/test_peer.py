@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+import stat
 import typing
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -294,3 +295,40 @@ async def test_no_send_hangs_when_the_conversation_dies_under_load(
     assert all(isinstance(r, p2pchat.Message | p2pchat.ConversationClosed) for r in results)
     stored = await alice.history("bob")
     assert not any(m.shipped for m in stored)  # nothing was acked, everything is kept
+
+
+async def test_a_peer_restarted_on_its_store_keeps_its_name_history_and_backlog(
+    server: p2pchat.SignallingServer, db_path: Callable[[str], Path]
+) -> None:
+    where = ("127.0.0.1", server.port)
+    path = db_path("alice")
+    bob_key = p2pchat.Identity.generate()
+    # No identity given: alice's is made beside her store, and kept there.
+    alice = p2pchat.Peer("alice", server=where, store=p2pchat.SqliteMessageStore(path))
+    async with alice, p2pchat.Peer("bob", server=where, identity=bob_key) as bob:
+        chat_a, chat_b = await connect(alice, bob)
+        await chat_a.send("before the restart")
+        assert (await asyncio.wait_for(chat_b.receive(), 5)).body == "before the restart"
+        await chat_a.wait_acknowledged()
+        first = alice.fingerprint
+    key_file = path.with_suffix(".key")
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    again = p2pchat.Peer("alice", server=where, store=p2pchat.SqliteMessageStore(path))
+    async with again:  # the server would refuse a new key for "alice"
+        assert again.fingerprint == first
+        await again.send("bob", "while bob is away")  # kept, unshipped
+    third = p2pchat.Peer("alice", server=where, store=p2pchat.SqliteMessageStore(path))
+    async with third, p2pchat.Peer("bob", server=where, identity=bob_key) as bob:
+        chat_a, chat_b = await connect(third, bob)
+        assert (await asyncio.wait_for(chat_b.receive(), 5)).body == "while bob is away"
+        await chat_a.wait_acknowledged()
+        assert [(m.body, m.shipped) for m in await third.history("bob")] == [
+            ("before the restart", True),
+            ("while bob is away", True),
+        ]
+
+
+async def test_a_memory_peer_gets_an_ephemeral_identity(server: p2pchat.SignallingServer) -> None:
+    first = p2pchat.Peer("eph", server=("127.0.0.1", server.port))
+    second = p2pchat.Peer("eph2", server=("127.0.0.1", server.port))
+    assert first.fingerprint != second.fingerprint  # known at once: nothing to load

@@ -15,14 +15,16 @@ import logging
 import ssl
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, TypeVar
 
-from .errors import ConnectionClosed, ProtocolError
+from .errors import ConnectionClosed, ProtocolError, error_for_code
 from .protocol import DEFAULT_MAX_FRAME, Decoder, Error, Ping, WireMessage, encode
 
 __all__ = ["Connection", "ConnectionLogger", "keep_alive"]
 
 logger = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=WireMessage)
 
 READ_SIZE = 64 * 1024
 
@@ -114,6 +116,19 @@ class Connection:
         assert isinstance(transport, asyncio.ReadTransport)
         transport.pause_reading()
         self._check_nothing_buffered("after the last clear message")
+        return message
+
+    async def expect(self, kind: type[M], *, last_clear: bool = False) -> M:
+        """The next message, which must be a ``kind``; an ``error`` is raised as the error
+        it names. ``last_clear``: the last message before a TLS upgrade (recv_last_clear).
+        """
+        message = await (self.recv_last_clear() if last_clear else self.recv())
+        if isinstance(message, Error):
+            raise error_for_code(message.code, message.reason)
+        if not isinstance(message, kind):
+            raise ProtocolError(
+                f"expected {kind.__name__.lower()}, got {type(message).__name__.lower()}"
+            )
         return message
 
     def _check_nothing_buffered(self, when: str) -> None:

@@ -323,6 +323,11 @@ class SqliteMessageStore(_SqliteStore):
     VERSION = 2
     SYNCHRONOUS = "FULL"
 
+    @property
+    def identity_file(self) -> Path:
+        """The key file beside the database (``alice.sqlite3`` -> ``alice.key``)."""
+        return self.path.with_suffix(".key")
+
     async def add(self, message: Message) -> bool:
         return bool(await self.add_many([message]))
 

@@ -9,6 +9,7 @@ default). Every backend is tested by one shared suite.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Protocol
 
 import msgspec
@@ -87,6 +88,11 @@ class UserStore(Protocol):
 
 class MessageStore(Protocol):
     """A peer's messages, sent and received."""
+
+    @property
+    def identity_file(self) -> Path | None:
+        """Where a peer using this store keeps its identity when given none (a store that
+        outlives the process: the name must outlive it too), or None (ephemeral)."""
 
     async def start(self) -> None: ...
     async def close(self) -> None: ...
@@ -176,6 +182,8 @@ class MemoryUserStore:
 
 class MemoryMessageStore:
     """MessageStore in a dict that keeps insertion order; gone when the process ends."""
+
+    identity_file = None
 
     def __init__(self) -> None:
         self._messages: dict[str, Message] = {}

@@ -1,0 +1,482 @@
+"""One conversation: a direct (or relayed) connection with another user, on asyncio.
+
+A thin adapter around the sans-I/O ``delivery.Delivery``: it feeds it what the connection,
+the store and the application do, and carries out the effects it answers with. Three tasks
+per conversation: one reads (messages, acks, pings), one sends (the backlog first, then new
+messages a batch at a time), one watches that the other side is still there.
+
+What it promises: ``send()`` returns a message only once it is stored, and every message
+handed to it is stored, whatever happens to the connection (then it is resent next time);
+``receive()`` returns each message received once, in order, and every message stored
+reaches it, even if the conversation ends meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
+
+from .connection import Connection, keep_alive
+from .delivery import (
+    Acknowledge,
+    Deliver,
+    Delivery,
+    Effect,
+    MarkShipped,
+    Transmit,
+)
+from .errors import (
+    ConnectionClosed,
+    ConversationClosed,
+    MessageTooLarge,
+    P2PChatError,
+    ProtocolError,
+    RemoteProtocolError,
+)
+from .protocol import Ack, Bye, Error, Msg, Ping, Pong
+from .store import Message, MessageStore
+
+__all__ = ["ChatSettings", "Conversation", "new_message"]
+
+logger = logging.getLogger(__name__)
+
+BATCH = 256
+"""Messages stored in one transaction and written in one go."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChatSettings:
+    """What a peer's conversations share: its limits, timeouts and callbacks."""
+
+    max_queue: int = 1024
+    max_message_size: int = 16 * 1024
+    ping_interval: float = 20.0
+    ping_timeout: float = 20.0
+    on_shipped: Callable[[str, list[str]], None] | None = None
+    on_end: Callable[[Conversation], None] | None = None
+
+    def check_body(self, body: str) -> None:
+        size = len(body.encode("utf-8"))
+        if size > self.max_message_size:
+            raise MessageTooLarge(
+                f"message of {size} bytes is over the limit of {self.max_message_size} bytes"
+            )
+
+
+def new_message(sender: str, recipient: str, body: str) -> Message:
+    """A new message with a fresh, globally unique id."""
+    return Message(
+        id=str(uuid.uuid4()), sender=sender, recipient=recipient, body=body, sent_at=time.time()
+    )
+
+
+class _Inbox:
+    """Messages received and stored, not yet taken by the application.
+
+    A stored message is never dropped: a stored batch goes in whole, and the bound
+    (``limit``) holds back reading from the network instead (``wait_for_room()``). Taking
+    is safe to cancel: a message leaves the inbox only in the step that returns it.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._items: collections.deque[Message] = collections.deque()
+        self._changed = asyncio.Event()
+        self._closed = False
+
+    def put_all(self, messages: Iterable[Message]) -> None:
+        self._items.extend(messages)
+        self._changed.set()
+
+    def close(self) -> None:
+        """Nothing more will arrive; what is here can still be taken."""
+        self._closed = True
+        self._changed.set()
+
+    async def get(self) -> Message | None:
+        """The oldest message, waiting for one; None once closed and empty."""
+        while not self._items:
+            if self._closed:
+                return None
+            self._changed.clear()
+            await self._changed.wait()
+        message = self._items.popleft()
+        self._changed.set()  # there is room now
+        return message
+
+    async def wait_for_room(self) -> None:
+        """Wait until the application has taken enough to hold another batch."""
+        while len(self._items) >= self.limit and not self._closed:
+            self._changed.clear()
+            await self._changed.wait()
+
+
+class Conversation:
+    """A direct connection with one other user.
+
+    ``send()`` stores then sends; ``receive()`` (or ``async for``) yields the messages
+    received, each exactly once. Either side may ``close()``; the other then sees
+    ConversationClosed once it has read what arrived before.
+    """
+
+    def __init__(
+        self,
+        me: str,
+        contact: str,
+        connection: Connection,
+        *,
+        store: MessageStore,
+        settings: ChatSettings,
+        route: str = "direct",
+    ) -> None:
+        self.me = me
+        self.peer = contact
+        self.route = route
+        """``direct``, or ``relay`` when joined through the server (still end-to-end TLS)."""
+        self.close_reason = ""
+        self.log = connection.log
+        self._connection = connection
+        self._store = store
+        self._settings = settings
+        self._delivery = Delivery(me, contact, max_message_size=settings.max_message_size)
+        self._inbox = _Inbox(settings.max_queue)
+        self._queue: collections.deque[tuple[Message, asyncio.Future[Message]]] = (
+            collections.deque()
+        )
+        self._stored: list[Message] = []  # stored elsewhere, to be sent here
+        self._queue_changed = asyncio.Event()  # something queued, taken, or acknowledged
+        self._closed = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._writes: set[asyncio.Task[list[Message]]] = set()  # store writes that must finish
+        self._storing = 0  # messages taken from the queue, being stored
+
+    def __repr__(self) -> str:
+        state = f"closed: {self.close_reason}" if self.closed else "open"
+        return f"<Conversation {self.me} <-> {self.peer} {self.route} ({state})>"
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    def start(self) -> None:
+        """Start reading, sending (the backlog first) and watching."""
+        self._tasks = [
+            asyncio.create_task(self._receive_loop()),
+            asyncio.create_task(self._send_loop()),
+            asyncio.create_task(self._watch()),
+        ]
+
+    async def _watch(self) -> None:
+        """End the conversation once the other side has been silent too long."""
+        reason = await keep_alive(
+            self._connection,
+            interval=self._settings.ping_interval,
+            timeout=self._settings.ping_timeout,
+        )
+        self._finish(f"no answer from {self.peer}: {reason}")
+        self._connection.abort()
+
+    # Sending.
+
+    async def send(self, body: str) -> Message:
+        """Store ``body`` as a message to the other user, then send it; return the message.
+
+        Returns once the message is stored. If the connection drops, it stays unshipped and
+        is resent next time: a message handed to send() is never lost. Raises
+        ConversationClosed (nothing stored) if the conversation was closed already.
+        """
+        self._settings.check_body(body)
+        if self.closed:
+            raise ConversationClosed(
+                f"conversation with {self.peer} is closed: {self.close_reason}"
+            )
+        message = new_message(self.me, self.peer, body)
+        while len(self._queue) >= self._settings.max_queue and not self.closed:
+            self._queue_changed.clear()
+            await self._queue_changed.wait()
+        done: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        self._queue.append((message, done))
+        self._queue_changed.set()
+        if self.closed:  # it closed while we waited for room: store it for next time
+            self._store_queued()
+        return await asyncio.shield(done)
+
+    def transmit(self, message: Message) -> None:
+        """Send ``message``, stored (unshipped) already; sent once, after the backlog."""
+        self._stored.append(message)
+        self._queue_changed.set()
+
+    async def _send_loop(self) -> None:
+        """Resend the backlog, then store and send new messages in order, a batch at a time."""
+        try:
+            backlog = await self._store.unshipped(self.me, self.peer)
+            if backlog:
+                self.log.info("resending %d unshipped messages to %s", len(backlog), self.peer)
+            await self._run(self._delivery.resume(backlog))
+            while True:
+                while not self._queue and not self._stored:
+                    self._queue_changed.clear()
+                    await self._queue_changed.wait()
+                if self._stored:
+                    stored, self._stored = self._stored, []
+                    await self._run(self._delivery.stored_outgoing(stored))
+                    continue
+                batch = [self._queue.popleft() for _ in range(min(BATCH, len(self._queue)))]
+                self._queue_changed.set()  # room for senders
+                messages = [message for message, _ in batch]
+                self._delivery.submit(messages)  # says: store them first
+                self._storing = len(messages)
+                try:
+                    await self._store_outgoing(batch)
+                finally:
+                    self._storing = 0
+                await self._run(self._delivery.stored_outgoing(messages))
+        except (ConnectionClosed, ProtocolError) as exc:
+            self._finish(f"connection lost: {exc}")
+        except P2PChatError as exc:
+            self.log.error("cannot send to %s: %s", self.peer, exc)
+            self._finish(f"store failed: {exc}")
+
+    async def _store_outgoing(self, batch: list[tuple[Message, asyncio.Future[Message]]]) -> None:
+        """Store a batch in one transaction; each sender learns it is stored. The write
+        finishes even if the conversation ends meanwhile (it is then sent next time)."""
+        await asyncio.shield(self._write(batch))
+
+    def _store_queued(self) -> None:
+        """The conversation has ended: store what is still queued, for the next talk."""
+        if not self._queue:
+            return
+        batch = list(self._queue)
+        self._queue.clear()
+        self._write(batch)
+
+    def _write(
+        self, batch: list[tuple[Message, asyncio.Future[Message]]]
+    ) -> asyncio.Task[list[Message]]:
+        """Store ``batch`` in the background; its senders learn the outcome. ``close()``
+        waits for every such write."""
+        writing = asyncio.create_task(self._store.add_many([m for m, _ in batch]))  # noqa: RUF006 (kept in _writes)
+        self._writes.add(writing)
+        writing.add_done_callback(self._writes.discard)
+        writing.add_done_callback(lambda task: _resolve(batch, task))
+        return writing
+
+    async def wait_acknowledged(self) -> None:
+        """Wait until the other side has acknowledged (stored) everything sent so far in
+        this conversation, backlog included. Raises ConversationClosed if it ends first:
+        what is not acknowledged stays unshipped and is resent next time."""
+        while not self.closed and self._sending():
+            self._queue_changed.clear()
+            waiting = asyncio.ensure_future(self._queue_changed.wait())
+            closing = asyncio.ensure_future(self._closed.wait())
+            try:
+                await asyncio.wait({waiting, closing}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waiting.cancel()
+                closing.cancel()
+        if self._sending():
+            missing = len(self._queue) + self._storing + len(self._delivery.unacknowledged)
+            raise ConversationClosed(
+                f"conversation with {self.peer} closed with {missing} messages "
+                f"unacknowledged: {self.close_reason}"
+            )
+
+    def _sending(self) -> bool:
+        """Something handed to send() is not acknowledged yet."""
+        return bool(
+            self._queue or self._stored or self._storing or not self._delivery.all_acknowledged
+        )
+
+    # Receiving.
+
+    async def receive(self) -> Message:
+        """The next message from the other user. Raises ConversationClosed at the end,
+        once every message received before has been returned. Safe to cancel: a message
+        is taken only by the call that returns it."""
+        message = await self._inbox.get()
+        if message is None:
+            raise ConversationClosed(
+                f"conversation with {self.peer} is closed: {self.close_reason}"
+            )
+        return message
+
+    def __aiter__(self) -> AsyncIterator[Message]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Message]:
+        while True:
+            try:
+                yield await self.receive()
+            except ConversationClosed:
+                return
+
+    async def _receive_loop(self) -> None:
+        reason = "closed by the other side"
+        try:
+            while True:
+                await self._inbox.wait_for_room()  # a slow reader holds back the sender
+                arrived: list[Message] = []
+                acked: list[str] = []
+                leaving: str | None = None
+                for wire in await self._connection.recv_batch():
+                    if isinstance(wire, Msg):
+                        arrived.append(_from_wire(wire, self.peer, self.me))
+                    elif isinstance(wire, Ack):
+                        acked.extend(wire.ids)
+                    elif isinstance(wire, Ping):
+                        await self._connection.send(Pong(id=wire.id))
+                    elif isinstance(wire, Pong):
+                        pass
+                    elif isinstance(wire, Bye):
+                        leaving = f"{self.peer} left" + (f": {wire.reason}" if wire.reason else "")
+                        break
+                    elif isinstance(wire, Error):
+                        leaving = f"{self.peer} reported an error: {wire.reason}"
+                        break
+                    else:
+                        raise ProtocolError(f"unexpected {type(wire).__name__.lower()} in a chat")
+                if arrived:
+                    self._delivery.receive_messages(arrived)  # checks them: store them
+                    acks = await self._store_incoming(arrived)
+                    try:
+                        await self._run(acks)
+                    except ConnectionClosed:
+                        if leaving is None:
+                            raise
+                        # They said bye already: unacked, they will resend, and we dedup.
+                if acked:
+                    await self._run(self._delivery.receive_ack(acked))
+                if leaving is not None:
+                    reason = leaving
+                    return
+        except ProtocolError as exc:
+            reason = f"protocol error: {exc}"
+            if not isinstance(exc, RemoteProtocolError):
+                await self._connection.fail(exc)
+        except ConnectionClosed as exc:
+            reason = f"connection lost: {exc}"
+        except P2PChatError as exc:
+            reason = f"store failed: {exc}"
+            self.log.error("conversation with %s: %s", self.peer, reason)
+        finally:
+            self._finish(reason)
+            await self._connection.close()
+
+    async def _store_incoming(self, arrived: list[Message]) -> list[Effect]:
+        """Store a received batch; what is new goes to the inbox the moment it is stored,
+        even if this conversation is closed meanwhile (then it is read before the end).
+        Returns what is left to do: the acknowledgement."""
+        left: list[Effect] = []
+
+        def stored(writing: asyncio.Future[list[Message]]) -> None:
+            if writing.cancelled() or writing.exception() is not None:
+                return
+            for effect in self._delivery.stored_incoming(arrived, writing.result()):
+                if isinstance(effect, Deliver):
+                    self._inbox.put_all(effect.messages)
+                else:
+                    left.append(effect)
+
+        writing = asyncio.ensure_future(self._store.add_many(arrived))
+        writing.add_done_callback(stored)
+        await asyncio.shield(writing)
+        return left
+
+    async def _run(self, effects: list[Effect]) -> None:
+        """Carry out the effects that go to the connection or the store."""
+        for effect in effects:
+            if isinstance(effect, Transmit):
+                for start in range(0, len(effect.messages), BATCH):
+                    chunk = effect.messages[start : start + BATCH]
+                    await self._connection.send_many([_to_wire(m) for m in chunk])
+            elif isinstance(effect, Acknowledge):
+                await self._connection.send(Ack(ids=list(effect.ids)))
+            elif isinstance(effect, MarkShipped):
+                ids = list(effect.ids)
+                await self._store.mark_shipped(self.peer, ids)
+                self._delivery.shipped(ids)
+                self._queue_changed.set()
+                if self._settings.on_shipped is not None:
+                    self._settings.on_shipped(self.peer, ids)
+            else:  # pragma: no cover - the adapter handles every effect it is given
+                raise AssertionError(f"unexpected effect {effect!r}")
+
+    # Closing.
+
+    def _finish(self, reason: str) -> None:
+        """Mark closed, stop the tasks; what is queued is stored for next time."""
+        if self.closed:
+            return
+        self.close_reason = reason
+        self._closed.set()
+        self._inbox.close()
+        self._queue_changed.set()
+        self.log.info("conversation with %s ended: %s", self.peer, reason)
+        current = asyncio.current_task()
+        for task in self._tasks:
+            if task is not current:
+                task.cancel()
+        self._store_queued()
+        if self._settings.on_end is not None:
+            self._settings.on_end(self)
+
+    async def close(self, reason: str = "") -> None:
+        """Leave the conversation: tell the other side, close the connection. Returns once
+        every message handed to send() is stored."""
+        if not self.closed:
+            self._finish(reason or "closed")
+            with contextlib.suppress(ConnectionClosed, ProtocolError):
+                async with asyncio.timeout(1.0):
+                    await self._connection.send(Bye(reason=reason))
+        await self._connection.close()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._writes:
+            await asyncio.wait(set(self._writes))
+
+    async def wait_closed(self) -> None:
+        """Wait until the conversation ends, whoever ends it."""
+        await self._closed.wait()
+
+    async def __aenter__(self) -> Conversation:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+
+def _resolve(
+    batch: list[tuple[Message, asyncio.Future[Message]]], writing: asyncio.Future[list[Message]]
+) -> None:
+    """Tell each sender of ``batch`` whether its message is stored."""
+    error: BaseException | None = None
+    if writing.cancelled():
+        error = ConversationClosed("the conversation ended before the message was stored")
+    elif writing.exception() is not None:
+        error = writing.exception()
+    for message, done in batch:
+        if not done.done():
+            if error is None:
+                done.set_result(message)
+            else:
+                done.set_exception(error)
+
+
+def _to_wire(message: Message) -> Msg:
+    return Msg(id=message.id, ts=message.sent_at, body=message.body)
+
+
+def _from_wire(wire: Msg, sender: str, recipient: str) -> Message:
+    return Message(
+        id=wire.id,
+        sender=sender,
+        recipient=recipient,
+        body=wire.body,
+        sent_at=wire.ts,
+        shipped=True,
+    )
