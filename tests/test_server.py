@@ -272,7 +272,7 @@ async def test_presence_news_does_not_wait_for_the_disk() -> None:
 
 
 def test_invitation_bounds_count_each_direction_and_pair() -> None:
-    from p2pchat.invitations import InvitationBook
+    from p2pchat.invitation_book import InvitationBook
 
     book = InvitationBook(max_sent=3, max_received=3, max_per_pair=2)
     first = book.add("carol", "victim")

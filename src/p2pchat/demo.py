@@ -14,11 +14,12 @@ import asyncio
 import os
 import re
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["ScriptedProcess", "command", "run_demo"]
+__all__ = ["ScriptedProcess", "command", "main", "run_demo"]
 
 
 class ScriptedProcess:
@@ -73,6 +74,21 @@ class ScriptedProcess:
             self.transcript.append(f"{self.label:>6} > {line}")
             if match := regex.search(line):
                 return match
+
+    async def expect_all(self, *patterns: str, timeout: float = 15.0) -> list[re.Match[str]]:
+        """Read lines until each pattern has matched one, in whatever order they come:
+        for news from different connections, which have no order between them."""
+        found: dict[str, re.Match[str]] = {}
+        deadline = time.monotonic() + timeout
+        while len(found) < len(patterns):
+            waiting = [p for p in patterns if p not in found]
+            either = "|".join(f"(?:{p})" for p in waiting)
+            line = (await self.expect(either, timeout=max(deadline - time.monotonic(), 0))).string
+            for pattern in waiting:
+                if match := re.search(pattern, line):
+                    found[pattern] = match
+                    break
+        return [found[p] for p in patterns]
 
     def _missing(self, pattern: str, why: str) -> str:
         recent = "\n".join(self.output[-15:])
@@ -202,7 +218,22 @@ async def run_demo(workdir: Path, transcript: list[str]) -> None:
             await process.stop()
 
 
-if __name__ == "__main__":
-    from .cli import demo_main
+def main() -> int:
+    """``python -m p2pchat.demo`` (``make demo``): run the scripted chat, print its transcript."""
+    transcript: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="p2pchat-demo-") as workdir:
+        try:
+            asyncio.run(run_demo(Path(workdir), transcript))
+        except AssertionError as exc:
+            print("\n".join(transcript))
+            print(f"\ndemo failed: {exc}", file=sys.stderr)
+            return 1
+    print("p2pchat demo: a server and two peers, driven through their consoles")
+    print("('<' is what was typed into a process, '>' what it printed)\n")
+    print("\n".join(transcript))
+    print("\ndemo finished: every step above happened as expected")
+    return 0
 
-    sys.exit(demo_main())
+
+if __name__ == "__main__":
+    sys.exit(main())

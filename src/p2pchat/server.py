@@ -5,7 +5,7 @@ Names are bound to keys on first use: a login proves the key by signing a fresh 
 and a name bound to one key (whatever its case) is refused to every other. For each peer
 connection the server reads messages and dispatches them by type to a handler; every
 answer and every push goes through the session's bounded outbox (``session.py``).
-Invitations and their bounds live in ``invitations.py``, relays in ``relay.py``, the
+Invitations and their bounds live in ``invitation_book.py``, relays in ``relay.py``, the
 per-address bounds in ``limits.py``.
 """
 
@@ -26,14 +26,12 @@ from .errors import (
     AuthenticationError,
     ConnectionClosed,
     IdentityError,
-    InvitationGone,
     NameTaken,
     ProtocolError,
     RateLimited,
     ServerRefused,
     TooManyConnections,
     UnknownUser,
-    UserOffline,
 )
 from .identity import (
     b64decode,
@@ -43,43 +41,31 @@ from .identity import (
     login_challenge_payload,
     verify_signature,
 )
-from .invitations import Invitation, InvitationBook
+from .invitation_book import InvitationBook
 from .limits import AddressLimits, TokenBucket
 from .protocol import (
     DEFAULT_MAX_FRAME,
     DEFAULT_PORT,
     PROTOCOL_VERSION,
     REQUEST_TYPES,
-    Accept,
-    Accepted,
     Auth,
     Bye,
-    Cancel,
-    Cancelled,
     Challenge,
     Error,
     Hello,
-    Invite,
-    Invited,
     Key,
     ListUsers,
-    Ok,
     Ping,
     Pong,
     Presence,
-    Refuse,
-    Refused,
     Relay,
-    RelayOffer,
-    RelayRequest,
-    RelayTicket,
-    Ringing,
     Users,
     Welcome,
     Whois,
     WireMessage,
 )
 from .relay import RelayHub
+from .rendezvous import Rendezvous
 from .session import PresenceLog, Session, dial_addresses
 from .store import MemoryUserStore, UserStore
 
@@ -148,6 +134,7 @@ class SignallingServer:
         )
         """Per address (an IPv6 /64): connections at once, and new names over time
         ((per second, burst)). Not applied to ``trusted_networks`` (default: loopback)."""
+        self._sessions: dict[str, Session] = {}  # welcomed: they get news and invitations
         self.invitations = InvitationBook(
             max_sent=max_invitations,
             max_received=max_invitations,
@@ -163,16 +150,20 @@ class SignallingServer:
             lifetime=relay_lifetime,
         )
         """Relayed conversations: bounded in number, bytes per second and lifetime."""
+        self.rendezvous = Rendezvous(
+            self._sessions,
+            self.store,
+            self.invitations,
+            self.relays,
+            invitation_ttl=invitation_ttl,
+            dial_window=dial_window,
+        )
         self.hello_timeout = hello_timeout
-        self.invitation_ttl = invitation_ttl
-        self.dial_window = dial_window
-        """How long an accepted invitation still allows a relay request or a refusal."""
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.clock = clock
         self._server: asyncio.Server | None = None
         self._closing = False
-        self._sessions: dict[str, Session] = {}  # welcomed: they get news and invitations
         self._online: list[str] = []  # the names in _sessions, sorted, for "list"
         self._logging_in: set[str] = set()  # names taken by a login still in progress
         self._presence = PresenceLog(self.store, clock=clock)
@@ -180,12 +171,8 @@ class SignallingServer:
         self._handlers: dict[type[Any], Callable[[Session, Any], Awaitable[None]]] = {
             ListUsers: self._on_list,
             Whois: self._on_whois,
-            Invite: self._on_invite,
-            Accept: self._on_accept,
-            Refuse: self._on_refuse,
-            Cancel: self._on_cancel,
             Ping: self._on_ping,
-            RelayRequest: self._on_relay_request,
+            **self.rendezvous.handlers(),
         }
 
     # Lifecycle.
@@ -479,23 +466,7 @@ class SignallingServer:
         index = bisect.bisect_left(self._online, session.name)
         if index < len(self._online) and self._online[index] == session.name:
             del self._online[index]
-        for invitation in self.invitations.of_user(session.name):
-            if invitation.accepted:  # the two may be talking already: nothing to tell
-                self.invitations.remove(invitation)
-            elif invitation.sender == session.name:
-                self._settle(
-                    invitation,
-                    to_recipient=Cancelled(
-                        invitation=invitation.id, reason=f"{session.name} went offline"
-                    ),
-                )
-            else:
-                self._settle(
-                    invitation,
-                    to_sender=Refused(
-                        invitation=invitation.id, user=session.name, reason="went offline"
-                    ),
-                )
+        self.rendezvous.logout(session.name)
         if not self._closing:
             for other in self._sessions.values():
                 other.push(Presence(user=session.name, online=False))
@@ -521,104 +492,3 @@ class SignallingServer:
                 id=message.id, users=online[: self.max_list], truncated=len(online) > self.max_list
             )
         )
-
-    async def _on_invite(self, session: Session, message: Invite) -> None:
-        if message.user == session.name:
-            raise ServerRefused("you cannot invite yourself")
-        invitee = self._sessions.get(message.user)
-        if invitee is None:
-            if await self.store.get(message.user) is None:
-                raise UnknownUser(f"no user named {message.user} has ever logged in")
-            raise UserOffline(f"{message.user} is not online")
-        self.invitations.check(session.name, invitee.name)
-        invitation = self.invitations.add(session.name, invitee.name)
-        invitation.timer = asyncio.get_running_loop().call_later(
-            self.invitation_ttl, self._expire, invitation
-        )
-        await session.reply(
-            Ringing(id=message.id, invitation=invitation.id, certificate=invitee.certificate)
-        )
-        invitee.push(
-            Invited(
-                invitation=invitation.id,
-                sender=session.name,
-                addresses=session.addresses,
-                certificate=session.certificate,
-            )
-        )
-
-    def _invitation_for(self, invitation_id: str, *, recipient: str) -> Invitation:
-        invitation = self.invitations.get(invitation_id)
-        if invitation is None or invitation.recipient != recipient:
-            raise InvitationGone("that invitation was cancelled, expired or answered already")
-        return invitation
-
-    async def _on_accept(self, session: Session, message: Accept) -> None:
-        invitation = self._invitation_for(message.invitation, recipient=session.name)
-        if invitation.accepted:
-            raise InvitationGone("that invitation was accepted already")
-        # Answered: it no longer counts, and ends quietly once the invitee has had time to
-        # dial, ask for a relay, or say it cannot.
-        self.invitations.accept(invitation)
-        invitation.cancel_timer()
-        invitation.timer = asyncio.get_running_loop().call_later(
-            self.dial_window, self.invitations.remove, invitation
-        )
-        if (inviter := self._sessions.get(invitation.sender)) is not None:
-            inviter.push(Accepted(invitation=invitation.id, user=session.name))
-        await session.reply(Ok(id=message.id))
-
-    async def _on_refuse(self, session: Session, message: Refuse) -> None:
-        # Allowed after accept too: the invitee may find it cannot dial the inviter.
-        invitation = self._invitation_for(message.invitation, recipient=session.name)
-        self._settle(
-            invitation,
-            to_sender=Refused(invitation=invitation.id, user=session.name, reason=message.reason),
-        )
-        await session.reply(Ok(id=message.id))
-
-    async def _on_cancel(self, session: Session, message: Cancel) -> None:
-        invitation = self.invitations.get(message.invitation)
-        if invitation is None or invitation.sender != session.name:
-            raise InvitationGone("no such invitation of yours is pending")
-        self._settle(
-            invitation,
-            to_recipient=None
-            if invitation.accepted
-            else Cancelled(invitation=invitation.id, reason=f"{session.name} cancelled it"),
-        )
-        await session.reply(Ok(id=message.id))
-
-    async def _on_relay_request(self, session: Session, message: RelayRequest) -> None:
-        invitation = self._invitation_for(message.invitation, recipient=session.name)
-        if not invitation.accepted:
-            raise InvitationGone("accept the invitation before asking for a relay")
-        inviter = self._sessions.get(invitation.sender)
-        if inviter is None:
-            raise UserOffline(f"{invitation.sender} is not online")
-        inviter_ticket, invitee_ticket = self.relays.open(inviter.name, session.name)
-        inviter.push(RelayOffer(invitation=invitation.id, ticket=inviter_ticket))
-        await session.reply(RelayTicket(id=message.id, ticket=invitee_ticket))
-
-    # Invitations.
-
-    def _expire(self, invitation: Invitation) -> None:
-        self._settle(
-            invitation,
-            to_recipient=Cancelled(invitation=invitation.id, reason="the invitation expired"),
-        )
-
-    def _settle(
-        self,
-        invitation: Invitation,
-        *,
-        to_sender: WireMessage | None = None,
-        to_recipient: WireMessage | None = None,
-    ) -> None:
-        """Forget ``invitation`` and tell whichever side still needs to know."""
-        if not self.invitations.remove(invitation):
-            return
-        if to_sender is not None and (sender := self._sessions.get(invitation.sender)):
-            sender.push(to_sender)
-        if to_recipient is not None and (recipient := self._sessions.get(invitation.recipient)):
-            recipient.push(to_recipient)
