@@ -4,54 +4,71 @@ A frame is a 4-byte big-endian unsigned length N followed by N bytes of UTF-8 JS
 one object whose string field ``type`` names the message. N = 0, or N over the limit, is a
 protocol error, detected from the 4-byte header before any of the body is buffered.
 
-Every connection starts with ``hello``. Requests carry an ``id`` that their answer echoes.
-Server connection (``->`` peer to server, ``<-`` server to peer)::
+Every connection starts with ``hello`` (or ``relay`` / ``starttls``). Requests carry an
+``id`` that their answer echoes; pushes carry none. Three kinds of connection:
 
-    -> hello{version, name, addresses, certificate}
-                                             <- challenge{nonce}
-    -> auth{signature}                       <- welcome{version, name, observed}
-    -> list{id}                              <- users{id, users, truncated}
-    -> whois{id, user}                       <- key{id, user, key}
-    -> invite{id, user}                      <- ringing{id, invitation, certificate}
-                                             <- invited{invitation, sender, addresses,
-                                                        certificate}
-    -> accept{id, invitation}                <- ok{id}      (inviter gets accepted{...})
-    -> refuse{id, invitation, reason}        <- ok{id}      (inviter gets refused{...})
-    -> cancel{id, invitation}                <- ok{id}      (invitee gets cancelled{...})
-                                             <- presence{user, online}
-    -> relay_request{id, invitation}         <- relay_ticket{id, ticket}
-                                             <- relay_offer{invitation, ticket}
-                                                        (to the inviter)
-    -> ping{id}                              <- pong{id}    (either direction)
-    -> bye{reason}                           <- error{id?, code, reason}
+- peer <-> signalling server: login (hello, challenge, auth, welcome), list, whois,
+  invitations (``rendezvous.py``), relay requests, and the mailbox (deposit, collect,
+  settle, receipt; ``mailbox.py``);
+- relay: ``relay{ticket}`` then, once both sides are there, bytes passed unread;
+- peer <-> peer: ``starttls{invitation}``, ``proceed``, TLS 1.3, then hello, msg, ack, bye.
 
-Relay connection (a new connection to the server, when the invitee cannot dial the
-inviter); once both sides are there, the server passes bytes between them unread and the
-two peers speak the direct protocol below through it::
-
-    -> relay{ticket}                         <- relaying{}
-
-Direct connection between two peers (the invitee dials the inviter); after ``proceed`` both
-sides run TLS 1.3, each trusting only the certificate the server gave it for the other::
-
-    -> starttls{invitation}                  <- proceed{}
-    == TLS handshake ==
-    -> hello{version, name, invitation}      <- welcome{version, name}
-    <> msg{id, ts, body}                     <> ack{ids}
-    <> bye{reason}                           <> error{code, reason}
-
-``docs/protocol.md`` describes each message in prose.
+``docs/protocol.md`` describes each message, in order, with the rules around it.
 """
 
 from __future__ import annotations
 
 import re
 import struct
-from typing import Annotated, Final, NoReturn, TypeAlias, cast
+from typing import Final, NoReturn, cast
 
 import msgspec
 
 from .errors import FrameTooLarge, InvalidName, ProtocolError
+from .messages import (
+    NAME_PATTERN,
+    REQUEST_TYPES,
+    Accept,
+    Accepted,
+    Ack,
+    Auth,
+    Bye,
+    Cancel,
+    Cancelled,
+    Challenge,
+    Collect,
+    Deposit,
+    Error,
+    Hello,
+    Invite,
+    Invited,
+    Key,
+    ListUsers,
+    Mail,
+    MailItem,
+    Msg,
+    Ok,
+    Ping,
+    Pong,
+    Presence,
+    Proceed,
+    Receipt,
+    Refuse,
+    Refused,
+    Relay,
+    Relaying,
+    RelayOffer,
+    RelayRequest,
+    RelayTicket,
+    Request,
+    Ringing,
+    Settle,
+    StartTls,
+    Users,
+    Welcome,
+    Whois,
+    WireMessage,
+)
 
 __all__ = [
     "DEFAULT_MAX_FRAME",
@@ -67,19 +84,24 @@ __all__ = [
     "Cancel",
     "Cancelled",
     "Challenge",
+    "Collect",
     "Decoder",
+    "Deposit",
     "Error",
     "Hello",
     "Invite",
     "Invited",
     "Key",
     "ListUsers",
+    "Mail",
+    "MailItem",
     "Msg",
     "Ok",
     "Ping",
     "Pong",
     "Presence",
     "Proceed",
+    "Receipt",
     "Refuse",
     "Refused",
     "Relay",
@@ -89,6 +111,7 @@ __all__ = [
     "Relaying",
     "Request",
     "Ringing",
+    "Settle",
     "StartTls",
     "Users",
     "Welcome",
@@ -98,281 +121,12 @@ __all__ = [
     "encode",
 ]
 
-PROTOCOL_VERSION: Final = 2
+PROTOCOL_VERSION: Final = 3
 DEFAULT_PORT: Final = 5535
 """Where a signalling server listens unless told otherwise."""
 DEFAULT_MAX_FRAME: Final = 64 * 1024
 HEADER: Final = struct.Struct(">I")
 
-NAME_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}\Z"
-r"""User names: 1 to 32 ASCII letters, digits, ``.``, ``_``, ``-``, starting with a letter or
-digit. ASCII only, so that no two names look alike; ``\Z``, not ``$``, so that no trailing
-newline slips through. The server also keeps names unique whatever their case."""
-
-# Field types. Validation happens in the decoder, so a handler never sees a malformed value.
-UserName: TypeAlias = Annotated[
-    str, msgspec.Meta(min_length=1, max_length=32, pattern=NAME_PATTERN)
-]
-Token: TypeAlias = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-Host: TypeAlias = Annotated[str, msgspec.Meta(max_length=255)]
-Port: TypeAlias = Annotated[int, msgspec.Meta(ge=0, le=65535)]
-Address: TypeAlias = tuple[Host, Port]
-Reason: TypeAlias = Annotated[str, msgspec.Meta(max_length=1024)]
-Base64: TypeAlias = Annotated[str, msgspec.Meta(max_length=2048, pattern=r"^[A-Za-z0-9_-]*$")]
-"""URL-safe base64 without padding: keys, signatures, nonces, certificates (DER)."""
-
-
-class _Base(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
-    """Common configuration: immutable, keyword-only, tagged by ``type`` on the wire."""
-
-
-# Both connections.
-
-
-class Hello(_Base, tag="hello", frozen=True):
-    """First message of every connection. ``invitation`` is set on direct connections only."""
-
-    version: int
-    name: UserName
-    addresses: Annotated[list[Address], msgspec.Meta(max_length=8)] = []
-    invitation: Token | None = None
-    certificate: Base64 | None = None
-
-
-class Welcome(_Base, tag="welcome", frozen=True):
-    """Answer to ``hello``. From the server, ``observed`` is the host it sees the peer at."""
-
-    version: int
-    name: UserName
-    observed: Host = ""
-
-
-class Challenge(_Base, tag="challenge", frozen=True):
-    """The server asks a logging-in peer to sign a fresh nonce with its key."""
-
-    nonce: Base64
-
-
-class Auth(_Base, tag="auth", frozen=True):
-    """The signature of the challenge (see ``identity.login_challenge_payload``)."""
-
-    signature: Base64
-
-
-class StartTls(_Base, tag="starttls", frozen=True):
-    """First message on a direct connection, in clear: which invitation it answers."""
-
-    invitation: Token
-
-
-class Proceed(_Base, tag="proceed", frozen=True):
-    """The inviter knows the invitation: start the TLS handshake."""
-
-
-class Error(_Base, tag="error", frozen=True):
-    """A request failed (``id`` set) or the connection is being closed for a reason."""
-
-    code: Annotated[str, msgspec.Meta(max_length=64)]
-    reason: Reason
-    id: Token | None = None
-
-
-class Ping(_Base, tag="ping", frozen=True):
-    id: Token
-
-
-class Pong(_Base, tag="pong", frozen=True):
-    id: Token
-
-
-class Bye(_Base, tag="bye", frozen=True):
-    """The sender is leaving on purpose; the connection closes after it."""
-
-    reason: Reason = ""
-
-
-# Peer <-> server.
-
-
-class ListUsers(_Base, tag="list", frozen=True):
-    id: Token
-
-
-class Users(_Base, tag="users", frozen=True):
-    id: Token
-    users: list[UserName]
-    truncated: bool = False
-
-
-class RelayRequest(_Base, tag="relay_request", frozen=True):
-    """The invitee cannot dial the inviter: join us through the server."""
-
-    id: Token
-    invitation: Token
-
-
-class RelayTicket(_Base, tag="relay_ticket", frozen=True):
-    """The secret that the invitee presents on its relay connection."""
-
-    id: Token
-    ticket: Token
-
-
-class RelayOffer(_Base, tag="relay_offer", frozen=True):
-    """Pushed to the inviter: present ``ticket`` on a relay connection to meet the invitee."""
-
-    invitation: Token
-    ticket: Token
-
-
-class Relay(_Base, tag="relay", frozen=True):
-    """First message of a relay connection, instead of hello."""
-
-    ticket: Token
-
-
-class Relaying(_Base, tag="relaying", frozen=True):
-    """Both sides are here: from the next byte on, the server only passes bytes along."""
-
-
-class Whois(_Base, tag="whois", frozen=True):
-    id: Token
-    user: UserName
-
-
-class Key(_Base, tag="key", frozen=True):
-    """The key the server has bound to ``user``."""
-
-    id: Token
-    user: UserName
-    key: Base64
-
-
-class Invite(_Base, tag="invite", frozen=True):
-    id: Token
-    user: UserName
-
-
-class Ringing(_Base, tag="ringing", frozen=True):
-    """The invitation was passed on; ``invitation`` identifies it from now on."""
-
-    id: Token
-    invitation: Token
-    certificate: Base64
-
-
-class Invited(_Base, tag="invited", frozen=True):
-    """Pushed to the invitee: who invites, where to dial them, and their certificate."""
-
-    invitation: Token
-    sender: UserName
-    addresses: Annotated[list[Address], msgspec.Meta(max_length=8)]
-    certificate: Base64
-
-
-class Accept(_Base, tag="accept", frozen=True):
-    id: Token
-    invitation: Token
-
-
-class Refuse(_Base, tag="refuse", frozen=True):
-    id: Token
-    invitation: Token
-    reason: Reason = ""
-
-
-class Cancel(_Base, tag="cancel", frozen=True):
-    id: Token
-    invitation: Token
-
-
-class Ok(_Base, tag="ok", frozen=True):
-    id: Token
-
-
-class Accepted(_Base, tag="accepted", frozen=True):
-    """Pushed to the inviter: the invitee accepted and is dialling."""
-
-    invitation: Token
-    user: UserName
-
-
-class Refused(_Base, tag="refused", frozen=True):
-    """Pushed to the inviter: the invitee refused (or could not dial)."""
-
-    invitation: Token
-    user: UserName
-    reason: Reason = ""
-
-
-class Cancelled(_Base, tag="cancelled", frozen=True):
-    """Pushed to the invitee: the invitation no longer stands."""
-
-    invitation: Token
-    reason: Reason = ""
-
-
-class Presence(_Base, tag="presence", frozen=True):
-    user: UserName
-    online: bool
-
-
-# Peer <-> peer.
-
-
-class Msg(_Base, tag="msg", frozen=True):
-    """One chat message. ``id`` is globally unique; ``ts`` is the sender's clock."""
-
-    id: Token
-    ts: float
-    body: str
-
-
-class Ack(_Base, tag="ack", frozen=True):
-    """The receiver has stored these messages durably."""
-
-    ids: Annotated[list[Token], msgspec.Meta(max_length=4096)]
-
-
-WireMessage: TypeAlias = (
-    Hello
-    | Welcome
-    | Challenge
-    | Auth
-    | StartTls
-    | Proceed
-    | Error
-    | Ping
-    | Pong
-    | Bye
-    | ListUsers
-    | Users
-    | RelayRequest
-    | RelayTicket
-    | RelayOffer
-    | Relay
-    | Relaying
-    | Whois
-    | Key
-    | Invite
-    | Ringing
-    | Invited
-    | Accept
-    | Refuse
-    | Cancel
-    | Ok
-    | Accepted
-    | Refused
-    | Cancelled
-    | Presence
-    | Msg
-    | Ack
-)
-
-Request: TypeAlias = ListUsers | Whois | Invite | Accept | Refuse | Cancel | Ping | RelayRequest
-"""Messages a peer sends the server that are answered with the same ``id``."""
-
-REQUEST_TYPES: Final = (ListUsers, Whois, Invite, Accept, Refuse, Cancel, Ping, RelayRequest)
 
 _json_encoder: Final = msgspec.json.Encoder()
 _json_decoder: Final = msgspec.json.Decoder(WireMessage)

@@ -1,0 +1,381 @@
+"""The typed messages of the wire protocol: small frozen classes, validated on decoding.
+
+Each class is one message ``type``; ``WireMessage`` is their tagged union, which is what
+the decoder (``protocol.py``) accepts: a field of the wrong type, too long, or not matching
+its pattern is a protocol error before any handler sees it. ``docs/protocol.md`` says
+what each is for.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Final, Literal, TypeAlias
+
+import msgspec
+
+NAME_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}\Z"
+r"""User names: 1 to 32 ASCII letters, digits, ``.``, ``_``, ``-``, starting with a letter or
+digit. ASCII only, so that no two names look alike; ``\Z``, not ``$``, so that no trailing
+newline slips through. The server also keeps names unique whatever their case."""
+
+# Field types. Validation happens in the decoder, so a handler never sees a malformed value.
+UserName: TypeAlias = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=32, pattern=NAME_PATTERN)
+]
+Token: TypeAlias = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+Host: TypeAlias = Annotated[str, msgspec.Meta(max_length=255)]
+Port: TypeAlias = Annotated[int, msgspec.Meta(ge=0, le=65535)]
+Address: TypeAlias = tuple[Host, Port]
+Reason: TypeAlias = Annotated[str, msgspec.Meta(max_length=1024)]
+Base64: TypeAlias = Annotated[str, msgspec.Meta(max_length=2048, pattern=r"^[A-Za-z0-9_-]*$")]
+"""URL-safe base64 without padding: keys, signatures, nonces, certificates (DER)."""
+Sealed: TypeAlias = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=60_000, pattern=r"^[A-Za-z0-9_-]*$")
+]
+"""A sealed mailbox item, base64 as above; the server bounds it further (mail_item_size)."""
+
+
+class _Base(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    """Common configuration: immutable, keyword-only, tagged by ``type`` on the wire."""
+
+
+# Both connections.
+
+
+class Hello(_Base, tag="hello", frozen=True):
+    """First message of every connection. ``invitation`` is set on direct connections only."""
+
+    version: int
+    name: UserName
+    addresses: Annotated[list[Address], msgspec.Meta(max_length=8)] = []
+    invitation: Token | None = None
+    certificate: Base64 | None = None
+    mailbox_key: Base64 | None = None
+    """The peer's X25519 key for sealed mail, signed by its identity key (``mailbox_sig``)."""
+    mailbox_sig: Base64 | None = None
+
+
+class Welcome(_Base, tag="welcome", frozen=True):
+    """Answer to ``hello``. From the server, ``observed`` is the host it sees the peer at."""
+
+    version: int
+    name: UserName
+    observed: Host = ""
+
+
+class Challenge(_Base, tag="challenge", frozen=True):
+    """The server asks a logging-in peer to sign a fresh nonce with its key."""
+
+    nonce: Base64
+
+
+class Auth(_Base, tag="auth", frozen=True):
+    """The signature of the challenge (see ``identity.login_challenge_payload``)."""
+
+    signature: Base64
+
+
+class StartTls(_Base, tag="starttls", frozen=True):
+    """First message on a direct connection, in clear: which invitation it answers."""
+
+    invitation: Token
+
+
+class Proceed(_Base, tag="proceed", frozen=True):
+    """The inviter knows the invitation: start the TLS handshake."""
+
+
+class Error(_Base, tag="error", frozen=True):
+    """A request failed (``id`` set) or the connection is being closed for a reason."""
+
+    code: Annotated[str, msgspec.Meta(max_length=64)]
+    reason: Reason
+    id: Token | None = None
+
+
+class Ping(_Base, tag="ping", frozen=True):
+    id: Token
+
+
+class Pong(_Base, tag="pong", frozen=True):
+    id: Token
+
+
+class Bye(_Base, tag="bye", frozen=True):
+    """The sender is leaving on purpose; the connection closes after it."""
+
+    reason: Reason = ""
+
+
+# Peer <-> server.
+
+
+class ListUsers(_Base, tag="list", frozen=True):
+    id: Token
+
+
+class Users(_Base, tag="users", frozen=True):
+    id: Token
+    users: list[UserName]
+    truncated: bool = False
+
+
+class RelayRequest(_Base, tag="relay_request", frozen=True):
+    """The invitee cannot dial the inviter: join us through the server."""
+
+    id: Token
+    invitation: Token
+
+
+class RelayTicket(_Base, tag="relay_ticket", frozen=True):
+    """The secret that the invitee presents on its relay connection."""
+
+    id: Token
+    ticket: Token
+
+
+class RelayOffer(_Base, tag="relay_offer", frozen=True):
+    """Pushed to the inviter: present ``ticket`` on a relay connection to meet the invitee."""
+
+    invitation: Token
+    ticket: Token
+
+
+class Relay(_Base, tag="relay", frozen=True):
+    """First message of a relay connection, instead of hello."""
+
+    ticket: Token
+
+
+class Relaying(_Base, tag="relaying", frozen=True):
+    """Both sides are here: from the next byte on, the server only passes bytes along."""
+
+
+class Whois(_Base, tag="whois", frozen=True):
+    id: Token
+    user: UserName
+
+
+class Key(_Base, tag="key", frozen=True):
+    """The key the server has bound to ``user``, and the mailbox key it last published."""
+
+    id: Token
+    user: UserName
+    key: Base64
+    mailbox_key: Base64 | None = None
+    mailbox_sig: Base64 | None = None
+
+
+class Invite(_Base, tag="invite", frozen=True):
+    id: Token
+    user: UserName
+
+
+class Ringing(_Base, tag="ringing", frozen=True):
+    """The invitation was passed on; ``invitation`` identifies it from now on."""
+
+    id: Token
+    invitation: Token
+    certificate: Base64
+
+
+class Invited(_Base, tag="invited", frozen=True):
+    """Pushed to the invitee: who invites, where to dial them, and their certificate."""
+
+    invitation: Token
+    sender: UserName
+    addresses: Annotated[list[Address], msgspec.Meta(max_length=8)]
+    certificate: Base64
+
+
+class Accept(_Base, tag="accept", frozen=True):
+    id: Token
+    invitation: Token
+
+
+class Refuse(_Base, tag="refuse", frozen=True):
+    id: Token
+    invitation: Token
+    reason: Reason = ""
+
+
+class Cancel(_Base, tag="cancel", frozen=True):
+    id: Token
+    invitation: Token
+
+
+class Ok(_Base, tag="ok", frozen=True):
+    id: Token
+
+
+class Accepted(_Base, tag="accepted", frozen=True):
+    """Pushed to the inviter: the invitee accepted and is dialling."""
+
+    invitation: Token
+    user: UserName
+
+
+class Refused(_Base, tag="refused", frozen=True):
+    """Pushed to the inviter: the invitee refused (or could not dial)."""
+
+    invitation: Token
+    user: UserName
+    reason: Reason = ""
+
+
+class Cancelled(_Base, tag="cancelled", frozen=True):
+    """Pushed to the invitee: the invitation no longer stands."""
+
+    invitation: Token
+    reason: Reason = ""
+
+
+class Presence(_Base, tag="presence", frozen=True):
+    user: UserName
+    online: bool
+
+
+# The mailbox (peer <-> server).
+
+
+class MailItem(msgspec.Struct, frozen=True, kw_only=True):
+    """One item in a mailbox: a sealed message, or a signed receipt for messages sent.
+
+    ``item`` is the message id (for a receipt: the id the recipient chose for it);
+    ``sender`` is who deposited it, as the server saw them log in; ``at`` when.
+    """
+
+    item: Token
+    kind: Literal["msg", "receipt"]
+    sender: UserName
+    sealed: Sealed
+    at: float
+
+
+class Deposit(_Base, tag="deposit", frozen=True):
+    """Leave a sealed message for ``recipient``; answered ``ok`` (also if already there)."""
+
+    id: Token
+    recipient: UserName
+    item: Token
+    sealed: Sealed
+
+
+class Collect(_Base, tag="collect", frozen=True):
+    """Ask for what waits in our mailbox, oldest first; answered with ``mail``."""
+
+    id: Token
+
+
+class Mail(_Base, tag="mail", frozen=True):
+    """Items for the recipient: the answer to ``collect`` (``id`` set, ``more`` if the page
+    is not all), or pushed (no ``id``) when something is deposited while it is online."""
+
+    items: Annotated[list[MailItem], msgspec.Meta(max_length=256)]
+    id: Token | None = None
+    more: bool = False
+
+
+class Settle(_Base, tag="settle", frozen=True):
+    """These items of our mailbox are stored on our side: the server drops them."""
+
+    id: Token
+    items: Annotated[list[Token], msgspec.Meta(max_length=256)]
+
+
+class Receipt(_Base, tag="receipt", frozen=True):
+    """Tell ``recipient`` (the messages' sender) that we stored ``items``; ``sealed`` holds
+    our signed statement, deposited in their mailbox as a ``receipt`` item."""
+
+    id: Token
+    recipient: UserName
+    item: Token
+    sealed: Sealed
+
+
+# Peer <-> peer.
+
+
+class Msg(_Base, tag="msg", frozen=True):
+    """One chat message. ``id`` is globally unique; ``ts`` is the sender's clock."""
+
+    id: Token
+    ts: float
+    body: str
+
+
+class Ack(_Base, tag="ack", frozen=True):
+    """The receiver has stored these messages durably."""
+
+    ids: Annotated[list[Token], msgspec.Meta(max_length=4096)]
+
+
+WireMessage: TypeAlias = (
+    Hello
+    | Welcome
+    | Challenge
+    | Auth
+    | StartTls
+    | Proceed
+    | Error
+    | Ping
+    | Pong
+    | Bye
+    | ListUsers
+    | Users
+    | RelayRequest
+    | RelayTicket
+    | RelayOffer
+    | Relay
+    | Relaying
+    | Whois
+    | Key
+    | Invite
+    | Ringing
+    | Invited
+    | Accept
+    | Refuse
+    | Cancel
+    | Ok
+    | Accepted
+    | Refused
+    | Cancelled
+    | Presence
+    | Deposit
+    | Collect
+    | Mail
+    | Settle
+    | Receipt
+    | Msg
+    | Ack
+)
+
+Request: TypeAlias = (
+    ListUsers
+    | Whois
+    | Invite
+    | Accept
+    | Refuse
+    | Cancel
+    | Ping
+    | RelayRequest
+    | Deposit
+    | Collect
+    | Settle
+    | Receipt
+)
+"""Messages a peer sends the server that are answered with the same ``id``."""
+
+REQUEST_TYPES: Final = (
+    ListUsers,
+    Whois,
+    Invite,
+    Accept,
+    Refuse,
+    Cancel,
+    Ping,
+    RelayRequest,
+    Deposit,
+    Collect,
+    Settle,
+    Receipt,
+)
