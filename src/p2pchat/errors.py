@@ -18,6 +18,8 @@
     │   ├── ServerBusy             too many connections at once; try again later
     │   ├── TooManyConnections     too many connections from one address
     │   ├── TooManyInvitations     too many invitations pending for that user
+    │   ├── MailboxFull            the recipient's mailbox holds as much as it may
+    │   ├── ItemTooLarge           a sealed item over the server's size limit
     │   └── RelayUnavailable       the server cannot relay now (its relay limits)
     ├── InviteRefused              the invitee said no
     ├── InviteTimeout              no answer in time (also a TimeoutError)
@@ -26,6 +28,7 @@
     ├── IdentityError              a key file that is unsafe, unreadable or not a key
     ├── InvalidName                a user name outside the rule (also a ValueError)
     ├── MessageTooLarge            a chat message over the size limit
+    ├── SealError                  a mail item or receipt that is altered, misdirected or forged
     └── StoreError                 a store could not be opened or is of an unknown schema
 
 Errors that come from the server carry the wire ``code`` they were sent with, so that
@@ -44,7 +47,9 @@ __all__ = [
     "InvitationGone",
     "InviteRefused",
     "InviteTimeout",
+    "ItemTooLarge",
     "KeyChanged",
+    "MailboxFull",
     "MessageTooLarge",
     "NameTaken",
     "P2PChatError",
@@ -53,6 +58,7 @@ __all__ = [
     "RateLimited",
     "RelayUnavailable",
     "RemoteProtocolError",
+    "SealError",
     "ServerBusy",
     "ServerRefused",
     "StoreError",
@@ -157,6 +163,19 @@ class TooManyInvitations(ServerRefused):
     code = "too_many_invitations"
 
 
+class MailboxFull(ServerRefused):
+    """The recipient's mailbox holds as many items (or bytes) as the server allows; the
+    message stays unshipped and goes at the next talk, or when the recipient has read."""
+
+    code = "mailbox_full"
+
+
+class ItemTooLarge(ServerRefused):
+    """A sealed mail item over the server's size limit."""
+
+    code = "item_too_large"
+
+
 class RelayUnavailable(ServerRefused):
     """The server will not relay this conversation now: its relay limits are reached."""
 
@@ -220,6 +239,12 @@ class MessageTooLarge(P2PChatError):
     """A chat message body is over the size limit; split it or raise the limit."""
 
 
+class SealError(P2PChatError):
+    """A mail item that does not open with our key, or is not what it claims (another
+    recipient, id or sender, a bad signature), or a receipt not signed by its sender: what
+    a server that alters, moves or forges mail gets. The item is refused and logged."""
+
+
 class StoreError(P2PChatError):
     """A store could not be opened, or holds a schema this version does not know."""
 
@@ -236,6 +261,8 @@ _BY_CODE: dict[str, type[ServerRefused]] = {
         ServerBusy,
         TooManyConnections,
         TooManyInvitations,
+        MailboxFull,
+        ItemTooLarge,
         RelayUnavailable,
     )
 }

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import functools
 import hashlib
 import os
 import shutil
@@ -22,8 +23,10 @@ from typing import Final
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.x509.oid import NameOID
 
 from .errors import IdentityError
@@ -36,6 +39,7 @@ __all__ = [
     "direct_tls_context",
     "fingerprint",
     "login_challenge_payload",
+    "mailbox_key_payload",
     "verify_signature",
 ]
 
@@ -43,6 +47,7 @@ __all__ = [
 _NOT_BEFORE: Final = datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC)
 _NOT_AFTER: Final = datetime.datetime(9999, 12, 31, 23, 59, 59, tzinfo=datetime.UTC)
 _LOGIN_CONTEXT: Final = b"p2pchat login v1\x00"
+_MAILBOX_KEY: Final = b"p2pchat mailbox key v1"
 
 
 def b64encode(data: bytes) -> str:
@@ -70,6 +75,11 @@ def fingerprint(key: str) -> str:
 def login_challenge_payload(nonce: str, name: str, key: str) -> bytes:
     """What a peer signs to log in: bound to this protocol, this challenge, name and key."""
     return _LOGIN_CONTEXT + b64decode(nonce) + b"\x00" + name.encode() + b"\x00" + b64decode(key)
+
+
+def mailbox_key_payload(mailbox_key: str) -> bytes:
+    """What an identity signs to vouch for its mailbox key."""
+    return _MAILBOX_KEY + b"\x00" + b64decode(mailbox_key)
 
 
 def verify_signature(key: str, payload: bytes, signature: str) -> bool:
@@ -179,6 +189,28 @@ class Identity:
 
     def sign(self, payload: bytes) -> str:
         return b64encode(self._private_key.sign(payload))
+
+    @functools.cached_property
+    def mailbox_private_key(self) -> X25519PrivateKey:
+        """The X25519 key that opens mail sealed to this identity.
+
+        Derived from the identity key (HKDF-SHA256), so that the key file stays the one
+        thing to keep. It is static: see docs/protocol.md for what that means.
+        """
+        seed = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_MAILBOX_KEY).derive(
+            self._private_key.private_bytes_raw()
+        )
+        return X25519PrivateKey.from_private_bytes(seed)
+
+    @functools.cached_property
+    def mailbox_key(self) -> str:
+        """The public half of ``mailbox_private_key`` (base64url), published at login."""
+        return b64encode(self.mailbox_private_key.public_key().public_bytes_raw())
+
+    @functools.cached_property
+    def mailbox_signature(self) -> str:
+        """This identity's signature of ``mailbox_key``: only its owner can publish it."""
+        return self.sign(mailbox_key_payload(self.mailbox_key))
 
     def _private_pem(self) -> bytes:
         return self._private_key.private_bytes(
