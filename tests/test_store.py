@@ -12,7 +12,7 @@ import aiosqlite
 import pytest
 
 import p2pchat
-from p2pchat import Message, MessageStore, StoreError, UserStore
+from p2pchat import Mailbox, MailboxItem, Message, MessageStore, StoreError, UserStore
 
 
 def message(n: int, sender: str = "alice", recipient: str = "bob") -> Message:
@@ -160,7 +160,7 @@ async def test_sqlite_files_are_private_wal_and_versioned(tmp_path: Path) -> Non
     await store.close()
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 2  # messages: version 2
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 3  # messages: version 3
 
 
 @pytest.mark.parametrize("kind", [p2pchat.SqliteMessageStore, p2pchat.SqliteUserStore])
@@ -272,3 +272,90 @@ async def test_bind_key_is_case_insensitive_and_can_refuse_to_create(users: User
     assert first == p2pchat.Binding(name="Alice", key="k1", created=True)
     again = await users.bind_key("alice", "k2", now=2.0)
     assert again == p2pchat.Binding(name="Alice", key="k1", created=False)
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+async def mailbox(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Mailbox]:
+    store: Mailbox = (
+        p2pchat.MemoryMailbox()
+        if request.param == "memory"
+        else p2pchat.SqliteMailbox(tmp_path / "mailbox.sqlite3")
+    )
+    await store.start()
+    yield store
+    await store.close()
+
+
+def item(n: int, *, to: str = "bob", size: int = 10, expires: float = 2000.0) -> MailboxItem:
+    return MailboxItem(
+        recipient=to,
+        item=f"i{n}",
+        kind="msg",
+        sender="alice",
+        sealed="x" * size,
+        at=1000.0 + n,
+        expires=expires,
+    )
+
+
+async def test_mailbox_keeps_items_once_in_order_until_removed(mailbox: Mailbox) -> None:
+    assert await mailbox.deposit(item(1), max_items=None, max_bytes=None) is True
+    assert await mailbox.deposit(item(2), max_items=None, max_bytes=None) is True
+    assert await mailbox.deposit(item(1), max_items=None, max_bytes=None) is False  # again
+    await mailbox.deposit(item(3, to="carol"), max_items=None, max_bytes=None)
+    page, more = await mailbox.pending("bob", now=1500.0, limit=10, max_bytes=1000)
+    assert ([i.item for i in page], more) == (["i1", "i2"], False)
+    assert await mailbox.usage("bob") == (2, 20)
+    assert await mailbox.remove("bob", ["i1", "i3"]) == 1  # i3 is carol's: not bob's to drop
+    page, _ = await mailbox.pending("bob", now=1500.0, limit=10, max_bytes=1000)
+    assert [i.item for i in page] == ["i2"]
+    assert await mailbox.usage("carol") == (1, 10)
+
+
+async def test_mailbox_pages_by_count_and_bytes(mailbox: Mailbox) -> None:
+    for n in range(5):
+        await mailbox.deposit(item(n, size=100), max_items=None, max_bytes=None)
+    page, more = await mailbox.pending("bob", now=0.0, limit=2, max_bytes=10_000)
+    assert ([i.item for i in page], more) == (["i0", "i1"], True)
+    page, more = await mailbox.pending("bob", now=0.0, limit=10, max_bytes=250)
+    assert ([i.item for i in page], more) == (["i0", "i1"], True)
+    page, more = await mailbox.pending("bob", now=0.0, limit=10, max_bytes=10)  # at least one
+    assert ([i.item for i in page], more) == (["i0"], True)
+
+
+async def test_mailbox_bounds_items_and_bytes_per_recipient(mailbox: Mailbox) -> None:
+    await mailbox.deposit(item(1), max_items=2, max_bytes=25)
+    await mailbox.deposit(item(2), max_items=2, max_bytes=25)
+    with pytest.raises(p2pchat.MailboxFull, match="holds 2 items"):
+        await mailbox.deposit(item(3), max_items=2, max_bytes=None)
+    with pytest.raises(p2pchat.MailboxFull, match="holds 20 bytes"):
+        await mailbox.deposit(item(3), max_items=None, max_bytes=25)
+    await mailbox.deposit(item(3, to="carol"), max_items=2, max_bytes=25)  # per recipient
+
+
+async def test_mailbox_expires_items(mailbox: Mailbox) -> None:
+    await mailbox.deposit(item(1, expires=100.0), max_items=None, max_bytes=None)
+    await mailbox.deposit(item(2, expires=300.0), max_items=None, max_bytes=None)
+    page, _ = await mailbox.pending("bob", now=200.0, limit=10, max_bytes=1000)
+    assert [i.item for i in page] == ["i2"]  # past its time: not handed out any more
+    assert await mailbox.expire(200.0) == 1
+    assert await mailbox.usage("bob") == (1, 10)
+
+
+async def test_unread_and_deposited_marks(messages: MessageStore) -> None:
+    await messages.add_many([message(1, sender="bob", recipient="alice")], unread=True)
+    await messages.add(message(2, sender="bob", recipient="alice"))  # in a talk: not unread
+    await messages.add_many([message(3, sender="bob", recipient="alice")], unread=True)
+    first = await messages.next_unread("alice")
+    assert first is not None
+    assert first.id == "m1"
+    await messages.mark_read(["m1"])
+    second = await messages.next_unread("alice")
+    assert second is not None
+    assert second.id == "m3"
+    assert await messages.next_unread("bob") is None
+    await messages.add_many([message(4), message(5)])
+    await messages.mark_deposited(["m4"])
+    assert [m.id for m in await messages.undeposited("alice")] == ["m5"]
+    await messages.mark_shipped("bob", ["m5"])
+    assert await messages.undeposited("alice") == []

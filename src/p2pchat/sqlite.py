@@ -1,4 +1,7 @@
-"""The SQLite backends of the store interfaces (``p2pchat.store``): the commands' default.
+"""The SQLite backend of a peer's message store, and what every SQLite store shares.
+
+The server's stores (users, mailbox) are in ``sqlite_server.py``; they are the commands'
+defaults, as this one is.
 
 Every call runs on aiosqlite's worker threads, so the event loop never blocks on the disk.
 Each file has two connections: one that writes and one that reads. Reads never see a write
@@ -12,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import sqlite3
@@ -24,9 +26,9 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from .errors import StoreError
-from .store import Binding, Message, UserRecord
+from .store import Message
 
-__all__ = ["SqliteMessageStore", "SqliteUserStore"]
+__all__ = ["SqliteDatabase", "SqliteMessageStore", "SqliteStore"]
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +37,7 @@ T = TypeVar("T")
 Job = Callable[[aiosqlite.Connection], Awaitable[Any]]
 
 
-class _SqliteDatabase:
+class SqliteDatabase:
     """One SQLite file: opening, schema migration, a group-commit writer and a reader.
 
     The schema of ``kind`` lives in ``schema/{kind}-{version}.sql``; ``PRAGMA user_version``
@@ -183,7 +185,7 @@ class _SqliteDatabase:
             raise StoreError(f"read from {self.kind} store {self.path} failed: {exc}") from exc
 
 
-class _SqliteStore:
+class SqliteStore:
     """What both SQLite stores share: one database file, opened by start()."""
 
     KIND = ""
@@ -191,7 +193,7 @@ class _SqliteStore:
     SYNCHRONOUS = "FULL"
 
     def __init__(self, path: str | Path) -> None:
-        self._database = _SqliteDatabase(
+        self._database = SqliteDatabase(
             path, kind=self.KIND, version=self.VERSION, synchronous=self.SYNCHRONOUS
         )
 
@@ -204,95 +206,6 @@ class _SqliteStore:
 
     async def close(self) -> None:
         await self._database.close()
-
-
-class SqliteUserStore(_SqliteStore):
-    """UserStore in an SQLite file (WAL mode).
-
-    ``synchronous = NORMAL``: presence is rebuilt from who reconnects, and a login lost to
-    a power cut is only a first-seen date; no fsync per login.
-    """
-
-    KIND = "users"
-    VERSION = 3
-    SYNCHRONOUS = "NORMAL"
-
-    async def reset_presence(self) -> None:
-        async def job(db: aiosqlite.Connection) -> None:
-            await db.execute("UPDATE users SET online = 0 WHERE online = 1")
-
-        await self._database.write(job)
-
-    async def set_online(self, name: str, addresses: list[tuple[str, int]], *, now: float) -> None:
-        encoded = json.dumps(addresses)
-
-        async def job(db: aiosqlite.Connection) -> None:
-            await db.execute(
-                "INSERT INTO users (name, addresses, online, first_seen, last_seen)"
-                " VALUES (?, ?, 1, ?, ?)"
-                " ON CONFLICT (name) DO UPDATE SET addresses = excluded.addresses,"
-                " online = 1, last_seen = excluded.last_seen",
-                (name, encoded, now, now),
-            )
-
-        await self._database.write(job)
-
-    async def set_offline(self, name: str, *, now: float) -> None:
-        async def job(db: aiosqlite.Connection) -> None:
-            await db.execute(
-                "UPDATE users SET online = 0, last_seen = ? WHERE name = ?", (now, name)
-            )
-
-        await self._database.write(job)
-
-    async def get(self, name: str) -> UserRecord | None:
-        rows = await self._database.fetch(
-            "SELECT name, addresses, online, first_seen, last_seen, key FROM users WHERE name = ?",
-            (name,),
-        )
-        if not rows:
-            return None
-        name, addresses, online, first_seen, last_seen, key = rows[0]
-        return UserRecord(
-            name=name,
-            addresses=[(str(host), int(port)) for host, port in json.loads(addresses)],
-            online=bool(online),
-            first_seen=first_seen,
-            last_seen=last_seen,
-            key=key,
-        )
-
-    async def bind_key(
-        self, name: str, key: str, *, now: float, create: bool = True
-    ) -> Binding | None:
-        async def job(db: aiosqlite.Connection) -> Binding | None:
-            # In the write transaction: nobody registers a name between look-up and insert.
-            async with db.execute(
-                "SELECT name, key FROM users WHERE name = ? COLLATE NOCASE", (name,)
-            ) as cursor:
-                row = await cursor.fetchone()
-            if row is None:
-                if not create:
-                    return None
-                await db.execute(
-                    "INSERT INTO users (name, first_seen, last_seen, key) VALUES (?, ?, ?, ?)",
-                    (name, now, now, key),
-                )
-                return Binding(name=name, key=key, created=True)
-            registered, bound = str(row[0]), row[1]
-            if bound is None:  # a user from before identities: the first key binds it
-                await db.execute("UPDATE users SET key = ? WHERE name = ?", (key, registered))
-                bound = key
-            return Binding(name=registered, key=str(bound))
-
-        return await self._database.write(job)
-
-    async def online(self, *, limit: int | None = None) -> list[str]:
-        rows = await self._database.fetch(
-            "SELECT name FROM users WHERE online = 1 ORDER BY name LIMIT ?",
-            (-1 if limit is None else limit,),
-        )
-        return [row[0] for row in rows]
 
 
 _MESSAGE_COLUMNS = "id, sender, recipient, body, sent_at, shipped"
@@ -311,7 +224,7 @@ def _message_from_row(row: Sequence[object]) -> Message:
     )
 
 
-class SqliteMessageStore(_SqliteStore):
+class SqliteMessageStore(SqliteStore):
     """MessageStore in an SQLite file (WAL mode).
 
     ``synchronous = FULL``: an ack promises the message is on disk, so every commit is
@@ -320,7 +233,7 @@ class SqliteMessageStore(_SqliteStore):
     """
 
     KIND = "messages"
-    VERSION = 2
+    VERSION = 3
     SYNCHRONOUS = "FULL"
 
     @property
@@ -331,9 +244,10 @@ class SqliteMessageStore(_SqliteStore):
     async def add(self, message: Message) -> bool:
         return bool(await self.add_many([message]))
 
-    async def add_many(self, messages: Sequence[Message]) -> list[Message]:
+    async def add_many(self, messages: Sequence[Message], *, unread: bool = False) -> list[Message]:
         if not messages:
             return []
+        flag = int(unread)
 
         async def job(db: aiosqlite.Connection) -> list[Message]:
             # Inside the write transaction, so nothing can insert between check and insert.
@@ -350,8 +264,11 @@ class SqliteMessageStore(_SqliteStore):
                     known.add(m.id)
                     added.append(m)
             await db.executemany(
-                f"INSERT INTO messages ({_MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
-                [(m.id, m.sender, m.recipient, m.body, m.sent_at, int(m.shipped)) for m in added],
+                f"INSERT INTO messages ({_MESSAGE_COLUMNS}, unread) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (m.id, m.sender, m.recipient, m.body, m.sent_at, int(m.shipped), flag)
+                    for m in added
+                ],
             )
             return added
 
@@ -368,6 +285,38 @@ class SqliteMessageStore(_SqliteStore):
             )
 
         await self._database.write(job)
+
+    async def next_unread(self, user: str) -> Message | None:
+        rows = await self._database.fetch(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages"
+            " WHERE recipient = ? AND unread = 1 ORDER BY seq LIMIT 1",
+            (user,),
+        )
+        return _message_from_row(rows[0]) if rows else None
+
+    async def mark_read(self, ids: Iterable[str]) -> None:
+        await self._set_flag("unread = 0", ids)
+
+    async def mark_deposited(self, ids: Iterable[str]) -> None:
+        await self._set_flag("deposited = 1", ids)
+
+    async def _set_flag(self, assignment: str, ids: Iterable[str]) -> None:
+        rows = [(message_id,) for message_id in ids]
+        if not rows:
+            return
+
+        async def job(db: aiosqlite.Connection) -> None:
+            await db.executemany(f"UPDATE messages SET {assignment} WHERE id = ?", rows)
+
+        await self._database.write(job)
+
+    async def undeposited(self, sender: str) -> list[Message]:
+        rows = await self._database.fetch(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages"
+            " WHERE sender = ? AND shipped = 0 AND deposited = 0 ORDER BY seq",
+            (sender,),
+        )
+        return [_message_from_row(row) for row in rows]
 
     async def unshipped(self, sender: str, recipient: str) -> list[Message]:
         rows = await self._database.fetch(

@@ -1,4 +1,4 @@
-"""Storage behind small interfaces: users for the server, messages for a peer.
+"""Storage behind small interfaces: users and mailboxes for the server, messages for a peer.
 
 Each interface is a ``typing.Protocol``; the server and the peer only ever call these
 methods, so a backend can be swapped without touching them. Two backends ship: in memory
@@ -14,8 +14,13 @@ from typing import Protocol
 
 import msgspec
 
+from .errors import MailboxFull
+
 __all__ = [
     "Binding",
+    "Mailbox",
+    "MailboxItem",
+    "MemoryMailbox",
     "MemoryMessageStore",
     "MemoryUserStore",
     "Message",
@@ -45,6 +50,8 @@ class UserRecord(msgspec.Struct, frozen=True, kw_only=True):
     first_seen: float
     last_seen: float
     key: str | None = None
+    mailbox_key: str | None = None
+    mailbox_sig: str | None = None
 
 
 class Binding(msgspec.Struct, frozen=True, kw_only=True):
@@ -54,6 +61,20 @@ class Binding(msgspec.Struct, frozen=True, kw_only=True):
     name: str
     key: str
     created: bool = False
+    mailbox_key: str | None = None
+
+
+class MailboxItem(msgspec.Struct, frozen=True, kw_only=True):
+    """One sealed item the server keeps for ``recipient`` until it is collected and
+    settled, or ``expires`` (epoch seconds). ``item`` is unique per recipient."""
+
+    recipient: str
+    item: str
+    kind: str
+    sender: str
+    sealed: str
+    at: float
+    expires: float
 
 
 class UserStore(Protocol):
@@ -72,10 +93,20 @@ class UserStore(Protocol):
     async def online(self, *, limit: int | None = None) -> list[str]:
         """Names of the users online now, sorted."""
 
+    async def set_mailbox_key(self, name: str, mailbox_key: str, signature: str) -> None:
+        """Record the mailbox key ``name`` published (signed by its identity key)."""
+
     async def bind_key(
-        self, name: str, key: str, *, now: float, create: bool = True
+        self,
+        name: str,
+        key: str,
+        *,
+        now: float,
+        create: bool = True,
+        mailbox: tuple[str, str] | None = None,
     ) -> Binding | None:
-        """Whom ``name`` belongs to, binding ``key`` to it on first use.
+        """Whom ``name`` belongs to, binding ``key`` to it on first use (with ``mailbox``,
+        its mailbox key and signature, when it is registered now).
 
         The user is looked up whatever the case of ``name``; the answer's ``name`` is the
         registered spelling and ``key`` the bound key (either may differ from what was
@@ -99,8 +130,21 @@ class MessageStore(Protocol):
     async def add(self, message: Message) -> bool:
         """Store ``message`` unless its id is known; True if it was new."""
 
-    async def add_many(self, messages: Sequence[Message]) -> list[Message]:
-        """Store several in one transaction; return those that were new, in order."""
+    async def add_many(self, messages: Sequence[Message], *, unread: bool = False) -> list[Message]:
+        """Store several in one transaction; return those that were new, in order.
+
+        ``unread``: received outside a conversation (the mailbox), to be handed over by
+        ``next_unread()`` until ``mark_read()``, across restarts."""
+
+    async def next_unread(self, user: str) -> Message | None:
+        """The oldest message received by ``user`` and still unread."""
+
+    async def mark_read(self, ids: Iterable[str]) -> None: ...
+    async def mark_deposited(self, ids: Iterable[str]) -> None:
+        """These were left in the recipients' mailboxes (not to be deposited again)."""
+
+    async def undeposited(self, sender: str) -> list[Message]:
+        """Messages from ``sender``, unshipped and not deposited, oldest first."""
 
     async def mark_shipped(self, recipient: str, ids: Iterable[str]) -> None:
         """Mark shipped those of ``ids`` that are messages to ``recipient`` (an ack counts
@@ -117,6 +161,35 @@ class MessageStore(Protocol):
 
     async def remember_key(self, user: str, contact: str, key: str, *, now: float) -> None:
         """Remember (or replace) the key of ``contact``."""
+
+
+class Mailbox(Protocol):
+    """The server's sealed items, per recipient. It never needs to open one."""
+
+    async def start(self) -> None: ...
+    async def close(self) -> None: ...
+    async def deposit(
+        self, item: MailboxItem, *, max_items: int | None, max_bytes: int | None
+    ) -> bool:
+        """Keep ``item``; False if one with its id is kept already for its recipient.
+
+        Raises MailboxFull (nothing kept) if the recipient would hold more than
+        ``max_items`` items or ``max_bytes`` of sealed data. Atomic."""
+
+    async def pending(
+        self, recipient: str, *, now: float, limit: int, max_bytes: int
+    ) -> tuple[list[MailboxItem], bool]:
+        """Items for ``recipient`` not expired, oldest first: at most ``limit`` and about
+        ``max_bytes`` (at least one); and whether more wait."""
+
+    async def remove(self, recipient: str, items: Iterable[str]) -> int:
+        """Drop those of ``items`` kept for ``recipient``; how many were."""
+
+    async def expire(self, now: float) -> int:
+        """Drop every item past its ``expires``; how many."""
+
+    async def usage(self, recipient: str) -> tuple[int, int]:
+        """(items, bytes) kept for ``recipient`` now."""
 
 
 # In memory.
@@ -142,13 +215,10 @@ class MemoryUserStore:
     async def set_online(self, name: str, addresses: list[tuple[str, int]], *, now: float) -> None:
         self._spelling.setdefault(name.casefold(), name)
         known = self._users.get(name)
-        self._users[name] = UserRecord(
-            name=name,
-            addresses=list(addresses),
-            online=True,
-            first_seen=known.first_seen if known else now,
-            last_seen=now,
-            key=known.key if known else None,
+        if known is None:
+            known = UserRecord(name=name, addresses=[], online=False, first_seen=now, last_seen=now)
+        self._users[name] = msgspec.structs.replace(
+            known, addresses=list(addresses), online=True, last_seen=now
         )
 
     async def set_offline(self, name: str, *, now: float) -> None:
@@ -162,8 +232,20 @@ class MemoryUserStore:
         names = sorted(name for name, user in self._users.items() if user.online)
         return names if limit is None else names[:limit]
 
+    async def set_mailbox_key(self, name: str, mailbox_key: str, signature: str) -> None:
+        if (known := self._users.get(name)) is not None:
+            self._users[name] = msgspec.structs.replace(
+                known, mailbox_key=mailbox_key, mailbox_sig=signature
+            )
+
     async def bind_key(
-        self, name: str, key: str, *, now: float, create: bool = True
+        self,
+        name: str,
+        key: str,
+        *,
+        now: float,
+        create: bool = True,
+        mailbox: tuple[str, str] | None = None,
     ) -> Binding | None:
         registered = self._spelling.get(name.casefold(), name)
         known = self._users.get(registered)
@@ -175,9 +257,15 @@ class MemoryUserStore:
             self._spelling[name.casefold()] = name
         if known.key is None:
             known = msgspec.structs.replace(known, key=key)
+            if mailbox is not None:
+                known = msgspec.structs.replace(
+                    known, mailbox_key=mailbox[0], mailbox_sig=mailbox[1]
+                )
         self._users[registered] = known
         assert known.key is not None
-        return Binding(name=known.name, key=known.key, created=created)
+        return Binding(
+            name=known.name, key=known.key, created=created, mailbox_key=known.mailbox_key
+        )
 
 
 class MemoryMessageStore:
@@ -188,6 +276,8 @@ class MemoryMessageStore:
     def __init__(self) -> None:
         self._messages: dict[str, Message] = {}
         self._keys: dict[tuple[str, str], str] = {}
+        self._unread: dict[str, None] = {}  # ids, in the order received
+        self._deposited: set[str] = set()
 
     async def start(self) -> None:
         pass
@@ -198,13 +288,35 @@ class MemoryMessageStore:
     async def add(self, message: Message) -> bool:
         return bool(await self.add_many([message]))
 
-    async def add_many(self, messages: Sequence[Message]) -> list[Message]:
+    async def add_many(self, messages: Sequence[Message], *, unread: bool = False) -> list[Message]:
         added = []
         for message in messages:
             if message.id not in self._messages:
                 self._messages[message.id] = message
                 added.append(message)
+                if unread:
+                    self._unread[message.id] = None
         return added
+
+    async def next_unread(self, user: str) -> Message | None:
+        for message_id in self._unread:
+            if (message := self._messages[message_id]).recipient == user:
+                return message
+        return None
+
+    async def mark_read(self, ids: Iterable[str]) -> None:
+        for message_id in ids:
+            self._unread.pop(message_id, None)
+
+    async def mark_deposited(self, ids: Iterable[str]) -> None:
+        self._deposited.update(ids)
+
+    async def undeposited(self, sender: str) -> list[Message]:
+        return [
+            m
+            for m in self._messages.values()
+            if m.sender == sender and not m.shipped and m.id not in self._deposited
+        ]
 
     async def mark_shipped(self, recipient: str, ids: Iterable[str]) -> None:
         for message_id in ids:
@@ -229,3 +341,59 @@ class MemoryMessageStore:
 
     async def remember_key(self, user: str, contact: str, key: str, *, now: float) -> None:
         self._keys[(user, contact)] = key
+
+
+class MemoryMailbox:
+    """Mailbox in dicts; gone when the process ends."""
+
+    def __init__(self) -> None:
+        self._items: dict[str, dict[str, MailboxItem]] = {}  # recipient -> item -> it
+
+    async def start(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    async def deposit(
+        self, item: MailboxItem, *, max_items: int | None, max_bytes: int | None
+    ) -> bool:
+        box = self._items.setdefault(item.recipient, {})
+        if item.item in box:
+            return False
+        if max_items is not None and len(box) + 1 > max_items:
+            raise MailboxFull(f"{item.recipient}'s mailbox holds {len(box)} items, its limit")
+        used = sum(len(i.sealed) for i in box.values())
+        if max_bytes is not None and used + len(item.sealed) > max_bytes:
+            raise MailboxFull(f"{item.recipient}'s mailbox holds {used} bytes, near its limit")
+        box[item.item] = item
+        return True
+
+    async def pending(
+        self, recipient: str, *, now: float, limit: int, max_bytes: int
+    ) -> tuple[list[MailboxItem], bool]:
+        waiting = [i for i in self._items.get(recipient, {}).values() if i.expires > now]
+        page: list[MailboxItem] = []
+        size = 0
+        for item in waiting[:limit]:
+            if page and size + len(item.sealed) > max_bytes:
+                break
+            page.append(item)
+            size += len(item.sealed)
+        return page, len(page) < len(waiting)
+
+    async def remove(self, recipient: str, items: Iterable[str]) -> int:
+        box = self._items.get(recipient, {})
+        return sum(box.pop(i, None) is not None for i in items)
+
+    async def expire(self, now: float) -> int:
+        dropped = 0
+        for box in self._items.values():
+            for key in [k for k, i in box.items() if i.expires <= now]:
+                del box[key]
+                dropped += 1
+        return dropped
+
+    async def usage(self, recipient: str) -> tuple[int, int]:
+        box = self._items.get(recipient, {})
+        return len(box), sum(len(i.sealed) for i in box.values())

@@ -1,0 +1,237 @@
+"""The SQLite backends of the server's stores: users (with their keys and presence) and
+the mailbox. The commands' defaults; a peer's message store is in ``sqlite.py``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+import aiosqlite
+
+from .errors import MailboxFull
+from .sqlite import SqliteStore
+from .store import Binding, MailboxItem, UserRecord
+
+__all__ = ["SqliteMailbox", "SqliteUserStore"]
+
+
+class SqliteUserStore(SqliteStore):
+    """UserStore in an SQLite file (WAL mode).
+
+    ``synchronous = NORMAL``: presence is rebuilt from who reconnects, and a login lost to
+    a power cut is only a first-seen date; no fsync per login.
+    """
+
+    KIND = "users"
+    VERSION = 4
+    SYNCHRONOUS = "NORMAL"
+
+    async def reset_presence(self) -> None:
+        async def job(db: aiosqlite.Connection) -> None:
+            await db.execute("UPDATE users SET online = 0 WHERE online = 1")
+
+        await self._database.write(job)
+
+    async def set_online(self, name: str, addresses: list[tuple[str, int]], *, now: float) -> None:
+        encoded = json.dumps(addresses)
+
+        async def job(db: aiosqlite.Connection) -> None:
+            await db.execute(
+                "INSERT INTO users (name, addresses, online, first_seen, last_seen)"
+                " VALUES (?, ?, 1, ?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET addresses = excluded.addresses,"
+                " online = 1, last_seen = excluded.last_seen",
+                (name, encoded, now, now),
+            )
+
+        await self._database.write(job)
+
+    async def set_offline(self, name: str, *, now: float) -> None:
+        async def job(db: aiosqlite.Connection) -> None:
+            await db.execute(
+                "UPDATE users SET online = 0, last_seen = ? WHERE name = ?", (now, name)
+            )
+
+        await self._database.write(job)
+
+    async def get(self, name: str) -> UserRecord | None:
+        rows = await self._database.fetch(
+            "SELECT name, addresses, online, first_seen, last_seen, key, mailbox_key, mailbox_sig"
+            " FROM users WHERE name = ?",
+            (name,),
+        )
+        if not rows:
+            return None
+        name, addresses, online, first_seen, last_seen, key, mailbox_key, mailbox_sig = rows[0]
+        return UserRecord(
+            name=name,
+            addresses=[(str(host), int(port)) for host, port in json.loads(addresses)],
+            online=bool(online),
+            first_seen=first_seen,
+            last_seen=last_seen,
+            key=key,
+            mailbox_key=mailbox_key,
+            mailbox_sig=mailbox_sig,
+        )
+
+    async def set_mailbox_key(self, name: str, mailbox_key: str, signature: str) -> None:
+        async def job(db: aiosqlite.Connection) -> None:
+            await db.execute(
+                "UPDATE users SET mailbox_key = ?, mailbox_sig = ? WHERE name = ?",
+                (mailbox_key, signature, name),
+            )
+
+        await self._database.write(job)
+
+    async def bind_key(
+        self,
+        name: str,
+        key: str,
+        *,
+        now: float,
+        create: bool = True,
+        mailbox: tuple[str, str] | None = None,
+    ) -> Binding | None:
+        mailbox_key, mailbox_sig = mailbox if mailbox is not None else (None, None)
+
+        async def job(db: aiosqlite.Connection) -> Binding | None:
+            # In the write transaction: nobody registers a name between look-up and insert.
+            async with db.execute(
+                "SELECT name, key, mailbox_key FROM users WHERE name = ? COLLATE NOCASE", (name,)
+            ) as cursor:
+                row = await cursor.fetchone()
+            if row is None:
+                if not create:
+                    return None
+                await db.execute(
+                    "INSERT INTO users (name, first_seen, last_seen, key, mailbox_key,"
+                    " mailbox_sig) VALUES (?, ?, ?, ?, ?, ?)",
+                    (name, now, now, key, mailbox_key, mailbox_sig),
+                )
+                return Binding(name=name, key=key, created=True, mailbox_key=mailbox_key)
+            registered, bound, published = str(row[0]), row[1], row[2]
+            if bound is None:  # a user from before identities: the first key binds it
+                await db.execute(
+                    "UPDATE users SET key = ?, mailbox_key = ?, mailbox_sig = ? WHERE name = ?",
+                    (key, mailbox_key, mailbox_sig, registered),
+                )
+                bound, published = key, mailbox_key
+            return Binding(name=registered, key=str(bound), mailbox_key=published)
+
+        return await self._database.write(job)
+
+    async def online(self, *, limit: int | None = None) -> list[str]:
+        rows = await self._database.fetch(
+            "SELECT name FROM users WHERE online = 1 ORDER BY name LIMIT ?",
+            (-1 if limit is None else limit,),
+        )
+        return [row[0] for row in rows]
+
+
+_ITEM_COLUMNS = "recipient, item, kind, sender, sealed, at, expires"
+
+
+class SqliteMailbox(SqliteStore):
+    """Mailbox in an SQLite file (WAL mode).
+
+    ``synchronous = FULL``: a sender that was told its item is kept does not deposit it
+    again, so a kept item must survive a power cut.
+    """
+
+    KIND = "mailbox"
+    VERSION = 1
+    SYNCHRONOUS = "FULL"
+
+    @staticmethod
+    def beside(path: str | Path) -> Path:
+        """Where a server keeps its mailbox next to its user store at ``path``."""
+        path = Path(path)
+        return path.with_name(f"{path.stem}-mailbox{path.suffix or '.sqlite3'}")
+
+    async def deposit(
+        self, item: MailboxItem, *, max_items: int | None, max_bytes: int | None
+    ) -> bool:
+        async def job(db: aiosqlite.Connection) -> bool:
+            async with db.execute(
+                "SELECT count(*), coalesce(sum(length(sealed)), 0),"
+                " sum(item = ?) FROM items WHERE recipient = ?",
+                (item.item, item.recipient),
+            ) as cursor:
+                row = await cursor.fetchone()
+            assert row is not None
+            count, used, known = int(row[0]), int(row[1]), int(row[2] or 0)
+            if known:
+                return False
+            if max_items is not None and count + 1 > max_items:
+                raise MailboxFull(f"{item.recipient}'s mailbox holds {count} items, its limit")
+            if max_bytes is not None and used + len(item.sealed) > max_bytes:
+                raise MailboxFull(f"{item.recipient}'s mailbox holds {used} bytes, near its limit")
+            await db.execute(
+                f"INSERT INTO items ({_ITEM_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    item.recipient,
+                    item.item,
+                    item.kind,
+                    item.sender,
+                    item.sealed,
+                    item.at,
+                    item.expires,
+                ),
+            )
+            return True
+
+        return await self._database.write(job)
+
+    async def pending(
+        self, recipient: str, *, now: float, limit: int, max_bytes: int
+    ) -> tuple[list[MailboxItem], bool]:
+        rows = await self._database.fetch(
+            f"SELECT {_ITEM_COLUMNS} FROM items WHERE recipient = ? AND expires > ?"
+            " ORDER BY seq LIMIT ?",
+            (recipient, now, limit + 1),
+        )
+        page: list[MailboxItem] = []
+        size = 0
+        for row in rows[:limit]:
+            item = MailboxItem(
+                recipient=row[0],
+                item=row[1],
+                kind=row[2],
+                sender=row[3],
+                sealed=row[4],
+                at=row[5],
+                expires=row[6],
+            )
+            if page and size + len(item.sealed) > max_bytes:
+                return page, True
+            page.append(item)
+            size += len(item.sealed)
+        return page, len(rows) > len(page)
+
+    async def remove(self, recipient: str, items: Iterable[str]) -> int:
+        rows = [(recipient, item) for item in items]
+        if not rows:
+            return 0
+
+        async def job(db: aiosqlite.Connection) -> int:
+            before = db.total_changes
+            await db.executemany("DELETE FROM items WHERE recipient = ? AND item = ?", rows)
+            return int(db.total_changes - before)
+
+        return await self._database.write(job)
+
+    async def expire(self, now: float) -> int:
+        async def job(db: aiosqlite.Connection) -> int:
+            cursor = await db.execute("DELETE FROM items WHERE expires <= ?", (now,))
+            return int(cursor.rowcount)
+
+        return await self._database.write(job)
+
+    async def usage(self, recipient: str) -> tuple[int, int]:
+        rows = await self._database.fetch(
+            "SELECT count(*), coalesce(sum(length(sealed)), 0) FROM items WHERE recipient = ?",
+            (recipient,),
+        )
+        return int(rows[0][0]), int(rows[0][1])
