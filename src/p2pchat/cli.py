@@ -23,12 +23,15 @@ import platformdirs
 from . import (
     DEFAULT_PORT,
     Identity,
+    Mailbox,
+    MemoryMailbox,
     MemoryMessageStore,
     MemoryUserStore,
     MessageStore,
     P2PChatError,
     Peer,
     SignallingServer,
+    SqliteMailbox,
     SqliteMessageStore,
     SqliteUserStore,
     UserStore,
@@ -127,11 +130,13 @@ def server_main(argv: Sequence[str] | None = None) -> int:
             print(f"p2pchat-server: cannot load the TLS certificate: {exc}", file=sys.stderr)
             return 1
     store: UserStore
+    mailbox: Mailbox
     if args.memory:
-        store = MemoryUserStore()
+        store, mailbox = MemoryUserStore(), MemoryMailbox()
     else:
-        store = SqliteUserStore(args.db or _data_dir() / "server.sqlite3")
-    server = SignallingServer(host=args.host, port=args.port, store=store, ssl=tls)
+        path = args.db or _data_dir() / "server.sqlite3"
+        store, mailbox = SqliteUserStore(path), SqliteMailbox(SqliteMailbox.beside(path))
+    server = SignallingServer(host=args.host, port=args.port, store=store, mailbox=mailbox, ssl=tls)
 
     async def serve() -> int:
         try:

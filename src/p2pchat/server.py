@@ -15,7 +15,6 @@ import asyncio
 import bisect
 import contextlib
 import logging
-import secrets
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -23,9 +22,7 @@ from typing import Any
 
 from .connection import Connection, keep_alive
 from .errors import (
-    AuthenticationError,
     ConnectionClosed,
-    IdentityError,
     NameTaken,
     ProtocolError,
     RateLimited,
@@ -33,24 +30,16 @@ from .errors import (
     TooManyConnections,
     UnknownUser,
 )
-from .identity import (
-    b64decode,
-    b64encode,
-    certificate_key,
-    fingerprint,
-    login_challenge_payload,
-    verify_signature,
-)
 from .invitation_book import InvitationBook
 from .limits import AddressLimits, TokenBucket
+from .login import authenticate
+from .mailbox import MailService
 from .protocol import (
     DEFAULT_MAX_FRAME,
     DEFAULT_PORT,
     PROTOCOL_VERSION,
     REQUEST_TYPES,
-    Auth,
     Bye,
-    Challenge,
     Error,
     Hello,
     Key,
@@ -67,7 +56,7 @@ from .protocol import (
 from .relay import RelayHub
 from .rendezvous import Rendezvous
 from .session import PresenceLog, Session, dial_addresses
-from .store import MemoryUserStore, UserStore
+from .store import Mailbox, MemoryMailbox, MemoryUserStore, UserStore
 
 __all__ = ["DEFAULT_PORT", "SignallingServer"]
 
@@ -75,10 +64,11 @@ logger = logging.getLogger(__name__)
 
 
 class SignallingServer:
-    """Accepts peers, keeps presence, passes invitations between them.
+    """Accepts peers, keeps presence, passes invitations between them, keeps sealed mail.
 
-    ``store`` (default: a new MemoryUserStore) is opened by ``start()`` and closed by
-    ``close()``. Use ``async with SignallingServer(...) as server`` or start/close.
+    ``store`` (default: a new MemoryUserStore) and ``mailbox`` (default: a new
+    MemoryMailbox) are opened by ``start()`` and closed by ``close()``. Use
+    ``async with SignallingServer(...) as server`` or start/close.
     """
 
     def __init__(
@@ -87,6 +77,7 @@ class SignallingServer:
         port: int = DEFAULT_PORT,
         store: UserStore | None = None,
         *,
+        mailbox: Mailbox | None = None,
         ssl: ssl.SSLContext | None = None,
         # Limits
         max_frame: int | None = DEFAULT_MAX_FRAME,
@@ -103,6 +94,10 @@ class SignallingServer:
         relay_rate: int | None = 1 << 20,
         max_invitations: int = 16,
         max_invitations_per_pair: int = 2,
+        mailbox_items: int | None = 1000,
+        mailbox_bytes: int | None = 8 << 20,
+        mail_item_size: int = 32 * 1024,
+        deposit_rate: tuple[float, int] | None = (10.0, 100),
         # Timeouts
         hello_timeout: float | None = 10.0,
         invitation_ttl: float = 120.0,
@@ -111,6 +106,7 @@ class SignallingServer:
         ping_timeout: float = 20.0,
         relay_timeout: float = 10.0,
         relay_lifetime: float | None = 4 * 3600.0,
+        mail_ttl: float = 7 * 86400.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.host = host
@@ -158,6 +154,19 @@ class SignallingServer:
             invitation_ttl=invitation_ttl,
             dial_window=dial_window,
         )
+        self.mail = MailService(
+            self._sessions,
+            self.store,
+            mailbox if mailbox is not None else MemoryMailbox(),
+            max_items=mailbox_items,
+            max_bytes=mailbox_bytes,
+            item_size=mail_item_size,
+            deposit_rate=deposit_rate,
+            ttl=mail_ttl,
+            clock=clock,
+        )
+        """Sealed mail for users who are away: bounded per recipient (items, bytes), per
+        item, per second of deposits, and in time (``mail_ttl``)."""
         self.hello_timeout = hello_timeout
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
@@ -173,6 +182,7 @@ class SignallingServer:
             Whois: self._on_whois,
             Ping: self._on_ping,
             **self.rendezvous.handlers(),
+            **self.mail.handlers(),
         }
 
     # Lifecycle.
@@ -183,6 +193,11 @@ class SignallingServer:
             return
         await self.store.start()
         try:
+            await self.mail.start()
+        except BaseException:
+            await self.store.close()
+            raise
+        try:
             await self.store.reset_presence()
             self._server = await asyncio.start_server(
                 self._serve_connection,
@@ -192,6 +207,7 @@ class SignallingServer:
                 backlog=self.backlog,
             )
         except BaseException:
+            await self.mail.close()
             await self.store.close()
             raise
         self._presence.start()
@@ -250,6 +266,7 @@ class SignallingServer:
         self.invitations.clear()
         await server.wait_closed()
         await self._presence.close()
+        await self.mail.close()
         await self.store.close()
         self._closing = False
         logger.info("signalling server closed")
@@ -360,54 +377,15 @@ class SignallingServer:
     async def _authenticate(
         self, connection: Connection, hello: WireMessage
     ) -> tuple[Hello | None, str]:
-        """Check hello's certificate, and have the peer sign a fresh challenge."""
-        if not isinstance(hello, Hello) or hello.invitation is not None:
-            raise ProtocolError(f"expected a login hello, got {type(hello).__name__.lower()}")
-        if hello.version != PROTOCOL_VERSION:
-            await connection.fail(
-                f"protocol version {hello.version} is not supported (this server speaks "
-                f"{PROTOCOL_VERSION})",
-                code="unsupported_version",
-            )
-            return None, ""
-        if not hello.certificate:
-            raise AuthenticationError("a login must carry the peer's certificate")
-        try:
-            key = certificate_key(b64decode(hello.certificate))
-        except IdentityError as exc:
-            raise AuthenticationError(f"bad certificate: {exc}") from None
-        nonce = b64encode(secrets.token_bytes(32))
-        await connection.send(Challenge(nonce=nonce))
-        auth = await connection.recv()
-        if not isinstance(auth, Auth):
-            raise ProtocolError(f"expected auth, got {type(auth).__name__.lower()}")
-        if not verify_signature(
-            key, login_challenge_payload(nonce, hello.name, key), auth.signature
-        ):
-            connection.log.warning("refused a login as %s: bad signature", hello.name)
-            raise AuthenticationError("the signature does not prove that key")
-        # The key is checked before the name's presence: an impostor learns nothing more.
-        host = connection.remote_address[0] if connection.remote_address else ""
-        binding = await self.store.bind_key(
-            hello.name, key, now=self.clock(), create=self.address_limits.may_register(host)
+        """The login proper (``login.py``), then: is that name online already?"""
+        hello_checked, key = await authenticate(
+            connection, hello, store=self.store, limits=self.address_limits, clock=self.clock
         )
-        if binding is None:
-            raise RateLimited(f"too many new names from {host}; try again later")
-        if binding.created:
-            self.address_limits.registered(host)
-        if binding.name != hello.name:
-            raise AuthenticationError(f"that name is registered as {binding.name}")
-        if binding.key != key:
-            connection.log.warning(
-                "refused a login as %s: key %s presented, %s registered",
-                hello.name,
-                fingerprint(key),
-                fingerprint(binding.key),
-            )
-            raise AuthenticationError(f"{hello.name} is registered to another key")
-        if hello.name in self._sessions or hello.name in self._logging_in:
-            raise NameTaken(f"{hello.name} is logged in already")
-        return hello, key
+        if hello_checked is not None and (
+            hello_checked.name in self._sessions or hello_checked.name in self._logging_in
+        ):
+            raise NameTaken(f"{hello_checked.name} is logged in already")
+        return hello_checked, key
 
     async def _serve_session(self, session: Session) -> None:
         watchdog = asyncio.create_task(self._watch(session))
@@ -467,6 +445,7 @@ class SignallingServer:
         if index < len(self._online) and self._online[index] == session.name:
             del self._online[index]
         self.rendezvous.logout(session.name)
+        self.mail.logout(session.name)
         if not self._closing:
             for other in self._sessions.values():
                 other.push(Presence(user=session.name, online=False))
@@ -483,7 +462,15 @@ class SignallingServer:
         user = await self.store.get(message.user)
         if user is None or user.key is None:
             raise UnknownUser(f"no user named {message.user} has ever logged in")
-        await session.reply(Key(id=message.id, user=user.name, key=user.key))
+        await session.reply(
+            Key(
+                id=message.id,
+                user=user.name,
+                key=user.key,
+                mailbox_key=user.mailbox_key,
+                mailbox_sig=user.mailbox_sig,
+            )
+        )
 
     async def _on_list(self, session: Session, message: ListUsers) -> None:
         online = self._online

@@ -1,0 +1,172 @@
+"""The server's side of the mailbox: sealed messages kept for users who are away.
+
+Requests (answered ``ok`` unless said otherwise)::
+
+    -> deposit{id, recipient, item, sealed}     a sealed message for recipient
+    -> collect{id}                              <- mail{id, items, more}
+    -> settle{id, items}                        the recipient has stored these: drop them
+    -> receipt{id, recipient, item, sealed}     a signed receipt for the messages' sender
+                                 <- mail{items}  pushed to a recipient who is online
+
+The server keeps what it is given and cannot open it: a message is sealed to the
+recipient's key and signed inside by its sender; a receipt is signed by whoever stored
+the messages. It sees who writes to whom, when, and how much.
+
+Bounds, each a setting with a default and a typed refusal: items and bytes per recipient
+(``MailboxFull``), the size of one item (``ItemTooLarge``), deposits per second per sender
+(``RateLimited``), and the time an item is kept (``ttl``: then it is dropped, unread; its
+sender's copy stays unshipped and goes at the next direct talk).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
+
+from .errors import ItemTooLarge, P2PChatError, RateLimited, ServerRefused, UnknownUser
+from .limits import TokenBucket
+from .protocol import Collect, Deposit, Mail, MailItem, Ok, Receipt, Settle
+from .session import Session
+from .store import Mailbox, MailboxItem, UserStore
+
+__all__ = ["MailService"]
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[Session, Any], Awaitable[None]]
+
+PAGE_ITEMS: Final = 64
+PAGE_BYTES: Final = 48 * 1024
+"""A page of ``mail`` stays well inside one frame (64 KiB), whatever its items' sizes."""
+
+
+class MailService:
+    """The mailbox requests of one server, over a ``Mailbox`` store."""
+
+    def __init__(
+        self,
+        sessions: dict[str, Session],
+        users: UserStore,
+        mailbox: Mailbox,
+        *,
+        # Limits
+        max_items: int | None = 1000,
+        max_bytes: int | None = 8 << 20,
+        item_size: int = 32 * 1024,
+        deposit_rate: tuple[float, int] | None = (10.0, 100),
+        # Timeouts
+        ttl: float = 7 * 86400.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._sessions = sessions
+        self.users = users
+        self.mailbox = mailbox
+        self.max_items = max_items
+        self.max_bytes = max_bytes
+        self.item_size = item_size
+        self.deposit_rate = deposit_rate
+        self.ttl = ttl
+        self.clock = clock
+        self.deposits = 0
+        self.collections = 0
+        self._buckets: dict[str, TokenBucket] = {}  # per logged-in sender
+        self._sweeper: asyncio.Task[None] | None = None
+
+    def handlers(self) -> dict[type[Any], Handler]:
+        return {
+            Deposit: self._on_deposit,
+            Collect: self._on_collect,
+            Settle: self._on_settle,
+            Receipt: self._on_receipt,
+        }
+
+    async def start(self) -> None:
+        await self.mailbox.start()
+        self._sweeper = asyncio.create_task(self._sweep())
+
+    async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
+        await self.mailbox.close()
+
+    def logout(self, name: str) -> None:
+        self._buckets.pop(name, None)
+
+    async def _sweep(self) -> None:
+        """Drop expired items now and then."""
+        while True:
+            with contextlib.suppress(P2PChatError, OSError):
+                if dropped := await self.mailbox.expire(self.clock()):
+                    logger.info("dropped %d mailbox items past their time", dropped)
+            await asyncio.sleep(min(self.ttl / 10, 60.0))
+
+    async def _on_deposit(self, session: Session, message: Deposit) -> None:
+        if self.deposit_rate is not None:
+            bucket = self._buckets.setdefault(session.name, TokenBucket(*self.deposit_rate))
+            if not bucket.take():
+                raise RateLimited(
+                    f"more than {self.deposit_rate[0]:g} deposits/s: the message stays "
+                    "unshipped; deposit it again later"
+                )
+        await self._keep(session, message.recipient, message.item, "msg", message.sealed)
+        self.deposits += 1
+        await session.reply(Ok(id=message.id))
+
+    async def _on_receipt(self, session: Session, message: Receipt) -> None:
+        await self._keep(session, message.recipient, message.item, "receipt", message.sealed)
+        await session.reply(Ok(id=message.id))
+
+    async def _keep(
+        self, session: Session, recipient: str, item_id: str, kind: str, sealed: str
+    ) -> None:
+        """Keep an item for ``recipient`` and push it at once if they are online."""
+        if recipient == session.name:
+            raise ServerRefused("your own mailbox is not for you to fill")
+        if len(sealed) > self.item_size:
+            raise ItemTooLarge(
+                f"a sealed item of {len(sealed)} bytes is over the limit of {self.item_size}"
+            )
+        if recipient not in self._sessions and await self.users.get(recipient) is None:
+            raise UnknownUser(f"no user named {recipient} has ever logged in")
+        now = self.clock()
+        item = MailboxItem(
+            recipient=recipient,
+            item=item_id,
+            kind=kind,
+            sender=session.name,
+            sealed=sealed,
+            at=now,
+            expires=now + self.ttl,
+        )
+        if not await self.mailbox.deposit(item, max_items=self.max_items, max_bytes=self.max_bytes):
+            return  # kept already (a sender depositing again after a restart)
+        if (online := self._sessions.get(recipient)) is not None:
+            online.push(Mail(items=[_wire(item)]))
+
+    async def _on_collect(self, session: Session, message: Collect) -> None:
+        items, more = await self.mailbox.pending(
+            session.name, now=self.clock(), limit=PAGE_ITEMS, max_bytes=PAGE_BYTES
+        )
+        self.collections += len(items)
+        await session.reply(Mail(id=message.id, items=[_wire(i) for i in items], more=more))
+
+    async def _on_settle(self, session: Session, message: Settle) -> None:
+        await self.mailbox.remove(session.name, message.items)
+        await session.reply(Ok(id=message.id))
+
+
+def _wire(item: MailboxItem) -> MailItem:
+    return MailItem(
+        item=item.item,
+        kind="receipt" if item.kind == "receipt" else "msg",
+        sender=item.sender,
+        sealed=item.sealed,
+        at=item.at,
+    )
