@@ -1,6 +1,7 @@
 """A peer process for crash tests: ``sender`` writes COUNT numbered messages to a contact,
-``receiver`` accepts every invitation and prints what arrives. Both keep their messages in
-SQLite and their key in a file, so they can be SIGKILLed at any moment and started again.
+``receiver`` accepts every invitation and prints what arrives, in talks or by mail. Both
+keep their messages in SQLite and their key in a file, so they can be SIGKILLed at any
+moment and started again.
 
     python tests/chat_worker.py ROLE NAME CONTACT PORT DIRECTORY [COUNT]
 
@@ -56,7 +57,15 @@ async def send_all(peer: p2pchat.Peer, contact: str, count: int) -> None:
         await chat.close()
 
 
+async def receive_mail(peer: p2pchat.Peer) -> None:
+    while True:
+        message = await peer.next_message()
+        say(f"got {message.body}")
+
+
 async def receive_all(peer: p2pchat.Peer) -> None:
+    mail = asyncio.create_task(receive_mail(peer))  # messages that came while away
+    assert mail is not None  # kept for as long as this runs
     while True:
         invitation = await peer.next_invitation()
         try:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import p2pchat
-from p2pchat.protocol import PROTOCOL_VERSION, Ack, Error, Hello, Msg, Proceed, StartTls
+from p2pchat.protocol import PROTOCOL_VERSION, Ack, Error, Hello, Key, Msg, Proceed, StartTls, Whois
 
 from .conftest import PeerFactory, RawClient, connect, eventually, hand_driven_invitee
 
@@ -316,19 +316,40 @@ async def test_a_peer_restarted_on_its_store_keeps_its_name_history_and_backlog(
     again = p2pchat.Peer("alice", server=where, store=p2pchat.SqliteMessageStore(path))
     async with again:  # the server would refuse a new key for "alice"
         assert again.fingerprint == first
-        await again.send("bob", "while bob is away")  # kept, unshipped
+        await again.send("bob", "while bob is away")  # unshipped, and in bob's mailbox
+    # Restarted once more: unshipped until bob has it (his signed receipt says so).
     third = p2pchat.Peer("alice", server=where, store=p2pchat.SqliteMessageStore(path))
-    async with third, p2pchat.Peer("bob", server=where, identity=bob_key) as bob:
-        chat_a, chat_b = await connect(third, bob)
-        assert (await asyncio.wait_for(chat_b.receive(), 5)).body == "while bob is away"
-        await chat_a.wait_acknowledged()
+    async with third:
         assert [(m.body, m.shipped) for m in await third.history("bob")] == [
             ("before the restart", True),
-            ("while bob is away", True),
+            ("while bob is away", False),
         ]
+        async with p2pchat.Peer("bob", server=where, identity=bob_key) as bob:
+            assert (await asyncio.wait_for(bob.next_message(), 5)).body == "while bob is away"
+            await eventually(lambda: _all_shipped(third, "bob"))
 
 
 async def test_a_memory_peer_gets_an_ephemeral_identity(server: p2pchat.SignallingServer) -> None:
     first = p2pchat.Peer("eph", server=("127.0.0.1", server.port))
     second = p2pchat.Peer("eph2", server=("127.0.0.1", server.port))
     assert first.fingerprint != second.fingerprint  # known at once: nothing to load
+
+
+async def test_a_request_cancelled_as_its_answer_arrives_leaves_the_link_up(
+    make_peer: PeerFactory,
+) -> None:
+    alice = await make_peer("alice")
+    link = alice._link()
+    asking: asyncio.Task[object] | None = None
+
+    def cancel_the_asker(_: object) -> None:  # runs as the answer is read
+        assert asking is not None
+        asking.cancel()
+
+    asking = asyncio.create_task(
+        link.request(Whois(id=link.next_id(), user="alice"), Key, on_answer=cancel_the_asker)
+    )
+    with pytest.raises(asyncio.CancelledError):
+        await asking
+    assert await alice.online() == ["alice"]  # the link's reader did not die of it
+    assert alice.state == "connected"

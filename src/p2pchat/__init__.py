@@ -22,7 +22,9 @@ from .errors import (
     InvitationGone,
     InviteRefused,
     InviteTimeout,
+    ItemTooLarge,
     KeyChanged,
+    MailboxFull,
     MessageTooLarge,
     NameTaken,
     P2PChatError,
@@ -31,6 +33,7 @@ from .errors import (
     RateLimited,
     RelayUnavailable,
     RemoteProtocolError,
+    SealError,
     ServerBusy,
     ServerRefused,
     StoreError,
@@ -43,9 +46,13 @@ from .identity import Identity, fingerprint
 from .peer import Conversation, Invitation, Peer
 from .protocol import DEFAULT_MAX_FRAME, DEFAULT_PORT, PROTOCOL_VERSION, check_name
 from .server import SignallingServer
-from .sqlite import SqliteMessageStore, SqliteUserStore
+from .sqlite import SqliteMessageStore
+from .sqlite_server import SqliteMailbox, SqliteUserStore
 from .store import (
     Binding,
+    Mailbox,
+    MailboxItem,
+    MemoryMailbox,
     MemoryMessageStore,
     MemoryUserStore,
     Message,
@@ -73,7 +80,12 @@ __all__ = [
     "InvitationGone",
     "InviteRefused",
     "InviteTimeout",
+    "ItemTooLarge",
     "KeyChanged",
+    "Mailbox",
+    "MailboxFull",
+    "MailboxItem",
+    "MemoryMailbox",
     "MemoryMessageStore",
     "MemoryUserStore",
     "Message",
@@ -87,9 +99,11 @@ __all__ = [
     "RateLimited",
     "RelayUnavailable",
     "RemoteProtocolError",
+    "SealError",
     "ServerBusy",
     "ServerRefused",
     "SignallingServer",
+    "SqliteMailbox",
     "SqliteMessageStore",
     "SqliteUserStore",
     "StoreError",

@@ -146,8 +146,9 @@ class PeerConsole:
         peer.on_presence = self._presence
         peer.on_invitation_cancelled = self._invitation_cancelled
         peer.on_state = self._state
-        watcher = asyncio.create_task(self._watch_invitations())
+        self._since = time.time()
         await self.show(f"logged in as {peer.name}, fingerprint {peer.fingerprint}; ? for help")
+        watcher = asyncio.gather(self._watch_invitations(), self._watch_mail())
         try:
             while (line := await self.screen.read_line()) is not None:
                 if not await self.handle(line.strip()):
@@ -260,8 +261,8 @@ class PeerConsole:
         except UserOffline:
             self._set_focus(user)
             await self.show(
-                f"{user} is offline: what you write now is kept and delivered "
-                "when you next talk (/exit to stop)"
+                f"{user} is offline: what you write now is sealed to them and left on the "
+                "server, delivered when they log in (/exit to stop)"
             )
         return True
 
@@ -384,6 +385,13 @@ class PeerConsole:
         while True:
             invitation = await self.peer.next_invitation()
             await self.show(f"{invitation.sender} invites you to talk: y to accept, n to refuse")
+
+    async def _watch_mail(self) -> None:
+        """Messages that came through the mailbox, outside any talk."""
+        while True:
+            message = await self.peer.next_message()
+            when = "while you were away" if message.sent_at < self._since else "mail"
+            await self.show(f"{message.sender} ({when}): {message.body}")
 
     def _presence(self, user: str, online: bool) -> None:
         self._show_soon(f"* {user} is online" if online else f"* {user} went offline")

@@ -2,8 +2,9 @@
 
 Starts ``p2pchat-server`` and two ``p2pchat-peer`` processes, drives their consoles through
 pipes exactly as a person would type, and prints the transcript. Along the way: a list, an
-invitation accepted, a talk, a message written while the other side is away and delivered
-when they meet again, and the history kept across a restart.
+invitation accepted, a talk, a message written while the other side is away, sealed and
+left on the server, delivered when they log in again, and the history kept across a
+restart.
 
 ``ScriptedProcess`` is the small driver it uses; the command-line tests use it too.
 """
@@ -190,15 +191,15 @@ async def run_demo(workdir: Path, transcript: list[str]) -> None:
         await alice.expect(r"bob went offline")
         await alice.say("t bob")
         await alice.expect(r"bob is offline")
-        await alice.say("Written while you were away: delivered when we next talk.")
+        await alice.say("Written while you were away: sealed, the server cannot read it.")
         await alice.say("/exit")
         await alice.expect(r"left the talk with bob")
 
-        bob = await peer("bob")  # restarted on the same store
+        bob = await peer("bob")  # restarted on the same store: his mail waited for him
+        await bob.expect(r"alice \(while you were away\): Written while you were away")
         await alice.say("t bob")
         await bob.expect(r"alice invites you")
         await bob.say("y")
-        await bob.expect(r"alice: Written while you were away")
         await alice.expect(r"talking with bob")
         await bob.say("/back")
         await bob.say("h alice")

@@ -133,11 +133,13 @@ class ServerLink:
                 elif answered is not None and answered in self._waiting:
                     future, on_answer = self._waiting.pop(answered)
                     if isinstance(message, Error):
-                        future.set_exception(error_for_code(message.code, message.reason))
+                        if not future.done():  # done: its asker was cancelled meanwhile
+                            future.set_exception(error_for_code(message.code, message.reason))
                     else:
                         if on_answer is not None:
                             on_answer(message)
-                        future.set_result(message)
+                        if not future.done():
+                            future.set_result(message)
                 elif isinstance(message, Error):
                     raise error_for_code(message.code, message.reason)
                 elif isinstance(message, Bye):
@@ -213,6 +215,8 @@ class ServerSession:
         self.reconnect_delay = reconnect_delay
         self.state = "offline"
         self.on_state: Callable[[str], None] | None = None
+        self.on_login: Callable[[], None] | None = None
+        """Called after each login (the first and every one after a drop)."""
         self._link: ServerLink | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._closing = False
@@ -233,8 +237,13 @@ class ServerSession:
         """Log in (raising whatever stops it), then stay logged in."""
         self._closing = False
         self._link = await self._log_in()
-        self._set_state("connected")
+        self._logged_in()
         self._supervisor = asyncio.create_task(self._stay_connected())
+
+    def _logged_in(self) -> None:
+        if self.on_login is not None:
+            self.on_login()
+        self._set_state("connected")
 
     def _set_state(self, state: str) -> None:
         if state != self.state:
@@ -271,7 +280,7 @@ class ServerSession:
                 self._link = link
                 break
             logger.info("%s is logged in again", self.name)
-            self._set_state("connected")
+            self._logged_in()
 
     async def _log_in(self) -> ServerLink:
         host, port = self.server
@@ -285,6 +294,8 @@ class ServerSession:
                     name=self.name,
                     addresses=list(self.addresses())[:8],
                     certificate=b64encode(self.identity.certificate),
+                    mailbox_key=self.identity.mailbox_key,
+                    mailbox_sig=self.identity.mailbox_signature,
                 )
             )
             async with asyncio.timeout(self.request_timeout):

@@ -33,6 +33,7 @@ from .errors import (
 from .identity import Identity, fingerprint
 from .invitation import Invitation, InvitationDesk
 from .link import ServerLink, ServerSession
+from .postbox import Postbox
 from .protocol import (
     DEFAULT_MAX_FRAME,
     DEFAULT_PORT,
@@ -41,6 +42,7 @@ from .protocol import (
     Invited,
     Key,
     ListUsers,
+    Mail,
     Presence,
     Refused,
     RelayOffer,
@@ -135,6 +137,7 @@ class Peer:
         self._session: ServerSession | None = None
         self._reach: Reach | None = None
         self._desk = InvitationDesk(self, max_invitations=max_invitations)
+        self._postbox = Postbox(self)
         self._conversations: dict[str, Conversation] = {}
         self._opening: dict[str, asyncio.Lock] = {}
 
@@ -199,12 +202,14 @@ class Peer:
             reconnect_delay=self.reconnect_delay,
         )
         session.on_state = lambda state: self.on_state(state) if self.on_state else None
+        session.on_login = self._postbox.logged_in
         return session
 
     async def close(self) -> None:
         """Leave every conversation, log out, stop listening, close the store."""
         for chat in list(self._conversations.values()):
             await chat.close("logging out")
+        await self._postbox.close()
         if self._session is not None:
             session, self._session = self._session, None
             await session.close()
@@ -325,6 +330,8 @@ class Peer:
         elif isinstance(message, RelayOffer):
             if self._reach is not None:
                 self._reach.relay_offered(message)
+        elif isinstance(message, Mail):
+            self._postbox.pushed(message)
         elif isinstance(message, Presence):
             if self.on_presence is not None:
                 self.on_presence(message.user, message.online)
@@ -374,6 +381,11 @@ class Peer:
     def _forget(self, chat: Conversation) -> None:
         if self._conversations.get(chat.peer) is chat:
             del self._conversations[chat.peer]
+        self._postbox.kick()  # what it left unacknowledged goes by mail
+
+    def _talking_with(self, user: str) -> bool:
+        chat = self._conversations.get(user)
+        return chat is not None and not chat.closed
 
     # Messages.
 
@@ -382,8 +394,10 @@ class Peer:
         self._settings().check_body(body)
 
     async def send(self, user: str, body: str) -> Message:
-        """Send ``body`` to ``user`` now if a conversation is open, else keep it unshipped
-        until the next conversation with them. Returns the stored message.
+        """Send ``body`` to ``user``: in the conversation if one is open, else through the
+        server's mailbox, sealed to them (and, until they have it, kept unshipped for the
+        next conversation too). Returns the stored message. Raises UnknownUser (nothing
+        stored) if the server has never seen ``user``.
 
         The message is stored whatever happens to the conversation meanwhile: only a store
         that fails raises (then nothing is kept and the caller may retry).
@@ -393,11 +407,21 @@ class Peer:
         if chat is not None:
             with contextlib.suppress(ConversationClosed):  # it just ended: keep it for later
                 return await chat.send(body)
+        if self.connected:
+            with contextlib.suppress(ConnectionClosed):  # UnknownUser: nothing is stored
+                await self._postbox.check_recipient(user)
         message = new_message(self.name, user, body)
         await self.store.add(message)
         if (chat := self._conversations.get(user)) is not None:
             chat.transmit(message)  # opened meanwhile: sent once, backlog or not
+        else:
+            self._postbox.kick()  # deposited in order, in the background
         return message
+
+    async def next_message(self) -> Message:
+        """The next message received through the mailbox (outside any conversation),
+        oldest first, each once, also across restarts: waits for one."""
+        return await self._postbox.next_message()
 
     async def history(self, user: str, *, limit: int | None = None) -> list[Message]:
         """Messages exchanged with ``user``, both directions, oldest first."""

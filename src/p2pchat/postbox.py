@@ -1,0 +1,349 @@
+"""A peer's side of the server's mailbox: messages for users it is not talking with.
+
+Sending: a message with no conversation open is stored (unshipped) as always, then sealed
+to the recipient's mailbox key (published by the recipient, signed by its identity key,
+checked against the key remembered for it) and deposited. What could not be deposited
+(the server away, the mailbox full) is deposited after the next login. A message becomes
+``shipped`` only when the recipient's signed receipt comes back.
+
+Receiving: after each login the peer collects what waited, oldest first; while logged in
+the server pushes new items. Each item is opened and checked (``seal.py``); a message is
+stored, unread, before the server is told to drop it and its sender gets a receipt, so a
+crash at any point loses nothing and repeats nothing. ``next_message()`` hands each one
+to the application once. Items that do not check out are refused and logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, Final, Protocol
+
+from .delivery import Acknowledge, Deliver, Delivery
+from .errors import (
+    ItemTooLarge,
+    KeyChanged,
+    MailboxFull,
+    P2PChatError,
+    ProtocolError,
+    RateLimited,
+    SealError,
+    ServerRefused,
+    UnknownUser,
+)
+from .identity import Identity, fingerprint
+from .link import ServerLink
+from .protocol import Collect, Deposit, Key, Mail, MailItem, Ok, Receipt, Settle, Whois
+from .seal import check_mailbox_key, open_receipt, open_seal, receipt, seal
+from .store import Message, MessageStore
+
+__all__ = ["Postbox"]
+
+logger = logging.getLogger(__name__)
+
+MAX_QUEUED: Final = 4096
+"""Pushed items waiting to be opened; beyond, they wait on the server for the next collect."""
+
+
+class Host(Protocol):
+    """What the postbox needs of its peer."""
+
+    name: str
+    store: MessageStore
+    max_message_size: int
+    on_shipped: Callable[[str, list[str]], None] | None
+
+    @property
+    def identity(self) -> Identity: ...
+    def _link(self) -> ServerLink: ...
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None: ...
+    def _talking_with(self, user: str) -> bool: ...
+    async def known_key(self, user: str) -> str | None: ...
+    async def trust_key(self, user: str, key: str) -> None: ...
+
+
+class Postbox:
+    """Deposits, collects, opens, receipts; hands mail to ``next_message()``."""
+
+    def __init__(self, peer: Host) -> None:
+        self.peer = peer
+        self._keys: dict[str, Key] = {}  # this login's answers to whois
+        self._queue: asyncio.Queue[list[MailItem] | None] = asyncio.Queue(MAX_QUEUED)
+        self._held: list[MailItem] = []  # pushed before this login's collect is done
+        self._collected = False
+        self._worker: asyncio.Task[None] | None = None
+        self._arrived = asyncio.Event()
+        self._taking = asyncio.Lock()
+        self._taken: Message | None = None  # marked read, but its taker was cancelled
+        self._to_deposit = asyncio.Event()
+        self._idle = asyncio.Event()  # the depositor has nothing to do
+        self._depositor: asyncio.Task[None] | None = None
+        self._undepositable: set[str] = set()  # too large for the server: for talks only
+
+    # The connection.
+
+    def logged_in(self) -> None:
+        """A new login: collect what waited, then deposit what could not go before."""
+        self._keys.clear()
+        self._collected = False
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.create_task(self._work())
+        if self._depositor is None or self._depositor.done():
+            self._depositor = asyncio.create_task(self._deposit_loop())
+        with contextlib.suppress(asyncio.QueueFull):
+            self._queue.put_nowait(None)  # None: collect
+
+    def pushed(self, mail: Mail) -> None:
+        """The server pushed new items (someone deposited while we are logged in)."""
+        if not self._collected:
+            self._held.extend(mail.items)
+            del self._held[:-MAX_QUEUED]  # the rest waits on the server for the next collect
+            return
+        try:
+            self._queue.put_nowait(list(mail.items))
+        except asyncio.QueueFull:
+            logger.warning("%s: too much mail at once; the rest waits on the server", self.name)
+
+    async def close(self, *, flush: float = 10.0) -> None:
+        """Stop; first deposit what waits (for up to ``flush`` seconds), so that a message
+        written just before leaving is on the server for its recipient."""
+        if self._depositor is not None and not self._depositor.done():
+            self._idle.clear()
+            self.kick()  # one more pass, after any under way
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(flush):
+                    await self._idle.wait()
+        for task in (self._worker, self._depositor):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._worker = self._depositor = None
+
+    @property
+    def name(self) -> str:
+        return self.peer.name
+
+    async def _work(self) -> None:
+        """Everything that comes in, one batch at a time, in order."""
+        while True:
+            job = await self._queue.get()
+            try:
+                if job is None:
+                    await self._collect()
+                    self.kick()  # then what could not be deposited before
+                else:
+                    await self._receive(job)
+            except (P2PChatError, OSError) as exc:
+                logger.info("%s: mail: %s (again after the next login)", self.name, exc)
+
+    async def _collect(self) -> None:
+        more = True
+        while more:
+            link = self.peer._link()
+            page = await link.request(Collect(id=link.next_id()), Mail)
+            await self._receive(page.items)
+            more = page.more
+        self._collected = True
+        held, self._held = self._held, []
+        if held:
+            await self._receive(held)  # newer than all collected: their order is kept
+
+    # Receiving.
+
+    async def _receive(self, items: Sequence[MailItem]) -> None:
+        messages: dict[str, list[tuple[MailItem, Message]]] = {}
+        done: list[str] = []  # items to drop from our mailbox
+        for item in items:
+            if item.kind == "receipt":
+                await self._take_receipt(item)
+                done.append(item.item)
+                continue
+            opened = await self._open(item)
+            if opened is None:
+                done.append(item.item)  # refused: logged
+            else:
+                messages.setdefault(item.sender, []).append((item, opened))
+        for sender, batch in messages.items():
+            await self._store(sender, batch)
+            done.extend(item.item for item, _ in batch)
+        if done:
+            link = self.peer._link()
+            await link.request(Settle(id=link.next_id(), items=done), Ok)
+
+    async def _open(self, item: MailItem) -> Message | None:
+        try:
+            sender_key = await self._identity_key(item.sender)
+            return open_seal(
+                self.peer.identity,
+                self.name,
+                item=item.item,
+                sender=item.sender,
+                sealed=item.sealed,
+                sender_key=sender_key,
+            )
+        except SealError as exc:
+            logger.warning("%s refused a mail item: %s", self.name, exc)
+            return None
+
+    async def _store(self, sender: str, batch: list[tuple[MailItem, Message]]) -> None:
+        """Store, hand over, then send the receipt (the delivery rules decide each step)."""
+        delivery = Delivery(self.name, sender, max_message_size=self.peer.max_message_size)
+        opened = [message for _, message in batch]
+        try:
+            delivery.receive_messages(opened)
+        except ProtocolError as exc:
+            logger.warning("%s refused mail from %s: %s", self.name, sender, exc)
+            return
+        new = await self.peer.store.add_many(opened, unread=True)
+        for effect in delivery.stored_incoming(opened, new):
+            if isinstance(effect, Deliver):
+                self._arrived.set()
+            elif isinstance(effect, Acknowledge):
+                await self._send_receipt(sender, effect.ids)
+
+    async def _send_receipt(self, sender: str, ids: Sequence[str]) -> None:
+        link = self.peer._link()
+        signed = receipt(self.peer.identity, self.name, sender, ids)
+        try:
+            await link.request(
+                Receipt(id=link.next_id(), recipient=sender, item=_receipt_id(ids), sealed=signed),
+                Ok,
+            )
+        except ServerRefused as exc:  # it stays unshipped there and goes at the next talk
+            logger.info("%s: no receipt for %s: %s", self.name, sender, exc)
+
+    async def _take_receipt(self, item: MailItem) -> None:
+        try:
+            key = await self.peer.known_key(item.sender)
+            if key is None:
+                raise SealError(f"a receipt from {item.sender}, to whom we never wrote")
+            ids = open_receipt(
+                self.name, recipient=item.sender, sealed=item.sealed, recipient_key=key
+            )
+        except SealError as exc:
+            logger.warning("%s refused a receipt: %s", self.name, exc)
+            return
+        await self.peer.store.mark_shipped(item.sender, ids)
+        if self.peer.on_shipped is not None:
+            self.peer.on_shipped(item.sender, list(ids))
+
+    async def next_message(self) -> Message:
+        """The oldest message received by mail and not yet handed over, waiting for one."""
+        async with self._taking:
+            if (taken := self._taken) is not None:
+                self._taken = None
+                return taken
+            while (message := await self.peer.store.next_unread(self.name)) is None:
+                self._arrived.clear()
+                await self._arrived.wait()
+            marking = asyncio.ensure_future(self.peer.store.mark_read([message.id]))
+            try:
+                await asyncio.shield(marking)
+            except asyncio.CancelledError:
+                self._taken = message  # marked, not returned: the next call returns it
+                raise
+            return message
+
+    # Sending.
+
+    async def check_recipient(self, user: str) -> None:
+        """Raise UnknownUser (or another refusal) if mail cannot be left for ``user``."""
+        await self._whois(user)
+
+    def kick(self) -> None:
+        """Something may wait to be deposited: a message stored for someone with no
+        conversation open, a conversation ended with messages unacknowledged, a login."""
+        self._to_deposit.set()
+
+    async def _deposit_loop(self) -> None:
+        while True:
+            if not self._to_deposit.is_set():
+                self._idle.set()
+            await self._to_deposit.wait()
+            self._to_deposit.clear()
+            try:
+                await self._deposit_all()
+            except (P2PChatError, OSError) as exc:
+                logger.info("%s: deposits wait for the next login: %s", self.name, exc)
+
+    async def _deposit_all(self) -> None:
+        """Deposit, in the order they were written, the messages that are unshipped, were
+        never deposited, and have no conversation to go by. One at a time, so that order
+        holds; paced by the server's deposit rate."""
+        skipped: set[str] = set()  # recipients whose mail cannot go now
+        for message in await self.peer.store.undeposited(self.name):
+            recipient = message.recipient
+            if recipient in skipped or message.id in self._undepositable:
+                continue
+            if self.peer._talking_with(recipient):
+                continue  # the conversation carries it (and if it ends first: next pass)
+            try:
+                await self._deposit(message)
+            except (KeyChanged, SealError, MailboxFull, UnknownUser) as exc:
+                logger.warning("%s: mail to %s waits for a talk: %s", self.name, recipient, exc)
+                skipped.add(recipient)
+            except ItemTooLarge as exc:
+                logger.warning("%s: %s goes at the next talk only: %s", self.name, message.id, exc)
+                self._undepositable.add(message.id)
+
+    async def _deposit(self, message: Message) -> None:
+        mailbox_key = await self._mailbox_key(message.recipient)
+        sealed = seal(self.peer.identity, message, mailbox_key)
+        for _ in range(60):
+            link = self.peer._link()
+            try:
+                await link.request(
+                    Deposit(
+                        id=link.next_id(),
+                        recipient=message.recipient,
+                        item=message.id,
+                        sealed=sealed,
+                    ),
+                    Ok,
+                )
+                break
+            except RateLimited:
+                await asyncio.sleep(1.0)  # the server's deposit rate: wait for our turn
+        else:
+            raise RateLimited("the server kept refusing deposits")
+        await self.peer.store.mark_deposited([message.id])
+
+    async def _whois(self, user: str) -> Key:
+        if (known := self._keys.get(user)) is None:
+            link = self.peer._link()
+            known = await link.request(Whois(id=link.next_id(), user=user), Key)
+            self._keys[user] = known
+        return known
+
+    async def _identity_key(self, user: str) -> str:
+        """The identity key of ``user``: the one remembered, or (the first time) the one
+        the server vouches for, remembered from now on."""
+        if (remembered := await self.peer.known_key(user)) is not None:
+            return remembered
+        answer = await self._whois(user)
+        await self.peer.trust_key(user, answer.key)
+        return answer.key
+
+    async def _mailbox_key(self, user: str) -> str:
+        """``user``'s mailbox key, vouched for by their identity key (the remembered one:
+        KeyChanged if the server vouches for another)."""
+        answer = await self._whois(user)
+        remembered = await self.peer.known_key(user)
+        if remembered is not None and remembered != answer.key:
+            raise KeyChanged(user, fingerprint(remembered), fingerprint(answer.key), answer.key)
+        if not answer.mailbox_key or not answer.mailbox_sig:
+            raise SealError(f"{user} has no mailbox key yet (they never logged in since)")
+        if not check_mailbox_key(answer.key, answer.mailbox_key, answer.mailbox_sig):
+            raise SealError(f"the mailbox key given for {user} is not signed by them")
+        if remembered is None:
+            await self.peer.trust_key(user, answer.key)  # first contact: as a first talk
+        return answer.mailbox_key
+
+
+def _receipt_id(ids: Sequence[str]) -> str:
+    """A receipt's item id: one per set of messages, so a receipt sent again is kept once."""
+    return "r-" + hashlib.sha256("\n".join(ids).encode()).hexdigest()[:40]

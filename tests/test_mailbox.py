@@ -1,0 +1,437 @@
+"""Messages for people who are away: sealed, left on the server, delivered once.
+
+Real sockets on 127.0.0.1, real SQLite files for the server and the peers. Where a test
+needs a dishonest server, the server is real and only its mailbox store is not: it
+alters, replays, relabels or forges what it keeps, as a malicious operator could.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from pathlib import Path
+
+import msgspec
+import pytest
+
+import p2pchat
+from p2pchat.demo import ScriptedProcess
+from p2pchat.protocol import Deposit, Error, Ok, WireMessage
+from p2pchat.seal import receipt
+from p2pchat.store import MailboxItem
+
+from .conftest import Launch, RawClient, eventually
+from .test_faults import start_server, stored
+
+RawFactory = Callable[[int], Awaitable[RawClient]]
+
+WORKER = Path(__file__).with_name("chat_worker.py")
+
+
+class Server:
+    """A server on SQLite files that can be stopped and started again on them."""
+
+    def __init__(self, directory: Path, **options: object) -> None:
+        self.directory = directory
+        self.options = options
+        self.port = 0
+        self.server: p2pchat.SignallingServer | None = None
+
+    async def start(self, mailbox: p2pchat.Mailbox | None = None) -> p2pchat.SignallingServer:
+        self.server = p2pchat.SignallingServer(
+            port=self.port,
+            store=p2pchat.SqliteUserStore(self.directory / "users.sqlite3"),
+            mailbox=mailbox or p2pchat.SqliteMailbox(self.directory / "mailbox.sqlite3"),
+            **self.options,  # type: ignore[arg-type]
+        )
+        await self.server.start()
+        self.port = self.server.port
+        return self.server
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            await self.server.close()
+            self.server = None
+
+    def peer(self, name: str, **options: object) -> p2pchat.Peer:
+        """A peer on its own SQLite file (its key beside it), as a program would run one."""
+        store = p2pchat.SqliteMessageStore(self.directory / f"{name}.sqlite3")
+        return p2pchat.Peer(
+            name,
+            server=("127.0.0.1", self.port),
+            store=store,
+            reconnect_delay=(0.05, 0.3),
+            **options,  # type: ignore[arg-type]
+        )
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[Server]:
+    running = Server(tmp_path)
+    await running.start()
+    yield running
+    await running.stop()
+
+
+async def shipped(peer: p2pchat.Peer, contact: str) -> list[bool]:
+    return [m.shipped for m in await peer.history(contact) if m.sender == peer.name]
+
+
+async def all_shipped(peer: p2pchat.Peer, contact: str) -> bool:
+    marks = await shipped(peer, contact)
+    return bool(marks) and all(marks)
+
+
+async def stored_count(peer: p2pchat.Peer, contact: str, n: int) -> bool:
+    return len(await peer.history(contact)) == n
+
+
+async def meet(server: Server) -> None:
+    """Both log in once, so that each name is known to the server."""
+    for name in ("alice", "bob"):
+        async with server.peer(name):
+            pass
+
+
+async def test_five_messages_to_someone_away_arrive_in_order_once_and_come_back_shipped(
+    server: Server,
+) -> None:
+    await meet(server)
+    said = [f"message {n}" for n in range(5)]
+    async with server.peer("alice") as alice:
+        for body in said:
+            await alice.send("bob", body)  # bob is away: sealed and left on the server
+        assert await shipped(alice, "bob") == [False] * 5
+    async with server.peer("bob") as bob:
+        got = [(await asyncio.wait_for(bob.next_message(), 5)).body for _ in said]
+        assert got == said
+        assert [m.body for m in await bob.history("alice")] == said  # stored once each
+    async with server.peer("alice") as alice:  # the receipt waited for her
+        await eventually(lambda: all_shipped(alice, "bob"))
+    async with server.peer("bob") as bob:  # nothing comes twice
+        waiting = asyncio.create_task(bob.next_message())
+        done, _ = await asyncio.wait({waiting}, timeout=0.5)
+        assert not done
+        waiting.cancel()
+
+
+async def test_the_mail_survives_a_server_restart_between_deposit_and_collection(
+    server: Server,
+) -> None:
+    await meet(server)
+    async with server.peer("alice") as alice:
+        for n in range(5):
+            await alice.send("bob", f"kept {n}")
+    await server.stop()
+    await server.start()  # the same files, the same port
+    async with server.peer("bob") as bob:
+        got = [(await asyncio.wait_for(bob.next_message(), 5)).body for _ in range(5)]
+        assert got == [f"kept {n}" for n in range(5)]
+    await server.stop()
+    await server.start()
+    async with server.peer("alice") as alice:
+        await eventually(lambda: all_shipped(alice, "bob"))
+
+
+async def test_two_online_users_write_by_mail_without_a_talk(server: Server) -> None:
+    async with server.peer("alice") as alice, server.peer("bob") as bob:
+        delays = []
+        for n in range(5):
+            started = time.perf_counter()
+            await alice.send("bob", f"ping {n}")
+            assert (await asyncio.wait_for(bob.next_message(), 5)).body == f"ping {n}"
+            await bob.send("alice", f"pong {n}")
+            assert (await asyncio.wait_for(alice.next_message(), 5)).body == f"pong {n}"
+            delays.append(time.perf_counter() - started)
+        assert max(delays) < 0.5, delays  # a round trip each way, on loopback
+        assert alice.conversations == bob.conversations == {}
+        await eventually(lambda: all_shipped(alice, "bob"))
+
+
+async def test_the_server_keeps_no_readable_text(server: Server, tmp_path: Path) -> None:
+    await meet(server)
+    secret = "the eagle lands at dawn"
+    async with server.peer("alice") as alice:
+        await alice.send("bob", secret)
+    await server.stop()  # the files as they are on disk
+    files = await asyncio.to_thread(lambda: {p: p.read_bytes() for p in tmp_path.iterdir()})
+    server_files = [p for p in files if p.name.startswith(("mailbox.", "users."))]
+    assert len(server_files) >= 2
+    for path in server_files:
+        assert secret.encode() not in files[path], path
+        assert b"eagle" not in files[path], path
+    await server.start()
+
+
+async def test_an_unknown_recipient_is_refused_and_nothing_is_kept(server: Server) -> None:
+    async with server.peer("alice") as alice:
+        with pytest.raises(p2pchat.UnknownUser, match="no user named nobody"):
+            await alice.send("nobody", "hello?")
+        assert await alice.history("nobody") == []
+
+
+# A dishonest server.
+
+
+class TamperingMailbox(p2pchat.MemoryMailbox):
+    """A mailbox store that does what a malicious server could do with what it keeps."""
+
+    def __init__(self, how: str) -> None:
+        super().__init__()
+        self.how = how
+
+    async def pending(
+        self, recipient: str, *, now: float, limit: int, max_bytes: int
+    ) -> tuple[list[MailboxItem], bool]:
+        items, more = await super().pending(recipient, now=now, limit=limit, max_bytes=max_bytes)
+        if self.how == "alter":
+            items = [_flip(i) if i.kind == "msg" else i for i in items]
+        elif self.how == "relabel":
+            items = [msgspec.structs.replace(i, sender="carol") for i in items]
+        elif self.how == "replay":
+            items = [i for i in items for _ in range(2)]  # each twice, and kept below
+        return items, more
+
+    async def remove(self, recipient: str, items: Iterable[str]) -> int:
+        if self.how == "replay":
+            return 0  # "settled", yet handed out again at every collect
+        return await super().remove(recipient, items)
+
+
+def _flip(item: MailboxItem) -> MailboxItem:
+    at = len(item.sealed) // 2
+    changed = "A" if item.sealed[at] != "A" else "B"
+    return msgspec.structs.replace(item, sealed=item.sealed[:at] + changed + item.sealed[at + 1 :])
+
+
+async def tampering(server: Server, how: str) -> TamperingMailbox:
+    await server.stop()
+    mailbox = TamperingMailbox(how)
+    await server.start(mailbox)
+    return mailbox
+
+
+@pytest.mark.parametrize("how", ["alter", "relabel"])
+async def test_an_altered_or_relabelled_item_is_refused_and_logged(
+    server: Server, how: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    await tampering(server, how)
+    await meet(server)
+    async with server.peer("carol"):
+        pass  # carol exists: the server could pin alice's words on her
+    async with server.peer("alice") as alice:
+        await alice.send("bob", "what the server would like to change")
+    with caplog.at_level(logging.WARNING, logger="p2pchat"):
+        async with server.peer("bob") as bob:
+            await eventually(lambda: "refused a mail item" in caplog.text)
+            assert await bob.history("alice") == []
+            assert await bob.history("carol") == []
+    async with server.peer("alice") as alice:
+        assert await shipped(alice, "bob") == [False]  # no receipt: kept for the next talk
+
+
+async def test_a_replayed_item_is_shown_once(server: Server) -> None:
+    await tampering(server, "replay")
+    await meet(server)
+    async with server.peer("alice") as alice:
+        await alice.send("bob", "once only")
+    for _ in range(2):  # collected again at each login, and twice each time
+        async with server.peer("bob") as bob:
+            await eventually(lambda: stored_count(bob, "alice", 1))
+    async with server.peer("bob") as bob:
+        assert (await asyncio.wait_for(bob.next_message(), 5)).body == "once only"
+        waiting = asyncio.create_task(bob.next_message())
+        done, _ = await asyncio.wait({waiting}, timeout=0.5)
+        assert not done
+        waiting.cancel()
+
+
+async def test_a_forged_receipt_leaves_the_message_unshipped(
+    server: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    await meet(server)
+    async with server.peer("alice") as alice:
+        message = await alice.send("bob", "not read yet")
+    # The server makes up a receipt "from bob" (it has no key of bob's to sign with).
+    running = server.server
+    assert running is not None
+    forged = receipt(p2pchat.Identity.generate(), "bob", "alice", [message.id])
+    now = time.time()
+    await running.mail.mailbox.deposit(
+        MailboxItem(
+            recipient="alice",
+            item="r-forged",
+            kind="receipt",
+            sender="bob",
+            sealed=forged,
+            at=now,
+            expires=now + 60,
+        ),
+        max_items=None,
+        max_bytes=None,
+    )
+    with caplog.at_level(logging.WARNING, logger="p2pchat"):
+        async with server.peer("alice") as alice:
+            await eventually(lambda: "refused a receipt" in caplog.text)
+            assert await shipped(alice, "bob") == [False]
+
+
+# Crashes.
+
+
+async def test_the_recipient_killed_while_collecting_loses_nothing_and_repeats_nothing(
+    launch: Launch, tmp_path: Path
+) -> None:
+    _, port = await start_server(launch, tmp_path / "server.sqlite3")
+    count = 150  # beyond the server's burst of deposits: paced, in order
+    bodies = [f"m{n:04d}" for n in range(count)]
+
+    async def bob_worker() -> ScriptedProcess:
+        process = await launch(
+            "bob",
+            [sys.executable, str(WORKER), "receiver", "bob", "alice", str(port), str(tmp_path)],
+        )
+        await process.expect("ready")
+        return process
+
+    bob = await bob_worker()  # once, so that bob is known
+    bob.process.send_signal(signal.SIGTERM)
+    await bob.process.wait()
+    alice = p2pchat.Peer(
+        "alice",
+        server=("127.0.0.1", port),
+        store=p2pchat.SqliteMessageStore(tmp_path / "alice.sqlite3"),
+    )
+    async with alice:
+        for body in bodies:
+            await alice.send("bob", body)
+        bob = await bob_worker()
+        await bob.expect(r"got m0\d[1-9]\d", timeout=30)  # mid-collection
+        bob.process.send_signal(signal.SIGKILL)
+        await bob.process.wait()
+        bob = await bob_worker()
+        await eventually(lambda: all_shipped(alice, "bob"), timeout=30)
+    received = await stored(tmp_path / "bob.sqlite3", "bob", "alice")
+    assert [m.body for m in received] == bodies  # each once, in order
+
+
+# Limits: each refused by the server with its own error, and the peer's copy kept.
+
+
+async def depositor(
+    raw_clients: RawFactory, server: p2pchat.SignallingServer
+) -> tuple[RawClient, Callable[[str, int], Awaitable[WireMessage]]]:
+    """bob (known, away) and a hand-driven alice who deposits what the test says."""
+    bob = await raw_clients(server.port)
+    await bob.login("bob", 1)
+    await bob.close()
+    alice = await raw_clients(server.port)
+    await alice.login("alice", 1)
+    ids = iter(range(1_000_000))
+
+    async def deposit(recipient: str, size: int) -> WireMessage:
+        n = next(ids)
+        await alice.send(Deposit(id=f"d{n}", recipient=recipient, item=f"i{n}", sealed="A" * size))
+        answer: WireMessage = await alice.recv_until((Ok, Error))
+        return answer
+
+    return alice, deposit
+
+
+async def test_items_and_bytes_per_recipient_are_bounded(raw_clients: RawFactory) -> None:
+    async with p2pchat.SignallingServer(port=0, mailbox_items=3, mailbox_bytes=5000) as server:
+        _, deposit = await depositor(raw_clients, server)
+        assert [type(await deposit("bob", 1000)) for _ in range(3)] == [Ok, Ok, Ok]
+        refused = await deposit("bob", 10)
+        assert isinstance(refused, Error)
+        assert (refused.code, refused.reason) == (
+            "mailbox_full",
+            "bob's mailbox holds 3 items, its limit",
+        )
+        await server.mail.mailbox.remove("bob", ["i0", "i1"])  # bob has read two
+        assert isinstance(await deposit("bob", 2000), Ok)
+        refused = await deposit("bob", 2500)  # 1000 + 2000 + 2500 > 5000
+        assert isinstance(refused, Error)
+        assert refused.code == "mailbox_full"
+        assert "bytes" in refused.reason
+
+
+async def test_an_item_over_the_size_limit_is_refused(raw_clients: RawFactory) -> None:
+    async with p2pchat.SignallingServer(port=0, mail_item_size=1000) as server:
+        _, deposit = await depositor(raw_clients, server)
+        refused = await deposit("bob", 1001)
+        assert isinstance(refused, Error)
+        assert (refused.code, refused.reason) == (
+            "item_too_large",
+            "a sealed item of 1001 bytes is over the limit of 1000",
+        )
+        assert isinstance(await deposit("bob", 1000), Ok)
+
+
+async def test_deposits_per_second_are_bounded(raw_clients: RawFactory) -> None:
+    async with p2pchat.SignallingServer(port=0, deposit_rate=(1.0, 3)) as server:
+        _, deposit = await depositor(raw_clients, server)
+        answers = [await deposit("bob", 10) for _ in range(4)]
+        assert [type(a) for a in answers] == [Ok, Ok, Ok, Error]
+        assert "more than 1 deposits/s" in answers[3].reason  # type: ignore[union-attr]
+        assert (await server.mail.mailbox.usage("bob"))[0] == 3
+
+
+async def test_a_deposit_for_an_unknown_user_is_refused(raw_clients: RawFactory) -> None:
+    async with p2pchat.SignallingServer(port=0) as server:
+        _, deposit = await depositor(raw_clients, server)
+        refused = await deposit("nobody", 10)
+        assert isinstance(refused, Error)
+        assert (refused.code, refused.reason) == (
+            "unknown_user",
+            "no user named nobody has ever logged in",
+        )
+
+
+async def test_a_peer_paces_its_deposits_and_keeps_what_does_not_fit(tmp_path: Path) -> None:
+    async with p2pchat.SignallingServer(
+        port=0, deposit_rate=(5.0, 2), mailbox_items=4, mail_item_size=2000
+    ) as server:
+        where = ("127.0.0.1", server.port)
+        async with p2pchat.Peer("bob", server=where):
+            pass
+        async with p2pchat.Peer("alice", server=where) as alice:
+            big = await alice.send("bob", "b" * 3000)  # sealed, over 2000: never deposited
+            for n in range(5):
+                await alice.send("bob", f"m{n}")  # 2 at once, then paced by the server
+            await eventually(lambda: _usage(server, "bob", 4), timeout=10)  # then full
+            assert await shipped(alice, "bob") == [False] * 6  # all kept for a talk
+            assert big.id not in {i.item for i in await _items(server, "bob")}
+
+
+async def _usage(server: p2pchat.SignallingServer, user: str, count: int) -> bool:
+    return (await server.mail.mailbox.usage(user))[0] == count
+
+
+async def _items(server: p2pchat.SignallingServer, user: str) -> list[MailboxItem]:
+    page, _ = await server.mail.mailbox.pending(user, now=0.0, limit=100, max_bytes=1 << 30)
+    return page
+
+
+async def test_expired_items_are_dropped_and_stay_unshipped(tmp_path: Path) -> None:
+    clock = [1000.0]  # the server's clock, moved by the test
+    async with p2pchat.SignallingServer(port=0, mail_ttl=60.0, clock=lambda: clock[0]) as server:
+        where = ("127.0.0.1", server.port)
+        identity = p2pchat.Identity.generate()
+        async with p2pchat.Peer("bob", server=where, identity=identity):
+            pass
+        async with p2pchat.Peer("alice", server=where) as alice:
+            await alice.send("bob", "too late")
+            await eventually(lambda: _usage(server, "bob", 1))
+            clock[0] += 61  # a minute later: past its time
+            assert await server.mail.mailbox.expire(clock[0]) == 1  # what the sweep does
+            async with p2pchat.Peer("bob", server=where, identity=identity) as bob:
+                collected = asyncio.create_task(bob.next_message())
+                done, _ = await asyncio.wait({collected}, timeout=0.5)
+                assert not done  # nothing came
+                collected.cancel()
+            assert await shipped(alice, "bob") == [False]  # kept for the next talk
