@@ -435,3 +435,32 @@ async def test_expired_items_are_dropped_and_stay_unshipped(tmp_path: Path) -> N
                 assert not done  # nothing came
                 collected.cancel()
             assert await shipped(alice, "bob") == [False]  # kept for the next talk
+
+
+async def test_mail_signed_by_a_changed_key_waits_until_the_key_is_trusted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # alice's name was bound to a key bob remembers; she lost it, and the operator let her
+    # register again: bob's peer must not accept her new key silently, nor drop her mail.
+    async with p2pchat.SignallingServer(port=0) as server:
+        where = ("127.0.0.1", server.port)
+        bob_key, old_key = p2pchat.Identity.generate(), p2pchat.Identity.generate()
+        kept = p2pchat.MemoryMessageStore()  # bob's store, across his sessions
+
+        def bob_peer() -> p2pchat.Peer:
+            return p2pchat.Peer("bob", server=where, identity=bob_key, store=kept)
+
+        async with bob_peer() as bob:
+            await bob.trust_key("alice", old_key.key)
+        new_key = p2pchat.Identity.generate()
+        async with p2pchat.Peer("alice", server=where, identity=new_key) as alice:
+            await alice.send("bob", "it is really me, with a new key")
+        with caplog.at_level(logging.WARNING, logger="p2pchat"):
+            async with bob_peer() as bob:
+                await eventually(lambda: "keeps mail from alice unopened" in caplog.text)
+                assert await bob.history("alice") == []
+                assert (await server.mail.mailbox.usage("bob"))[0] == 1  # kept
+                await bob.trust_key("alice", new_key.key)  # bob checked her fingerprint
+        async with bob_peer() as bob:
+            message = await asyncio.wait_for(bob.next_message(), 5)
+            assert message.body == "it is really me, with a new key"

@@ -162,7 +162,11 @@ class Postbox:
                 await self._take_receipt(item)
                 done.append(item.item)
                 continue
-            opened = await self._open(item)
+            try:
+                opened = await self._open(item)
+            except KeyChanged as exc:  # kept on the server until the new key is trusted
+                logger.warning("%s keeps mail from %s unopened: %s", self.name, item.sender, exc)
+                continue
             if opened is None:
                 done.append(item.item)  # refused: logged
             else:
@@ -175,8 +179,11 @@ class Postbox:
             await link.request(Settle(id=link.next_id(), items=done), Ok)
 
     async def _open(self, item: MailItem) -> Message | None:
+        """The message in ``item``, or None if it is refused (and logged). KeyChanged if
+        it is signed by a key the server vouches for and we do not trust: it is kept on
+        the server, opened once the user trusts that key (``trust_key``)."""
+        sender_key = await self._identity_key(item.sender)
         try:
-            sender_key = await self._identity_key(item.sender)
             return open_seal(
                 self.peer.identity,
                 self.name,
@@ -186,6 +193,11 @@ class Postbox:
                 sender_key=sender_key,
             )
         except SealError as exc:
+            vouched = (await self._whois(item.sender)).key
+            if vouched != sender_key:  # not forged: signed by a key we do not trust (yet)
+                raise KeyChanged(
+                    item.sender, fingerprint(sender_key), fingerprint(vouched), vouched
+                ) from exc
             logger.warning("%s refused a mail item: %s", self.name, exc)
             return None
 
