@@ -1,11 +1,16 @@
 # make demo: install into .venv and run a scripted chat between two peers.
 # make test: install into .venv, lint, type-check and run the whole suite.
+# make system-deps: install (as root, with apt-get) the programs some tests drive:
+#   Chromium (the web page's tests), redis-server (the cluster's), iptables and iproute2
+#   (network namespaces for the NAT tests). Without them those tests skip, saying why.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check lint typecheck pytest clean
+SYSTEM_DEPS := chromium redis-server iptables iproute2
+
+.PHONY: demo test check lint typecheck pytest clean system-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +36,18 @@ typecheck: $(STAMP)
 
 pytest: $(STAMP)
 	$(BIN)/pytest -q
+
+system-deps:
+	@missing=""; \
+	for tool in chromium redis-server iptables ip; do \
+		command -v $$tool >/dev/null 2>&1 || missing=yes; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get update -q && apt-get install -y -q --no-install-recommends $(SYSTEM_DEPS); \
+	else \
+		echo "system-deps: chromium, redis-server, iptables and ip are installed"; \
+	fi
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

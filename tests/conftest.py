@@ -364,3 +364,14 @@ class GatedUserStore(p2pchat.MemoryUserStore, _Gated):
     def __init__(self, method: str) -> None:
         super().__init__()
         self._gate_method(method)
+
+
+def require(component: str, available: bool, how: str) -> None:
+    """Skip a test whose ``component`` this machine lacks, with the reason; but in CI
+    (P2PCHAT_REQUIRE_ALL=1) fail it instead: there, every component must be present."""
+    if available:
+        return
+    message = f"{component} is not available: {how}"
+    if os.environ.get("P2PCHAT_REQUIRE_ALL") == "1":
+        pytest.fail(f"{message} (P2PCHAT_REQUIRE_ALL=1: every component is required here)")
+    pytest.skip(message)

@@ -15,6 +15,7 @@ import logging
 import signal
 import ssl
 import sys
+import webbrowser
 from collections.abc import Awaitable, Sequence
 from pathlib import Path
 
@@ -181,6 +182,16 @@ def peer_main(argv: Sequence[str] | None = None) -> int:
         help="your key file, made on first use (default: identity-NAME.key in the data "
         "directory); the server binds NAME to it",
     )
+    parser.add_argument(
+        "--web",
+        type=_web_address,
+        metavar="[HOST:]PORT",
+        help="serve this peer's web page instead of the console (HOST defaults to "
+        "127.0.0.1; PORT 0 picks a free one); its address, with its secret, is printed",
+    )
+    parser.add_argument(
+        "--open", action="store_true", help="with --web: open the page in a browser"
+    )
     server_tls = parser.add_mutually_exclusive_group()
     server_tls.add_argument(
         "--tls", action="store_true", help="reach the server over TLS, checked with system CAs"
@@ -229,6 +240,8 @@ def peer_main(argv: Sequence[str] | None = None) -> int:
             print(f"p2pchat-peer: cannot log in as {args.name}: {exc}", file=sys.stderr)
             return 1
         try:
+            if args.web is not None:
+                return await _serve_web(peer, *args.web, open_browser=args.open)
             await PeerConsole(peer, screen).run()
         finally:
             await peer.close()
@@ -238,6 +251,42 @@ def peer_main(argv: Sequence[str] | None = None) -> int:
     if isinstance(screen, TerminalScreen):
         print()
     return status
+
+
+def _web_address(text: str) -> tuple[str, int]:
+    """Parse [HOST:]PORT."""
+    if ":" in text:
+        return _address(text)
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"expected [HOST:]PORT, got {text!r}")
+    return "127.0.0.1", int(text)
+
+
+async def _serve_web(peer: Peer, host: str, port: int, *, open_browser: bool) -> int:
+    """Run the peer with its web page until Ctrl-C / SIGTERM."""
+    from .web import WebUI  # only this mode needs aiohttp
+
+    ui = WebUI(peer, host, port)
+    try:
+        await ui.start()
+    except OSError as exc:
+        print(f"p2pchat-peer: cannot serve the web page: {exc}", file=sys.stderr)
+        return 1
+    try:
+        if host not in ("127.0.0.1", "::1", "localhost"):
+            print(
+                f"WARNING: the web page listens on {host}, not only on this machine: anyone "
+                "who gets its address (with the token) can read and write your chats",
+                file=sys.stderr,
+                flush=True,
+            )
+        print(f"web page: {ui.url}", flush=True)
+        if open_browser:
+            webbrowser.open(ui.url)
+        await asyncio.Event().wait()  # until a signal cancels us
+    finally:
+        await ui.close()
+    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,91 @@
+// Wires the page together: the connection feeds the model, the model is drawn by the
+// view, and what the user does becomes a command to the peer.
+
+import { Connection } from "./connection.js";
+import { Model } from "./state.js";
+import { View } from "./view.js";
+
+const model = new Model();
+let view;
+
+function visible() {
+  return document.visibilityState === "visible";
+}
+
+const connection = new Connection(
+  (event) => {
+    model.apply(event, visible());
+    view.render();
+  },
+  (up) => {
+    model.pageLink = up;
+    view.render();
+  },
+);
+
+function send(command) {
+  if (!connection.send(command)) {
+    model.notice("Not connected to the peer right now: try again in a moment.", "problem");
+    view.render();
+    return false;
+  }
+  return true;
+}
+
+view = new View(model, {
+  invite(user) {
+    if (send({ type: "invite", user })) model.notice(`Inviting ${user}…`, "info", [], `invite:${user}`);
+    view.render();
+  },
+  accept(id) {
+    send({ type: "accept", id });
+  },
+  refuse(id) {
+    send({ type: "refuse", id });
+  },
+  show(user) {
+    model.show(user);
+    view.render();
+  },
+  notice(id, command) {
+    model.dismiss(id);
+    if (command) send(command);
+    view.render();
+  },
+});
+
+document.getElementById("composer").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const box = document.getElementById("message");
+  const body = box.value;
+  if (model.current === null || body.trim() === "") return;
+  if (send({ type: "send", user: model.current, body })) box.value = "";
+});
+
+document.getElementById("message").addEventListener("keydown", (event) => {
+  if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+    event.preventDefault();
+    document.getElementById("composer").requestSubmit();
+  }
+});
+
+document.getElementById("leave").addEventListener("click", () => {
+  if (model.current !== null) send({ type: "leave", user: model.current });
+});
+
+document.getElementById("open-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const input = document.getElementById("open-name");
+  const user = input.value.trim();
+  if (user && send({ type: "open", user })) input.value = "";
+});
+
+document.addEventListener("visibilitychange", () => {
+  if (visible() && model.current !== null) {
+    model.show(model.current);
+    view.render();
+  }
+});
+
+view.render();
+connection.open();

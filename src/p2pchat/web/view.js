@@ -1,0 +1,140 @@
+// The page, drawn from the model. Text goes in with textContent only: a message or a name
+// is never read as HTML, whatever it holds.
+
+function element(tag, text, attributes = {}) {
+  const node = document.createElement(tag);
+  if (text !== undefined && text !== null) node.textContent = text;
+  for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, value);
+  return node;
+}
+
+function button(label, onClick, attributes = {}) {
+  const node = element("button", label, { type: "button", ...attributes });
+  node.addEventListener("click", onClick);
+  return node;
+}
+
+function time(seconds) {
+  return new Date(seconds * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+}
+
+export class View {
+  constructor(model, actions) {
+    this.model = model;
+    this.actions = actions;
+    this.$ = (id) => document.getElementById(id);
+  }
+
+  render() {
+    const model = this.model;
+    this.$("me-name").textContent = model.name || "…";
+    this.$("me-fingerprint").textContent = model.fingerprint;
+    const link = this.$("link-state");
+    const words = model.pageLink ? model.link : "lost (reconnecting)";
+    link.textContent = words;
+    link.className = `link ${model.pageLink ? model.link : "lost"}`;
+    this.online();
+    this.invitations();
+    this.tabs();
+    this.notices();
+    this.talk();
+    const unread = model.unread;
+    document.title = `${unread ? `(${unread}) ` : ""}p2pchat${model.name ? ` — ${model.name}` : ""}`;
+  }
+
+  online() {
+    const list = this.$("online");
+    list.replaceChildren();
+    for (const user of [...this.model.online].sort()) {
+      const item = element("li");
+      item.append(element("span", user));
+      if (user !== this.model.name) {
+        item.append(button("Talk", () => this.actions.invite(user), { "aria-label": `Talk with ${user}` }));
+      } else {
+        item.append(element("span", "(you)", { class: "muted" }));
+      }
+      list.append(item);
+    }
+  }
+
+  invitations() {
+    const list = this.$("invitations");
+    list.replaceChildren();
+    for (const invitation of this.model.invitations.values()) {
+      const item = element("li", null, { "aria-label": `Invitation from ${invitation.sender}` });
+      item.append(element("span", `${invitation.sender} invites you to talk`, { class: "who" }));
+      item.append(element("span", invitation.fingerprint, { class: "fp", title: "their fingerprint, as the server vouches for it" }));
+      item.append(button("Accept", () => this.actions.accept(invitation.id)));
+      item.append(button("Refuse", () => this.actions.refuse(invitation.id)));
+      list.append(item);
+    }
+    if (this.model.invitations.size === 0) list.append(element("li", "none", { class: "muted" }));
+  }
+
+  tabs() {
+    const list = this.$("tabs");
+    list.replaceChildren();
+    for (const talk of this.model.talks.values()) {
+      const item = element("li");
+      const name = talk.unread ? `${talk.user}, ${talk.unread} unread` : talk.user;
+      const label = element("button", null, {
+        type: "button",
+        "aria-current": String(talk.user === this.model.current),
+        "aria-label": name,
+      });
+      label.append(element("span", talk.user, { class: talk.live ? "" : "off" }));
+      if (talk.unread) label.append(element("span", String(talk.unread), { class: "unread" }));
+      label.addEventListener("click", () => this.actions.show(talk.user));
+      item.append(label);
+      list.append(item);
+    }
+  }
+
+  notices() {
+    const box = this.$("notices");
+    box.replaceChildren();
+    for (const notice of this.model.notices) {
+      const item = element("div", null, { class: `notice ${notice.kind}` });
+      item.append(element("span", notice.text));
+      const actions = element("div", null, { class: "actions" });
+      for (const action of notice.actions) {
+        actions.append(button(action.label, () => this.actions.notice(notice.id, action.command)));
+      }
+      if (notice.actions.length === 0) actions.append(button("Dismiss", () => this.actions.notice(notice.id, null)));
+      item.append(actions);
+      box.append(item);
+    }
+  }
+
+  talk() {
+    const model = this.model;
+    const talk = model.current === null ? undefined : model.talks.get(model.current);
+    this.$("talk").hidden = talk === undefined;
+    this.$("empty").hidden = talk !== undefined;
+    if (talk === undefined) return;
+    this.$("talk-title").textContent = talk.live ? `Talking with ${talk.user}` : `${talk.user} (by mail)`;
+    this.$("talk-route").textContent = talk.live ? talk.route : "";
+    this.$("leave").hidden = !talk.live;
+    const list = this.$("messages");
+    list.setAttribute("aria-label", `Chat with ${talk.user}`);
+    const atBottom = list.scrollTop + list.clientHeight >= list.scrollHeight - 4;
+    list.replaceChildren();
+    for (const message of talk.messages.values()) {
+      const mine = message.sender === model.name;
+      const item = element("li", null, { class: mine ? "mine" : "theirs", "data-id": message.id });
+      item.append(element("span", message.body, { class: "body" }));
+      const meta = element("span", null, { class: "meta" });
+      meta.append(document.createTextNode(`${mine ? "you" : message.sender}, ${time(message.sent_at)}`));
+      if (mine) {
+        meta.append(document.createTextNode(" · "));
+        meta.append(element("span", message.shipped ? "delivered" : "not yet delivered", {
+          class: message.shipped ? "delivered" : "pending",
+          "data-shipped": String(message.shipped),
+        }));
+      }
+      item.append(meta);
+      list.append(item);
+    }
+    if (atBottom) list.scrollTop = list.scrollHeight;
+  }
+}

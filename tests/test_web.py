@@ -1,0 +1,302 @@
+"""The web page, in a real Chromium (Debian's), driven by Playwright: real server process,
+real ``p2pchat-peer NAME --web`` processes, each page its own browser context."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import aiohttp
+import msgspec
+import pytest
+
+import p2pchat
+from p2pchat.demo import ScriptedProcess, command
+from p2pchat.web import WebUI
+from p2pchat.webevents import decode_command
+
+from .conftest import Launch, require
+
+try:
+    from playwright.async_api import Browser, Locator, Page, async_playwright, expect
+except ImportError:  # pragma: no cover - reported by the fixture below
+    async_playwright = None  # type: ignore[assignment]
+
+CHROMIUM = os.environ.get("P2PCHAT_CHROMIUM", "/usr/bin/chromium")
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    require("playwright", async_playwright is not None, "pip install -e '.[test]'")
+    require("chromium", bool(shutil.which(CHROMIUM)), "apt-get install chromium")
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+Start = Callable[..., Awaitable[ScriptedProcess]]
+
+
+@pytest.fixture
+async def server_port(launch: Launch, tmp_path: Path) -> int:
+    server = await launch(
+        "server",
+        [*command("p2pchat-server"), "--port", "0", "--db", str(tmp_path / "server.sqlite3")],
+    )
+    return int((await server.expect(r"listening on 127\.0\.0\.1:(\d+)")).group(1))
+
+
+class Person:
+    """A ``p2pchat-peer NAME --web`` process and its page."""
+
+    def __init__(self, process: ScriptedProcess, url: str, page: Page) -> None:
+        self.process = process
+        self.url = url
+        self.page = page
+
+    def talk_with(self, user: str) -> Locator:
+        return self.page.get_by_role("list", name="Online").get_by_role(
+            "button", name=f"Talk with {user}"
+        )
+
+    async def say(self, text: str) -> None:
+        box = self.page.get_by_role("textbox", name="Message")
+        await box.fill(text)
+        await box.press("Enter")
+
+
+async def person(launch: Launch, browser: Browser, port: int, name: str, tmp_path: Path) -> Person:
+    process = await launch(
+        name,
+        [
+            *command("p2pchat-peer"),
+            name,
+            "--server",
+            f"127.0.0.1:{port}",
+            "--db",
+            str(tmp_path / f"{name}.sqlite3"),
+            "--web",
+            "127.0.0.1:0",
+        ],
+    )
+    url = (await process.expect(r"web page: (http://127\.0\.0\.1:\d+/\?token=\S+)")).group(1)
+    context = await browser.new_context(viewport={"width": 1100, "height": 640})
+    page = await context.new_page()
+    page.on("dialog", lambda dialog: pytest.fail(f"a script ran: {dialog.message}"))
+    await page.goto(url)
+    await expect(page.get_by_role("status", name="Server")).to_have_text("connected")
+    return Person(process, url, page)
+
+
+async def test_two_pages_talk_both_ways_and_see_delivery(
+    launch: Launch, browser: Browser, server_port: int, tmp_path: Path
+) -> None:
+    alice = await person(launch, browser, server_port, "alice", tmp_path)
+    bob = await person(launch, browser, server_port, "bob", tmp_path)
+    await expect(alice.talk_with("bob")).to_be_visible()  # both see each other online
+    await expect(bob.talk_with("alice")).to_be_visible()
+    await alice.talk_with("bob").click()
+    invitation = bob.page.get_by_role("listitem", name="Invitation from alice")
+    await invitation.get_by_role("button", name="Accept").click()
+    await expect(alice.page.get_by_role("heading", name="Talking with bob")).to_be_visible()
+    await alice.say("hello bob")
+    await expect(bob.page.get_by_text("hello bob")).to_be_visible()
+    await bob.page.get_by_role("textbox", name="Message").fill("hello alice")
+    await bob.page.get_by_role("button", name="Send").click()
+    await expect(alice.page.get_by_text("hello alice")).to_be_visible()
+    await expect(alice.page.locator("[data-shipped=true]")).to_have_count(1)  # delivered
+    await expect(bob.page.locator("[data-shipped=true]")).to_have_count(1)
+    await expect(alice.page.locator("[data-shipped=false]")).to_have_count(0)
+    # A body that is HTML is shown as text, and runs nothing.
+    hostile = "<img src=x onerror=alert(1)><script>alert(2)</script>"
+    await alice.say(hostile)
+    await expect(bob.page.get_by_text(hostile)).to_be_visible()
+    assert await bob.page.locator("img").count() == 0
+    await alice.page.get_by_role("button", name="Leave").click()
+    await expect(bob.page.get_by_text("alice left the conversation")).to_be_visible()
+
+
+async def test_a_refusal_is_told_in_words(
+    launch: Launch, browser: Browser, server_port: int, tmp_path: Path
+) -> None:
+    alice = await person(launch, browser, server_port, "alice", tmp_path)
+    bob = await person(launch, browser, server_port, "bob", tmp_path)
+    await alice.talk_with("bob").click()
+    await bob.page.get_by_role("button", name="Refuse").click()
+    await expect(alice.page.get_by_text("bob refused the invitation")).to_be_visible()
+    await expect(bob.page.get_by_role("button", name="Refuse")).to_have_count(0)
+
+
+async def test_two_conversations_at_once_and_history_on_reopening(
+    launch: Launch, browser: Browser, server_port: int, tmp_path: Path
+) -> None:
+    alice = await person(launch, browser, server_port, "alice", tmp_path)
+    bob = await person(launch, browser, server_port, "bob", tmp_path)
+    carol = await person(launch, browser, server_port, "carol", tmp_path)
+    for other, name in ((bob, "bob"), (carol, "carol")):
+        await alice.talk_with(name).click()
+        await other.page.get_by_role("button", name="Accept").click()
+        await expect(alice.page.get_by_role("heading", name=f"Talking with {name}")).to_be_visible()
+        await alice.say(f"hi {name}")
+        await expect(other.page.get_by_text(f"hi {name}")).to_be_visible()
+    await carol.say("carol here")  # while alice looks at carol's talk
+    await bob.say("bob here")  # while alice does not look at bob's: unread
+    tabs = alice.page.get_by_role("navigation", name="Conversations")
+    await expect(tabs.get_by_role("button", name="bob, 1 unread")).to_be_visible()
+    await expect(alice.page).to_have_title("(1) p2pchat — alice")
+    await tabs.get_by_role("button", name="bob, 1 unread").click()
+    await expect(alice.page.get_by_text("bob here")).to_be_visible()
+    await expect(alice.page).to_have_title("p2pchat — alice")
+    # A new page (or a reload) shows both talks with their history.
+    await alice.page.reload()
+    await expect(alice.page.get_by_text("bob here")).to_be_visible()
+    await tabs.get_by_role("button", name="carol", exact=True).click()
+    await expect(alice.page.get_by_text("carol here")).to_be_visible()
+    await expect(alice.page.get_by_text("hi carol")).to_be_visible()
+    # The picture in the README: bob has gone; what alice writes him waits, sealed.
+    await bob.process.stop()
+    await expect(alice.page.get_by_text("bob left the conversation")).to_be_visible()
+    await tabs.get_by_role("button", name="bob", exact=True).click()
+    await alice.say("Call me when you are back: this waits for you, sealed.")
+    await expect(alice.page.locator("[data-shipped=false]")).to_have_count(1)
+    await alice.page.screenshot(path=str(DOCS / "web.png"))
+
+
+async def test_writing_to_someone_away_reaches_them_when_they_come_back(
+    launch: Launch, browser: Browser, server_port: int, tmp_path: Path
+) -> None:
+    alice = await person(launch, browser, server_port, "alice", tmp_path)
+    bob = await person(launch, browser, server_port, "bob", tmp_path)
+    await bob.process.stop()  # bob goes away
+    await expect(alice.talk_with("bob")).to_have_count(0)
+    await alice.page.get_by_role("textbox", name="Name").fill("bob")
+    await alice.page.get_by_role("button", name="Open").click()
+    await expect(alice.page.get_by_role("heading", name="bob (by mail)")).to_be_visible()
+    await alice.say("written while you were away")
+    await expect(alice.page.locator("[data-shipped=false]")).to_have_count(1)
+    bob = await person(launch, browser, server_port, "bob", tmp_path)  # back, same store
+    await (
+        bob.page.get_by_role("navigation", name="Conversations")
+        .get_by_role("button", name="alice")
+        .click()
+    )
+    await expect(bob.page.get_by_text("written while you were away")).to_be_visible()
+    await expect(alice.page.locator("[data-shipped=true]")).to_have_count(1)  # his receipt
+
+
+async def test_the_page_follows_the_link_to_the_server(
+    launch: Launch, browser: Browser, tmp_path: Path
+) -> None:
+    db = tmp_path / "server.sqlite3"
+    server = await launch("server", [*command("p2pchat-server"), "--port", "0", "--db", str(db)])
+    port = int((await server.expect(r"listening on 127\.0\.0\.1:(\d+)")).group(1))
+    alice = await person(launch, browser, port, "alice", tmp_path)
+    link = alice.page.get_by_role("status", name="Server")
+    await server.stop()
+    await expect(link).to_have_text("reconnecting", timeout=10_000)
+    await launch("server", [*command("p2pchat-server"), "--port", str(port), "--db", str(db)])
+    await expect(link).to_have_text("connected", timeout=20_000)
+
+
+async def test_without_the_token_nothing_is_served_and_other_sites_cannot_connect(
+    launch: Launch, browser: Browser, server_port: int, tmp_path: Path
+) -> None:
+    alice = await person(launch, browser, server_port, "alice", tmp_path)
+    base = alice.url.split("?", 1)[0]
+    async with aiohttp.ClientSession() as session:
+        for path in ("", "app.js", "ws"):
+            async with session.get(base + path) as response:
+                assert response.status == 401
+                assert "alice" not in await response.text()
+        host = base.split("/")[2]
+        headers = {"Host": f"evil.example:{host.split(':')[1]}"}  # DNS rebinding
+        async with session.get(alice.url, headers=headers) as response:
+            assert response.status == 403
+    jar = aiohttp.CookieJar(unsafe=True)  # keeps cookies for an IP address, as browsers do
+    async with aiohttp.ClientSession(cookie_jar=jar) as session:
+        async with session.get(alice.url) as response:  # the token: then a cookie
+            assert response.status == 200
+            assert "token" not in str(response.url)
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await session.ws_connect(base + "ws", origin="http://evil.example")
+        assert refused.value.status == 403
+        async with session.ws_connect(base + "ws", origin=base.rstrip("/")) as socket:
+            snapshot = await socket.receive_json(timeout=5)
+            assert snapshot["type"] == "snapshot"
+            assert snapshot["name"] == "alice"
+            await socket.send_str('{"type": "send", "user": "x\\n", "body": 1}')  # malformed
+            assert (await socket.receive_json(timeout=5))["type"] == "error"
+    # Another site's page in the same browser cannot open the socket either.
+    evil = await (await browser.new_context()).new_page()
+    await evil.goto("about:blank")
+    opened = await evil.evaluate(
+        """url => new Promise(done => {
+            const socket = new WebSocket(url);
+            socket.onopen = () => done("open");
+            socket.onerror = () => done("refused");
+        })""",
+        base.replace("http", "ws") + "ws",
+    )
+    assert opened == "refused"
+
+
+async def test_a_changed_key_is_trusted_only_when_the_user_says_so(browser: Browser) -> None:
+    # The library object, in this process: a peer bob's key was remembered for long ago.
+    async with p2pchat.SignallingServer(port=0) as server:
+        where = ("127.0.0.1", server.port)
+        async with (
+            p2pchat.Peer("alice", server=where) as alice,
+            p2pchat.Peer("bob", server=where) as bob,
+        ):
+            old = p2pchat.Identity.generate()
+            await alice.trust_key("bob", old.key)
+            async with WebUI(alice) as ui:
+                page = await (await browser.new_context()).new_page()
+                await page.goto(ui.url)
+                await page.get_by_role("button", name="Talk with bob").click()
+                warning = page.get_by_text("Warning: the key of bob changed")
+                await expect(warning).to_contain_text(old.fingerprint)
+                await expect(warning).to_contain_text(bob.fingerprint)
+                await page.get_by_role("button", name="Trust the new key").click()
+                while True:  # the first invitation was withdrawn when the key did not match
+                    invitation = await asyncio.wait_for(bob.next_invitation(), 5)
+                    try:
+                        await invitation.accept()
+                        break
+                    except p2pchat.InvitationGone:
+                        continue
+                await expect(page.get_by_role("heading", name="Talking with bob")).to_be_visible()
+                assert await alice.known_key("bob") == bob.identity.key
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "not json",
+        '{"type": "launch"}',
+        '{"type": "send", "user": "bob"}',
+        '{"type": "send", "user": "bo b", "body": "x"}',
+        '{"type": "send", "user": "bob", "body": "x", "extra": 1}',
+        '{"type": "accept", "id": ""}',
+        "[]",
+    ],
+)
+def test_malformed_commands_from_a_page_are_refused(text: str) -> None:
+    with pytest.raises((msgspec.ValidationError, msgspec.DecodeError)):
+        decode_command(text)
