@@ -1,5 +1,6 @@
 # make demo: install into .venv and run a scripted chat between two peers.
 # make test: install into .venv, lint, type-check and run the whole suite.
+# make screenshot: docs/web.png, as the web page's test sees it.
 # make system-deps: install (as root, with apt-get) the programs some tests drive:
 #   Chromium (the web page's tests), redis-server (the cluster's), iptables and iproute2
 #   (network namespaces for the NAT tests). Without them those tests skip, saying why.
@@ -10,7 +11,7 @@ STAMP := $(VENV)/.installed
 
 SYSTEM_DEPS := chromium redis-server iptables iproute2
 
-.PHONY: demo test check lint typecheck pytest clean system-deps
+.PHONY: demo test check lint typecheck pytest clean system-deps screenshot
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +38,12 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/pytest -q
 
+screenshot: $(STAMP)  # docs/web.png, as the web page's test sees it
+	P2PCHAT_UPDATE_SCREENSHOT=1 $(BIN)/pytest -q tests/test_web.py -k two_conversations
+
+screenshot: $(STAMP)
+	P2PCHAT_UPDATE_SCREENSHOT=1 $(BIN)/pytest -q tests/test_web.py -k two_conversations
+
 system-deps:
 	@missing=""; \
 	for tool in chromium redis-server iptables ip; do \
@@ -46,7 +53,10 @@ system-deps:
 		export DEBIAN_FRONTEND=noninteractive; \
 		apt-get update -q && apt-get install -y -q --no-install-recommends $(SYSTEM_DEPS); \
 	else \
-		echo "system-deps: chromium, redis-server, iptables and ip are installed"; \
+		echo "screenshot: $(STAMP)  # docs/web.png, as the web page's test sees it
+	P2PCHAT_UPDATE_SCREENSHOT=1 $(BIN)/pytest -q tests/test_web.py -k two_conversations
+
+system-deps: chromium, redis-server, iptables and ip are installed"; \
 	fi
 
 clean:
