@@ -10,8 +10,9 @@ import pytest
 
 from p2pchat import SqliteMessageStore, cli
 from p2pchat.demo import ScriptedProcess, command, run_demo
+from p2pchat.protocol import Error, ListUsers, Users
 
-from .conftest import Launch
+from .conftest import Launch, RawClient
 
 Start = Callable[..., Awaitable[ScriptedProcess]]
 
@@ -85,6 +86,37 @@ async def test_an_invalid_name_exits_before_making_any_file(start: Start, tmp_pa
     await bad.expect(r"invalid user name '\.\./alice': use 1 to 32 ASCII letters")
     assert await bad.finish() == 1
     assert not (tmp_path / "data").exists()
+
+
+async def test_every_server_limit_is_an_option_and_a_variable(
+    launch: Launch, tmp_path: Path
+) -> None:
+    server = await launch(
+        "server",
+        [
+            "env",
+            "P2PCHAT_MAX_LIST=1",  # from the environment
+            *command("p2pchat-server"),
+            "--port",
+            "0",
+            "--memory",
+            "--max-connections",  # as an option
+            "2",
+        ],
+    )
+    port = int((await server.expect(r"listening on 127\.0\.0\.1:(\d+)")).group(1))
+    first, second = await RawClient.open(port), await RawClient.open(port)
+    try:
+        await first.login("alice", 1)
+        await second.login("bob", 1)
+        await first.send(ListUsers(id="1"))
+        assert (await first.recv_until(Users)).truncated  # one name only
+        third = await RawClient.open(port)
+        assert (await third.recv_until(Error)).code == "server_busy"  # two at most
+        await third.close()
+    finally:
+        await first.close()
+        await second.close()
 
 
 async def test_no_server_exits_with_a_clear_message(start: Start, tmp_path: Path) -> None:

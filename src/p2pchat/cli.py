@@ -40,6 +40,7 @@ from . import (
     check_name,
 )
 from .console import PeerConsole, PipeScreen, Screen, TerminalScreen
+from .settings import add_server_settings, server_settings
 
 __all__ = ["peer_main", "server_main"]
 
@@ -118,6 +119,7 @@ def server_main(argv: Sequence[str] | None = None) -> int:
         "--tls-key", type=Path, metavar="PEM", help="the key of --tls-cert, if in another file"
     )
     _add_common(parser)
+    add_server_settings(parser)
     args = parser.parse_args(argv)
     if args.tls_key and not args.tls_cert:
         parser.error("--tls-key goes with --tls-cert")
@@ -137,7 +139,14 @@ def server_main(argv: Sequence[str] | None = None) -> int:
     else:
         path = args.db or _data_dir() / "server.sqlite3"
         store, mailbox = SqliteUserStore(path), SqliteMailbox(SqliteMailbox.beside(path))
-    server = SignallingServer(host=args.host, port=args.port, store=store, mailbox=mailbox, ssl=tls)
+    server = SignallingServer(
+        host=args.host,
+        port=args.port,
+        store=store,
+        mailbox=mailbox,
+        ssl=tls,
+        **server_settings(args),
+    )
 
     async def serve() -> int:
         try:
