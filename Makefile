@@ -1,5 +1,6 @@
 # make demo: install into .venv and run a scripted chat between two peers.
 # make test: install into .venv, lint, type-check and run the whole suite.
+# make bench: p2pchat beside a raw-asyncio baseline, measured in the same run (a table).
 # make screenshot: docs/web.png, as the web page's test sees it.
 # make system-deps: install (as root, with apt-get) the programs some tests drive:
 #   Chromium (the web page's tests), redis-server (the cluster's), iptables and iproute2
@@ -11,7 +12,7 @@ STAMP := $(VENV)/.installed
 
 SYSTEM_DEPS := chromium redis-server iptables iproute2
 
-.PHONY: demo test check lint typecheck pytest clean system-deps screenshot
+.PHONY: demo test check lint typecheck pytest clean system-deps screenshot bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,8 +39,14 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/pytest -q
 
+bench: $(STAMP)  # p2pchat beside a raw-asyncio baseline; a few minutes
+	$(BIN)/python -m benchmarks
+
 screenshot: $(STAMP)  # docs/web.png, as the web page's test sees it
 	P2PCHAT_UPDATE_SCREENSHOT=1 $(BIN)/pytest -q tests/test_web.py -k two_conversations
+
+bench: $(STAMP)  # p2pchat beside a raw-asyncio baseline; a few minutes
+	$(BIN)/python -m benchmarks
 
 screenshot: $(STAMP)
 	P2PCHAT_UPDATE_SCREENSHOT=1 $(BIN)/pytest -q tests/test_web.py -k two_conversations
@@ -53,7 +60,10 @@ system-deps:
 		export DEBIAN_FRONTEND=noninteractive; \
 		apt-get update -q && apt-get install -y -q --no-install-recommends $(SYSTEM_DEPS); \
 	else \
-		echo "screenshot: $(STAMP)  # docs/web.png, as the web page's test sees it
+		echo "bench: $(STAMP)  # p2pchat beside a raw-asyncio baseline; a few minutes
+	$(BIN)/python -m benchmarks
+
+screenshot: $(STAMP)  # docs/web.png, as the web page's test sees it
 	P2PCHAT_UPDATE_SCREENSHOT=1 $(BIN)/pytest -q tests/test_web.py -k two_conversations
 
 system-deps: chromium, redis-server, iptables and ip are installed"; \

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -254,3 +256,25 @@ async def test_a_signal_leaves_cleanly_and_keeps_the_store(
         assert [m.body for m in await store.history("bob", "alice")] == ["keep this"]
     finally:
         await store.close()
+
+
+async def test_the_benchmarks_run_in_their_quick_form() -> None:
+    """make bench's harness, on tiny sizes, so that it cannot rot unnoticed."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "benchmarks",
+        "--quick",
+        "--only",
+        "awaited,logins",
+        "--json",
+        "/dev/null",
+        cwd=Path(__file__).resolve().parent.parent,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await asyncio.wait_for(process.communicate(), 120)
+    text = output.decode()
+    assert process.returncode == 0, text
+    assert "one at a time, each awaited until acked" in text
+    assert "logins, 200 peers at once" in text

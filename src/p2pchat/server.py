@@ -321,11 +321,14 @@ class SignallingServer:
         except Exception:
             connection.log.exception("unexpected error; closing this connection")
         finally:
-            if session is not None:
-                await self._logout(session)
-            await connection.close()
-            self._connections.discard(task)
-            self.address_limits.disconnect(host)
+            try:
+                if session is not None:
+                    session.leaving = True  # from now on, nothing cancels this cleanup
+                    await self._logout(session)
+                await connection.close()
+            finally:
+                self._connections.discard(task)
+                self.address_limits.disconnect(host)
 
     async def _first_message(self, connection: Connection) -> WireMessage | None:
         """The first message (hello, or relay), or None if none came in time."""

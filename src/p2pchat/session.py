@@ -36,6 +36,7 @@ class Session:
         "certificate",
         "connection",
         "key",
+        "leaving",
         "name",
         "outbox",
         "serving",
@@ -60,6 +61,7 @@ class Session:
         self.outbox: asyncio.Queue[WireMessage | None] = asyncio.Queue(outbox_size)
         self.writer: asyncio.Task[None] | None = None
         self.serving = asyncio.current_task()  # the task reading this peer's requests
+        self.leaving = False
 
     async def reply(self, message: WireMessage) -> None:
         """Queue an answer to this peer's own request, waiting for room: a peer that does
@@ -80,7 +82,11 @@ class Session:
         """Disconnect at once, also stopping a reader that waits for outbox room."""
         self.connection.log.warning("%s", reason)
         self.connection.abort()
-        if self.serving is not None and self.serving is not asyncio.current_task():
+        if (
+            self.serving is not None
+            and self.serving is not asyncio.current_task()
+            and not self.leaving  # it is logging out: it must get to the end of that
+        ):
             self.serving.cancel()
 
     def finish(self) -> None:

@@ -1,0 +1,303 @@
+"""``make bench``: p2pchat beside a raw-asyncio baseline, measured in the same run.
+
+    python -m benchmarks [--quick] [--only burst,awaited,logins,list,rendezvous,relay]
+                         [--json PATH]
+
+Every row is measured here and now, on this machine, with its baseline beside it where
+there is one, and the ratio. Each part stops by itself; everything is on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .common import Worker, raise_fd_limit, rss_kib, start_server
+
+logger = logging.getLogger("benchmarks")
+
+
+@dataclass
+class Row:
+    name: str
+    value: float
+    unit: str
+    baseline: float | None = None
+    target: str = ""
+    met: bool | None = None
+    notes: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ratio(self) -> float | None:
+        if self.baseline in (None, 0):
+            return None
+        return self.value / self.baseline
+
+
+class Bench:
+    def __init__(self, quick: bool, workdir: Path) -> None:
+        self.quick = quick
+        self.workdir = workdir
+        self.rows: list[Row] = []
+
+    def size(self, full: int, quick: int) -> int:
+        return quick if self.quick else full
+
+    async def echo(self, mode: str, count: int) -> dict[str, float]:
+        server = await Worker.start("echo", "server")
+        try:
+            port = (await server.read())["port"]
+            client = await Worker.start("echo", mode, str(port), str(count))
+            try:
+                result: dict[str, float] = (await client.read(300))["result"]
+                return result
+            finally:
+                await client.stop()
+        finally:
+            await server.stop()
+
+    async def delivery(
+        self, mode: str, kind: str, count: int, relay: bool = False
+    ) -> dict[str, float]:
+        server, port = await start_server("--memory", "--relay-rate", "off")
+        workers: list[Worker] = []
+        try:
+            receiver = await Worker.start("chat", "receiver", str(port), kind, str(self.workdir))
+            workers.append(receiver)
+            await receiver.read()
+            args = [mode, str(port), kind, str(self.workdir), str(count)]
+            sender = await Worker.start("chat", *args, *(["relay"] if relay else []))
+            workers.append(sender)
+            result: dict[str, float] = (await sender.read(300))["result"]
+            return result
+        finally:
+            for worker in workers:
+                await worker.stop()
+            await server.stop()
+
+    # The rows.
+
+    async def burst(self) -> None:
+        count = self.size(20_000, 1_000)
+        base = await self.echo("burst", self.size(100_000, 5_000))
+        for kind in ("sqlite", "memory"):
+            got = await self.delivery("burst", kind, count)
+            met = got["per_second"] >= 0.5 * base["per_second"] if kind == "sqlite" else None
+            self.rows.append(
+                Row(
+                    f"burst delivery, {kind} stores both sides, TLS, acked",
+                    got["per_second"],
+                    "msg/s",
+                    base["per_second"],
+                    ">= 50% of baseline" if kind == "sqlite" else "",
+                    met,
+                )
+            )
+
+    async def awaited(self) -> None:
+        count = self.size(2_000, 100)
+        base = await self.echo("awaited", count)
+        got = await self.delivery("awaited", "sqlite", count)
+        self.rows.append(
+            Row(
+                "one at a time, each awaited until acked (SQLite, synchronous=FULL)",
+                got["per_second"],
+                "msg/s",
+                base["per_second"],
+                ">= 2000/s, p99 <= 1 ms",
+                got["per_second"] >= 2000 and got["p99_ms"] <= 1.0,
+                {
+                    "p50_ms": got["p50_ms"],
+                    "p99_ms": got["p99_ms"],
+                    "baseline_p50_ms": base["p50_ms"],
+                    "baseline_p99_ms": base["p99_ms"],
+                },
+            )
+        )
+
+    async def relay(self) -> None:
+        count = self.size(20_000, 1_000)
+        direct = await self.delivery("burst", "memory", count)
+        relayed = await self.delivery("burst", "memory", count, relay=True)
+        self.rows.append(
+            Row(
+                "relay throughput (burst, memory stores; baseline: the same, direct)",
+                relayed["per_second"],
+                "msg/s",
+                direct["per_second"],
+                ">= 80% of direct",
+                relayed["per_second"] >= 0.8 * direct["per_second"],
+            )
+        )
+
+    async def rendezvous(self) -> None:
+        seconds = 2.0 if self.quick else 10.0
+        server, port = await start_server("--memory")
+        workers = [
+            await Worker.start("chat", "rendezvous", str(port), str(seconds), "16")
+            for _ in range(2)
+        ]
+        try:
+            results = [(await w.read(seconds + 120))["result"] for w in workers]
+        finally:
+            for worker in workers:
+                await worker.stop()
+            await server.stop()
+        rate = sum(r["rounds"] for r in results) / max(r["seconds"] for r in results)
+        self.rows.append(
+            Row(
+                "rendezvous rounds (2 logins, invite, accept, a message each way, 2 logouts)",
+                rate,
+                "rounds/s",
+                None,
+                ">= 1100/s",
+                rate >= 1100,
+            )
+        )
+
+    async def logins(self) -> None:
+        levels = [200] if self.quick else [1_000, 5_000, 15_000]
+        for level in levels:
+            await self.login_level(level, lists=level == levels[0])
+
+    async def login_level(self, level: int, *, lists: bool) -> None:
+        limit = raise_fd_limit()
+        if level * 2 + 200 > limit:
+            logger.warning(
+                "only %d files may be open here: %d peers cannot be reached", limit, level
+            )
+            return
+        db = self.workdir / f"logins-{level}.sqlite3"
+        server, port = await start_server(
+            "--db", str(db), "--max-connections", str(level + 100), "--rate-limit", "off"
+        )
+        workers: list[Worker] = []
+        try:
+            parts = 4
+            for part in range(parts):
+                first, count = (
+                    part * level // parts,
+                    (part + 1) * level // parts - part * level // parts,
+                )
+                workers.append(await Worker.start("logins", str(port), str(first), str(count)))
+            for worker in workers:
+                await worker.read(600)  # identities made
+            before = rss_kib(server.pid)
+            for worker in workers:
+                await worker.tell("login")
+            results = [(await w.read(600))["result"] for w in workers]
+            rate = level / max(r["seconds"] for r in results)
+            per_peer = (rss_kib(server.pid) - before) / level
+            base = await self.baseline_connections(level)
+            self.rows.append(
+                Row(
+                    f"logins, {level} peers at once",
+                    rate,
+                    "logins/s",
+                    base["per_second"],
+                    ">= 2000/s" if level == 15_000 else "",
+                    rate >= 2000 if level == 15_000 else None,
+                )
+            )
+            self.rows.append(
+                Row(
+                    f"server memory per logged-in peer, {level} peers",
+                    per_peer,
+                    "KiB",
+                    base["rss_per_connection"],
+                    "<= 10 KiB" if level == 15_000 else "",
+                    per_peer <= 10 if level == 15_000 else None,
+                )
+            )
+            if lists:
+                seconds = 2.0 if self.quick else 5.0
+                for worker in workers:
+                    await worker.tell(f"list {seconds}")
+                answers = 0
+                for worker in workers:
+                    answers += (await worker.read(120))["result"]["answers"]
+                self.rows.append(
+                    Row(
+                        f"list requests, {level} clients (rate limit off)",
+                        answers / seconds,
+                        "lists/s",
+                    )
+                )
+        finally:
+            for worker in workers:
+                await worker.tell("quit")
+                await worker.stop()
+            await server.stop()
+
+    async def baseline_connections(self, level: int) -> dict[str, float]:
+        server = await Worker.start("echo", "server")
+        try:
+            ready = await server.read()
+            client = await Worker.start("echo", "connect", str(ready["port"]), str(level))
+            try:
+                result = (await client.read(300))["result"]
+                per = (rss_kib(server.pid) - ready["rss"]) / level
+                return {"per_second": result["per_second"], "rss_per_connection": per}
+            finally:
+                await client.stop()
+        finally:
+            await server.stop()
+
+
+def table(rows: list[Row]) -> str:
+    lines = [
+        f"{'measure':<78} {'p2pchat':>12} {'baseline':>12} {'ratio':>7}  target",
+        "-" * 128,
+    ]
+    for row in rows:
+        base = f"{row.baseline:,.1f}" if row.baseline is not None else "-"
+        ratio = f"{row.ratio:.2f}" if row.ratio is not None else "-"
+        met = "" if row.met is None else (" met" if row.met else " NOT met")
+        lines.append(f"{row.name:<78} {row.value:>12,.1f} {base:>12} {ratio:>7}  {row.target}{met}")
+        for key, value in row.notes.items():
+            lines.append(f"{'':<6}{key}: {value:.3f}")
+    return "\n".join(lines)
+
+
+async def run(args: argparse.Namespace) -> list[Row]:
+    with tempfile.TemporaryDirectory(prefix="p2pchat-bench-") as workdir:
+        bench = Bench(args.quick, Path(workdir))
+        parts: dict[str, Callable[[], Awaitable[None]]] = {
+            "burst": bench.burst,
+            "awaited": bench.awaited,
+            "relay": bench.relay,
+            "rendezvous": bench.rendezvous,
+            "logins": bench.logins,
+        }
+        chosen = args.only.split(",") if args.only else list(parts)
+        for name in chosen:
+            started = time.perf_counter()
+            await parts[name]()
+            logger.info("%s: %.1f s", name, time.perf_counter() - started)
+        return bench.rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
+    parser.add_argument("--only", help="comma-separated: burst,awaited,relay,rendezvous,logins")
+    parser.add_argument("--json", type=Path, default=Path("benchmarks/results.json"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="bench: %(message)s")
+    rows = asyncio.run(run(args))
+    print(table(rows))
+    args.json.write_text(json.dumps([asdict(r) | {"ratio": r.ratio} for r in rows], indent=2))
+    print(f"\n(also written to {args.json})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""What the benchmark workers share: starting processes, reading their JSON answers, RSS.
+
+Every worker is a separate process (``python -m benchmarks.NAME ...``) that prints one
+JSON object per line: ``{"ready": ...}`` when it can be measured, ``{"result": ...}`` at
+the end. Everything listens on 127.0.0.1 and every process is stopped by the runner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import resource
+import signal
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+LOGS = Path(tempfile.gettempdir()) / "p2pchat-bench-logs"
+
+
+def _log(name: str) -> int:
+    """Where a worker's stderr goes (a file: a full pipe would stop the worker)."""
+    LOGS.mkdir(exist_ok=True)
+    return os.open(LOGS / f"{name}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+
+
+def raise_fd_limit() -> int:
+    """Raise this process's soft limit on open files to the hard limit; return it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+def rss_kib(pid: int) -> int:
+    """Resident memory of ``pid`` in KiB, from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def say(**fields: Any) -> None:
+    sys.stdout.write(json.dumps(fields) + "\n")
+    sys.stdout.flush()
+
+
+class Worker:
+    """A benchmark process: started, read line by line, stopped by its PID."""
+
+    def __init__(self, process: asyncio.subprocess.Process, name: str) -> None:
+        self.process = process
+        self.name = name
+
+    @classmethod
+    async def start(cls, module: str, *args: str, env: dict[str, str] | None = None) -> Worker:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            f"benchmarks.{module}",
+            *args,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=_log(module),
+            cwd=ROOT,
+            env={**os.environ, **(env or {})},
+        )
+        return cls(process, module)
+
+    async def tell(self, line: str) -> None:
+        """Send the worker a command line."""
+        assert self.process.stdin is not None
+        self.process.stdin.write(line.encode() + b"\n")
+        await self.process.stdin.drain()
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    async def read(self, timeout: float = 120.0) -> dict[str, Any]:
+        """The next JSON line; RuntimeError (with its stderr) if the process ended."""
+        assert self.process.stdout is not None
+        line = await asyncio.wait_for(self.process.stdout.readline(), timeout)
+        if not line:
+            raise RuntimeError(f"{self.name} ended early: see {LOGS}/{self.name}.log")
+        answer: dict[str, Any] = json.loads(line)
+        return answer
+
+    async def stop(self) -> None:
+        if self.process.returncode is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.process.wait(), 10)
+            except TimeoutError:
+                self.process.kill()
+                await self.process.wait()
+
+
+async def start_server(*args: str) -> tuple[Worker, int]:
+    """A real ``p2pchat-server`` process; returns it and its port."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        "import sys, p2pchat.cli as c; sys.exit(c.server_main())",
+        "--port",
+        "0",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=_log("server"),
+        cwd=ROOT,
+    )
+    worker = Worker(process, "p2pchat-server")
+    assert process.stdout is not None
+    line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
+    if "listening on" not in line:
+        raise RuntimeError(f"the server did not start: {line!r}")
+    return worker, int(line.rsplit(":", 1)[1].split()[0])
