@@ -16,6 +16,8 @@ from p2pchat.protocol import Error, ListUsers, Users
 
 from .conftest import Launch, RawClient
 
+ROOT = Path(__file__).resolve().parent.parent
+
 Start = Callable[..., Awaitable[ScriptedProcess]]
 
 
@@ -269,7 +271,7 @@ async def test_the_benchmarks_run_in_their_quick_form() -> None:
         "awaited,logins",
         "--json",
         "/dev/null",
-        cwd=Path(__file__).resolve().parent.parent,
+        cwd=ROOT,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
