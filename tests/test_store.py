@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import stat
+import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
-import aiosqlite
 import pytest
 
 import p2pchat
@@ -242,15 +242,16 @@ async def test_a_failing_write_fails_alone_in_its_group_commit(tmp_path: Path) -
 async def test_reads_never_see_a_write_transaction_half_done(tmp_path: Path) -> None:
     store = p2pchat.SqliteMessageStore(tmp_path / "m.sqlite3")
     await store.start()
-    inserted, release = asyncio.Event(), asyncio.Event()
+    loop = asyncio.get_running_loop()
+    inserted, release = asyncio.Event(), threading.Event()
 
-    async def slow_job(db: aiosqlite.Connection) -> None:
-        await db.execute(
+    def slow_job(db: sqlite3.Connection) -> None:  # on the writer's thread
+        db.execute(
             "INSERT INTO messages (id, sender, recipient, body, sent_at) VALUES (?, ?, ?, ?, ?)",
             ("half", "alice", "bob", "not committed yet", 1.0),
         )
-        inserted.set()
-        await release.wait()
+        loop.call_soon_threadsafe(inserted.set)
+        release.wait(10)
         raise sqlite3.OperationalError("it fails after all")
 
     try:
@@ -263,6 +264,7 @@ async def test_reads_never_see_a_write_transaction_half_done(tmp_path: Path) -> 
             await writing
         assert await store.history("alice", "bob") == []
     finally:
+        release.set()
         await store.close()
 
 

@@ -3,27 +3,27 @@
 The server's stores (users, mailbox) are in ``sqlite_server.py``; they are the commands'
 defaults, as this one is.
 
-Every call runs on aiosqlite's worker threads, so the event loop never blocks on the disk.
-Each file has two connections: one that writes and one that reads. Reads never see a write
-transaction half done (WAL gives them the last commit). Writes go through one writer that
-gathers the writes arriving while the previous transaction commits and runs them in the
-next one (group commit): one ``fsync`` serves many messages. A write that fails is taken out
-of its group and fails alone; the others are run again and committed without it.
+Each file has two connections, each on a thread of its own, so the event loop never
+blocks on the disk: one writes, one reads. Reads never see a write transaction half done
+(WAL gives them the last commit). Writes go through one writer that gathers the writes
+arriving while the previous transaction commits and runs them in the next one (group
+commit): one ``fsync`` serves many messages, and a whole transaction, jobs and commit,
+is one trip to the writer's thread. A write that fails is taken out of its group and
+fails alone; the others are run again and committed without it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import concurrent.futures
+import functools
 import logging
 import os
 import sqlite3
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
-
-import aiosqlite
 
 from .errors import StoreError
 from .store import Message
@@ -34,7 +34,24 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-Job = Callable[[aiosqlite.Connection], Awaitable[Any]]
+Job = Callable[[sqlite3.Connection], Any]
+"""A piece of a write transaction: runs on the writer's thread, inside BEGIN ... COMMIT."""
+
+
+class _Thread:
+    """One SQLite connection and the one thread it is used on."""
+
+    def __init__(self, name: str) -> None:
+        self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=name)
+        self.connection: sqlite3.Connection | None = None
+
+    async def run(self, call: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.executor, call)
+
+    def close(self) -> None:
+        if self.connection is not None:
+            self.connection.close()
+            self.connection = None
 
 
 class SqliteDatabase:
@@ -49,49 +66,44 @@ class SqliteDatabase:
         self.kind = kind
         self.version = version
         self.synchronous = synchronous
-        self._db: aiosqlite.Connection | None = None
-        self._reader: aiosqlite.Connection | None = None
+        self._writer_thread = _Thread(f"p2pchat-{kind}-writer")
+        self._reader_thread = _Thread(f"p2pchat-{kind}-reader")
+        self._open = False
         self._pending: list[tuple[Job, asyncio.Future[Any]]] = []
         self._writer: asyncio.Task[None] | None = None
 
-    @property
-    def db(self) -> aiosqlite.Connection:
-        if self._db is None:
-            raise StoreError(f"{self.kind} store {self.path} is not open: call start() first")
-        return self._db
-
     async def open(self) -> None:
-        if self._db is not None:
+        if self._open:
             return
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            # Private from the start: SQLite gives its -wal and -shm files the same mode.
-            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
-            db = await aiosqlite.connect(self.path, isolation_level=None)
-        except (OSError, sqlite3.Error) as exc:
-            raise StoreError(f"cannot open {self.kind} store {self.path}: {exc}") from exc
-        try:
-            await db.execute("PRAGMA journal_mode = WAL")
-            await db.execute(f"PRAGMA synchronous = {self.synchronous}")
-            await db.execute("PRAGMA busy_timeout = 5000")
-            await self._migrate(db)
-        except (sqlite3.Error, StoreError) as exc:
-            await db.close()
+            await self._writer_thread.run(self._open_writer)
+            await self._reader_thread.run(self._open_reader)
+        except (OSError, sqlite3.Error, StoreError) as exc:
+            await self._writer_thread.run(self._writer_thread.close)
             if isinstance(exc, StoreError):
                 raise
             raise StoreError(f"cannot open {self.kind} store {self.path}: {exc}") from exc
-        try:
-            reader = await aiosqlite.connect(self.path, isolation_level=None)
-            await reader.execute("PRAGMA query_only = 1")
-            await reader.execute("PRAGMA busy_timeout = 5000")
-        except sqlite3.Error as exc:
-            await db.close()
-            raise StoreError(f"cannot open {self.kind} store {self.path}: {exc}") from exc
-        self._db, self._reader = db, reader
+        self._open = True
 
-    async def _migrate(self, db: aiosqlite.Connection) -> None:
-        async with db.execute("PRAGMA user_version") as cursor:
-            row = await cursor.fetchone()
+    def _open_writer(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Private from the start: SQLite gives its -wal and -shm files the same mode.
+        os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._writer_thread.connection = db
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute(f"PRAGMA synchronous = {self.synchronous}")
+        db.execute("PRAGMA busy_timeout = 5000")
+        self._migrate(db)
+
+    def _open_reader(self) -> None:
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA query_only = 1")
+        db.execute("PRAGMA busy_timeout = 5000")
+        self._reader_thread.connection = db
+
+    def _migrate(self, db: sqlite3.Connection) -> None:
+        row = db.execute("PRAGMA user_version").fetchone()
         current = int(row[0]) if row else 0
         if current > self.version:
             raise StoreError(
@@ -101,86 +113,117 @@ class SqliteDatabase:
         for version in range(current + 1, self.version + 1):
             script = resources.files("p2pchat").joinpath(f"schema/{self.kind}-{version}.sql")
             sql = script.read_text(encoding="utf-8")
-            await db.executescript(f"BEGIN;\n{sql}\nPRAGMA user_version = {version};\nCOMMIT;")
+            db.executescript(f"BEGIN;\n{sql}\nPRAGMA user_version = {version};\nCOMMIT;")
             logger.info("%s store %s: schema now at version %d", self.kind, self.path, version)
 
     async def close(self) -> None:
         if self._writer is not None:
             await asyncio.shield(self._writer)
-        if self._reader is not None:
-            reader, self._reader = self._reader, None
-            await reader.close()
-        if self._db is not None:
-            db, self._db = self._db, None
-            await db.close()
+        if self._open:
+            self._open = False
+            await self._reader_thread.run(self._reader_thread.close)
+            await self._writer_thread.run(self._writer_thread.close)
+        self._reader_thread.executor.shutdown(wait=False)
+        self._writer_thread.executor.shutdown(wait=False)
 
-    async def write(self, job: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
+    async def write(self, job: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``job`` inside a write transaction shared with the writes queued beside it."""
-        db = self.db
+        if not self._open:
+            raise StoreError(f"{self.kind} store {self.path} is not open: call start() first")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._pending.append((job, future))
         if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write_batches(db))
+            self._writer = asyncio.create_task(self._write_batches())
         # Shielded: a cancelled caller must not cancel a commit that serves others.
         return await asyncio.shield(future)
 
-    async def _write_batches(self, db: aiosqlite.Connection) -> None:
+    async def _write_batches(self) -> None:
         while self._pending:
             batch, self._pending = self._pending, []
-            try:
-                await db.execute("BEGIN IMMEDIATE")
-            except Exception as exc:
-                self._fail(batch, exc)
-                continue
-            results: list[object] = []
-            failed: tuple[int, Exception] | None = None
-            try:
-                for index, (job, _) in enumerate(batch):
-                    try:
-                        results.append(await job(db))
-                    except Exception as exc:
-                        failed = (index, exc)
-                        break
-                if failed is None:
-                    await db.commit()
-            except BaseException as exc:  # the commit failed, or we are cancelled
-                await self._rollback(db)
-                if not isinstance(exc, Exception):
-                    raise
-                self._fail(batch, exc)  # nothing of the batch is written
-                continue
-            if failed is not None:
-                # Only that write fails; the others go again, first in the next transaction.
-                await self._rollback(db)
-                index, error = failed
-                self._fail([batch[index]], error)
-                self._pending[:0] = batch[:index] + batch[index + 1 :]
-                continue
-            for (_, future), result in zip(batch, results, strict=True):
-                if not future.done():
+            jobs = [job for job, _ in batch]
+            outcomes = await self._writer_thread.run(functools.partial(self._transaction, jobs))
+            for (_, future), (result, error) in zip(batch, outcomes, strict=True):
+                if future.done():
+                    continue
+                if error is None:
                     future.set_result(result)
+                else:
+                    future.set_exception(error)
 
-    @staticmethod
-    async def _rollback(db: aiosqlite.Connection) -> None:
-        with contextlib.suppress(sqlite3.Error):
-            await db.rollback()
+    def _transaction(self, jobs: list[Job]) -> list[tuple[Any, Exception | None]]:
+        """On the writer's thread: run ``jobs`` in one transaction. A job that raises is
+        left out, and the transaction is run again without it."""
+        db = self._writer_thread.connection
+        assert db is not None
+        outcomes: list[tuple[Any, Exception | None] | None] = [None] * len(jobs)
+        todo = list(range(len(jobs)))
+        while todo:
+            try:
+                db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                return self._failed(outcomes, todo, exc)
+            results = []
+            failed: int | None = None
+            for index in todo:
+                try:
+                    results.append(jobs[index](db))
+                except Exception as exc:
+                    failed = index
+                    outcomes[index] = (None, self._error(exc))
+                    break
+            if failed is not None:
+                self._rollback(db)
+                todo.remove(failed)
+                continue
+            try:
+                db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback(db)
+                return self._failed(outcomes, todo, exc)
+            for index, result in zip(todo, results, strict=True):
+                outcomes[index] = (result, None)
+            todo = []
+        return [outcome if outcome is not None else (None, None) for outcome in outcomes]
 
-    def _fail(self, batch: list[tuple[Job, asyncio.Future[Any]]], exc: Exception) -> None:
-        error: Exception = exc
+    def _failed(
+        self,
+        outcomes: list[tuple[Any, Exception | None] | None],
+        todo: list[int],
+        exc: Exception,
+    ) -> list[tuple[Any, Exception | None]]:
+        """BEGIN or COMMIT failed: nothing of ``todo`` is written."""
+        error = self._error(exc)
+        for index in todo:
+            outcomes[index] = (None, error)
+        return [outcome if outcome is not None else (None, error) for outcome in outcomes]
+
+    def _error(self, exc: Exception) -> Exception:
         if isinstance(exc, sqlite3.Error):
             error = StoreError(f"write to {self.kind} store {self.path} failed: {exc}")
             logger.error("%s", error)
-        for _, future in batch:
-            if not future.done():
-                future.set_exception(error)
+            return error
+        return exc
 
-    async def fetch(self, sql: str, parameters: Sequence[object] = ()) -> list[sqlite3.Row]:
+    @staticmethod
+    def _rollback(db: sqlite3.Connection) -> None:
+        if db.in_transaction:
+            try:
+                db.execute("ROLLBACK")
+            except sqlite3.Error as exc:
+                logger.error("rollback failed: %s", exc)
+
+    async def fetch(self, sql: str, parameters: Sequence[object] = ()) -> list[Any]:
         """Run a query on the reading connection: it sees committed data only."""
-        if self._reader is None:
+        if not self._open:
             raise StoreError(f"{self.kind} store {self.path} is not open: call start() first")
+
+        def query() -> list[Any]:
+            db = self._reader_thread.connection
+            assert db is not None
+            return db.execute(sql, parameters).fetchall()
+
         try:
-            async with self._reader.execute(sql, parameters) as cursor:
-                return list(await cursor.fetchall())
+            return await self._reader_thread.run(query)
         except sqlite3.Error as exc:
             raise StoreError(f"read from {self.kind} store {self.path} failed: {exc}") from exc
 
@@ -249,21 +292,21 @@ class SqliteMessageStore(SqliteStore):
             return []
         flag = int(unread)
 
-        async def job(db: aiosqlite.Connection) -> list[Message]:
+        def job(db: sqlite3.Connection) -> list[Message]:
             # Inside the write transaction, so nothing can insert between check and insert.
             known: set[str] = set()
             ids = [m.id for m in messages]
             for start in range(0, len(ids), _SQL_CHUNK):
                 chunk = ids[start : start + _SQL_CHUNK]
                 marks = ", ".join("?" * len(chunk))
-                async with db.execute(f"SELECT id FROM messages WHERE id IN ({marks})", chunk) as c:
-                    known.update(row[0] for row in await c.fetchall())
+                c = db.execute(f"SELECT id FROM messages WHERE id IN ({marks})", chunk)
+                known.update(row[0] for row in c.fetchall())
             added = []
             for m in messages:
                 if m.id not in known:
                     known.add(m.id)
                     added.append(m)
-            await db.executemany(
+            db.executemany(
                 f"INSERT INTO messages ({_MESSAGE_COLUMNS}, unread) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [
                     (m.id, m.sender, m.recipient, m.body, m.sent_at, int(m.shipped), flag)
@@ -279,10 +322,8 @@ class SqliteMessageStore(SqliteStore):
         if not rows:
             return
 
-        async def job(db: aiosqlite.Connection) -> None:
-            await db.executemany(
-                "UPDATE messages SET shipped = 1 WHERE id = ? AND recipient = ?", rows
-            )
+        def job(db: sqlite3.Connection) -> None:
+            db.executemany("UPDATE messages SET shipped = 1 WHERE id = ? AND recipient = ?", rows)
 
         await self._database.write(job)
 
@@ -305,8 +346,8 @@ class SqliteMessageStore(SqliteStore):
         if not rows:
             return
 
-        async def job(db: aiosqlite.Connection) -> None:
-            await db.executemany(f"UPDATE messages SET {assignment} WHERE id = ?", rows)
+        def job(db: sqlite3.Connection) -> None:
+            db.executemany(f"UPDATE messages SET {assignment} WHERE id = ?", rows)
 
         await self._database.write(job)
 
@@ -344,8 +385,8 @@ class SqliteMessageStore(SqliteStore):
         return str(rows[0][0]) if rows else None
 
     async def remember_key(self, user: str, contact: str, key: str, *, now: float) -> None:
-        async def job(db: aiosqlite.Connection) -> None:
-            await db.execute(
+        def job(db: sqlite3.Connection) -> None:
+            db.execute(
                 "INSERT INTO contacts (user, contact, key, first_seen, last_seen)"
                 " VALUES (?, ?, ?, ?, ?) ON CONFLICT (user, contact)"
                 " DO UPDATE SET key = excluded.key, last_seen = excluded.last_seen",

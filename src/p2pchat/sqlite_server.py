@@ -5,10 +5,9 @@ the mailbox. The commands' defaults; a peer's message store is in ``sqlite.py``.
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
-
-import aiosqlite
 
 from .errors import MailboxFull
 from .sqlite import SqliteStore
@@ -29,16 +28,16 @@ class SqliteUserStore(SqliteStore):
     SYNCHRONOUS = "NORMAL"
 
     async def reset_presence(self) -> None:
-        async def job(db: aiosqlite.Connection) -> None:
-            await db.execute("UPDATE users SET online = 0 WHERE online = 1")
+        def job(db: sqlite3.Connection) -> None:
+            db.execute("UPDATE users SET online = 0 WHERE online = 1")
 
         await self._database.write(job)
 
     async def set_online(self, name: str, addresses: list[tuple[str, int]], *, now: float) -> None:
         encoded = json.dumps(addresses)
 
-        async def job(db: aiosqlite.Connection) -> None:
-            await db.execute(
+        def job(db: sqlite3.Connection) -> None:
+            db.execute(
                 "INSERT INTO users (name, addresses, online, first_seen, last_seen)"
                 " VALUES (?, ?, 1, ?, ?)"
                 " ON CONFLICT (name) DO UPDATE SET addresses = excluded.addresses,"
@@ -49,10 +48,8 @@ class SqliteUserStore(SqliteStore):
         await self._database.write(job)
 
     async def set_offline(self, name: str, *, now: float) -> None:
-        async def job(db: aiosqlite.Connection) -> None:
-            await db.execute(
-                "UPDATE users SET online = 0, last_seen = ? WHERE name = ?", (now, name)
-            )
+        def job(db: sqlite3.Connection) -> None:
+            db.execute("UPDATE users SET online = 0, last_seen = ? WHERE name = ?", (now, name))
 
         await self._database.write(job)
 
@@ -77,8 +74,8 @@ class SqliteUserStore(SqliteStore):
         )
 
     async def set_mailbox_key(self, name: str, mailbox_key: str, signature: str) -> None:
-        async def job(db: aiosqlite.Connection) -> None:
-            await db.execute(
+        def job(db: sqlite3.Connection) -> None:
+            db.execute(
                 "UPDATE users SET mailbox_key = ?, mailbox_sig = ? WHERE name = ?",
                 (mailbox_key, signature, name),
             )
@@ -96,16 +93,16 @@ class SqliteUserStore(SqliteStore):
     ) -> Binding | None:
         mailbox_key, mailbox_sig = mailbox if mailbox is not None else (None, None)
 
-        async def job(db: aiosqlite.Connection) -> Binding | None:
+        def job(db: sqlite3.Connection) -> Binding | None:
             # In the write transaction: nobody registers a name between look-up and insert.
-            async with db.execute(
+            cursor = db.execute(
                 "SELECT name, key, mailbox_key FROM users WHERE name = ? COLLATE NOCASE", (name,)
-            ) as cursor:
-                row = await cursor.fetchone()
+            )
+            row = cursor.fetchone()
             if row is None:
                 if not create:
                     return None
-                await db.execute(
+                db.execute(
                     "INSERT INTO users (name, first_seen, last_seen, key, mailbox_key,"
                     " mailbox_sig) VALUES (?, ?, ?, ?, ?, ?)",
                     (name, now, now, key, mailbox_key, mailbox_sig),
@@ -113,7 +110,7 @@ class SqliteUserStore(SqliteStore):
                 return Binding(name=name, key=key, created=True, mailbox_key=mailbox_key)
             registered, bound, published = str(row[0]), row[1], row[2]
             if bound is None:  # a user from before identities: the first key binds it
-                await db.execute(
+                db.execute(
                     "UPDATE users SET key = ?, mailbox_key = ?, mailbox_sig = ? WHERE name = ?",
                     (key, mailbox_key, mailbox_sig, registered),
                 )
@@ -153,13 +150,13 @@ class SqliteMailbox(SqliteStore):
     async def deposit(
         self, item: MailboxItem, *, max_items: int | None, max_bytes: int | None
     ) -> bool:
-        async def job(db: aiosqlite.Connection) -> bool:
-            async with db.execute(
+        def job(db: sqlite3.Connection) -> bool:
+            cursor = db.execute(
                 "SELECT count(*), coalesce(sum(length(sealed)), 0),"
                 " sum(item = ?) FROM items WHERE recipient = ?",
                 (item.item, item.recipient),
-            ) as cursor:
-                row = await cursor.fetchone()
+            )
+            row = cursor.fetchone()
             assert row is not None
             count, used, known = int(row[0]), int(row[1]), int(row[2] or 0)
             if known:
@@ -168,7 +165,7 @@ class SqliteMailbox(SqliteStore):
                 raise MailboxFull(f"{item.recipient}'s mailbox holds {count} items, its limit")
             if max_bytes is not None and used + len(item.sealed) > max_bytes:
                 raise MailboxFull(f"{item.recipient}'s mailbox holds {used} bytes, near its limit")
-            await db.execute(
+            db.execute(
                 f"INSERT INTO items ({_ITEM_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
                     item.recipient,
@@ -215,16 +212,16 @@ class SqliteMailbox(SqliteStore):
         if not rows:
             return 0
 
-        async def job(db: aiosqlite.Connection) -> int:
+        def job(db: sqlite3.Connection) -> int:
             before = db.total_changes
-            await db.executemany("DELETE FROM items WHERE recipient = ? AND item = ?", rows)
+            db.executemany("DELETE FROM items WHERE recipient = ? AND item = ?", rows)
             return int(db.total_changes - before)
 
         return await self._database.write(job)
 
     async def expire(self, now: float) -> int:
-        async def job(db: aiosqlite.Connection) -> int:
-            cursor = await db.execute("DELETE FROM items WHERE expires <= ?", (now,))
+        def job(db: sqlite3.Connection) -> int:
+            cursor = db.execute("DELETE FROM items WHERE expires <= ?", (now,))
             return int(cursor.rowcount)
 
         return await self._database.write(job)
