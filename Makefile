@@ -45,12 +45,6 @@ bench: $(STAMP)  # p2pchat beside a raw-asyncio baseline; a few minutes
 screenshot: $(STAMP)  # docs/web.png, as the web page's test sees it
 	P2PCHAT_UPDATE_SCREENSHOT=1 $(BIN)/pytest -q tests/test_web.py -k two_conversations
 
-bench: $(STAMP)  # p2pchat beside a raw-asyncio baseline; a few minutes
-	$(BIN)/python -m benchmarks
-
-screenshot: $(STAMP)
-	P2PCHAT_UPDATE_SCREENSHOT=1 $(BIN)/pytest -q tests/test_web.py -k two_conversations
-
 system-deps:
 	@missing=""; \
 	for tool in chromium redis-server iptables ip; do \
@@ -60,13 +54,7 @@ system-deps:
 		export DEBIAN_FRONTEND=noninteractive; \
 		apt-get update -q && apt-get install -y -q --no-install-recommends $(SYSTEM_DEPS); \
 	else \
-		echo "bench: $(STAMP)  # p2pchat beside a raw-asyncio baseline; a few minutes
-	$(BIN)/python -m benchmarks
-
-screenshot: $(STAMP)  # docs/web.png, as the web page's test sees it
-	P2PCHAT_UPDATE_SCREENSHOT=1 $(BIN)/pytest -q tests/test_web.py -k two_conversations
-
-system-deps: chromium, redis-server, iptables and ip are installed"; \
+		echo "system-deps: chromium, redis-server, iptables and ip are installed"; \
 	fi
 
 clean:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 import struct
-from typing import Final, NoReturn, cast
+from typing import Final, NoReturn
 
 import msgspec
 
@@ -129,7 +129,7 @@ HEADER: Final = struct.Struct(">I")
 
 
 _json_encoder: Final = msgspec.json.Encoder()
-_json_decoder: Final = msgspec.json.Decoder(WireMessage)
+_json_decoder: Final[msgspec.json.Decoder[WireMessage]] = msgspec.json.Decoder(WireMessage)
 
 
 def encode(message: WireMessage, *, max_frame: int | None = DEFAULT_MAX_FRAME) -> bytes:
@@ -156,7 +156,7 @@ def check_name(name: str) -> str:
 def decode_body(body: bytes) -> WireMessage:
     """Parse one frame's body. Raises ProtocolError saying precisely what is wrong."""
     try:
-        return cast(WireMessage, _json_decoder.decode(body))
+        return _json_decoder.decode(body)
     except msgspec.ValidationError as exc:
         raise ProtocolError(f"invalid message: {exc}") from None
     except msgspec.DecodeError as exc:
