@@ -160,6 +160,8 @@ def decode_body(body: bytes) -> WireMessage:
     except msgspec.ValidationError as exc:
         raise ProtocolError(f"invalid message: {exc}") from None
     except msgspec.DecodeError as exc:
+        if "UTF-8" in str(exc):  # msgspec >= 0.20 checks the encoding while it parses
+            raise ProtocolError(f"invalid UTF-8: {exc}") from None
         raise ProtocolError(f"invalid JSON: {exc}") from None
     except UnicodeDecodeError as exc:
         raise ProtocolError(f"invalid UTF-8: {exc.reason} at byte {exc.start}") from None
