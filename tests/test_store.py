@@ -85,6 +85,17 @@ async def test_history_both_directions_oldest_first_with_limit(messages: Message
     assert await messages.history("alice", "nobody") == []
 
 
+async def test_correspondents_most_recent_first(messages: MessageStore) -> None:
+    await messages.add(message(1))  # alice -> bob
+    await messages.add(message(2, recipient="carol"))
+    await messages.add(message(3, sender="dave", recipient="alice"))
+    await messages.add(message(4, sender="bob", recipient="alice"))
+    await messages.add(message(5, sender="carol", recipient="erin"))  # not alice's
+    assert await messages.correspondents("alice") == ["bob", "dave", "carol"]
+    assert await messages.correspondents("alice", limit=2) == ["bob", "dave"]
+    assert await messages.correspondents("nobody") == []
+
+
 async def test_messages_keep_every_field(messages: MessageStore) -> None:
     original = Message(
         id="x", sender="a", recipient="b", body="ünï\ncode ✓", sent_at=1.5, shipped=True

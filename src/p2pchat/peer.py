@@ -426,3 +426,7 @@ class Peer:
     async def history(self, user: str, *, limit: int | None = None) -> list[Message]:
         """Messages exchanged with ``user``, both directions, oldest first."""
         return await self.store.history(self.name, user, limit=limit)
+
+    async def correspondents(self, *, limit: int | None = None) -> list[str]:
+        """The users this peer has messages with, the most recent conversation first."""
+        return await self.store.correspondents(self.name, limit=limit)

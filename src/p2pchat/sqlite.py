@@ -378,6 +378,18 @@ class SqliteMessageStore(SqliteStore):
         )
         return [_message_from_row(row) for row in rows]
 
+    async def correspondents(self, user: str, *, limit: int | None = None) -> list[str]:
+        rows = await self._database.fetch(
+            "SELECT other FROM ("
+            " SELECT recipient AS other, MAX(seq) AS last FROM messages WHERE sender = ?"
+            "  GROUP BY recipient"
+            " UNION ALL"
+            " SELECT sender, MAX(seq) FROM messages WHERE recipient = ? GROUP BY sender"
+            ") GROUP BY other ORDER BY MAX(last) DESC LIMIT ?",
+            (user, user, -1 if limit is None else limit),
+        )
+        return [str(row[0]) for row in rows]
+
     async def known_key(self, user: str, contact: str) -> str | None:
         rows = await self._database.fetch(
             "SELECT key FROM contacts WHERE user = ? AND contact = ?", (user, contact)

@@ -156,6 +156,9 @@ class MessageStore(Protocol):
     async def history(self, user: str, contact: str, *, limit: int | None = None) -> list[Message]:
         """Messages between the two, both directions, oldest first (the last ``limit``)."""
 
+    async def correspondents(self, user: str, *, limit: int | None = None) -> list[str]:
+        """Those ``user`` has messages with, the most recent conversation first."""
+
     async def known_key(self, user: str, contact: str) -> str | None:
         """The key remembered for ``contact``, or None if they never talked."""
 
@@ -335,6 +338,14 @@ class MemoryMessageStore:
         pair = {(user, contact), (contact, user)}
         found = [m for m in self._messages.values() if (m.sender, m.recipient) in pair]
         return found if limit is None else found[-limit:] if limit > 0 else []
+
+    async def correspondents(self, user: str, *, limit: int | None = None) -> list[str]:
+        latest: dict[str, None] = {}
+        for m in reversed(self._messages.values()):
+            if user in (m.sender, m.recipient):
+                latest.setdefault(m.recipient if m.sender == user else m.sender, None)
+        found = list(latest)
+        return found if limit is None else found[:limit]
 
     async def known_key(self, user: str, contact: str) -> str | None:
         return self._keys.get((user, contact))
