@@ -197,7 +197,8 @@ async def hand_driven_invitee(
     return await inviting, direct
 
 
-Launch = Callable[[str, list[str]], Awaitable[ScriptedProcess]]
+Launch = Callable[..., Awaitable[ScriptedProcess]]
+"""launch(label, args, env=None): ``env`` adds to the test's environment."""
 
 
 @pytest.fixture
@@ -208,10 +209,12 @@ async def launch(tmp_path: Path) -> AsyncIterator[Launch]:
     """
     processes: list[ScriptedProcess] = []
     transcript: list[str] = []
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "XDG_DATA_HOME": str(tmp_path / "data")}
+    base = {**os.environ, "PYTHONUNBUFFERED": "1", "XDG_DATA_HOME": str(tmp_path / "data")}
 
-    async def start(label: str, args: list[str]) -> ScriptedProcess:
-        process = await ScriptedProcess.start(label, args, transcript, env=env)
+    async def start(
+        label: str, args: list[str], env: dict[str, str] | None = None
+    ) -> ScriptedProcess:
+        process = await ScriptedProcess.start(label, args, transcript, env={**base, **(env or {})})
         processes.append(process)
         return process
 

@@ -17,11 +17,19 @@ import p2pchat
 from p2pchat.demo import ScriptedProcess, command
 from p2pchat.web import WebUI
 from p2pchat.webevents import decode_command
+from p2pchat.webhttp import SECURITY_HEADERS, Door
 
-from .conftest import Launch, require
+from .conftest import Launch, eventually, require
 
 try:
-    from playwright.async_api import Browser, Locator, Page, async_playwright, expect
+    from playwright.async_api import (
+        Browser,
+        BrowserContext,
+        Locator,
+        Page,
+        async_playwright,
+        expect,
+    )
 except ImportError:  # pragma: no cover - reported by the fixture below
     async_playwright = None  # type: ignore[assignment]
 
@@ -81,7 +89,17 @@ class Person:
         await box.press("Enter")
 
 
-async def person(launch: Launch, browser: Browser, port: int, name: str, tmp_path: Path) -> Person:
+async def person(
+    launch: Launch,
+    browser: Browser,
+    port: int,
+    name: str,
+    tmp_path: Path,
+    *,
+    context: BrowserContext | None = None,
+) -> Person:
+    """``p2pchat-peer NAME --web``, and its page: in a browser context of its own unless
+    one is given (two pages in one context share cookies, as a user's tabs do)."""
     process = await launch(
         name,
         [
@@ -95,8 +113,9 @@ async def person(launch: Launch, browser: Browser, port: int, name: str, tmp_pat
             "127.0.0.1:0",
         ],
     )
-    url = (await process.expect(r"web page: (http://127\.0\.0\.1:\d+/\?token=\S+)")).group(1)
-    context = await browser.new_context(viewport={"width": 1100, "height": 640})
+    url = (await process.expect(r"web page: (http://127\.0\.0\.1:\d+/\S*\?token=\S+)")).group(1)
+    if context is None:
+        context = await browser.new_context(viewport={"width": 1100, "height": 640})
     page = await context.new_page()
     page.on("dialog", lambda dialog: pytest.fail(f"a script ran: {dialog.message}"))
     await page.goto(url)
@@ -209,11 +228,63 @@ async def test_the_page_follows_the_link_to_the_server(
     server = await launch("server", [*command("p2pchat-server"), "--port", "0", "--db", str(db)])
     port = int((await server.expect(r"listening on 127\.0\.0\.1:(\d+)")).group(1))
     alice = await person(launch, browser, port, "alice", tmp_path)
+    bob = await person(launch, browser, port, "bob", tmp_path)
+    await alice.talk_with("bob").click()
+    await bob.page.get_by_role("button", name="Accept").click()
+    await expect(alice.page.get_by_role("heading", name="Talking with bob")).to_be_visible()
     link = alice.page.get_by_role("status", name="Server")
-    await server.stop()
+    await server.stop()  # mid-chat: the talk is direct, and goes on
     await expect(link).to_have_text("reconnecting", timeout=10_000)
+    await alice.say("while the server is away")
+    await expect(bob.page.get_by_text("while the server is away")).to_be_visible()
     await launch("server", [*command("p2pchat-server"), "--port", str(port), "--db", str(db)])
     await expect(link).to_have_text("connected", timeout=20_000)
+    await expect(bob.page.get_by_role("status", name="Server")).to_have_text(
+        "connected", timeout=20_000
+    )
+    await bob.say("and after it came back")
+    await expect(alice.page.get_by_text("and after it came back")).to_be_visible()
+    await expect(alice.page.locator("[data-shipped=false]")).to_have_count(0)
+
+
+async def test_two_peers_pages_in_one_browser_and_a_restarted_peer(
+    launch: Launch, browser: Browser, server_port: int, tmp_path: Path
+) -> None:
+    # As the README says: alice's page, then bob's, in the same browser (cookies are
+    # shared by every port of 127.0.0.1: each page must keep its own).
+    context = await browser.new_context(viewport={"width": 1100, "height": 640})
+    alice = await person(launch, browser, server_port, "alice", tmp_path, context=context)
+    bob = await person(launch, browser, server_port, "bob", tmp_path, context=context)
+    await alice.page.reload()  # both cookies are in the jar now: alice's page is still hers
+    await expect(alice.page.locator("#me-name")).to_have_text("alice")
+    await expect(bob.page.locator("#me-name")).to_have_text("bob")
+    await alice.talk_with("bob").click()
+    await bob.page.get_by_role("button", name="Accept").click()
+    await alice.say("one browser, two pages")
+    await expect(bob.page.get_by_text("one browser, two pages")).to_be_visible()
+    # Talk with bob again while talking: back to the talk, no second invitation.
+    await alice.page.get_by_role("button", name="Leave").click()
+    await expect(alice.page.get_by_text("You left the conversation with bob")).to_be_visible()
+    await expect(
+        bob.page.get_by_text("alice left the conversation (closed the talk)")
+    ).to_be_visible()
+    await alice.talk_with("bob").click()
+    await bob.page.get_by_role("button", name="Accept").click()
+    await expect(alice.page.get_by_role("heading", name="Talking with bob")).to_be_visible()
+    await alice.talk_with("bob").click()
+    await expect(alice.page.get_by_text("Inviting bob")).to_have_count(0)
+    await expect(bob.page.get_by_role("listitem", name="Invitation from alice")).to_have_count(0)
+    # alice restarts: a new address (a new token); the old page says so, the new one
+    # works in the same browser and lists the talk with bob, with its history.
+    await alice.process.stop()
+    await expect(alice.page.get_by_role("status", name="Server")).to_contain_text(
+        "the peer has stopped"
+    )
+    again = await person(launch, browser, server_port, "alice", tmp_path, context=context)
+    tabs = again.page.get_by_role("navigation", name="Conversations")
+    await tabs.get_by_role("button", name="bob", exact=True).click()
+    await expect(again.page.get_by_text("one browser, two pages")).to_be_visible()
+    await expect(again.page.get_by_role("heading", name="bob (by mail)")).to_be_visible()
 
 
 async def test_without_the_token_nothing_is_served_and_other_sites_cannot_connect(
@@ -235,10 +306,24 @@ async def test_without_the_token_nothing_is_served_and_other_sites_cannot_connec
         async with session.get(alice.url) as response:  # the token: then a cookie
             assert response.status == 200
             assert "token" not in str(response.url)
+            for name, value in SECURITY_HEADERS.items():  # no inline script, no framing
+                assert response.headers[name] == value
+            assert "script-src 'self';" in response.headers["Content-Security-Policy"]
+        async with session.get(base + "nothing-here") as response:
+            assert response.status == 404
+            assert response.headers["Content-Security-Policy"]  # errors carry them too
+        async with session.get(f"http://{host}/") as response:  # beside the page's path
+            assert response.status == 401  # the cookie is the page's alone
+        rebound = f"evil.example:{host.split(':')[1]}"
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await session.ws_connect(
+                base + "ws", origin=f"http://{rebound}", headers={"Host": rebound}
+            )
+        assert refused.value.status == 403
         with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
             await session.ws_connect(base + "ws", origin="http://evil.example")
         assert refused.value.status == 403
-        async with session.ws_connect(base + "ws", origin=base.rstrip("/")) as socket:
+        async with session.ws_connect(base + "ws", origin=f"http://{host}") as socket:
             snapshot = await socket.receive_json(timeout=5)
             assert snapshot["type"] == "snapshot"
             assert snapshot["name"] == "alice"
@@ -271,10 +356,16 @@ async def test_a_changed_key_is_trusted_only_when_the_user_says_so(browser: Brow
             async with WebUI(alice) as ui:
                 page = await (await browser.new_context()).new_page()
                 await page.goto(ui.url)
-                await page.get_by_role("button", name="Talk with bob").click()
                 warning = page.get_by_text("Warning: the key of bob changed")
+                await page.get_by_role("button", name="Talk with bob").click()
                 await expect(warning).to_contain_text(old.fingerprint)
                 await expect(warning).to_contain_text(bob.fingerprint)
+                await page.get_by_role("button", name="Do not trust it").click()
+                await expect(warning).to_have_count(0)
+                assert await alice.known_key("bob") == old.key  # nothing trusted
+                await page.get_by_role("button", name="Talk with bob").click()
+                await expect(warning).to_contain_text(bob.fingerprint)
+                assert await alice.known_key("bob") == old.key  # a warning trusts nothing
                 await page.get_by_role("button", name="Trust the new key").click()
                 while True:  # the first invitation was withdrawn when the key did not match
                     invitation = await asyncio.wait_for(bob.next_invitation(), 5)
@@ -302,3 +393,40 @@ async def test_a_changed_key_is_trusted_only_when_the_user_says_so(browser: Brow
 def test_malformed_commands_from_a_page_are_refused(text: str) -> None:
     with pytest.raises((msgspec.ValidationError, msgspec.DecodeError)):
         decode_command(text)
+
+
+async def test_open_starts_a_browser_and_a_page_off_loopback_is_warned_of(
+    launch: Launch, server_port: int, tmp_path: Path
+) -> None:
+    opened = tmp_path / "opened"
+    browser = tmp_path / "browser"
+    browser.write_text(f'#!/bin/sh\necho "$1" > {opened}\n')
+    browser.chmod(0o700)
+    args = [*command("p2pchat-peer"), "alice", "--server", f"127.0.0.1:{server_port}"]
+    alice = await launch(
+        "alice", [*args, "--memory", "--web", "0", "--open"], env={"BROWSER": f"{browser} %s"}
+    )
+    url = (await alice.expect(r"web page: (\S+)")).group(1)
+    await eventually(lambda: opened.exists() and opened.read_text().strip() == url)
+    bob_args = [*command("p2pchat-peer"), "bob", "--server", f"127.0.0.1:{server_port}"]
+    bob = await launch("bob", [*bob_args, "--memory", "--web", "0.0.0.0:0"])
+    await bob.expect(r"WARNING .*served on 0\.0\.0\.0, not only to this machine")
+
+
+def test_host_names_a_page_answers_to() -> None:
+    loopback, everywhere, lan = Door("127.0.0.1"), Door("0.0.0.0"), Door("192.0.2.7")
+    for door in (loopback, everywhere, lan):
+        door.port = 8540
+    assert loopback.allows_host("127.0.0.1:8540")
+    assert loopback.allows_host("localhost:8540")
+    assert loopback.allows_host("[::1]:8540")
+    assert not loopback.allows_host("127.0.0.1:8541")  # another port: another server
+    assert not loopback.allows_host("evil.example:8540")  # DNS rebinding
+    assert not loopback.allows_host("192.0.2.7:8540")
+    assert everywhere.allows_host("192.0.2.7:8540")  # its LAN address, from elsewhere
+    assert everywhere.allows_host("[2001:db8::1]:8540")
+    assert not everywhere.allows_host("evil.example:8540")
+    assert lan.allows_host("192.0.2.7:8540")
+    assert not lan.allows_host("localhost:8540")
+    assert not lan.allows_host("127.0.0.1:8540")
+    assert (loopback.exposed, everywhere.exposed, lan.exposed) == (False, True, True)

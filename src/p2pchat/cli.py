@@ -282,13 +282,6 @@ async def _serve_web(peer: Peer, host: str, port: int, *, open_browser: bool) ->
         print(f"p2pchat-peer: cannot serve the web page: {exc}", file=sys.stderr)
         return 1
     try:
-        if host not in ("127.0.0.1", "::1", "localhost"):
-            print(
-                f"WARNING: the web page listens on {host}, not only on this machine: anyone "
-                "who gets its address (with the token) can read and write your chats",
-                file=sys.stderr,
-                flush=True,
-            )
         print(f"web page: {ui.url}", flush=True)
         if open_browser:
             webbrowser.open(ui.url)

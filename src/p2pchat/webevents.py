@@ -163,6 +163,8 @@ class Talk(_Out, tag="talk", frozen=True):
 class TalkEnded(_Out, tag="talk_ended", frozen=True):
     user: str
     reason: str
+    by_me: bool = False
+    """This peer ended it (from a page), rather than the other side or the network."""
 
 
 class NewMessage(_Out, tag="message", frozen=True):

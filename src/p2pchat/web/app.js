@@ -17,8 +17,9 @@ const connection = new Connection(
     model.apply(event, visible());
     view.render();
   },
-  (up) => {
+  (up, why) => {
     model.pageLink = up;
+    model.pageWhy = why || "";
     view.render();
   },
 );
@@ -34,7 +35,8 @@ function send(command) {
 
 view = new View(model, {
   invite(user) {
-    if (send({ type: "invite", user })) model.notice(`Inviting ${user}…`, "info", [], `invite:${user}`);
+    if (model.talks.get(user)?.live) model.show(user); // talking already: go back to it
+    else if (send({ type: "invite", user })) model.notice(`Inviting ${user}…`, "info", [], `invite:${user}`);
     view.render();
   },
   accept(id) {

@@ -7,6 +7,7 @@ export class Model {
     this.fingerprint = "";
     this.link = "connecting";   // the peer's link to its signalling server
     this.pageLink = false;      // this page's link to the peer
+    this.pageWhy = "";          // why it is down: lost, stopped, gone
     this.online = new Set();
     this.invitations = new Map(); // id -> {id, sender, fingerprint}
     this.talks = new Map();       // user -> {user, live, route, messages: Map, unread}
@@ -28,7 +29,10 @@ export class Model {
     // A notice with a key replaces the one before it with that key ("inviting bob"...).
     if (key !== null) this.notices = this.notices.filter((n) => n.key !== key);
     this.notices.push({ id: this.nextNotice++, text, kind, actions, key });
-    if (this.notices.length > 6) this.notices.shift();
+    // Keep the last few; a notice that asks for a decision stays until it is answered.
+    while (this.notices.filter((n) => n.actions.length === 0).length > 5) {
+      this.notices.splice(this.notices.findIndex((n) => n.actions.length === 0), 1);
+    }
   }
 
   dismiss(id) {
@@ -39,6 +43,11 @@ export class Model {
     let total = 0;
     for (const talk of this.talks.values()) total += talk.unread;
     return total;
+  }
+
+  get waiting() {
+    // What the title counts: unread messages and invitations not yet answered.
+    return this.unread + this.invitations.size;
   }
 
   show(user) {
@@ -104,7 +113,14 @@ export class Model {
       case "talk_ended": {
         const talk = this.talk(event.user);
         talk.live = false;
-        this.notice(`${event.user} left the conversation (${event.reason}). What you write now goes by mail.`);
+        if (event.by_me) {
+          this.notice(`You left the conversation with ${event.user}. What you write now goes by mail.`);
+        } else {
+          const reason = event.reason.replace(`${event.user} left: `, "").replace(`${event.user} left`, "");
+          this.notice(
+            `${event.user} left the conversation${reason ? ` (${reason})` : ""}. What you write now goes by mail.`,
+          );
+        }
         break;
       }
       case "message": {

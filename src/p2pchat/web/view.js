@@ -30,16 +30,19 @@ export class View {
     this.$("me-name").textContent = model.name || "…";
     this.$("me-fingerprint").textContent = model.fingerprint;
     const link = this.$("link-state");
-    const words = model.pageLink ? model.link : "lost (reconnecting)";
-    link.textContent = words;
+    const down = {
+      stopped: "the peer has stopped (trying again)",
+      gone: "cannot reach the peer: if you restarted it, open the new address it printed",
+    };
+    link.textContent = model.pageLink ? model.link : down[model.pageWhy] || "lost (reconnecting)";
     link.className = `link ${model.pageLink ? model.link : "lost"}`;
     this.online();
     this.invitations();
     this.tabs();
     this.notices();
     this.talk();
-    const unread = model.unread;
-    document.title = `${unread ? `(${unread}) ` : ""}p2pchat${model.name ? ` — ${model.name}` : ""}`;
+    const waiting = model.waiting;
+    document.title = `${waiting ? `(${waiting}) ` : ""}p2pchat${model.name ? ` — ${model.name}` : ""}`;
   }
 
   online() {
@@ -48,6 +51,7 @@ export class View {
     for (const user of [...this.model.online].sort()) {
       const item = element("li");
       item.append(element("span", user));
+      if (this.model.talks.get(user)?.live) item.append(element("span", "talking", { class: "muted" }));
       if (user !== this.model.name) {
         item.append(button("Talk", () => this.actions.invite(user), { "aria-label": `Talk with ${user}` }));
       } else {
@@ -82,7 +86,8 @@ export class View {
         "aria-current": String(talk.user === this.model.current),
         "aria-label": name,
       });
-      label.append(element("span", talk.user, { class: talk.live ? "" : "off" }));
+      label.append(element("span", talk.user));
+      if (!talk.live) label.append(element("span", "mail", { class: "off", title: "no talk open: messages go by mail" }));
       if (talk.unread) label.append(element("span", String(talk.unread), { class: "unread" }));
       label.addEventListener("click", () => this.actions.show(talk.user));
       item.append(label);
