@@ -24,7 +24,7 @@ from p2pchat.protocol import Deposit, Error, Ok, WireMessage
 from p2pchat.seal import receipt
 from p2pchat.store import MailboxItem
 
-from .conftest import Launch, RawClient, eventually
+from .conftest import GatedMessageStore, Launch, RawClient, eventually, let_the_loop_run
 from .test_faults import start_server, stored
 
 RawFactory = Callable[[int], Awaitable[RawClient]]
@@ -150,6 +150,26 @@ async def test_two_online_users_write_by_mail_without_a_talk(server: Server) -> 
         assert max(delays) < 0.5, delays  # a round trip each way, on loopback
         assert alice.conversations == bob.conversations == {}
         await eventually(lambda: all_shipped(alice, "bob"))
+
+
+async def test_a_cancelled_next_message_hands_each_message_over_once(server: Server) -> None:
+    # bob's disk is slow to mark a message read; his program gives up waiting meanwhile.
+    store = GatedMessageStore("mark_read")
+    async with (
+        server.peer("alice") as alice,
+        p2pchat.Peer("bob", server=("127.0.0.1", server.port), store=store) as bob,
+    ):
+        for n in range(2):
+            await alice.send("bob", f"mail {n}")
+        await eventually(lambda: stored_count(bob, "alice", 2))
+        giving_up = asyncio.ensure_future(bob.next_message())
+        await store.entered.wait()  # marking "mail 0" read, on the disk
+        giving_up.cancel()
+        first = await asyncio.wait_for(bob.next_message(), 5)  # the one given up on
+        second = asyncio.ensure_future(bob.next_message())  # while "mail 0" is still marked
+        await let_the_loop_run()
+        store.gate.set()
+        assert [first.body, (await asyncio.wait_for(second, 5)).body] == ["mail 0", "mail 1"]
 
 
 async def test_the_server_keeps_no_readable_text(server: Server, tmp_path: Path) -> None:

@@ -78,6 +78,7 @@ class Postbox:
         self._arrived = asyncio.Event()
         self._taking = asyncio.Lock()
         self._taken: Message | None = None  # marked read, but its taker was cancelled
+        self._marking: asyncio.Future[None] | None = None  # that mark, until it is written
         self._to_deposit = asyncio.Event()
         self._idle = asyncio.Event()  # the depositor has nothing to do
         self._depositor: asyncio.Task[None] | None = None
@@ -249,15 +250,19 @@ class Postbox:
             if (taken := self._taken) is not None:
                 self._taken = None
                 return taken
+            if self._marking is not None:  # a cancelled call's mark: read only after it
+                await asyncio.shield(self._marking)
+                self._marking = None
             while (message := await self.peer.store.next_unread(self.name)) is None:
                 self._arrived.clear()
                 await self._arrived.wait()
-            marking = asyncio.ensure_future(self.peer.store.mark_read([message.id]))
+            self._marking = asyncio.ensure_future(self.peer.store.mark_read([message.id]))
             try:
-                await asyncio.shield(marking)
+                await asyncio.shield(self._marking)
             except asyncio.CancelledError:
-                self._taken = message  # marked, not returned: the next call returns it
+                self._taken = message  # being marked, not returned: the next call returns it
                 raise
+            self._marking = None
             return message
 
     # Sending.
