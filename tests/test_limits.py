@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import pytest
 
@@ -190,6 +191,27 @@ async def test_new_names_per_address_are_bounded(raw_clients: RawFactory) -> Non
             await p2pchat.Peer("three", server=where).start()
         async with p2pchat.Peer("one", server=where, identity=known) as one:  # not new
             assert await one.online() == ["one"]
+
+
+async def test_new_names_stay_bounded_when_logins_come_at_once(tmp_path: Path) -> None:
+    # On a store on disk, the check and the write are apart in time: 30 logins at once
+    # must not all pass the check before any of them has written its new name.
+    async with p2pchat.SignallingServer(
+        port=0,
+        store=p2pchat.SqliteUserStore(tmp_path / "users.sqlite3"),
+        registration_rate=(1 / 3600, 2),
+        trusted_networks=(),
+    ) as server:
+        where = ("127.0.0.1", server.port)
+
+        async def log_in(n: int) -> bool:
+            try:
+                async with p2pchat.Peer(f"new{n}", server=where):
+                    return True
+            except p2pchat.RateLimited:
+                return False
+
+        assert sum(await asyncio.gather(*(log_in(n) for n in range(30)))) == 2
 
 
 async def test_loopback_is_trusted_by_default(raw_clients: RawFactory) -> None:

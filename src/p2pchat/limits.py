@@ -54,6 +54,10 @@ class TokenBucket:
         self._tokens -= 1
         return True
 
+    def give_back(self) -> None:
+        """Return a token taken for something that did not happen after all."""
+        self._tokens = min(self.burst, self._tokens + 1)
+
 
 class AddressLimits:
     """Connections open per address, and new names registered per address over time."""
@@ -110,16 +114,18 @@ class AddressLimits:
             else:
                 del self._open[key]
 
-    def may_register(self, host: str) -> bool:
-        """True if ``host`` may create a new user name now (nothing is used up)."""
+    def reserve_registration(self, host: str) -> bool:
+        """Take the right for ``host`` to create a new user name now; False if it has
+        none left. Taken before the store is asked, so that concurrent logins cannot all
+        pass the check at once: give it back with ``unreserve_registration`` if no name
+        was created."""
         if self.registrations is None or (key := self.key(host)) is None:
             return True
-        return self._bucket(key).ready()
+        return self._bucket(key).take()
 
-    def registered(self, host: str) -> None:
-        """``host`` has created a new user name."""
+    def unreserve_registration(self, host: str) -> None:
         if self.registrations is not None and (key := self.key(host)) is not None:
-            self._bucket(key).take()
+            self._bucket(key).give_back()
 
     def _bucket(self, host: str) -> TokenBucket:
         bucket = self._buckets.get(host)

@@ -80,13 +80,17 @@ async def authenticate(
         raise AuthenticationError("the signature does not prove that key")
     # The key is checked before the name's presence: an impostor learns nothing more.
     host = connection.remote_address[0] if connection.remote_address else ""
-    binding = await store.bind_key(
-        hello.name, key, now=clock(), create=limits.may_register(host), mailbox=mailbox
-    )
+    may_create = limits.reserve_registration(host)
+    binding = None
+    try:
+        binding = await store.bind_key(
+            hello.name, key, now=clock(), create=may_create, mailbox=mailbox
+        )
+    finally:
+        if may_create and (binding is None or not binding.created):
+            limits.unreserve_registration(host)  # no new name: the right is not used up
     if binding is None:
         raise RateLimited(f"too many new names from {host}; try again later")
-    if binding.created:
-        limits.registered(host)
     if binding.name != hello.name:
         raise AuthenticationError(f"that name is registered as {binding.name}")
     if binding.key != key:
