@@ -12,6 +12,7 @@ import pytest
 
 import p2pchat
 from p2pchat.protocol import Error, Invite, ListUsers, Msg, Refused, Users
+from p2pchat.reach import Reach
 
 from .conftest import PeerFactory, RawClient, connect, eventually, hand_driven_invitee
 
@@ -275,3 +276,31 @@ async def test_an_invitee_does_not_dial_privileged_ports(
     refused = await alice.recv_until(Refused)
     assert refused.reason.startswith("cannot reach you")
     assert "22" not in refused.reason  # nothing of what bob tried is told to alice
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "why"),
+    [
+        ("127.0.0.1", 22, "privileged port"),
+        ("localhost", 4000, "not an IP address"),
+        ("127.1", 4000, "not an IP address"),
+        ("0x7f000001", 4000, "not an IP address"),
+        ("::ffff:127.0.0.1", 4000, "loopback address from a remote server"),
+        ("127.0.0.1", 4000, "loopback address from a remote server"),
+        ("0.0.0.0", 4000, "not a host address"),
+        ("224.0.0.1", 4000, "not a host address"),
+    ],
+)
+def test_an_invitee_dials_only_what_a_hostile_inviter_cannot_turn_against_it(
+    host: str, port: int, why: str
+) -> None:
+    reach = Reach(
+        "bob",
+        p2pchat.Identity.generate(),
+        server=("203.0.113.9", 5535),  # a remote server: our loopback is not for its users
+        server_ssl=None,
+        link=lambda: None,  # type: ignore[arg-type,return-value]
+        opened=None,  # type: ignore[arg-type]
+    )
+    assert why in (reach.refuse_to_dial(host, port) or "")
+    assert reach.refuse_to_dial("198.51.100.4", 4000) is None

@@ -244,8 +244,17 @@ def test_advertised_addresses_are_checked_and_the_observed_host_comes_first() ->
         ("::1", 4002),
         ("224.0.0.1", 4003),  # multicast
         ("203.0.113.7", 0),  # port 0
+        ("localhost", 4004),  # names could resolve to anything
+        ("127.1", 4005),  # loopback in forms the standard one does not show
+        ("0x7f000001", 4006),
+        ("::ffff:127.0.0.1", 4007),
+        ("::ffff:192.168.1.6", 4008),  # fine: the IPv4 it maps
     ]
-    assert dial_addresses(advertised, remote) == [("203.0.113.7", 4001), ("192.168.1.5", 4000)]
+    assert dial_addresses(advertised, remote) == [
+        ("203.0.113.7", 4001),
+        ("192.168.1.5", 4000),
+        ("::ffff:192.168.1.6", 4008),
+    ]
     # A peer on the server's own machine may advertise loopback.
     assert dial_addresses([("127.0.0.1", 4000)], ("127.0.0.1", 1)) == [("127.0.0.1", 4000)]
 

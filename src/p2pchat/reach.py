@@ -343,10 +343,9 @@ class Reach:
         """
         if port < 1024:
             return "privileged port, not dialled"
-        try:
-            ip = ipaddress.ip_address(host)
-        except ValueError:
-            return None  # a host name: resolved by the system, like any other
+        ip = _ip_address(host)
+        if ip is None:  # a name could resolve to anything (our own machine among others)
+            return "not an IP address, not dialled"
         if ip.is_unspecified or ip.is_multicast:
             return "not a host address"
         if ip.is_loopback and not _is_loopback(self.server[0]):
@@ -429,6 +428,18 @@ async def _keep_only(
 def _drop_connection(task: asyncio.Task[Connection]) -> None:
     if not task.cancelled() and task.exception() is None:
         task.result().abort()
+
+
+def _ip_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """``host`` as an IP address (an IPv4-mapped IPv6 one as the IPv4 it is), or None if
+    it is not one in the standard form (a name, ``127.1``, ``0x7f000001``...)."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
 
 
 def _is_loopback(host: str) -> bool:

@@ -175,9 +175,10 @@ def dial_addresses(
     """Where others may dial a peer: what it advertised, wildcard hosts made concrete, the
     observed host first.
 
-    Dropped: port 0, multicast and unspecified hosts, and loopback hosts unless the peer
-    itself came from loopback. A peer cannot have others dial their own machine's services
-    by advertising 127.0.0.1.
+    Dropped: host names and anything else that is not an IP address in its standard form
+    (a name could resolve to anything), port 0, multicast and unspecified hosts, and
+    loopback hosts (IPv4-mapped ones too) unless the peer itself came from loopback. A
+    peer cannot have others dial their own machine's services by advertising 127.0.0.1.
     """
     observed_host = observed[0] if observed is not None else None
     observed_ip = _ip(observed_host) if observed_host else None
@@ -185,7 +186,9 @@ def dial_addresses(
     addresses: list[tuple[str, int]] = []
     for host, port in advertised:
         ip = _ip(host) if host else None
-        if not host or (ip is not None and ip.is_unspecified):
+        if host and ip is None:
+            continue  # a name, or an odd form of an address: not passed on
+        if ip is None or ip.is_unspecified:
             if observed_host is None:
                 continue
             host, ip = observed_host, observed_ip
@@ -199,6 +202,9 @@ def dial_addresses(
 
 def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
-        return ipaddress.ip_address(host)
+        ip = ipaddress.ip_address(host)
     except ValueError:
         return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
+    return ip
