@@ -18,11 +18,13 @@ import msgspec
 import pytest
 
 import p2pchat
+from p2pchat.connection import Connection
 from p2pchat.identity import Identity, b64decode, direct_tls_context
 from p2pchat.protocol import (
     PROTOCOL_VERSION,
     Accept,
     Ack,
+    Bye,
     Cancelled,
     Error,
     Hello,
@@ -36,15 +38,18 @@ from p2pchat.protocol import (
     Proceed,
     RelayOffer,
     RelayRequest,
+    Relaying,
     RelayTicket,
     Ringing,
     StartTls,
     Users,
+    Welcome,
     encode,
 )
 from p2pchat.protocol import (
     Relay as RelayHello,
 )
+from p2pchat.session import Session
 
 from .conftest import (
     GatedMessageStore,
@@ -138,30 +143,78 @@ async def test_clear_bytes_after_starttls_fail_the_dial_in(
 async def test_clear_bytes_after_proceed_fail_the_dial_out(
     server: p2pchat.SignallingServer, make_peer: PeerFactory, raw_clients: RawFactory
 ) -> None:
-    # The invitee's side: a "proceed" followed by anything in clear is refused.
+    # The invitee's side: a "proceed" followed by anything in clear is refused, even when
+    # the TLS handshake after it would succeed (the clear bytes would be read as if they
+    # had come through it: a welcome from "alice", then a message from her).
     bob = await make_peer("bob", hello_timeout=1)  # (the relay it then tries: not for long)
+    alice_identity = Identity.generate()
+    bob_certificate: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
     answered: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     async def inviter_side(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         client = RawClient(reader, writer)
         assert isinstance(await client.recv(), StartTls)
-        await client.send_raw(encode(Proceed()) + encode(Msg(id="x", ts=0.0, body="INJECTED")))
+        welcome = Welcome(version=PROTOCOL_VERSION, name="alice")
+        injected = Msg(id="x", ts=0.0, body="INJECTED")
+        await client.send_raw(encode(Proceed()) + encode(welcome) + encode(injected))
+        context = direct_tls_context(alice_identity, await bob_certificate, server_side=True)
         with contextlib.suppress(Exception):
+            await client.connection.start_tls(context)
             await client.closed_by_other_side()
         answered.set_result(None)
 
     listener = await asyncio.start_server(inviter_side, "127.0.0.1", 0)
     try:
         alice = await raw_clients(server.port)
-        await alice.login("alice", listener.sockets[0].getsockname()[1])
+        await alice.login("alice", listener.sockets[0].getsockname()[1], alice_identity)
         await alice.send(Invite(id="1", user="bob"))
+        bob_certificate.set_result(b64decode((await alice.recv_until(Ringing)).certificate))
         invitation = await asyncio.wait_for(bob.next_invitation(), 5)
         with pytest.raises(p2pchat.PeerUnreachable):
             await invitation.accept()
         await asyncio.wait_for(answered, 5)
+        assert "alice" not in bob.conversations
         assert await bob.history("alice") == []
     finally:
         listener.close()
+
+
+async def test_clear_bytes_after_starttls_fail_a_relayed_dial_in(
+    server: p2pchat.SignallingServer, make_peer: PeerFactory, raw_clients: RawFactory
+) -> None:
+    # The same injection, through the server's relay: alice cannot be dialled, the
+    # invitee "bob" (hand-driven) meets her through the relay and sends clear bytes after
+    # his starttls while alice waits for her disk.
+    store = GatedMessageStore("known_key")
+    alice = await make_peer("alice", store=store, advertise=[("127.0.0.1", 9)])
+    bob = await raw_clients(server.port)
+    identity = Identity.generate()
+    await bob.login("bob", 1, identity)
+    inviting = asyncio.create_task(alice.invite("bob", timeout=30))
+    invited = await bob.recv_until(Invited)
+    await bob.send(Accept(id="a", invitation=invited.invitation))
+    await bob.recv_until(Ok)
+    await bob.send(RelayRequest(id="r", invitation=invited.invitation))
+    ticket = await bob.recv_until(RelayTicket)
+    relayed = await raw_clients(server.port)
+    await relayed.send(RelayHello(ticket=ticket.ticket))
+    await relayed.recv_until(Relaying)
+    await relayed.send(StartTls(invitation=invited.invitation))
+    await store.entered.wait()
+    await let_the_loop_run()  # alice has read the starttls and waits for her disk
+    forged = Hello(version=PROTOCOL_VERSION, name="bob", invitation=invited.invitation)
+    await relayed.send_raw(encode(forged) + encode(Msg(id="x", ts=0.0, body="INJECTED")))
+    await let_the_loop_run()
+    store.gate.set()
+    with contextlib.suppress(p2pchat.ProtocolError, p2pchat.ConnectionClosed):
+        assert isinstance(await relayed.recv(), Proceed)
+        trusted = b64decode(invited.certificate)
+        context = direct_tls_context(identity, trusted, server_side=False)
+        await relayed.connection.start_tls(context)
+    assert await relayed.closed_by_other_side()
+    assert "bob" not in alice.conversations
+    assert await alice.history("bob") == []
+    inviting.cancel()
 
 
 # 3. One account could lock a user out of invitations both ways.
@@ -186,6 +239,32 @@ async def test_one_account_cannot_lock_a_user_out_of_invitations(
         assert isinstance(await victim.recv_until((Ringing, Error)), Ringing)
         await dave.send(Invite(id="d", user="victim"))  # and others can still invite her
         assert isinstance(await dave.recv_until((Ringing, Error)), Ringing)
+
+
+async def test_invitations_received_do_not_stop_a_user_from_inviting(
+    raw_clients: RawFactory,
+) -> None:
+    # Each direction has its own bound: a victim whose received invitations are all taken
+    # (8 accounts, 2 each) can still invite others.
+    async with p2pchat.SignallingServer(
+        port=0, max_invitations=16, max_invitations_per_pair=2
+    ) as server:
+        victim = await raw_clients(server.port)
+        await victim.login("victim", 1)
+        for n in range(8):
+            sender = await raw_clients(server.port)
+            await sender.login(f"sender{n}", 1)
+            for k in range(2):
+                await sender.send(Invite(id=f"{n}-{k}", user="victim"))
+                assert isinstance(await sender.recv_until((Ringing, Error)), Ringing)
+        late = await raw_clients(server.port)
+        await late.login("late", 1)
+        await late.send(Invite(id="l", user="victim"))
+        refused = await late.recv_until((Ringing, Error))
+        assert isinstance(refused, Error)
+        assert refused.code == "too_many_invitations"
+        await victim.send(Invite(id="v", user="late"))  # her own invitations: her own bound
+        assert isinstance(await victim.recv_until((Ringing, Error)), Ringing)
 
 
 # 4. Accepted invitations stayed pending until their time to live.
@@ -313,6 +392,20 @@ async def test_messages_stored_when_the_conversation_ends_are_still_received(
     # The rest comes by mail (alice's talk ended with them unacknowledged): each once.
     rest = [(await asyncio.wait_for(bob.next_message(), 5)).body for _ in range(5 - len(first))]
     assert first + rest == [f"m{n}" for n in range(5)]
+
+
+async def test_a_burst_stored_as_the_conversation_ends_is_all_received(
+    server: p2pchat.SignallingServer, make_peer: PeerFactory, raw_clients: RawFactory
+) -> None:
+    # Five messages and a bye in one write: stored as one batch, more than the queue
+    # holds, and the conversation over before the application reads any of them.
+    alice = await make_peer("alice", max_queue=2)
+    chat, direct = await hand_driven_invitee(alice, "mallory", server.port, raw_clients)
+    burst = b"".join(encode(Msg(id=f"b{n}", ts=float(n), body=f"m{n}")) for n in range(5))
+    await direct.send_raw(burst + encode(Bye(reason="done")))
+    await asyncio.wait_for(chat.wait_closed(), 5)
+    assert [m.body async for m in chat] == [f"m{n}" for n in range(5)]
+    assert [m.body for m in await alice.history("mallory")] == [f"m{n}" for n in range(5)]
 
 
 # 9. invite() raised InviteTimeout and the conversation opened anyway.
@@ -449,6 +542,32 @@ async def test_acks_count_only_for_messages_to_whoever_sends_them(
     shipped = {m.id: m.shipped for m in await alice.history("carol")}
     assert shipped == {to_carol.id: False}
     assert [m.shipped for m in await alice.history("mallory")] == [True]
+
+
+async def test_a_reader_waiting_for_outbox_room_is_released_when_the_writer_dies() -> None:
+    # The session alone: its outbox is full, its reader waits for room to answer a
+    # request, and the connection breaks under the writer. Nobody will drain the outbox
+    # again: the reader must not wait on.
+    accepted: asyncio.Future[Connection] = asyncio.get_running_loop().create_future()
+    listener = await asyncio.start_server(
+        lambda r, w: accepted.set_result(Connection(r, w)), "127.0.0.1", 0
+    )
+    _, client = await asyncio.open_connection("127.0.0.1", listener.sockets[0].getsockname()[1])
+    connection = await accepted
+    session = Session(
+        connection, name="stuck", key="k", certificate="", addresses=[], outbox_size=1
+    )
+    session.outbox.put_nowait(Pong(id="queued"))  # full
+    reader = asyncio.create_task(session.reply(Pong(id="answer")))
+    session.serving = reader
+    await let_the_loop_run()
+    assert not reader.done()  # parked on the full outbox
+    connection.abort()  # the peer's connection breaks
+    session.writer = asyncio.create_task(session.write_outbox())
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(reader, 5)
+    client.close()
+    listener.close()
 
 
 async def test_a_session_whose_writer_died_is_dropped_and_its_name_freed(
