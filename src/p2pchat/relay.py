@@ -6,7 +6,8 @@ answers ``relaying`` to both and from then on passes bytes along unread: the pee
 their own TLS 1.3 through it, end to end.
 
 Every relay is bounded: how many at once (in all and per user), how long the first side
-waits for the second, how many bytes per second each way, and how long it lives. Every way
+waits for the second, how many bytes per second each way, how long it may pass nothing
+(a live conversation pings when quiet), and how long it lives. Every way
 out of a relay (a side gone, a timeout, the server closing) ends it, frees its slot and
 closes both connections.
 """
@@ -72,6 +73,7 @@ class RelayHub:
         rate: int | None = 1 << 20,
         # Timeouts
         join_timeout: float = 10.0,
+        idle_timeout: float | None = 60.0,
         lifetime: float | None = 4 * 3600.0,
     ) -> None:
         self.max_relays = max_relays
@@ -80,6 +82,9 @@ class RelayHub:
         """Bytes per second each way in one relay (None: no limit)."""
         self.join_timeout = join_timeout
         """How long tickets stay valid and the first side waits for the second."""
+        self.idle_timeout = idle_timeout
+        """How long one way of a relay may pass nothing before the relay ends: a held slot
+        costs whoever holds it traffic (None: no bound)."""
         self.lifetime = lifetime
         """How long one relayed conversation may last (None: as long as it likes)."""
         self._relays: set[_Relay] = set()
@@ -165,7 +170,7 @@ class RelayHub:
     ) -> None:
         pace = _Pace(self.rate) if self.rate is not None else None
         with contextlib.suppress(ConnectionError, OSError):
-            while data := await source.read(CHUNK):
+            while data := await self._read(relay, source):
                 if pace is not None and (wait := pace.delay(len(data))) > 0:
                     await asyncio.sleep(wait)  # over the rate: TCP holds the sender back
                 relay.bytes += len(data)
@@ -173,6 +178,15 @@ class RelayHub:
                 sink.write(data)
                 await sink.drain()
         sink.close()
+
+    async def _read(self, relay: _Relay, source: asyncio.StreamReader) -> bytes:
+        """The next bytes from ``source``; none (the end) if it stays silent too long."""
+        try:
+            async with asyncio.timeout(self.idle_timeout):
+                return await source.read(CHUNK)
+        except TimeoutError:
+            logger.info("relay %s <-> %s idle for %g s: ending it", *relay.users, self.idle_timeout)
+            return b""
 
     def _end(self, relay: _Relay, reason: str) -> None:
         """Forget ``relay``, free its slots, close both sides. Safe to call twice."""

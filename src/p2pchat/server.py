@@ -105,6 +105,7 @@ class SignallingServer:
         ping_interval: float = 20.0,
         ping_timeout: float = 20.0,
         relay_timeout: float = 10.0,
+        relay_idle: float | None = 60.0,
         relay_lifetime: float | None = 4 * 3600.0,
         mail_ttl: float = 7 * 86400.0,
         clock: Callable[[], float] = time.time,
@@ -143,9 +144,10 @@ class SignallingServer:
             max_relays_per_user=max_relays_per_user,
             rate=relay_rate,
             join_timeout=relay_timeout,
+            idle_timeout=relay_idle,
             lifetime=relay_lifetime,
         )
-        """Relayed conversations: bounded in number, bytes per second and lifetime."""
+        """Relayed conversations: bounded in number, bytes per second, silence and lifetime."""
         self.rendezvous = Rendezvous(
             self._sessions,
             self.store,

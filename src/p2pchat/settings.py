@@ -90,6 +90,7 @@ SERVER_SETTINGS: tuple[Setting, ...] = (
     Setting("ping_interval", FLOAT, "seconds of quiet before a ping"),
     Setting("ping_timeout", FLOAT, "seconds more without an answer before a drop"),
     Setting("relay_timeout", FLOAT, "seconds the first side of a relay waits for the second"),
+    Setting("relay_idle", FLOAT, "seconds a relay may pass nothing before it ends"),
     Setting("relay_lifetime", FLOAT, "seconds one relayed conversation may last"),
     Setting("mail_ttl", FLOAT, "seconds a mail item is kept"),
 )
