@@ -177,6 +177,9 @@ async def test_the_server_keeps_no_readable_text(server: Server, tmp_path: Path)
     secret = "the eagle lands at dawn"
     async with server.peer("alice") as alice:
         await alice.send("bob", secret)
+        assert server.server is not None
+        mailbox = server.server.mail.mailbox
+        await eventually(lambda: _kept(mailbox, "bob", 1))  # it is there, sealed
     await server.stop()  # the files as they are on disk
     files = await asyncio.to_thread(lambda: {p: p.read_bytes() for p in tmp_path.iterdir()})
     server_files = [p for p in files if p.name.startswith(("mailbox.", "users."))]
@@ -185,6 +188,10 @@ async def test_the_server_keeps_no_readable_text(server: Server, tmp_path: Path)
         assert secret.encode() not in files[path], path
         assert b"eagle" not in files[path], path
     await server.start()
+
+
+async def _kept(mailbox: p2pchat.Mailbox, recipient: str, items: int) -> bool:
+    return (await mailbox.usage(recipient))[0] == items
 
 
 async def test_an_unknown_recipient_is_refused_and_nothing_is_kept(server: Server) -> None:
