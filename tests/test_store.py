@@ -372,3 +372,30 @@ async def test_unread_and_deposited_marks(messages: MessageStore) -> None:
     assert [m.id for m in await messages.undeposited("alice")] == ["m5"]
     await messages.mark_shipped("bob", ["m5"])
     assert await messages.undeposited("alice") == []
+
+
+async def test_a_shipped_mark_alone_skips_the_fsync_and_a_message_never_does(
+    tmp_path: Path,
+) -> None:
+    store = p2pchat.SqliteMessageStore(tmp_path / "messages.sqlite3")
+    await store.start()
+    database = store._database
+    writer = database._writer_thread
+
+    def synchronous() -> int:
+        assert writer.connection is not None
+        return int(writer.connection.execute("PRAGMA synchronous").fetchone()[0])
+
+    try:
+        await store.add(message(1))
+        assert await writer.run(synchronous) == 2  # FULL: an ack promises it is on disk
+        await store.mark_shipped("bob", ["m1"])
+        assert await writer.run(synchronous) == 1  # NORMAL: if lost, resent and ignored
+        assert [m.shipped for m in await store.history("alice", "bob")] == [True]
+        # Both at once share one commit: it is durable.
+        await asyncio.gather(store.mark_shipped("bob", ["m1"]), store.add(message(2)))
+        assert await writer.run(synchronous) == 2
+        await store.mark_read(["m2"])  # if lost, it would show again: durable
+        assert await writer.run(synchronous) == 2
+    finally:
+        await store.close()

@@ -10,6 +10,12 @@ arriving while the previous transaction commits and runs them in the next one (g
 commit): one ``fsync`` serves many messages, and a whole transaction, jobs and commit,
 is one trip to the writer's thread. A write that fails is taken out of its group and
 fails alone; the others are run again and committed without it.
+
+A write that a power cut may lose without harm (marking a message shipped: it is then
+resent, and the other side ignores it) is not ``durable``: a group made only of such
+writes commits without an ``fsync`` (``synchronous = NORMAL`` for that commit; WAL keeps
+it consistent, and the next durable commit makes it durable too). A crash of the
+process loses neither kind.
 """
 
 from __future__ import annotations
@@ -69,7 +75,8 @@ class SqliteDatabase:
         self._writer_thread = _Thread(f"p2pchat-{kind}-writer")
         self._reader_thread = _Thread(f"p2pchat-{kind}-reader")
         self._open = False
-        self._pending: list[tuple[Job, asyncio.Future[Any]]] = []
+        self._pending: list[tuple[Job, asyncio.Future[Any], bool]] = []
+        self._synchronous_now = synchronous  # as the writer's connection has it set
         self._writer: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
@@ -126,12 +133,15 @@ class SqliteDatabase:
         self._reader_thread.executor.shutdown(wait=False)
         self._writer_thread.executor.shutdown(wait=False)
 
-    async def write(self, job: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``job`` inside a write transaction shared with the writes queued beside it."""
+    async def write(self, job: Callable[[sqlite3.Connection], T], *, durable: bool = True) -> T:
+        """Run ``job`` inside a write transaction shared with the writes queued beside it.
+
+        ``durable=False``: losing it to a power cut does no harm, so, unless a durable
+        write shares its commit, that commit skips the ``fsync``."""
         if not self._open:
             raise StoreError(f"{self.kind} store {self.path} is not open: call start() first")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._pending.append((job, future))
+        self._pending.append((job, future, durable))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_batches())
         # Shielded: a cancelled caller must not cancel a commit that serves others.
@@ -140,9 +150,12 @@ class SqliteDatabase:
     async def _write_batches(self) -> None:
         while self._pending:
             batch, self._pending = self._pending, []
-            jobs = [job for job, _ in batch]
-            outcomes = await self._writer_thread.run(functools.partial(self._transaction, jobs))
-            for (_, future), (result, error) in zip(batch, outcomes, strict=True):
+            jobs = [job for job, _, _ in batch]
+            durable = any(durable for _, _, durable in batch)
+            outcomes = await self._writer_thread.run(
+                functools.partial(self._transaction, jobs, durable=durable)
+            )
+            for (_, future, _), (result, error) in zip(batch, outcomes, strict=True):
                 if future.done():
                     continue
                 if error is None:
@@ -150,15 +163,21 @@ class SqliteDatabase:
                 else:
                     future.set_exception(error)
 
-    def _transaction(self, jobs: list[Job]) -> list[tuple[Any, Exception | None]]:
+    def _transaction(
+        self, jobs: list[Job], *, durable: bool = True
+    ) -> list[tuple[Any, Exception | None]]:
         """On the writer's thread: run ``jobs`` in one transaction. A job that raises is
         left out, and the transaction is run again without it."""
         db = self._writer_thread.connection
         assert db is not None
         outcomes: list[tuple[Any, Exception | None] | None] = [None] * len(jobs)
         todo = list(range(len(jobs)))
+        synchronous = self.synchronous if durable or self.synchronous != "FULL" else "NORMAL"
         while todo:
             try:
+                if synchronous != self._synchronous_now:
+                    db.execute(f"PRAGMA synchronous = {synchronous}")
+                    self._synchronous_now = synchronous
                 db.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
                 return self._failed(outcomes, todo, exc)
@@ -325,7 +344,7 @@ class SqliteMessageStore(SqliteStore):
         def job(db: sqlite3.Connection) -> None:
             db.executemany("UPDATE messages SET shipped = 1 WHERE id = ? AND recipient = ?", rows)
 
-        await self._database.write(job)
+        await self._database.write(job, durable=False)  # if lost: resent, and ignored there
 
     async def next_unread(self, user: str) -> Message | None:
         rows = await self._database.fetch(
@@ -336,12 +355,13 @@ class SqliteMessageStore(SqliteStore):
         return _message_from_row(rows[0]) if rows else None
 
     async def mark_read(self, ids: Iterable[str]) -> None:
-        await self._set_flag("unread = 0", ids)
+        await self._set_flag("unread = 0", ids)  # durable: if lost, it would show again
 
     async def mark_deposited(self, ids: Iterable[str]) -> None:
-        await self._set_flag("deposited = 1", ids)
+        # If lost: deposited again, and the server (and the recipient) ignore the copy.
+        await self._set_flag("deposited = 1", ids, durable=False)
 
-    async def _set_flag(self, assignment: str, ids: Iterable[str]) -> None:
+    async def _set_flag(self, assignment: str, ids: Iterable[str], *, durable: bool = True) -> None:
         rows = [(message_id,) for message_id in ids]
         if not rows:
             return
@@ -349,7 +369,7 @@ class SqliteMessageStore(SqliteStore):
         def job(db: sqlite3.Connection) -> None:
             db.executemany(f"UPDATE messages SET {assignment} WHERE id = ?", rows)
 
-        await self._database.write(job)
+        await self._database.write(job, durable=durable)
 
     async def undeposited(self, sender: str) -> list[Message]:
         rows = await self._database.fetch(
