@@ -34,6 +34,25 @@ async def test_invite_accept_and_talk_both_ways(make_peer: PeerFactory) -> None:
     assert [m.body for m in await bob.history("alice")] == ["hi bob", "hi alice", "how are you?"]
 
 
+async def test_send_many_stores_a_burst_in_order_and_a_caller_may_stop_waiting(
+    make_peer: PeerFactory,
+) -> None:
+    alice = await make_peer("alice")
+    bob = await make_peer("bob", max_queue=10_000)
+    chat_a, chat_b = await connect(alice, bob)
+    sent = await chat_a.send_many(f"burst {n}" for n in range(1000))
+    assert [m.body for m in sent] == [f"burst {n}" for n in range(1000)]
+    assert [m.body for m in await alice.history("bob")] == [m.body for m in sent]
+    given_up = asyncio.ensure_future(chat_a.send_many(["never waited for", "nor this"]))
+    await asyncio.sleep(0)  # queued
+    given_up.cancel()
+    await chat_a.wait_acknowledged()  # stored and sent all the same
+    got = [(await asyncio.wait_for(chat_b.receive(), 5)).body for _ in range(1002)]
+    assert got == [m.body for m in sent] + ["never waited for", "nor this"]
+    assert all(m.shipped for m in await alice.history("bob"))
+    assert await chat_a.send_many([]) == []
+
+
 async def test_closing_ends_the_conversation_on_both_sides(make_peer: PeerFactory) -> None:
     alice = await make_peer("alice")
     bob = await make_peer("bob")

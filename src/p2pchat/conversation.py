@@ -48,6 +48,8 @@ logger = logging.getLogger(__name__)
 
 BATCH = 256
 """Messages stored in one transaction and written in one go."""
+CLOSE_GRACE = 1.0
+"""How long ``close()`` lets what was sent be acknowledged before it says bye."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,11 +148,11 @@ class Conversation:
         self._settings = settings
         self._delivery = Delivery(me, contact, max_message_size=settings.max_message_size)
         self._inbox = _Inbox(settings.max_queue)
-        self._queue: collections.deque[tuple[Message, asyncio.Future[Message]]] = (
-            collections.deque()
-        )
+        self._queue: collections.deque[tuple[Message, _Sending]] = collections.deque()
         self._stored: list[Message] = []  # stored elsewhere, to be sent here
-        self._queue_changed = asyncio.Event()  # something queued, taken, or acknowledged
+        self._work = asyncio.Event()  # queued, or stored elsewhere: the send loop's wake-up
+        self._room = asyncio.Event()  # taken from the queue (or closed): senders' wake-up
+        self._progress = asyncio.Event()  # acknowledged (or closed): wait_acknowledged's
         self._closed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._writes: set[asyncio.Task[list[Message]]] = set()  # store writes that must finish
@@ -188,29 +190,41 @@ class Conversation:
         """Store ``body`` as a message to the other user, then send it; return the message.
 
         Returns once the message is stored. If the connection drops, it stays unshipped and
-        is resent next time: a message handed to send() is never lost. Raises
-        ConversationClosed (nothing stored) if the conversation was closed already.
+        is resent next time: a message handed to send() is never lost, even if the caller
+        stops waiting. Raises ConversationClosed (nothing stored) if the conversation was
+        closed already.
         """
-        self._settings.check_body(body)
+        return (await self.send_many((body,)))[0]
+
+    async def send_many(self, bodies: Iterable[str]) -> list[Message]:
+        """Like ``send()`` for several bodies at once, in order: one wait for all of
+        them, as many transactions as they need (a burst from a bot, say)."""
+        texts = list(bodies)
+        for body in texts:
+            self._settings.check_body(body)
         if self.closed:
             raise ConversationClosed(
                 f"conversation with {self.peer} is closed: {self.close_reason}"
             )
-        message = new_message(self.me, self.peer, body)
-        while len(self._queue) >= self._settings.max_queue and not self.closed:
-            self._queue_changed.clear()
-            await self._queue_changed.wait()
-        done: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
-        self._queue.append((message, done))
-        self._queue_changed.set()
+        messages = [new_message(self.me, self.peer, body) for body in texts]
+        if not messages:
+            return []
+        limit = self._settings.max_queue
+        while len(self._queue) >= limit and not self.closed:  # bounded: wait for the loop
+            self._room.clear()
+            await self._room.wait()
+        sending = _Sending(messages)
+        self._queue.extend((message, sending) for message in messages)
+        self._work.set()
         if self.closed:  # it closed while we waited for room: store it for next time
             self._store_queued()
-        return await asyncio.shield(done)
+        # Not shielded: a caller who stops waiting still has its messages stored and sent.
+        return await sending.future
 
     def transmit(self, message: Message) -> None:
         """Send ``message``, stored (unshipped) already; sent once, after the backlog."""
         self._stored.append(message)
-        self._queue_changed.set()
+        self._work.set()
 
     async def _send_loop(self) -> None:
         """Resend the backlog, then store and send new messages in order, a batch at a time."""
@@ -221,14 +235,14 @@ class Conversation:
             await self._run(self._delivery.resume(backlog))
             while True:
                 while not self._queue and not self._stored:
-                    self._queue_changed.clear()
-                    await self._queue_changed.wait()
+                    self._work.clear()
+                    await self._work.wait()
                 if self._stored:
                     stored, self._stored = self._stored, []
                     await self._run(self._delivery.stored_outgoing(stored))
                     continue
                 batch = [self._queue.popleft() for _ in range(min(BATCH, len(self._queue)))]
-                self._queue_changed.set()  # room for senders
+                self._room.set()  # room for senders
                 messages = [message for message, _ in batch]
                 self._delivery.submit(messages)  # says: store them first
                 self._storing = len(messages)
@@ -243,7 +257,7 @@ class Conversation:
             self.log.error("cannot send to %s: %s", self.peer, exc)
             self._finish(f"store failed: {exc}")
 
-    async def _store_outgoing(self, batch: list[tuple[Message, asyncio.Future[Message]]]) -> None:
+    async def _store_outgoing(self, batch: list[tuple[Message, _Sending]]) -> None:
         """Store a batch in one transaction; each sender learns it is stored. The write
         finishes even if the conversation ends meanwhile (it is then sent next time)."""
         await asyncio.shield(self._write(batch))
@@ -256,9 +270,7 @@ class Conversation:
         self._queue.clear()
         self._write(batch)
 
-    def _write(
-        self, batch: list[tuple[Message, asyncio.Future[Message]]]
-    ) -> asyncio.Task[list[Message]]:
+    def _write(self, batch: list[tuple[Message, _Sending]]) -> asyncio.Task[list[Message]]:
         """Store ``batch`` in the background; its senders learn the outcome. ``close()``
         waits for every such write."""
         writing = asyncio.create_task(self._store.add_many([m for m, _ in batch]))  # noqa: RUF006 (kept in _writes)
@@ -272,8 +284,8 @@ class Conversation:
         this conversation, backlog included. Raises ConversationClosed if it ends first:
         what is not acknowledged stays unshipped and is resent next time."""
         while not self.closed and self._sending():
-            self._queue_changed.clear()
-            waiting = asyncio.ensure_future(self._queue_changed.wait())
+            self._progress.clear()
+            waiting = asyncio.ensure_future(self._progress.wait())
             closing = asyncio.ensure_future(self._closed.wait())
             try:
                 await asyncio.wait({waiting, closing}, return_when=asyncio.FIRST_COMPLETED)
@@ -401,7 +413,7 @@ class Conversation:
                 ids = list(effect.ids)
                 await self._store.mark_shipped(self.peer, ids)
                 self._delivery.shipped(ids)
-                self._queue_changed.set()
+                self._progress.set()
                 if self._settings.on_shipped is not None:
                     self._settings.on_shipped(self.peer, ids)
             else:  # pragma: no cover - the adapter handles every effect it is given
@@ -416,7 +428,8 @@ class Conversation:
         self.close_reason = reason
         self._closed.set()
         self._inbox.close()
-        self._queue_changed.set()
+        for event in (self._work, self._room, self._progress):
+            event.set()
         self.log.info("conversation with %s ended: %s", self.peer, reason)
         current = asyncio.current_task()
         for task in self._tasks:
@@ -428,8 +441,12 @@ class Conversation:
 
     async def close(self, reason: str = "") -> None:
         """Leave the conversation: tell the other side, close the connection. Returns once
-        every message handed to send() is stored."""
+        every message handed to send() is stored. What was sent gets a moment
+        (``CLOSE_GRACE``) to be acknowledged first; what is not stays unshipped."""
         if not self.closed:
+            with contextlib.suppress(TimeoutError, ConversationClosed):
+                async with asyncio.timeout(CLOSE_GRACE):
+                    await self.wait_acknowledged()
             self._finish(reason or "closed")
             with contextlib.suppress(ConnectionClosed, ProtocolError):
                 async with asyncio.timeout(1.0):
@@ -450,21 +467,36 @@ class Conversation:
         await self.close()
 
 
-def _resolve(
-    batch: list[tuple[Message, asyncio.Future[Message]]], writing: asyncio.Future[list[Message]]
-) -> None:
-    """Tell each sender of ``batch`` whether its message is stored."""
+class _Sending:
+    """The messages of one ``send_many()`` call, and the future its caller waits on."""
+
+    __slots__ = ("future", "messages", "waiting")
+
+    def __init__(self, messages: list[Message]) -> None:
+        self.messages = messages
+        self.waiting = len(messages)  # not yet stored
+        self.future: asyncio.Future[list[Message]] = asyncio.get_running_loop().create_future()
+
+    def stored(self, error: BaseException | None) -> None:
+        if self.future.done():  # failed already, or its caller stopped waiting
+            return
+        if error is not None:
+            self.future.set_exception(error)
+            return
+        self.waiting -= 1
+        if not self.waiting:
+            self.future.set_result(self.messages)
+
+
+def _resolve(batch: list[tuple[Message, _Sending]], writing: asyncio.Task[list[Message]]) -> None:
+    """Tell the senders of ``batch`` whether their messages are stored."""
     error: BaseException | None = None
     if writing.cancelled():
         error = ConversationClosed("the conversation ended before the message was stored")
     elif writing.exception() is not None:
         error = writing.exception()
-    for message, done in batch:
-        if not done.done():
-            if error is None:
-                done.set_result(message)
-            else:
-                done.set_exception(error)
+    for _, sending in batch:
+        sending.stored(error)
 
 
 def _to_wire(message: Message) -> Msg:
