@@ -43,8 +43,9 @@ class Row:
 
 
 class Bench:
-    def __init__(self, quick: bool, workdir: Path) -> None:
+    def __init__(self, quick: bool, workdir: Path, levels: list[int] | None = None) -> None:
         self.quick = quick
+        self.levels = levels
         self.workdir = workdir
         self.rows: list[Row] = []
 
@@ -164,7 +165,7 @@ class Bench:
         )
 
     async def logins(self) -> None:
-        levels = [200] if self.quick else [1_000, 5_000, 15_000]
+        levels = self.levels or ([200] if self.quick else [1_000, 5_000, 15_000])
         for level in levels:
             await self.login_level(level, lists=level == levels[0])
 
@@ -269,7 +270,8 @@ def table(rows: list[Row]) -> str:
 
 async def run(args: argparse.Namespace) -> list[Row]:
     with tempfile.TemporaryDirectory(prefix="p2pchat-bench-") as workdir:
-        bench = Bench(args.quick, Path(workdir))
+        levels = [int(n) for n in args.levels.split(",")] if args.levels else None
+        bench = Bench(args.quick, Path(workdir), levels)
         parts: dict[str, Callable[[], Awaitable[None]]] = {
             "burst": bench.burst,
             "awaited": bench.awaited,
@@ -289,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
     parser.add_argument("--only", help="comma-separated: burst,awaited,relay,rendezvous,logins")
+    parser.add_argument("--levels", help="peers logged in at once, e.g. 1000,5000,15000")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results.json"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="bench: %(message)s")

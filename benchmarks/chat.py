@@ -68,7 +68,7 @@ async def sender(mode: str, port: int, kind: str, directory: Path, count: int, r
         body = "x" * 100
         if mode == "burst":
             started = time.perf_counter()
-            await asyncio.gather(*(chat.send(body) for _ in range(count)))
+            await chat.send_many(body for _ in range(count))
             await chat.wait_acknowledged()
             elapsed = time.perf_counter() - started
             say(result={"per_second": count / elapsed})
