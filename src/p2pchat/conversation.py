@@ -35,7 +35,6 @@ from .errors import (
     ConnectionClosed,
     ConversationClosed,
     MessageTooLarge,
-    P2PChatError,
     ProtocolError,
     RemoteProtocolError,
 )
@@ -48,6 +47,9 @@ logger = logging.getLogger(__name__)
 
 BATCH = 256
 """Messages stored in one transaction and written in one go."""
+WRITES_IN_FLIGHT = 4
+"""Batches being stored at once, each way: the next is stored while the one before is
+on the wire, and a slow disk gathers them into one commit."""
 CLOSE_GRACE = 1.0
 """How long ``close()`` lets what was sent be acknowledged before it says bye."""
 
@@ -157,6 +159,10 @@ class Conversation:
         self._tasks: list[asyncio.Task[None]] = []
         self._writes: set[asyncio.Task[list[Message]]] = set()  # store writes that must finish
         self._storing = 0  # messages taken from the queue, being stored
+        self._outgoing = 0  # batches of ours being stored
+        self._ready: list[Message] = []  # ours, stored, to go on the wire (in order)
+        self._incoming: collections.deque[asyncio.Task[list[Message]]] = collections.deque()
+        self._acks: list[str] = []  # received and stored: to acknowledge
 
     def __repr__(self) -> str:
         state = f"closed: {self.close_reason}" if self.closed else "open"
@@ -227,40 +233,60 @@ class Conversation:
         self._work.set()
 
     async def _send_loop(self) -> None:
-        """Resend the backlog, then store and send new messages in order, a batch at a time."""
+        """Resend the backlog, then store and send new messages in order, and acknowledge
+        what was received and stored. New messages are stored a batch at a time, up to
+        ``WRITES_IN_FLIGHT`` batches at once; each goes on the wire once stored, in order.
+        """
         try:
             backlog = await self._store.unshipped(self.me, self.peer)
             if backlog:
                 self.log.info("resending %d unshipped messages to %s", len(backlog), self.peer)
             await self._run(self._delivery.resume(backlog))
             while True:
-                while not self._queue and not self._stored:
+                while not (self._acks or self._stored or self._ready or self._may_store()):
                     self._work.clear()
                     await self._work.wait()
-                if self._stored:
+                if self._acks:
+                    ids, self._acks = self._acks, []
+                    await self._connection.send(Ack(ids=ids))
+                if self._stored:  # stored elsewhere (a message for someone away, say)
                     stored, self._stored = self._stored, []
                     await self._run(self._delivery.stored_outgoing(stored))
-                    continue
-                batch = [self._queue.popleft() for _ in range(min(BATCH, len(self._queue)))]
-                self._room.set()  # room for senders
-                messages = [message for message, _ in batch]
-                self._delivery.submit(messages)  # says: store them first
-                self._storing = len(messages)
-                try:
-                    await self._store_outgoing(batch)
-                finally:
-                    self._storing = 0
-                await self._run(self._delivery.stored_outgoing(messages))
+                if self._ready:
+                    ready, self._ready = self._ready, []
+                    await self._run(self._delivery.stored_outgoing(ready))
+                while self._may_store():
+                    self._store_batch()
         except (ConnectionClosed, ProtocolError) as exc:
             self._finish(f"connection lost: {exc}")
-        except P2PChatError as exc:
-            self.log.error("cannot send to %s: %s", self.peer, exc)
-            self._finish(f"store failed: {exc}")
 
-    async def _store_outgoing(self, batch: list[tuple[Message, _Sending]]) -> None:
-        """Store a batch in one transaction; each sender learns it is stored. The write
-        finishes even if the conversation ends meanwhile (it is then sent next time)."""
-        await asyncio.shield(self._write(batch))
+    def _may_store(self) -> bool:
+        return bool(self._queue) and self._outgoing < WRITES_IN_FLIGHT
+
+    def _store_batch(self) -> None:
+        """Take a batch from the queue and store it, in the background; once stored, it
+        is ready for the wire. The write finishes even if the conversation ends meanwhile
+        (it is then sent next time)."""
+        batch = [self._queue.popleft() for _ in range(min(BATCH, len(self._queue)))]
+        self._room.set()  # room for senders
+        messages = [message for message, _ in batch]
+        self._delivery.submit(messages)  # says: store them first
+        self._storing += len(messages)
+        self._outgoing += 1
+
+        def stored(writing: asyncio.Task[list[Message]]) -> None:
+            self._storing -= len(messages)
+            self._outgoing -= 1
+            self._work.set()
+            if writing.cancelled():
+                return
+            if (error := writing.exception()) is not None:
+                self.log.error("cannot store messages to %s: %s", self.peer, error)
+                self._finish(f"store failed: {error}")
+                return
+            self._ready.extend(messages)  # completions come in the order of the writes
+
+        self._write(batch).add_done_callback(stored)
 
     def _store_queued(self) -> None:
         """The conversation has ended: store what is still queued, for the next talk."""
@@ -293,7 +319,12 @@ class Conversation:
                 waiting.cancel()
                 closing.cancel()
         if self._sending():
-            missing = len(self._queue) + self._storing + len(self._delivery.unacknowledged)
+            missing = (
+                len(self._queue)
+                + self._storing
+                + len(self._ready)
+                + len(self._delivery.unacknowledged)
+            )
             raise ConversationClosed(
                 f"conversation with {self.peer} closed with {missing} messages "
                 f"unacknowledged: {self.close_reason}"
@@ -302,7 +333,11 @@ class Conversation:
     def _sending(self) -> bool:
         """Something handed to send() is not acknowledged yet."""
         return bool(
-            self._queue or self._stored or self._storing or not self._delivery.all_acknowledged
+            self._queue
+            or self._stored
+            or self._storing
+            or self._ready
+            or not self._delivery.all_acknowledged
         )
 
     # Receiving.
@@ -355,16 +390,19 @@ class Conversation:
                         raise ProtocolError(f"unexpected {type(wire).__name__.lower()} in a chat")
                 if arrived:
                     self._delivery.receive_messages(arrived)  # checks them: store them
-                    acks = await self._store_incoming(arrived)
-                    try:
-                        await self._run(acks)
-                    except ConnectionClosed:
-                        if leaving is None:
-                            raise
-                        # They said bye already: unacked, they will resend, and we dedup.
+                    self._store_incoming(arrived)
+                    while len(self._incoming) >= WRITES_IN_FLIGHT:  # a slow disk slows us
+                        await asyncio.wait({self._incoming[0]})
                 if acked:
                     await self._run(self._delivery.receive_ack(acked))
                 if leaving is not None:
+                    if self._incoming:  # stored, handed over, acknowledged if still possible
+                        await asyncio.wait(set(self._incoming))
+                    if self._acks:
+                        # If they are gone already: unacked, they resend, and we dedup.
+                        with contextlib.suppress(ConnectionClosed, ProtocolError):
+                            await self._connection.send(Ack(ids=self._acks))
+                        self._acks = []
                     reason = leaving
                     return
         except ProtocolError as exc:
@@ -373,32 +411,39 @@ class Conversation:
                 await self._connection.fail(exc)
         except ConnectionClosed as exc:
             reason = f"connection lost: {exc}"
-        except P2PChatError as exc:
-            reason = f"store failed: {exc}"
-            self.log.error("conversation with %s: %s", self.peer, reason)
         finally:
             self._finish(reason)
             await self._connection.close()
 
-    async def _store_incoming(self, arrived: list[Message]) -> list[Effect]:
-        """Store a received batch; what is new goes to the inbox the moment it is stored,
-        even if this conversation is closed meanwhile (then it is read before the end).
-        Returns what is left to do: the acknowledgement."""
-        left: list[Effect] = []
+    def _store_incoming(self, arrived: list[Message]) -> None:
+        """Store a received batch in the background. Once stored, what is new goes to the
+        inbox, even if this conversation is closed meanwhile (the inbox closes only after
+        it), and the batch is acknowledged by the send loop. Writes complete in order."""
 
-        def stored(writing: asyncio.Future[list[Message]]) -> None:
-            if writing.cancelled() or writing.exception() is not None:
-                return
-            for effect in self._delivery.stored_incoming(arrived, writing.result()):
-                if isinstance(effect, Deliver):
-                    self._inbox.put_all(effect.messages)
-                else:
-                    left.append(effect)
+        def stored(writing: asyncio.Task[list[Message]]) -> None:
+            self._incoming.remove(writing)
+            try:
+                if writing.cancelled():
+                    return
+                if (error := writing.exception()) is not None:
+                    self.log.error("conversation with %s: store failed: %s", self.peer, error)
+                    self._finish(f"store failed: {error}")
+                    return
+                for effect in self._delivery.stored_incoming(arrived, writing.result()):
+                    if isinstance(effect, Deliver):
+                        self._inbox.put_all(effect.messages)
+                    elif isinstance(effect, Acknowledge):
+                        self._acks.extend(effect.ids)
+                        self._work.set()
+            finally:
+                if self.closed and not self._incoming:
+                    self._inbox.close()
 
         writing = asyncio.ensure_future(self._store.add_many(arrived))
+        self._incoming.append(writing)
+        self._writes.add(writing)
+        writing.add_done_callback(self._writes.discard)
         writing.add_done_callback(stored)
-        await asyncio.shield(writing)
-        return left
 
     async def _run(self, effects: list[Effect]) -> None:
         """Carry out the effects that go to the connection or the store."""
@@ -427,7 +472,8 @@ class Conversation:
             return
         self.close_reason = reason
         self._closed.set()
-        self._inbox.close()
+        if not self._incoming:  # else once the last received batch is stored
+            self._inbox.close()
         for event in (self._work, self._room, self._progress):
             event.set()
         self.log.info("conversation with %s ended: %s", self.peer, reason)
