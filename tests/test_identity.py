@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 
 import p2pchat
-from p2pchat.identity import certificate_key, login_challenge_payload, verify_signature
+from p2pchat.identity import (
+    CONTEXTS_KEPT,
+    Identity,
+    certificate_key,
+    direct_tls_context,
+    login_challenge_payload,
+    verify_signature,
+)
 
 FINGERPRINT = re.compile(r"^[A-Z2-7]{5}(-[A-Z2-7]{5}){4}$")
 
@@ -68,3 +75,20 @@ def test_a_certificate_gives_its_key_and_a_forged_one_is_refused() -> None:
         certificate_key(bytes(forged))
     with pytest.raises(p2pchat.IdentityError):
         certificate_key(b"not a certificate")
+
+
+def test_a_tls_context_trusts_one_certificate_and_is_kept_for_that_one_only() -> None:
+    me, bob, carol = Identity.generate(), Identity.generate(), Identity.generate()
+    for_bob = direct_tls_context(me, bob.certificate, server_side=True)
+    assert direct_tls_context(me, bob.certificate, server_side=True) is for_bob
+    assert direct_tls_context(me, bob.certificate, server_side=False) is not for_bob
+    for_carol = direct_tls_context(me, carol.certificate, server_side=True)
+    assert for_carol is not for_bob
+    # Each trusts its one contact's certificate: never shared between contacts.
+    assert [c["subject"] for c in for_bob.get_ca_certs()] != [
+        c["subject"] for c in for_carol.get_ca_certs()
+    ]
+    assert len(for_bob.get_ca_certs()) == len(for_carol.get_ca_certs()) == 1
+    for _ in range(CONTEXTS_KEPT + 1):  # bounded: the oldest go
+        direct_tls_context(me, Identity.generate().certificate, server_side=True)
+    assert direct_tls_context(me, bob.certificate, server_side=True) is not for_bob

@@ -9,6 +9,7 @@ invitation. Nothing here does any network I/O.
 from __future__ import annotations
 
 import base64
+import collections
 import datetime
 import functools
 import hashlib
@@ -136,6 +137,9 @@ class Identity:
             .public_bytes(serialization.Encoding.DER)
         )
         self._pem_path: str | None = None
+        self._contexts: collections.OrderedDict[tuple[bytes, bool], ssl.SSLContext] = (
+            collections.OrderedDict()
+        )
 
     def __repr__(self) -> str:
         return f"<Identity {self.fingerprint}>"
@@ -249,13 +253,29 @@ class Identity:
         return path
 
 
+CONTEXTS_KEPT: Final = 64
+"""TLS contexts an identity keeps, one per (contact's certificate, side): making one
+costs about 2 ms here (loading our key and certificate), a talk with someone talked
+with before costs nothing more."""
+
+
 def direct_tls_context(identity: Identity, trusted: bytes, *, server_side: bool) -> ssl.SSLContext:
     """TLS 1.3, both sides authenticated: present ``identity``, accept only ``trusted``
-    (the other peer's certificate, DER, as vouched for by the server)."""
+    (the other peer's certificate, DER, as vouched for by the server).
+
+    Each context trusts that one certificate and nothing else, so one made for a contact
+    is used again for that contact only (the last ``CONTEXTS_KEPT`` are kept)."""
+    kept = identity._contexts
+    if (context := kept.get((trusted, server_side))) is not None:
+        kept.move_to_end((trusted, server_side))
+        return context
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER if server_side else ssl.PROTOCOL_TLS_CLIENT)
     context.minimum_version = ssl.TLSVersion.TLSv1_3
     context.check_hostname = False  # peers have no host names: the pinned key is the check
     context.verify_mode = ssl.CERT_REQUIRED
     context.load_verify_locations(cadata=trusted)
     identity.load_into(context)
+    kept[(trusted, server_side)] = context
+    while len(kept) > CONTEXTS_KEPT:
+        kept.popitem(last=False)
     return context
