@@ -167,6 +167,12 @@ class Conversation:
         return f"<Conversation {self.me} <-> {self.peer} {self.route} ({state})>"
 
     @property
+    def remote_address(self) -> tuple[str, int] | None:
+        """Where the other side's connection comes from, as we see it (through a relay:
+        the server's address)."""
+        return self._connection.remote_address
+
+    @property
     def closed(self) -> bool:
         return self._closed.is_set()
 
