@@ -268,6 +268,12 @@ class Peer:
         return self._session is not None and self._session.connected
 
     @property
+    def observed(self) -> tuple[str, int] | None:
+        """Where the server saw our connection come from at the last login (behind a NAT:
+        the NAT's mapping; with ``traversal``, the mapping of the listening port)."""
+        return self._session.observed if self._session is not None else None
+
+    @property
     def listening(self) -> list[tuple[str, int]]:
         """The addresses the direct-connection listener is bound to."""
         return self._reach.listening if self._reach is not None else []

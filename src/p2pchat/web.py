@@ -244,6 +244,7 @@ class WebUI:
             user=chat.peer,
             live=True,
             route=chat.route,
+            via=chat.via,
             history=[ev.WebMessage.of(m) for m in history],
         )
         self._broadcast(ev.Talk(talk=info))
@@ -269,6 +270,7 @@ class WebUI:
                     user=user,
                     live=chat is not None and not chat.closed,
                     route=chat.route if chat is not None else "",
+                    via=chat.via if chat is not None else "",
                     history=[ev.WebMessage.of(m) for m in history],
                     unread=unread,
                 )
@@ -312,6 +314,7 @@ class WebUI:
                     user=command.user,
                     live=live,
                     route=chat.route if chat is not None else "",
+                    via=chat.via if chat is not None else "",
                     history=[ev.WebMessage.of(m) for m in history],
                 )
                 tab.send(ev.Talk(talk=info))
