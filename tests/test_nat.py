@@ -149,3 +149,13 @@ async def test_a_pair_that_shares_only_ipv6_talks_directly(
     assert outcome.inviter[:2] == ("direct", "dialled")
     assert outcome.invitee[2].startswith("[fd18::20]:")
     assert outcome.inviter[2].startswith("[fd18::21]:")
+
+
+async def test_a_peer_listening_on_loopback_only_still_logs_in_to_a_remote_server(
+    internet: Internet, launch: Launch
+) -> None:
+    # Its listening port cannot reach the server: it connects from any port instead.
+    port = await start_server(launch, internet)
+    args = [sys.executable, WORKER, "carol", internet.server.address, str(port), "127.0.0.1"]
+    carol = await run_in(launch, "carol", internet.public, args)
+    await carol.expect(r"^ready 127\.0\.0\.1:\d+$")

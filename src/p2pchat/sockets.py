@@ -166,9 +166,10 @@ async def connected_socket(
             await loop.sock_connect(sock, address)
         except OSError as exc:
             sock.close()
-            # Bound and refused, or that 4-tuple is still in TIME_WAIT: the caller decides.
-            if required or exc.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL):
+            if required:
                 raise
+            # That 4-tuple still in TIME_WAIT, a listener on loopback while the server is
+            # elsewhere, or the server away: an ordinary connection says which.
             logger.debug("cannot connect from %s: %s; from any port instead", source, exc)
             return None
         except BaseException:
