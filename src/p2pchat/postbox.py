@@ -77,7 +77,8 @@ class Postbox:
         self._worker: asyncio.Task[None] | None = None
         self._arrived = asyncio.Event()
         self._taking = asyncio.Lock()
-        self._taken: Message | None = None  # marked read, but its taker was cancelled
+        self._taken: tuple[Message, asyncio.Future[None]] | None = None
+        """Being marked read, but its taker was cancelled: (it, the marking)."""
         self._to_deposit = asyncio.Event()
         self._idle = asyncio.Event()  # the depositor has nothing to do
         self._depositor: asyncio.Task[None] | None = None
@@ -246,18 +247,17 @@ class Postbox:
     async def next_message(self) -> Message:
         """The oldest message received by mail and not yet handed over, waiting for one."""
         async with self._taking:
-            if (taken := self._taken) is not None:
-                self._taken = None
-                return taken
-            while (message := await self.peer.store.next_unread(self.name)) is None:
-                self._arrived.clear()
-                await self._arrived.wait()
-            marking = asyncio.ensure_future(self.peer.store.mark_read([message.id]))
-            try:
-                await asyncio.shield(marking)
-            except asyncio.CancelledError:
-                self._taken = message  # marked, not returned: the next call returns it
-                raise
+            if self._taken is None:
+                while (message := await self.peer.store.next_unread(self.name)) is None:
+                    self._arrived.clear()
+                    await self._arrived.wait()
+                marked = asyncio.ensure_future(self.peer.store.mark_read([message.id]))
+                self._taken = (message, marked)
+            message, marking = self._taken
+            # Cancelled while it is marked: the next call returns it, once the mark is
+            # stored (else that call's next_unread() would find it unread, and again).
+            await asyncio.shield(marking)
+            self._taken = None
             return message
 
     # Sending.
