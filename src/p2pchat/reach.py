@@ -50,7 +50,7 @@ __all__ = ["DialTarget", "OutgoingInvite", "Reach", "route_of"]
 
 logger = logging.getLogger(__name__)
 
-DialTarget = Target
+DialTarget = Target  # the name it had before the door moved to door.py
 
 
 def route_of(via: str) -> str:
