@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
@@ -276,3 +277,26 @@ async def test_a_wildcard_host_listens_on_both_families_on_one_port() -> None:
             assert chat_b.remote_address[0] == "::1"
             await chat_a.send("over IPv6")
             assert (await asyncio.wait_for(chat_b.receive(), 5)).body == "over IPv6"
+
+
+async def test_connections_to_hand_made_listeners_do_not_wait_for_nagle() -> None:
+    from p2pchat.sockets import listen
+
+    delays: asyncio.Queue[int] = asyncio.Queue()
+
+    async def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
+        delays.put_nowait(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+        writer.close()
+
+    servers = await listen(accepted, "0.0.0.0", 0, reuse_port=True)
+    try:
+        for server in servers:
+            family = server.sockets[0].family
+            host = "::1" if family == socket.AF_INET6 else "127.0.0.1"
+            _, writer = await asyncio.open_connection(host, server.sockets[0].getsockname()[1])
+            assert await asyncio.wait_for(delays.get(), 5) == 1  # TCP_NODELAY, as asyncio's
+            writer.close()
+    finally:
+        for server in servers:
+            server.close()

@@ -78,7 +78,7 @@ async def listen(
     alone is used.
     """
     hosts = ["0.0.0.0", "::"] if is_wildcard(host) else [host]
-    if len(hosts) == 1 and family_of(host) is None:  # a name: asyncio resolves it
+    if len(hosts) == 1 and not reuse_port:  # nothing to do by hand
         return [await asyncio.start_server(handler, host, port, ssl=ssl, backlog=backlog)]
     for attempt in range(8):
         sockets: list[socket.socket] = []
@@ -125,7 +125,8 @@ def _listening_socket(host: str, port: int, *, reuse_port: bool) -> socket.socke
 
 
 def _bind(family: socket.AddressFamily, host: str, port: int, *, reuse_port: bool) -> socket.socket:
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY on accepted sockets only if it is.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as asyncio does
         if reuse_port:
