@@ -116,8 +116,11 @@ class RawClient:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         return cls(reader, writer)
 
-    async def login(self, name: str, port: int, identity: Identity | None = None) -> Welcome:
-        """Log in as ``name`` with ``identity`` (a new one by default), proving the key."""
+    async def login(
+        self, name: str, port: int, identity: Identity | None = None, *, traversal: bool = False
+    ) -> Welcome:
+        """Log in as ``name`` with ``identity`` (a new one by default), proving the key;
+        ``traversal``: saying it takes part in reversal and hole punching."""
         identity = identity or Identity.generate()
         self.identity = identity
         await self.send(
@@ -126,6 +129,7 @@ class RawClient:
                 name=name,
                 addresses=[("127.0.0.1", port)],
                 certificate=b64encode(identity.certificate),
+                traversal=traversal,
             )
         )
         challenge = await self.recv()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import signal
 import sys
@@ -170,6 +171,32 @@ def test_entry_points_take_argv(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         cli.peer_main(["alice", "--server", "no-port-here"])
     assert "expected HOST:PORT" in capsys.readouterr().err
+
+
+def test_addresses_on_the_command_line_take_ipv6_in_brackets() -> None:
+    assert cli._address("[::1]:5535") == ("::1", 5535)
+    assert cli._address("[fe80::1%eth0]:80") == ("fe80::1%eth0", 80)
+    assert cli._address("[::]:0") == ("::", 0)
+    assert cli._address("0.0.0.0:0") == ("0.0.0.0", 0)
+    assert cli._address(":5535") == ("127.0.0.1", 5535)
+    assert cli._address("example.org:5535") == ("example.org", 5535)
+    for bad in ("::1:5535", "[::1]", "[::1:5535", "::1]:5535", "[nothost]:1", "[::1]:99999"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            cli._address(bad)
+    assert cli._host("[::]") == "::"
+    assert cli._host("::") == "::"
+
+
+async def test_d_shows_each_conversation_with_its_route(start: Start, server_port: str) -> None:
+    alice = await peer(start, server_port, "alice", "--memory", "--listen", "[::1]:0")
+    bob = await peer(start, server_port, "bob", "--memory")
+    await alice.say("t bob")
+    await bob.expect("alice invites you")
+    await bob.say("y")
+    await alice.expect("talking with bob|bob accepted")
+    await bob.say("/d")
+    await bob.expect(r"seen by the server at: 127\.0\.0\.1:\d+")
+    await bob.expect(r"conversations: alice \(direct, dialled, from \[::1\]:\d+\)")
 
 
 async def test_fingerprints_and_whois(start: Start, server_port: str) -> None:

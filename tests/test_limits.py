@@ -228,7 +228,7 @@ async def test_a_relayed_conversation_is_paced_and_ends_at_its_lifetime() -> Non
     rate = 64 * 1024
     async with p2pchat.SignallingServer(port=0, relay_rate=rate, relay_lifetime=30.0) as server:
         where = ("127.0.0.1", server.port)
-        alice = p2pchat.Peer("alice", server=where, advertise=[("127.0.0.1", 9)])
+        alice = p2pchat.Peer("alice", server=where, advertise=[("127.0.0.1", 9)], traversal=False)
         async with alice, p2pchat.Peer("bob", server=where) as bob:
             chat_a, chat_b = await connect(alice, bob)
             assert chat_a.route == "relay"
@@ -240,7 +240,7 @@ async def test_a_relayed_conversation_is_paced_and_ends_at_its_lifetime() -> Non
             assert time.monotonic() - started >= (12 * 16000 - rate) / rate * 0.9
     async with p2pchat.SignallingServer(port=0, relay_lifetime=0.3) as server:
         where = ("127.0.0.1", server.port)
-        alice = p2pchat.Peer("alice", server=where, advertise=[("127.0.0.1", 9)])
+        alice = p2pchat.Peer("alice", server=where, advertise=[("127.0.0.1", 9)], traversal=False)
         async with alice, p2pchat.Peer("bob", server=where) as bob:
             chat_a, chat_b = await connect(alice, bob)
             await asyncio.wait_for(chat_b.wait_closed(), 5)
@@ -260,6 +260,7 @@ async def test_a_relay_that_passes_nothing_ends_but_a_quiet_talk_keeps_its_own()
                 server=where,
                 identity=keys[name],
                 advertise=away if name == "alice" else None,
+                traversal=name != "alice",  # no call back either: the relay it is
                 ping_interval=ping,
                 ping_timeout=ping,
             )

@@ -20,7 +20,11 @@ from p2pchat.protocol import (
     ListUsers,
     Msg,
     Presence,
+    PunchNote,
+    PunchRequest,
+    Reverse,
     Users,
+    Welcome,
     WireMessage,
     encode,
 )
@@ -36,6 +40,11 @@ SAMPLES: list[WireMessage] = [
     Msg(id="6f1c", ts=1700000000.25, body="héllo, wörld ✓\nsecond line"),
     Ack(ids=["a", "b"]),
     Error(code="unknown_user", reason="nobody", id="3"),
+    Hello(version=PROTOCOL_VERSION, name="carol", traversal=True),
+    Welcome(version=PROTOCOL_VERSION, name="carol", observed="198.18.0.2", observed_port=4000),
+    Reverse(invitation="inv-1"),
+    PunchRequest(id="4", invitation="inv-1", step="sync"),
+    PunchNote(invitation="inv-1", step="connect", addresses=[("::1", 4000)], observed=("::1", 9)),
 ]
 
 
@@ -161,3 +170,17 @@ def test_arbitrary_bytes_give_messages_or_protocol_error(data: bytes, chunk: int
     except ProtocolError:
         pass
     assert decoder.buffered <= 256 + 4 + chunk
+
+
+def test_the_punch_messages_are_optional_additions_to_version_3() -> None:
+    # An older peer's hello, without the new field, still decodes (and takes no part).
+    old = b'{"type":"hello","version":3,"name":"dave"}'
+    (hello,) = Decoder().feed(struct.pack(">I", len(old)) + old)
+    assert isinstance(hello, Hello)
+    assert hello.traversal is False
+    for bad in (
+        b'{"type":"punch_request","id":"1","invitation":"i","step":"now"}',
+        b'{"type":"punch_note","invitation":"i","step":"sync","observed":["h",70000]}',
+    ):
+        with pytest.raises(ProtocolError):
+            Decoder().feed(struct.pack(">I", len(bad)) + bad)

@@ -259,6 +259,15 @@ def test_advertised_addresses_are_checked_and_the_observed_host_comes_first() ->
     assert dial_addresses([("127.0.0.1", 4000)], ("127.0.0.1", 1)) == [("127.0.0.1", 4000)]
 
 
+def test_a_wildcard_stands_for_the_observed_host_only_in_its_own_family() -> None:
+    from p2pchat.session import dial_addresses
+
+    both = [("0.0.0.0", 4000), ("::", 4000)]
+    assert dial_addresses(both, ("203.0.113.7", 1)) == [("203.0.113.7", 4000)]
+    assert dial_addresses(both, ("2001:db8::7", 1)) == [("2001:db8::7", 4000)]
+    assert dial_addresses([("", 4000)], ("2001:db8::7", 1)) == [("2001:db8::7", 4000)]
+
+
 async def test_presence_news_does_not_wait_for_the_disk() -> None:
     store = GatedUserStore("set_online")  # the disk is slow to record logins
     async with p2pchat.SignallingServer(port=0, store=store) as server:

@@ -134,6 +134,7 @@ async def test_two_pages_talk_both_ways_and_see_delivery(
     invitation = bob.page.get_by_role("listitem", name="Invitation from alice")
     await invitation.get_by_role("button", name="Accept").click()
     await expect(alice.page.get_by_role("heading", name="Talking with bob")).to_be_visible()
+    await expect(alice.page.locator("#talk-route")).to_have_text("direct (dialled)")
     await alice.say("hello bob")
     await expect(bob.page.get_by_text("hello bob")).to_be_visible()
     await bob.page.get_by_role("textbox", name="Message").fill("hello alice")

@@ -46,6 +46,7 @@ from .identity import Identity, fingerprint
 from .peer import Conversation, Invitation, Peer
 from .protocol import DEFAULT_MAX_FRAME, DEFAULT_PORT, PROTOCOL_VERSION, check_name
 from .server import SignallingServer
+from .sockets import format_address
 from .sqlite import SqliteMessageStore
 from .sqlite_server import SqliteMailbox, SqliteUserStore
 from .store import (
@@ -116,4 +117,5 @@ __all__ = [
     "__version__",
     "check_name",
     "fingerprint",
+    "format_address",
 ]

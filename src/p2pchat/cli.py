@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import signal
 import ssl
@@ -48,11 +49,32 @@ __all__ = ["peer_main", "server_main"]
 
 
 def _address(text: str) -> tuple[str, int]:
-    """Parse HOST:PORT, [IPv6]:PORT or :PORT."""
+    """Parse HOST:PORT, [IPV6]:PORT or :PORT (an IPv6 address goes in brackets)."""
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
-    return host.strip("[]") or "127.0.0.1", int(port)
+    if host.startswith("[") or host.endswith("]"):
+        host = _bracketed(host, text)
+    elif ":" in host:
+        raise argparse.ArgumentTypeError(
+            f"write an IPv6 address in brackets: [{host}]:{port}, got {text!r}"
+        )
+    return host or "127.0.0.1", int(port)
+
+
+def _bracketed(host: str, text: str) -> str:
+    """The IPv6 address inside ``[...]``."""
+    inner = host[1:-1] if host.startswith("[") and host.endswith("]") else ""
+    try:
+        ipaddress.IPv6Address(inner.partition("%")[0])  # a zone (fe80::1%eth0) is kept
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected [IPV6]:PORT, got {text!r}") from None
+    return inner
+
+
+def _host(text: str) -> str:
+    """A host to listen on: a name, an IPv4 address, or an IPv6 one (brackets optional)."""
+    return _bracketed(text, text) if text.startswith("[") else text
 
 
 def _data_dir() -> Path:
@@ -103,8 +125,10 @@ def server_main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--host",
+        type=_host,
         default="127.0.0.1",
-        help="address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)",
+        help="address to listen on (default 127.0.0.1; 0.0.0.0 or :: for every interface, "
+        "IPv4 and IPv6)",
     )
     parser.add_argument(
         "--port",
@@ -182,7 +206,13 @@ def peer_main(argv: Sequence[str] | None = None) -> int:
         default=("127.0.0.1", 0),
         metavar="HOST:PORT",
         help="where other peers dial you (default 127.0.0.1 on a free port; "
-        "0.0.0.0:PORT for other machines)",
+        "0.0.0.0:PORT or [::]:PORT for other machines, on IPv4 and IPv6)",
+    )
+    parser.add_argument(
+        "--no-traversal",
+        action="store_true",
+        help="take no part in connection reversal or hole punching (what cannot be "
+        "dialled goes through the server's relay)",
     )
     parser.add_argument(
         "--identity",
@@ -239,6 +269,7 @@ def peer_main(argv: Sequence[str] | None = None) -> int:
         store=store,
         identity=identity,
         server_ssl=server_ssl,
+        traversal=not args.no_traversal,
     )
     screen: Screen = TerminalScreen() if sys.stdin.isatty() else PipeScreen()
 

@@ -12,13 +12,15 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import socket
 import ssl
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any, TypeVar
 
 from .errors import ConnectionClosed, ProtocolError, error_for_code
 from .protocol import DEFAULT_MAX_FRAME, Decoder, Error, Ping, WireMessage, encode
+from .sockets import connected_socket
 
 __all__ = ["Connection", "ConnectionLogger", "keep_alive"]
 
@@ -76,12 +78,17 @@ class Connection:
         timeout: float | None = 10.0,
         tls: ssl.SSLContext | None = None,
         tls_server_side: bool = False,
+        sources: Sequence[tuple[str, int]] = (),
+        from_source: bool = False,
     ) -> Connection:
         """Dial ``host:port`` (over TLS with ``tls``, checking the certificate for ``host``).
 
         ``tls_server_side``: a later ``start_tls()`` takes the server's part although we
-        dialled (an inviter reached through the relay). Raises ConnectionClosed if it
-        cannot be reached, or verified, in time.
+        dialled (an inviter reached through the relay). ``sources``: the listener's
+        addresses; the connection comes from the listening port (of the destination's
+        family) if it can, so that a NAT maps it as it maps the listener, else from any
+        port; with ``from_source`` only from the listening port (a hole punch). Raises
+        ConnectionClosed if it cannot be reached, or verified, in time.
         """
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader(limit=READ_SIZE)
@@ -89,40 +96,69 @@ class Connection:
         protocol = asyncio.StreamReaderProtocol(
             reader, (lambda _, writer: dialled.set_result(writer)) if tls_server_side else None
         )
+        sock: socket.socket | None = None
         try:
             async with asyncio.timeout(timeout):
-                transport, _ = await loop.create_connection(
-                    lambda: protocol, host, port, ssl=tls, server_hostname=host if tls else None
-                )
+                if sources or from_source:
+                    sock = await connected_socket(host, port, sources, required=from_source)
+                if sock is not None:
+                    given, sock = sock, None  # the transport owns it from here on
+                    transport, _ = await loop.create_connection(
+                        lambda: protocol, sock=given, ssl=tls, server_hostname=host if tls else None
+                    )
+                else:
+                    transport, _ = await loop.create_connection(
+                        lambda: protocol, host, port, ssl=tls, server_hostname=host if tls else None
+                    )
                 writer = (
                     await dialled
                     if tls_server_side
                     else asyncio.StreamWriter(transport, protocol, reader, loop)
                 )
         except (OSError, TimeoutError) as exc:
+            if sock is not None:
+                sock.close()
             reason = "timed out" if isinstance(exc, TimeoutError) else str(exc)
             raise ConnectionClosed(f"cannot connect to {host}:{port}: {reason}") from exc
         return cls(reader, writer, max_frame=max_frame)
 
-    async def recv_last_clear(self) -> WireMessage:
+    async def recv_last_clear(
+        self, *, skip: Callable[[WireMessage], bool] | None = None
+    ) -> WireMessage:
         """The next message, the last one expected in clear before ``start_tls()``.
 
         Reading stops at once (before anything else can run), so that whatever follows in
         clear stays in the socket and reaches the TLS layer, which refuses it; bytes
         already received after the message fail the connection here (STARTTLS injection).
+        ``skip``: one message it accepts may come first, and is passed over.
         """
         message = await self.recv()
+        if skip is not None and skip(message):
+            message = await self.recv()
         transport = self._writer.transport
         assert isinstance(transport, asyncio.ReadTransport)
         transport.pause_reading()
         self._check_nothing_buffered("after the last clear message")
         return message
 
-    async def expect(self, kind: type[M], *, last_clear: bool = False) -> M:
+    def resume_reading(self) -> None:
+        """Read again after ``recv_last_clear()`` (it was not the last one after all)."""
+        transport = self._writer.transport
+        assert isinstance(transport, asyncio.ReadTransport)
+        transport.resume_reading()
+
+    async def expect(
+        self,
+        kind: type[M],
+        *,
+        last_clear: bool = False,
+        skip: Callable[[WireMessage], bool] | None = None,
+    ) -> M:
         """The next message, which must be a ``kind``; an ``error`` is raised as the error
-        it names. ``last_clear``: the last message before a TLS upgrade (recv_last_clear).
+        it names. ``last_clear``: the last message before a TLS upgrade (recv_last_clear,
+        which may ``skip`` one message first).
         """
-        message = await (self.recv_last_clear() if last_clear else self.recv())
+        message = await (self.recv_last_clear(skip=skip) if last_clear else self.recv())
         if isinstance(message, Error):
             raise error_for_code(message.code, message.reason)
         if not isinstance(message, kind):
@@ -138,13 +174,28 @@ class Connection:
         if pending:
             raise ProtocolError(f"{pending} bytes arrived in clear {when}; refusing them")
 
-    async def start_tls(self, context: ssl.SSLContext, *, timeout: float | None = 10.0) -> None:
-        """Upgrade this connection to TLS in place (the side that accepted it is the server).
+    async def start_tls(
+        self,
+        context: ssl.SSLContext,
+        *,
+        server_side: bool | None = None,
+        timeout: float | None = 10.0,
+    ) -> None:
+        """Upgrade this connection to TLS in place. ``server_side``: which part to take
+        (by default the side that accepted the TCP connection is the server; on a reversed
+        or punched connection the invitee accepted, or both dialled, and the inviter is
+        still the TLS server).
 
         Call after ``recv_last_clear()``: any clear byte received meanwhile fails the
         connection instead of being read as if it came through TLS.
         """
         self._check_nothing_buffered("before the TLS handshake")
+        if server_side is not None:
+            # StreamWriter.start_tls() takes the server's part when its protocol has a
+            # client-connected callback (the stream was accepted); there is no public way
+            # to choose, so the callback (already used, or never needed) is set to match.
+            protocol = self._writer.transport.get_protocol()
+            setattr(protocol, "_client_connected_cb", _no_callback if server_side else None)  # noqa: B010
         try:
             await self._writer.start_tls(context, ssl_handshake_timeout=timeout)
         except (OSError, TimeoutError) as exc:  # ssl.SSLError is an OSError
@@ -238,6 +289,10 @@ class Connection:
     def abort(self) -> None:
         """Drop the connection at once, without flushing."""
         self._writer.transport.abort()
+
+
+def _no_callback(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Stands for the client-connected callback of an accepted stream (see start_tls)."""
 
 
 async def keep_alive(

@@ -26,12 +26,19 @@ from . import (
     Peer,
     UserOffline,
     fingerprint,
+    format_address,
 )
 
 __all__ = ["PeerConsole", "PipeScreen", "Screen", "TerminalScreen"]
 
 HISTORY_SHOWN = 20
 """How many past messages are shown when a talk starts."""
+
+
+def _route(chat: Conversation) -> str:
+    """``bob (direct, punched, from 198.18.0.3:4001)``."""
+    where = f", from {format_address(*chat.remote_address)}" if chat.remote_address else ""
+    return f"{chat.peer} ({chat.route}, {chat.via}{where})"
 
 
 class Screen:
@@ -328,11 +335,13 @@ class PeerConsole:
         lines = [
             f"name: {peer.name}",
             f"fingerprint: {peer.fingerprint}",
-            f"server: {peer.server_address[0]}:{peer.server_address[1]} ({peer.state})",
-            f"listening: {', '.join(f'{h}:{p}' for h, p in peer.listening)}",
+            f"server: {format_address(*peer.server_address)} ({peer.state})",
+            f"listening: {', '.join(format_address(h, p) for h, p in peer.listening)}",
+            f"seen by the server at: {format_address(*seen) if (seen := peer.observed) else '-'}",
             f"store: {where}",
             f"talk: {self.focus or '-'}",
-            f"conversations: {', '.join(peer.conversations) or '-'}",
+            "conversations: "
+            + (", ".join(_route(chat) for chat in peer.conversations.values()) or "-"),
             "pending invitations: "
             + (", ".join(i.sender for i in peer.pending_invitations()) or "-"),
         ]

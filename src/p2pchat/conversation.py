@@ -138,11 +138,17 @@ class Conversation:
         store: MessageStore,
         settings: ChatSettings,
         route: str = "direct",
+        via: str = "",
     ) -> None:
         self.me = me
         self.peer = contact
         self.route = route
-        """``direct``, or ``relay`` when joined through the server (still end-to-end TLS)."""
+        """``direct`` for any direct TCP path, or ``relay`` when joined through the server
+        (still end-to-end TLS)."""
+        self.via = via or ("relayed" if route == "relay" else "dialled")
+        """How the connection was made, as this side saw it: ``dialled`` (the invitee
+        dialled the inviter), ``reversed`` (the inviter dialled the invitee back),
+        ``punched`` (both connected at once through their NATs), or ``relayed``."""
         self.close_reason = ""
         self.log = connection.log
         self._connection = connection
@@ -167,6 +173,12 @@ class Conversation:
     def __repr__(self) -> str:
         state = f"closed: {self.close_reason}" if self.closed else "open"
         return f"<Conversation {self.me} <-> {self.peer} {self.route} ({state})>"
+
+    @property
+    def remote_address(self) -> tuple[str, int] | None:
+        """Where the other side's connection comes from, as we see it (through a relay:
+        the server's address)."""
+        return self._connection.remote_address
 
     @property
     def closed(self) -> bool:

@@ -53,7 +53,7 @@ class Host(Protocol):
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None: ...
     async def _vet_key(self, user: str, key: str, *, trust_new_key: bool) -> None: ...
     async def _open_conversation(
-        self, contact: str, connection: Connection, key: str, route: str = "direct"
+        self, contact: str, connection: Connection, key: str, via: str = "dialled"
     ) -> Conversation: ...
 
 
@@ -76,7 +76,8 @@ class Invitation:
         return f"<Invitation {self.id} from {self.sender}>"
 
     async def accept(self, *, trust_new_key: bool = False) -> Conversation:
-        """Dial the inviter and return the conversation.
+        """Reach the inviter (dialling it, asking it to dial back, punching, or through
+        the relay) and return the conversation.
 
         Raises KeyChanged (the invitation stays unanswered) if the inviter's key is not the
         one remembered, unless ``trust_new_key``; InvitationGone if it was cancelled or
@@ -89,7 +90,7 @@ class Invitation:
         link = peer._link()
         await link.request(Accept(id=link.next_id(), invitation=self.id), Ok)
         try:
-            connection, route = await peer._dialler().reach(self)
+            connection, via = await peer._dialler().reach(self)
         except (PeerUnreachable, asyncio.CancelledError) as exc:
             # The inviter learns only that we cannot reach it, not what we tried: the
             # addresses it advertised must not become a way to probe our network.
@@ -99,7 +100,7 @@ class Invitation:
                 reason = f"cannot reach you{relay}"
             self._desk.refuse_later(self.id, reason)
             raise
-        return await peer._open_conversation(self.sender, connection, self.key, route)
+        return await peer._open_conversation(self.sender, connection, self.key, via)
 
     async def refuse(self, reason: str = "") -> None:
         """Tell the inviter no."""

@@ -27,13 +27,16 @@ __all__ = ["Invitation", "InvitationBook"]
 class Invitation:
     """One invitation the server has passed on and not yet seen settled."""
 
-    __slots__ = ("accepted", "id", "recipient", "sender", "timer")
+    __slots__ = ("accepted", "id", "punches", "recipient", "sender", "timer")
 
     def __init__(self, invitation_id: str, sender: str, recipient: str) -> None:
         self.id = invitation_id
         self.sender = sender
         self.recipient = recipient
         self.accepted = False
+        self.punches: Counter[str] = Counter()
+        """Punch requests passed on, per side: bounded, so that neither side can make the
+        other dial again and again."""
         self.timer: asyncio.TimerHandle | None = None
 
     def cancel_timer(self) -> None:

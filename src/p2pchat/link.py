@@ -76,6 +76,7 @@ class ServerLink:
         self._waiting: dict[
             str, tuple[asyncio.Future[WireMessage], Callable[[Any], None] | None]
         ] = {}
+        self._abandoned: dict[str, None] = {}  # ids of requests given up, oldest first
         self._reader: asyncio.Task[None] | None = None
         self.closed = asyncio.Event()
 
@@ -115,7 +116,10 @@ class ServerLink:
                 f"the signalling server did not answer within {self.request_timeout:g} s"
             ) from None
         finally:
-            self._waiting.pop(message.id, None)
+            if self._waiting.pop(message.id, None) is not None:  # not answered (yet)
+                self._abandoned[message.id] = None  # its answer may still come: not a push
+                while len(self._abandoned) > 256:
+                    del self._abandoned[next(iter(self._abandoned))]
         if not isinstance(reply, answer):
             raise ProtocolError(f"expected {answer.__name__.lower()}, got {type(reply).__name__}")
         return reply
@@ -140,6 +144,8 @@ class ServerLink:
                             on_answer(message)
                         if not future.done():
                             future.set_result(message)
+                elif answered is not None and self._abandoned.pop(answered, 0) is None:
+                    pass  # the answer to a request whose asker gave up
                 elif isinstance(message, Error):
                     raise error_for_code(message.code, message.reason)
                 elif isinstance(message, Bye):
@@ -190,6 +196,8 @@ class ServerSession:
         *,
         addresses: Callable[[], Sequence[tuple[str, int]]],
         on_push: Callable[[WireMessage], None],
+        sources: Callable[[], Sequence[tuple[str, int]]] = list,
+        traversal: bool = False,
         ssl: ssl.SSLContext | None = None,
         # Limits
         max_frame: int | None = DEFAULT_MAX_FRAME,
@@ -205,6 +213,12 @@ class ServerSession:
         self.server = server
         self.addresses = addresses
         """Where this peer can be dialled, asked at each login."""
+        self.sources = sources
+        """Where to connect from if possible (the listening port: the NAT mapping the
+        server observes is then the listener's, which a hole punch can use)."""
+        self.traversal = traversal
+        self.observed: tuple[str, int] | None = None
+        """Where the server saw this peer come from at the last login."""
         self.on_push = on_push
         self.ssl = ssl
         self.max_frame = max_frame
@@ -285,7 +299,12 @@ class ServerSession:
     async def _log_in(self) -> ServerLink:
         host, port = self.server
         connection = await Connection.open(
-            host, port, max_frame=self.max_frame, timeout=self.connect_timeout, tls=self.ssl
+            host,
+            port,
+            max_frame=self.max_frame,
+            timeout=self.connect_timeout,
+            tls=self.ssl,
+            sources=self.sources(),
         )
         try:
             await connection.send(
@@ -296,13 +315,15 @@ class ServerSession:
                     certificate=b64encode(self.identity.certificate),
                     mailbox_key=self.identity.mailbox_key,
                     mailbox_sig=self.identity.mailbox_signature,
+                    traversal=self.traversal,
                 )
             )
             async with asyncio.timeout(self.request_timeout):
                 challenge = await connection.expect(Challenge)
                 payload = login_challenge_payload(challenge.nonce, self.name, self.identity.key)
                 await connection.send(Auth(signature=self.identity.sign(payload)))
-                await connection.expect(Welcome)
+                welcome = await connection.expect(Welcome)
+            self.observed = (welcome.observed, welcome.observed_port) if welcome.observed else None
         except TimeoutError:
             await connection.close()
             raise ConnectionClosed("the signalling server did not answer the login") from None

@@ -52,14 +52,19 @@ class Hello(_Base, tag="hello", frozen=True):
     mailbox_key: Base64 | None = None
     """The peer's X25519 key for sealed mail, signed by its identity key (``mailbox_sig``)."""
     mailbox_sig: Base64 | None = None
+    traversal: bool = False
+    """To the server: this peer takes part in connection reversal and hole punching (it
+    understands ``punch_note`` and ``reverse``)."""
 
 
 class Welcome(_Base, tag="welcome", frozen=True):
-    """Answer to ``hello``. From the server, ``observed`` is the host it sees the peer at."""
+    """Answer to ``hello``. From the server, ``observed`` and ``observed_port`` are where it
+    sees the peer's connection come from (behind a NAT: the NAT's mapping)."""
 
     version: int
     name: UserName
     observed: Host = ""
+    observed_port: Port = 0
 
 
 class Challenge(_Base, tag="challenge", frozen=True):
@@ -82,6 +87,14 @@ class StartTls(_Base, tag="starttls", frozen=True):
 
 class Proceed(_Base, tag="proceed", frozen=True):
     """The inviter knows the invitation: start the TLS handshake."""
+
+
+class Reverse(_Base, tag="reverse", frozen=True):
+    """First message, in clear, on a connection the inviter opened to the invitee (connection
+    reversal, or a hole punch): which invitation it is for. The invitee then goes on as
+    if it had dialled: ``starttls``, and so on; the inviter stays the TLS server."""
+
+    invitation: Token
 
 
 class Error(_Base, tag="error", frozen=True):
@@ -148,6 +161,29 @@ class Relay(_Base, tag="relay", frozen=True):
 
 class Relaying(_Base, tag="relaying", frozen=True):
     """Both sides are here: from the next byte on, the server only passes bytes along."""
+
+
+PunchStep: TypeAlias = Literal["connect", "sync"]
+
+
+class PunchRequest(_Base, tag="punch_request", frozen=True):
+    """Pass ``step`` on to the other side of an accepted invitation (DCUtR through the
+    server). ``connect`` (the invitee first, the inviter in answer): here is where I am,
+    dial me back; ``sync`` (the invitee): punch now."""
+
+    id: Token
+    invitation: Token
+    step: PunchStep
+
+
+class PunchNote(_Base, tag="punch_note", frozen=True):
+    """Pushed: the other side of ``invitation`` sent ``step``; the server adds where that
+    side can be dialled (``addresses``) and where it sees it come from (``observed``)."""
+
+    invitation: Token
+    step: PunchStep
+    addresses: Annotated[list[Address], msgspec.Meta(max_length=8)] = []
+    observed: Address | None = None
 
 
 class Whois(_Base, tag="whois", frozen=True):
@@ -316,6 +352,7 @@ WireMessage: TypeAlias = (
     | Auth
     | StartTls
     | Proceed
+    | Reverse
     | Error
     | Ping
     | Pong
@@ -327,6 +364,8 @@ WireMessage: TypeAlias = (
     | RelayOffer
     | Relay
     | Relaying
+    | PunchRequest
+    | PunchNote
     | Whois
     | Key
     | Invite
@@ -358,6 +397,7 @@ Request: TypeAlias = (
     | Cancel
     | Ping
     | RelayRequest
+    | PunchRequest
     | Deposit
     | Collect
     | Settle
@@ -374,6 +414,7 @@ REQUEST_TYPES: Final = (
     Cancel,
     Ping,
     RelayRequest,
+    PunchRequest,
     Deposit,
     Collect,
     Settle,

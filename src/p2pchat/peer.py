@@ -44,6 +44,7 @@ from .protocol import (
     ListUsers,
     Mail,
     Presence,
+    PunchNote,
     Refused,
     RelayOffer,
     Users,
@@ -51,7 +52,7 @@ from .protocol import (
     WireMessage,
     check_name,
 )
-from .reach import Reach
+from .reach import Reach, route_of
 from .store import MemoryMessageStore, Message, MessageStore
 
 __all__ = ["Conversation", "Invitation", "Peer"]
@@ -70,9 +71,13 @@ class Peer:
     peer with a persistent store keeps its identity beside it (``store.identity_file``,
     made on first start, readable by its owner only), so that it keeps its name across
     restarts; with a memory store it makes an ephemeral one. ``server_ssl`` runs the
-    server connection over TLS with that context. ``listen`` is where other peers dial in;
-    ``advertise`` overrides the addresses given to the server (default: the listener's own,
-    a wildcard host replaced by the one the server sees).
+    server connection over TLS with that context. ``listen`` is where other peers dial in
+    (a wildcard host, ``0.0.0.0`` or ``::``: on IPv4 and IPv6 both); ``advertise``
+    overrides the addresses given to the server (default: the listener's own, a wildcard
+    host replaced by the one the server sees). With ``traversal`` (the default) the peer
+    takes part in connection reversal and hole punching, and connects to the server from
+    its listening port; without, an invitee that cannot dial the inviter goes straight to
+    the relay, as before.
     """
 
     def __init__(
@@ -85,6 +90,7 @@ class Peer:
         identity: Identity | None = None,
         server_ssl: ssl.SSLContext | None = None,
         advertise: Sequence[tuple[str, int]] | None = None,
+        traversal: bool = True,
         # Limits
         max_frame: int | None = DEFAULT_MAX_FRAME,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
@@ -96,6 +102,8 @@ class Peer:
         request_timeout: float | None = 15.0,
         hello_timeout: float | None = 10.0,
         direct_timeout: float | None = 3.0,
+        traverse_after: float = 0.3,
+        punch_timeout: float = 3.0,
         relay_after: float = 1.0,
         ping_interval: float = 20.0,
         ping_timeout: float = 20.0,
@@ -110,6 +118,7 @@ class Peer:
         self._identity = identity
         self.server_ssl = server_ssl
         self.advertise = list(advertise) if advertise is not None else None
+        self.traversal = traversal
         self.max_frame = max_frame
         self.max_message_size = max_message_size
         self.max_queue = max_queue
@@ -120,8 +129,13 @@ class Peer:
         self.hello_timeout = hello_timeout
         self.direct_timeout = direct_timeout
         """How long dialling one of the inviter's addresses may take."""
+        self.traverse_after = traverse_after
+        """If dialling directly has not succeeded by then, reversal and punching are tried
+        alongside (``traversal``)."""
+        self.punch_timeout = punch_timeout
+        """How long reversal and punching may take."""
         self.relay_after = relay_after
-        """If dialling directly has not succeeded by then, the relay is tried alongside."""
+        """If nothing has succeeded by then, the relay is tried alongside."""
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.reconnect_delay = reconnect_delay
@@ -177,12 +191,15 @@ class Peer:
             server_ssl=self.server_ssl,
             link=lambda: self._link(),
             opened=self._open_conversation,
+            traversal=self.traversal,
             max_frame=self.max_frame,
             max_handshakes=self.max_handshakes,
             max_waiters=self.max_queue,
             connect_timeout=self.connect_timeout,
             hello_timeout=self.hello_timeout,
             direct_timeout=self.direct_timeout,
+            traverse_after=self.traverse_after,
+            punch_timeout=self.punch_timeout,
             relay_after=self.relay_after,
         )
 
@@ -192,6 +209,8 @@ class Peer:
             self.identity,
             self.server_address,
             addresses=lambda: self.advertise if self.advertise is not None else self.listening,
+            sources=lambda: self.listening if self.traversal else [],
+            traversal=self.traversal,
             on_push=self._on_push,
             ssl=self.server_ssl,
             max_frame=self.max_frame,
@@ -247,6 +266,12 @@ class Peer:
     def connected(self) -> bool:
         """True while the session with the signalling server is up."""
         return self._session is not None and self._session.connected
+
+    @property
+    def observed(self) -> tuple[str, int] | None:
+        """Where the server saw our connection come from at the last login (behind a NAT:
+        the NAT's mapping; with ``traversal``, the mapping of the listening port)."""
+        return self._session.observed if self._session is not None else None
 
     @property
     def listening(self) -> list[tuple[str, int]]:
@@ -330,6 +355,9 @@ class Peer:
         elif isinstance(message, RelayOffer):
             if self._reach is not None:
                 self._reach.relay_offered(message)
+        elif isinstance(message, PunchNote):
+            if self._reach is not None:
+                self._reach.punch_noted(message)
         elif isinstance(message, Mail):
             self._postbox.pushed(message)
         elif isinstance(message, Presence):
@@ -347,7 +375,7 @@ class Peer:
     # Conversations.
 
     async def _open_conversation(
-        self, contact: str, connection: Connection, key: str, route: str = "direct"
+        self, contact: str, connection: Connection, key: str, via: str = "dialled"
     ) -> Conversation:
         await self.store.remember_key(self.name, contact, key, now=time.time())
         async with self._opening.setdefault(contact, asyncio.Lock()):
@@ -359,11 +387,12 @@ class Peer:
                 connection,
                 store=self.store,
                 settings=self._settings(),
-                route=route,
+                route=route_of(via),
+                via=via,
             )
             self._conversations[contact] = chat
             chat.start()  # reads first, then resends the backlog, so neither side blocks
-        logger.info("%s is talking with %s (%s)", self.name, contact, route)
+        logger.info("%s is talking with %s (%s, %s)", self.name, contact, chat.route, via)
         return chat
 
     def _settings(self) -> ChatSettings:

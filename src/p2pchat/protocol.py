@@ -8,10 +8,11 @@ Every connection starts with ``hello`` (or ``relay`` / ``starttls``). Requests c
 ``id`` that their answer echoes; pushes carry none. Three kinds of connection:
 
 - peer <-> signalling server: login (hello, challenge, auth, welcome), list, whois,
-  invitations (``rendezvous.py``), relay requests, and the mailbox (deposit, collect,
-  settle, receipt; ``mailbox.py``);
+  invitations (``rendezvous.py``), relay and punch requests, and the mailbox (deposit,
+  collect, settle, receipt; ``mailbox.py``);
 - relay: ``relay{ticket}`` then, once both sides are there, bytes passed unread;
-- peer <-> peer: ``starttls{invitation}``, ``proceed``, TLS 1.3, then hello, msg, ack, bye.
+- peer <-> peer: ``starttls{invitation}``, ``proceed``, TLS 1.3, then hello, msg, ack, bye
+  (a connection the inviter opened starts with ``reverse{invitation}``).
 
 ``docs/protocol.md`` describes each message, in order, with the rules around it.
 """
@@ -52,6 +53,8 @@ from .messages import (
     Pong,
     Presence,
     Proceed,
+    PunchNote,
+    PunchRequest,
     Receipt,
     Refuse,
     Refused,
@@ -61,6 +64,7 @@ from .messages import (
     RelayRequest,
     RelayTicket,
     Request,
+    Reverse,
     Ringing,
     Settle,
     StartTls,
@@ -101,6 +105,8 @@ __all__ = [
     "Pong",
     "Presence",
     "Proceed",
+    "PunchNote",
+    "PunchRequest",
     "Receipt",
     "Refuse",
     "Refused",
@@ -110,6 +116,7 @@ __all__ = [
     "RelayTicket",
     "Relaying",
     "Request",
+    "Reverse",
     "Ringing",
     "Settle",
     "StartTls",

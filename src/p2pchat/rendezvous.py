@@ -10,6 +10,8 @@ Requests (``invite``, ``accept``, ``refuse``, ``cancel``, ``relay_request``)::
     inviter -> cancel{id, invitation}        <- ok{id}      invitee <- cancelled{...}
     invitee -> relay_request{id, invitation} <- relay_ticket{id, ticket}
                                                           inviter <- relay_offer{invitation, ticket}
+    either  -> punch_request{id, invitation, step}  <- ok{id}
+                          the other <- punch_note{invitation, step, addresses, observed}
 
 The bounds live in ``InvitationBook``; the sessions belong to the server, which hands this
 object the same dict it keeps them in.
@@ -21,7 +23,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .errors import InvitationGone, ServerRefused, UnknownUser, UserOffline
+from .errors import InvitationGone, RateLimited, ServerRefused, UnknownUser, UserOffline
 from .invitation_book import Invitation, InvitationBook
 from .protocol import (
     Accept,
@@ -31,6 +33,8 @@ from .protocol import (
     Invite,
     Invited,
     Ok,
+    PunchNote,
+    PunchRequest,
     Refuse,
     Refused,
     RelayOffer,
@@ -60,6 +64,7 @@ class Rendezvous:
         *,
         invitation_ttl: float = 120.0,
         dial_window: float = 60.0,
+        max_punches: int = 6,
     ) -> None:
         self._sessions = sessions
         self.store = store
@@ -68,6 +73,8 @@ class Rendezvous:
         self.invitation_ttl = invitation_ttl
         self.dial_window = dial_window
         """How long an accepted invitation still allows a relay request or a refusal."""
+        self.max_punches = max_punches
+        """Punch requests passed on per invitation and side (three DCUtR rounds)."""
 
     def handlers(self) -> dict[type[Any], Handler]:
         """The requests handled here, by message type."""
@@ -77,6 +84,7 @@ class Rendezvous:
             Refuse: self._on_refuse,
             Cancel: self._on_cancel,
             RelayRequest: self._on_relay_request,
+            PunchRequest: self._on_punch_request,
         }
 
     def logout(self, name: str) -> None:
@@ -174,6 +182,35 @@ class Rendezvous:
         inviter_ticket, invitee_ticket = self.relays.open(inviter.name, session.name)
         inviter.push(RelayOffer(invitation=invitation.id, ticket=inviter_ticket))
         await session.reply(RelayTicket(id=message.id, ticket=invitee_ticket))
+
+    async def _on_punch_request(self, session: Session, message: PunchRequest) -> None:
+        """Pass a step of the hole punch to the other side, with where that side can dial
+        the sender and where the server sees the sender come from (which the sender
+        cannot make up)."""
+        invitation = self.book.get(message.invitation)
+        if invitation is None or session.name not in (invitation.sender, invitation.recipient):
+            raise InvitationGone("no such invitation of yours stands")
+        if not invitation.accepted:
+            raise InvitationGone("punching comes after the invitation is accepted")
+        inviter = session.name == invitation.sender
+        other_name = invitation.recipient if inviter else invitation.sender
+        other = self._sessions.get(other_name)
+        if other is None:
+            raise UserOffline(f"{other_name} is not online")
+        if not (session.traversal and other.traversal):
+            raise ServerRefused(f"{other_name} does not take part in hole punching")
+        if invitation.punches[session.name] >= self.max_punches:
+            raise RateLimited(f"at most {self.max_punches} punch requests per invitation")
+        invitation.punches[session.name] += 1
+        other.push(
+            PunchNote(
+                invitation=invitation.id,
+                step=message.step,
+                addresses=session.addresses,
+                observed=session.observed,
+            )
+        )
+        await session.reply(Ok(id=message.id))
 
     def _expire(self, invitation: Invitation) -> None:
         self._settle(

@@ -56,6 +56,7 @@ from .protocol import (
 from .relay import RelayHub
 from .rendezvous import Rendezvous
 from .session import PresenceLog, Session, dial_addresses
+from .sockets import format_address, listen
 from .store import Mailbox, MemoryMailbox, MemoryUserStore, UserStore
 
 __all__ = ["DEFAULT_PORT", "SignallingServer"]
@@ -68,7 +69,8 @@ class SignallingServer:
 
     ``store`` (default: a new MemoryUserStore) and ``mailbox`` (default: a new
     MemoryMailbox) are opened by ``start()`` and closed by ``close()``. Use
-    ``async with SignallingServer(...) as server`` or start/close.
+    ``async with SignallingServer(...) as server`` or start/close. A wildcard ``host``
+    (``0.0.0.0``, ``::``) listens on IPv4 and IPv6 both, on one port.
     """
 
     def __init__(
@@ -92,6 +94,7 @@ class SignallingServer:
         max_relays: int = 100,
         max_relays_per_user: int = 2,
         relay_rate: int | None = 1 << 20,
+        max_punches: int = 6,
         max_invitations: int = 16,
         max_invitations_per_pair: int = 2,
         mailbox_items: int | None = 1000,
@@ -155,6 +158,7 @@ class SignallingServer:
             self.relays,
             invitation_ttl=invitation_ttl,
             dial_window=dial_window,
+            max_punches=max_punches,
         )
         self.mail = MailService(
             self._sessions,
@@ -173,7 +177,7 @@ class SignallingServer:
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.clock = clock
-        self._server: asyncio.Server | None = None
+        self._servers: list[asyncio.Server] = []  # one per family for a wildcard host
         self._closing = False
         self._online: list[str] = []  # the names in _sessions, sorted, for "list"
         self._logging_in: set[str] = set()  # names taken by a login still in progress
@@ -191,7 +195,7 @@ class SignallingServer:
 
     async def start(self) -> None:
         """Open the store and start listening."""
-        if self._server is not None:
+        if self._servers:
             return
         await self.store.start()
         try:
@@ -201,7 +205,7 @@ class SignallingServer:
             raise
         try:
             await self.store.reset_presence()
-            self._server = await asyncio.start_server(
+            self._servers = await listen(
                 self._serve_connection,
                 self.host,
                 self.requested_port,
@@ -221,12 +225,12 @@ class SignallingServer:
         return self.addresses()[0][1]
 
     def addresses(self) -> list[tuple[str, int]]:
-        if self._server is None:
+        if not self._servers:
             raise RuntimeError("the server is not started")
-        return [sock.getsockname()[:2] for sock in self._server.sockets]
+        return [sock.getsockname()[:2] for server in self._servers for sock in server.sockets]
 
     def addresses_text(self) -> list[str]:
-        return [f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in self.addresses()]
+        return [format_address(h, p) for h, p in self.addresses()]
 
     @property
     def connection_count(self) -> int:
@@ -248,11 +252,12 @@ class SignallingServer:
 
     async def close(self) -> None:
         """Stop listening, say bye to every peer, close the store."""
-        if self._server is None:
+        if not self._servers:
             return
-        server, self._server = self._server, None
+        servers, self._servers = self._servers, []
         self._closing = True  # everyone is leaving: no presence news, no new logins
-        server.close()
+        for server in servers:
+            server.close()
         writers = []
         for session in list(self._sessions.values()):
             session.push(Bye(reason="server shutting down"))
@@ -266,7 +271,8 @@ class SignallingServer:
             task.cancel()
         await asyncio.gather(*self._connections, return_exceptions=True)
         self.invitations.clear()
-        await server.wait_closed()
+        for server in servers:
+            await server.wait_closed()
         await self._presence.close()
         await self.mail.close()
         await self.store.close()
@@ -361,6 +367,7 @@ class SignallingServer:
             certificate=hello.certificate or "",
             addresses=dial_addresses(hello.addresses, connection.remote_address),
             outbox_size=self.outbox_size,
+            traversal=hello.traversal,
         )
         self._logging_in.add(session.name)  # before any await: the name is now taken
         try:
@@ -368,9 +375,11 @@ class SignallingServer:
         finally:
             self._logging_in.discard(session.name)
         connection.log = type(connection.log)(connection.log.logger, {"conn": session.name})
-        observed = connection.remote_address[0] if connection.remote_address else ""
+        host, port = connection.remote_address or ("", 0)
         # Welcome is the first thing queued: only then may news and invitations follow it.
-        await session.reply(Welcome(version=PROTOCOL_VERSION, name=session.name, observed=observed))
+        await session.reply(
+            Welcome(version=PROTOCOL_VERSION, name=session.name, observed=host, observed_port=port)
+        )
         for other in self._sessions.values():
             other.push(Presence(user=session.name, online=True))
         self._sessions[session.name] = session

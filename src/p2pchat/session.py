@@ -38,8 +38,10 @@ class Session:
         "key",
         "leaving",
         "name",
+        "observed",
         "outbox",
         "serving",
+        "traversal",
         "writer",
     )
 
@@ -52,12 +54,18 @@ class Session:
         certificate: str,
         addresses: list[tuple[str, int]],
         outbox_size: int,
+        traversal: bool = False,
     ) -> None:
         self.connection = connection
         self.name = name
         self.key = key
         self.certificate = certificate
         self.addresses = addresses
+        self.observed = connection.remote_address
+        """Where the peer's connection comes from: behind a NAT, the NAT's mapping of it
+        (of the peer's listening port, if the peer connects from there)."""
+        self.traversal = traversal
+        """The peer takes part in connection reversal and hole punching."""
         self.outbox: asyncio.Queue[WireMessage | None] = asyncio.Queue(outbox_size)
         self.writer: asyncio.Task[None] | None = None
         self.serving = asyncio.current_task()  # the task reading this peer's requests
@@ -175,9 +183,12 @@ def dial_addresses(
     """Where others may dial a peer: what it advertised, wildcard hosts made concrete, the
     observed host first.
 
-    Dropped: host names and anything else that is not an IP address in its standard form
-    (a name could resolve to anything), port 0, multicast and unspecified hosts, and
-    loopback hosts (IPv4-mapped ones too) unless the peer itself came from loopback. A
+    A wildcard host (empty, ``0.0.0.0``, ``::``) becomes the observed host if that is of
+    the same family (empty: either); a wildcard of the other family is dropped, since the
+    server cannot know the peer's address in it. Dropped too: host names and anything
+    else that is not an IP address in its standard form (a name could resolve to
+    anything), port 0, multicast and unspecified hosts, and loopback hosts (IPv4-mapped
+    ones too) unless the peer itself came from loopback. A
     peer cannot have others dial their own machine's services by advertising 127.0.0.1.
     """
     observed_host = observed[0] if observed is not None else None
@@ -189,7 +200,7 @@ def dial_addresses(
         if host and ip is None:
             continue  # a name, or an odd form of an address: not passed on
         if ip is None or ip.is_unspecified:
-            if observed_host is None:
+            if observed_host is None or not _same_family(ip, observed_ip):
                 continue
             host, ip = observed_host, observed_ip
         if port == 0 or (ip is not None and (ip.is_multicast or (ip.is_loopback and not local))):
@@ -198,6 +209,14 @@ def dial_addresses(
             addresses.append((host, port))
     addresses.sort(key=lambda address: address[0] != observed_host)  # stable: observed first
     return addresses
+
+
+def _same_family(
+    wildcard: ipaddress.IPv4Address | ipaddress.IPv6Address | None,
+    observed: ipaddress.IPv4Address | ipaddress.IPv6Address | None,
+) -> bool:
+    """A wildcard (None: the empty host, any family) can stand for the observed host."""
+    return wildcard is None or observed is None or wildcard.version == observed.version
 
 
 def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

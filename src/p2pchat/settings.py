@@ -79,6 +79,7 @@ SERVER_SETTINGS: tuple[Setting, ...] = (
     Setting("max_relays", INT, "relayed conversations at once"),
     Setting("max_relays_per_user", INT, "relayed conversations per user"),
     Setting("relay_rate", INT, "bytes per second each way in one relay"),
+    Setting("max_punches", INT, "hole punch requests passed on per invitation and side"),
     Setting("mailbox_items", INT, "mail items kept per recipient"),
     Setting("mailbox_bytes", INT, "bytes of mail kept per recipient"),
     Setting("mail_item_size", INT, "largest sealed mail item, in bytes"),

@@ -208,6 +208,7 @@ class WebUI:
             user=user,
             live=chat is not None and not chat.closed,
             route=chat.route if chat is not None else "",
+            via=chat.via if chat is not None else "",
             history=[ev.WebMessage.of(m) for m in history],
             unread=unread,
         )

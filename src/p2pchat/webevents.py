@@ -96,6 +96,9 @@ class TalkInfo(msgspec.Struct, frozen=True, kw_only=True):
     live: bool
     """A conversation is open (else: the history, and writing goes by mail)."""
     route: str = ""
+    """``direct`` or ``relay`` while live."""
+    via: str = ""
+    """How it was made: ``dialled``, ``reversed``, ``punched`` or ``relayed``."""
     history: list[WebMessage] = []
     unread: int = 0
     """Messages that came while no page was open."""

@@ -10,7 +10,7 @@ export class Model {
     this.pageWhy = "";          // why it is down: lost, stopped, gone
     this.online = new Set();
     this.invitations = new Map(); // id -> {id, sender, fingerprint}
-    this.talks = new Map();       // user -> {user, live, route, messages: Map, unread}
+    this.talks = new Map();       // user -> {user, live, route, via, messages: Map, unread}
     this.current = null;
     this.notices = [];            // {id, text, kind, actions: [{label, command}]}
     this.nextNotice = 1;
@@ -19,7 +19,7 @@ export class Model {
   talk(user) {
     let talk = this.talks.get(user);
     if (talk === undefined) {
-      talk = { user, live: false, route: "", messages: new Map(), unread: 0 };
+      talk = { user, live: false, route: "", via: "", messages: new Map(), unread: 0 };
       this.talks.set(user, talk);
     }
     return talk;
@@ -146,6 +146,7 @@ export class Model {
     const talk = this.talk(info.user);
     talk.live = info.live;
     talk.route = info.route;
+    talk.via = info.via || "";
     for (const message of info.history) this.add(info.user, message, true);
     talk.unread += info.unread || 0;
     if (focus || this.current === null) this.show(info.user);

@@ -14,6 +14,11 @@ function button(label, onClick, attributes = {}) {
   return node;
 }
 
+// "direct (punched)": the route, and how the connection was made.
+function routeText(talk) {
+  return talk.via && talk.via !== "relayed" ? `${talk.route} (${talk.via})` : talk.route;
+}
+
 function time(seconds) {
   return new Date(seconds * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
 }
@@ -87,7 +92,8 @@ export class View {
         "aria-label": name,
       });
       label.append(element("span", talk.user));
-      if (!talk.live) label.append(element("span", "mail", { class: "off", title: "no talk open: messages go by mail" }));
+      if (talk.live) label.append(element("span", routeText(talk), { class: "route" }));
+      else label.append(element("span", "mail", { class: "off", title: "no talk open: messages go by mail" }));
       if (talk.unread) label.append(element("span", String(talk.unread), { class: "unread" }));
       label.addEventListener("click", () => this.actions.show(talk.user));
       item.append(label);
@@ -118,7 +124,7 @@ export class View {
     this.$("empty").hidden = talk !== undefined;
     if (talk === undefined) return;
     this.$("talk-title").textContent = talk.live ? `Talking with ${talk.user}` : `${talk.user} (by mail)`;
-    this.$("talk-route").textContent = talk.live ? talk.route : "";
+    this.$("talk-route").textContent = talk.live ? routeText(talk) : "";
     this.$("leave").hidden = !talk.live;
     const list = this.$("messages");
     list.setAttribute("aria-label", `Chat with ${talk.user}`);

@@ -1,0 +1,80 @@
+"""A peer process for the NAT tests, run inside a network namespace and driven over pipes.
+
+    python tests/nat_worker.py NAME SERVER_HOST SERVER_PORT [LISTEN_HOST]
+
+It prints ``ready`` once logged in, then obeys one command per line:
+
+- ``invite USER``: invite USER; once they are talking, print ``talking USER ROUTE VIA
+  REMOTE`` and send them ``hello from NAME`` at once;
+- ``accept``: take the next invitation, print the same ``talking`` line, then ``first
+  message after MS ms``: the time from calling accept() to the first message received;
+- ``send TEXT``: send TEXT in the conversation.
+
+Every message received is printed as ``got BODY``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+
+import p2pchat
+
+
+def say(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def talking(chat: p2pchat.Conversation) -> None:
+    host, port = chat.remote_address or ("?", 0)
+    say(f"talking {chat.peer} {chat.route} {chat.via} {p2pchat.format_address(host, port)}")
+
+
+async def read_lines() -> asyncio.StreamReader:
+    reader = asyncio.StreamReader()
+    loop = asyncio.get_running_loop()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    return reader
+
+
+async def listen_to(chat: p2pchat.Conversation, started: float | None) -> None:
+    async for message in chat:
+        if started is not None:
+            say(f"first message after {(time.perf_counter() - started) * 1e3:.0f} ms")
+            started = None
+        say(f"got {message.body}")
+
+
+async def main(name: str, server: tuple[str, int], listen: str) -> None:
+    peer = p2pchat.Peer(name, server=server, listen=(listen, 0))
+    chat: p2pchat.Conversation | None = None
+    readers: set[asyncio.Task[None]] = set()
+    async with peer:
+        say(f"ready {' '.join(p2pchat.format_address(h, p) for h, p in peer.listening)}")
+        lines = await read_lines()
+        while line := (await lines.readline()).decode().strip():
+            command, _, argument = line.partition(" ")
+            if command == "invite":
+                chat = await peer.invite(argument, timeout=30)
+                talking(chat)
+                await chat.send(f"hello from {name}")
+                readers.add(asyncio.create_task(listen_to(chat, None)))
+            elif command == "accept":
+                invitation = await peer.next_invitation()
+                started = time.perf_counter()
+                chat = await invitation.accept()
+                talking(chat)
+                readers.add(asyncio.create_task(listen_to(chat, started)))
+            elif command == "send" and chat is not None:
+                await chat.send(argument)
+        for reader in readers:
+            reader.cancel()
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
+    host, port = sys.argv[2], int(sys.argv[3])
+    asyncio.run(main(sys.argv[1], (host, port), sys.argv[4] if len(sys.argv) > 4 else "0.0.0.0"))

@@ -1,0 +1,161 @@
+"""Direct connections across NATs, on a simulated internet (``netns.py``): the server and
+the peers run as real processes inside network namespaces that this module makes, and
+removes at the end (also when a test fails). Needs root, ``ip`` and ``iptables``.
+
+Each case prints how long the invitee took from calling ``accept()`` to reading the first
+message (the inviter sends it as soon as its ``invite()`` returns).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from p2pchat.demo import ScriptedProcess, command
+
+from .conftest import Launch, require
+from .netns import Host, Internet, available
+
+WORKER = str(Path(__file__).with_name("nat_worker.py"))
+
+
+@pytest.fixture(scope="module")
+def internet() -> Iterator[Internet]:
+    usable, why = available()
+    require("network namespaces", usable, why)
+    net = Internet()
+    try:
+        net.build()
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
+        net.remove()
+        detail = getattr(exc, "stderr", b"") or b""
+        require("network namespaces", False, f"cannot make them: {exc} {detail.decode()}")
+    try:
+        yield net
+    finally:
+        net.remove()
+        assert net.leftovers() == [], "namespaces or links of this run were left behind"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    inviter: tuple[str, str, str]
+    """(route, via, remote address) as the inviter saw the conversation."""
+    invitee: tuple[str, str, str]
+    first_message_ms: int
+
+
+async def run_in(launch: Launch, label: str, host: Host, args: list[str]) -> ScriptedProcess:
+    return await launch(label, ["ip", "netns", "exec", host.namespace, *args])
+
+
+async def start_server(launch: Launch, internet: Internet) -> int:
+    server = await run_in(
+        launch,
+        "server",
+        internet.server,
+        [*command("p2pchat-server"), "--host", "::", "--port", "0", "--memory"],
+    )
+    return int((await server.expect(r"listening on .*:(\d+)")).group(1))
+
+
+async def talk(
+    launch: Launch, internet: Internet, inviter: Host, invitee: Host, *, server: Host
+) -> Outcome:
+    """alice (at ``inviter``) invites bob (at ``invitee``); both write once."""
+    port = await start_server(launch, internet)
+    where = [server.address, str(port)]
+    alice = await run_in(launch, "alice", inviter, [sys.executable, WORKER, "alice", *where])
+    bob = await run_in(launch, "bob", invitee, [sys.executable, WORKER, "bob", *where])
+    await alice.expect("^ready")
+    await bob.expect("^ready")
+    await bob.say("accept")
+    await alice.say("invite bob")
+    seen_by_alice = await alice.expect(r"^talking bob (\S+) (\S+) (\S+)")
+    seen_by_bob = await bob.expect(r"^talking alice (\S+) (\S+) (\S+)")
+    first = int((await bob.expect(r"^first message after (\d+) ms")).group(1))
+    await bob.expect("^got hello from alice")
+    await bob.say("send hello back")
+    await alice.expect("^got hello back")
+    return Outcome(
+        inviter=(seen_by_alice[1], seen_by_alice[2], seen_by_alice[3]),
+        invitee=(seen_by_bob[1], seen_by_bob[2], seen_by_bob[3]),
+        first_message_ms=first,
+    )
+
+
+def report(case: str, outcome: Outcome, capsys: pytest.CaptureFixture[str]) -> None:
+    route, via, _ = outcome.invitee
+    with capsys.disabled():
+        sys.stderr.write(
+            f"\nNAT {case}: {route} ({via}); accept to first message "
+            f"{outcome.first_message_ms} ms\n"
+        )
+
+
+async def test_a_natted_invitee_dials_a_public_inviter(
+    internet: Internet, launch: Launch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    outcome = await talk(launch, internet, internet.public, internet.nat_a, server=internet.server)
+    report("public inviter <- NATed invitee", outcome, capsys)
+    assert outcome.invitee[:2] == ("direct", "dialled")
+    assert outcome.inviter[:2] == ("direct", "dialled")
+    assert outcome.inviter[2].startswith("198.18.0.2:")  # bob's NAT, not the server
+
+
+async def test_a_natted_inviter_calls_a_public_invitee_back(
+    internet: Internet, launch: Launch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    outcome = await talk(launch, internet, internet.nat_a, internet.public, server=internet.server)
+    report("NATed inviter -> public invitee", outcome, capsys)
+    assert outcome.invitee[:2] == ("direct", "reversed")
+    assert outcome.inviter[:2] == ("direct", "reversed")
+    assert outcome.inviter[2].startswith("198.18.0.10:")
+
+
+async def test_two_peers_behind_two_nats_punch_through(
+    internet: Internet, launch: Launch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    outcome = await talk(launch, internet, internet.nat_a, internet.nat_b, server=internet.server)
+    report("NATed <-> NATed", outcome, capsys)
+    assert outcome.invitee[:2] == ("direct", "punched")
+    assert outcome.inviter[:2] == ("direct", "punched")
+    assert outcome.invitee[2].startswith("198.18.0.2:")  # alice's NAT
+    assert outcome.inviter[2].startswith("198.18.0.3:")  # bob's NAT
+
+
+async def test_behind_a_nat_that_randomises_ports_the_relay_joins_them(
+    internet: Internet, launch: Launch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    outcome = await talk(
+        launch, internet, internet.random_nat, internet.nat_b, server=internet.server
+    )
+    report("NATed (--random-fully) <-> NATed", outcome, capsys)
+    assert outcome.invitee[:2] == ("relay", "relayed")
+    assert outcome.inviter[:2] == ("relay", "relayed")
+
+
+async def test_a_pair_that_shares_only_ipv6_talks_directly(
+    internet: Internet, launch: Launch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    outcome = await talk(launch, internet, internet.v6_a, internet.v6_b, server=internet.server6)
+    report("IPv6 only", outcome, capsys)
+    assert outcome.invitee[:2] == ("direct", "dialled")
+    assert outcome.inviter[:2] == ("direct", "dialled")
+    assert outcome.invitee[2].startswith("[fd18::20]:")
+    assert outcome.inviter[2].startswith("[fd18::21]:")
+
+
+async def test_a_peer_listening_on_loopback_only_still_logs_in_to_a_remote_server(
+    internet: Internet, launch: Launch
+) -> None:
+    # Its listening port cannot reach the server: it connects from any port instead.
+    port = await start_server(launch, internet)
+    args = [sys.executable, WORKER, "carol", internet.server.address, str(port), "127.0.0.1"]
+    carol = await run_in(launch, "carol", internet.public, args)
+    await carol.expect(r"^ready 127\.0\.0\.1:\d+$")
