@@ -175,12 +175,17 @@ class RedisClient:
         except (RedisError, OSError) as exc:
             raise StoreError(f"Redis: {exc}") from exc
 
-    async def run(self, script: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        """Run the Lua script ``lua/SCRIPT.lua`` (loaded once, then called by its SHA)."""
-        loaded = self._scripts.get(script)
+    def script(self, name: str) -> AsyncScript:
+        """The Lua script ``lua/NAME.lua``: called by its SHA, loaded again if Redis forgot
+        it (restarted); in a pipeline, loaded before the pipeline runs."""
+        loaded = self._scripts.get(name)
         if loaded is None:
-            loaded = self._scripts[script] = self.redis.register_script(self._texts[script])
-        return await self.call(loaded(keys=list(keys), args=list(args)))
+            loaded = self._scripts[name] = self.redis.register_script(self._texts[name])
+        return loaded
+
+    async def run(self, script: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """Run the Lua script ``lua/SCRIPT.lua`` once, within ``timeout``."""
+        return await self.call(self.script(script)(keys=list(keys), args=list(args)))
 
 
 def _read_scripts() -> dict[str, str]:
