@@ -69,8 +69,10 @@ class Peer:
     ``close()``. ``identity`` is the key the name is bound to on the server. Without one, a
     peer with a persistent store keeps its identity beside it (``store.identity_file``,
     made on first start, readable by its owner only), so that it keeps its name across
-    restarts; with a memory store it makes an ephemeral one. ``server_ssl`` runs the
-    server connection over TLS with that context. ``listen`` is where other peers dial in;
+    restarts; with a memory store it makes an ephemeral one. ``server`` is one
+    ``(host, port)`` or a list of them (the nodes of one deployment: the peer logs in to the
+    first that takes it, and moves on to the next when it loses one). ``server_ssl`` runs
+    the server connection over TLS with that context. ``listen`` is where other peers dial in;
     ``advertise`` overrides the addresses given to the server (default: the listener's own,
     a wildcard host replaced by the one the server sees).
     """
@@ -78,7 +80,7 @@ class Peer:
     def __init__(
         self,
         name: str,
-        server: tuple[str, int] = ("127.0.0.1", DEFAULT_PORT),
+        server: tuple[str, int] | Sequence[tuple[str, int]] = ("127.0.0.1", DEFAULT_PORT),
         listen: tuple[str, int] = ("127.0.0.1", 0),
         store: MessageStore | None = None,
         *,
@@ -102,7 +104,8 @@ class Peer:
         reconnect_delay: tuple[float, float] | None = (0.2, 10.0),
     ) -> None:
         self.name = check_name(name)
-        self.server_address = server
+        self.servers = _servers(server)
+        """The servers this peer may log in to, in the order it tries them."""
         self.listen_address = listen
         self.store: MessageStore = store if store is not None else MemoryMessageStore()
         if identity is None and self.store.identity_file is None:
@@ -169,11 +172,17 @@ class Peer:
         self._session = session
         logger.info("%s logged in; listening on %s", self.name, self.listening)
 
+    @property
+    def server_address(self) -> tuple[str, int]:
+        """The server this peer is logged in to now (or tries next)."""
+        return self._session.server if self._session is not None else self.servers[0]
+
     def _make_reach(self) -> Reach:
         return Reach(
             self.name,
             self.identity,
-            server=self.server_address,
+            server=lambda: self.server_address,
+            servers=self.servers,
             server_ssl=self.server_ssl,
             link=lambda: self._link(),
             opened=self._open_conversation,
@@ -190,7 +199,7 @@ class Peer:
         session = ServerSession(
             self.name,
             self.identity,
-            self.server_address,
+            self.servers,
             addresses=lambda: self.advertise if self.advertise is not None else self.listening,
             on_push=self._on_push,
             ssl=self.server_ssl,
@@ -426,3 +435,13 @@ class Peer:
     async def history(self, user: str, *, limit: int | None = None) -> list[Message]:
         """Messages exchanged with ``user``, both directions, oldest first."""
         return await self.store.history(self.name, user, limit=limit)
+
+
+def _servers(server: tuple[str, int] | Sequence[tuple[str, int]]) -> list[tuple[str, int]]:
+    """One (host, port), or several, as a list; at least one."""
+    if not server:
+        raise ValueError("a peer needs at least one server")
+    first, *rest = server
+    if isinstance(first, str) and len(rest) == 1 and isinstance(rest[0], int):
+        return [(first, rest[0])]
+    return [(str(address[0]), int(address[1])) for address in server if isinstance(address, tuple)]

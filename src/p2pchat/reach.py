@@ -17,7 +17,7 @@ import asyncio
 import ipaddress
 import logging
 import ssl
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Final, Protocol
 
 from .connection import Connection
@@ -105,7 +105,8 @@ class Reach:
         name: str,
         identity: Identity,
         *,
-        server: tuple[str, int],
+        server: Callable[[], tuple[str, int]],
+        servers: Sequence[tuple[str, int]] = (),
         server_ssl: ssl.SSLContext | None,
         link: Callable[[], ServerLink],
         opened: Opened,
@@ -122,6 +123,9 @@ class Reach:
         self.name = name
         self.identity = identity
         self.server = server
+        """The server we are logged in to now."""
+        self.servers = list(servers)
+        """Every server we were given (a relay on one of them is always fine to join)."""
         self.server_ssl = server_ssl
         self._link = link
         self._opened = opened
@@ -200,7 +204,8 @@ class Reach:
 
     async def _answer_relay(self, offer: RelayOffer) -> None:
         try:
-            connection = await self._relay_connection(offer.ticket, tls_server_side=True)
+            at = self._relay_node(offer.server)
+            connection = await self._relay_connection(offer.ticket, at, tls_server_side=True)
         except (P2PChatError, TimeoutError, OSError) as exc:
             logger.warning("%s cannot join the relay: %s", self.name, exc)
             return
@@ -349,9 +354,28 @@ class Reach:
             return None  # a host name: resolved by the system, like any other
         if ip.is_unspecified or ip.is_multicast:
             return "not a host address"
-        if ip.is_loopback and not _is_loopback(self.server[0]):
+        if ip.is_loopback and not _is_loopback(self.server()[0]):
             return "loopback address from a remote server, not dialled"
         return None
+
+    def _relay_node(self, named: tuple[str, int] | None) -> tuple[str, int]:
+        """Where to join a relay: the server node that holds it, as the server named it
+        (one of our servers, or a host address; loopback only from a loopback server),
+        else the server we are logged in to."""
+        if named is None:
+            return self.server()
+        host, port = named
+        if (host, port) in self.servers:
+            return host, port
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            return host, port  # a host name: resolved by the system, like any other
+        if ip.is_unspecified or ip.is_multicast or port == 0:
+            raise PeerUnreachable(f"the relay: {host}:{port} is not a host address")
+        if ip.is_loopback and not _is_loopback(self.server()[0]):
+            raise PeerUnreachable(f"the relay: loopback {host} from a remote server")
+        return host, port
 
     async def _dial_relay(self, target: DialTarget) -> Connection:
         """Meet the inviter through the server's relay; the TLS inside is ours, end to end."""
@@ -360,7 +384,8 @@ class Reach:
             ticket = await link.request(
                 RelayRequest(id=link.next_id(), invitation=target.id), RelayTicket
             )
-            connection = await self._relay_connection(ticket.ticket, tls_server_side=False)
+            at = self._relay_node(ticket.server)
+            connection = await self._relay_connection(ticket.ticket, at, tls_server_side=False)
             await self._present(connection, target)
         except RelayUnavailable as exc:
             raise PeerUnreachable(f"the relay: {exc}", relay_refusal=str(exc)) from exc
@@ -369,9 +394,11 @@ class Reach:
         logger.info("%s reaches %s through the relay", self.name, target.sender)
         return connection
 
-    async def _relay_connection(self, ticket: str, *, tls_server_side: bool) -> Connection:
-        """A new connection to the server, joined by it to the other peer's."""
-        host, port = self.server
+    async def _relay_connection(
+        self, ticket: str, at: tuple[str, int], *, tls_server_side: bool
+    ) -> Connection:
+        """A new connection to the server node ``at``, joined by it to the other peer's."""
+        host, port = at
         connection = await Connection.open(
             host,
             port,
