@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 import p2pchat
 from p2pchat.redis_client import RedisClient
+from p2pchat.redis_cluster import RedisCluster
 
-from .conftest import connect, eventually
+from .conftest import connect, eventually, require
+from .redisserver import RedisServer, redis_available
 
 UNREACHABLE = [("127.0.0.1", 1)]  # an advertised address where nobody listens
 
@@ -190,3 +194,69 @@ async def test_garbage_in_redis_does_not_take_a_node_down(
         assert (await asyncio.wait_for(chat_b.receive(), 5)).body == "still here"
     finally:
         await raw.close()
+
+
+@pytest.mark.parametrize("persistent", [True, False], ids=["appendonly", "no-persistence"])
+async def test_redis_restarted_mid_run(tmp_path: Path, persistent: bool) -> None:
+    """Redis killed (SIGKILL, by PID) and started again on the same port: the nodes answer
+    ``unavailable`` meanwhile, then reconnect, register again the users they hold, and
+    carry on. With appendonly (fsync always) the mail and the names' keys survive too."""
+    require("redis-server", redis_available(), "install it (apt-get install redis-server)")
+    redis = RedisServer(tmp_path / "redis", persistent=persistent)
+    await redis.astart()
+    try:
+        quick: dict[str, Any] = {"heartbeat_interval": 0.2, "node_ttl": 1.0, "redis_timeout": 1.0}
+        a = p2pchat.SignallingServer(
+            port=0, redis=redis.url, node_id="A", metrics=("127.0.0.1", 0), **quick
+        )
+        b = p2pchat.SignallingServer(port=0, redis=redis.url, node_id="B", **quick)
+        async with a, b:
+            alice = p2pchat.Peer("alice", server=("127.0.0.1", a.port))
+            bob = p2pchat.Peer("bob", server=("127.0.0.1", b.port))
+            dave = p2pchat.Peer("dave", server=("127.0.0.1", b.port))
+            async with alice, bob:
+                async with dave:
+                    pass  # dave is known, and away
+                letter = await alice.send("dave", "kept across the restart")
+                await eventually(lambda: a.mail.deposits == 1)
+
+                await redis.kill()
+                with pytest.raises(p2pchat.ServerUnavailable):
+                    await alice.online()
+                clusters = [n.cluster for n in (a, b) if isinstance(n.cluster, RedisCluster)]
+                await eventually(lambda: all(c.failed_beats and not c.healthy for c in clusters))
+                assert alice.state == bob.state == "connected"  # the peers see nothing
+                assert await _health(a) == 503
+
+                await redis.astart()  # the same port, the same directory
+                await eventually(lambda: all(c.healthy and c.resyncs for c in clusters), timeout=15)
+                assert await _health(a) == 200
+                await eventually(lambda: _lists(alice, bob, ["alice", "bob"]), timeout=15)
+                chat_a, chat_b = await connect(alice, bob)  # across nodes, as before
+                await chat_a.send("after the restart")
+                assert (await asyncio.wait_for(chat_b.receive(), 5)).body == "after the restart"
+                if persistent:
+                    dave = p2pchat.Peer(
+                        "dave", server=("127.0.0.1", b.port), identity=dave.identity
+                    )
+                    async with dave:
+                        got = await asyncio.wait_for(dave.next_message(), 10)
+                        assert (got.id, got.body) == (letter.id, "kept across the restart")
+                    impostor = p2pchat.Peer("dave", server=("127.0.0.1", a.port))
+                    with pytest.raises(p2pchat.AuthenticationError):  # the key is remembered
+                        await impostor.start()
+    finally:
+        await redis.kill()
+
+
+async def _health(server: p2pchat.SignallingServer) -> int:
+    url = f"http://127.0.0.1:{server.metrics_port}/healthz"
+    async with aiohttp.ClientSession() as http, http.get(url) as answer:
+        return answer.status
+
+
+async def _lists(alice: p2pchat.Peer, bob: p2pchat.Peer, names: list[str]) -> bool:
+    try:
+        return await alice.online() == names == await bob.online()
+    except p2pchat.ServerUnavailable:
+        return False

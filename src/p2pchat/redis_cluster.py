@@ -95,6 +95,10 @@ class RedisCluster:
         self._dropped = 0
         self.reaped_nodes = 0
         """Dead nodes this node cleaned up after (for tests and logs)."""
+        self.failed_beats = 0
+        """Heartbeats that did not reach Redis."""
+        self.resyncs = 0
+        """Times this node registered again what it holds."""
 
     def __repr__(self) -> str:
         return f"<RedisCluster node={self.node_id} {self.client!r}>"
@@ -254,16 +258,17 @@ class RedisCluster:
             pubsub = c.pubsub()
             try:
                 await c.call(pubsub.subscribe(*channels))
+                if delay > 0.1:
+                    logger.warning("node %s: Redis pub/sub is back", self.node_id)
                 self._subscribed.set()
                 delay = 0.1
                 while True:
                     message = await pubsub.get_message(timeout=1.0)
                     if message is not None and message.get("type") == "message":
                         self._received(str(message["channel"]), str(message["data"]))
-            except (StoreError, OSError, P2PChatError) as exc:
-                logger.warning("node %s: Redis pub/sub lost (%s); reconnecting", self.node_id, exc)
-            except Exception as exc:  # redis-py's own errors, unwrapped while reading
-                logger.warning("node %s: Redis pub/sub lost (%s); reconnecting", self.node_id, exc)
+            except Exception as exc:  # redis-py's errors too, unwrapped while reading
+                level = logging.WARNING if delay == 0.1 else logging.DEBUG
+                logger.log(level, "node %s: Redis pub/sub lost: %s", self.node_id, exc)
             finally:
                 self._subscribed.clear()
                 with contextlib.suppress(Exception):
@@ -321,6 +326,8 @@ class RedisCluster:
             if time.monotonic() >= self._reap_after:
                 await self._reap_dead()
         except StoreError as exc:
+            self.failed_beats += 1
+            self._last_beat = 0.0  # not healthy until a beat goes through again
             if not self._resync_due:
                 logger.warning("node %s cannot reach Redis: %s", self.node_id, exc)
             self._resync_due = True  # after an outage, check what Redis holds for us
@@ -339,6 +346,7 @@ class RedisCluster:
             if not await self.claim(entry):
                 self.node.evict(name, f"{name} is logged in on another node now")
         self._resync_due = False
+        self.resyncs += 1
         logger.info("node %s registered its %d users again", self.node_id, len(held))
 
     async def _reap_dead(self) -> None:

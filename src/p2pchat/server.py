@@ -573,7 +573,7 @@ class SignallingServer:
             except ServerRefused as exc:
                 await session.reply(Error(id=message.id, code=exc.code, reason=str(exc)))
             except StoreError as exc:
-                session.connection.log.error("%s failed: %s", type(message).__name__, exc)
+                session.connection.log.warning("%s failed: %s", type(message).__name__, exc)
                 await session.reply(
                     Error(
                         id=message.id,
