@@ -36,7 +36,7 @@ class Node:
         return ("127.0.0.1", self.port)
 
 
-async def start_node(launch: Launch, redis_url: str, prefix: str, name: str) -> Node:
+async def start_node(launch: Launch, redis_url: str, prefix: str, name: str, *options: str) -> Node:
     process = await launch(
         f"node-{name}",
         [
@@ -55,11 +55,22 @@ async def start_node(launch: Launch, redis_url: str, prefix: str, name: str) -> 
             "0.5",
             "--node-ttl",
             "3",
+            *options,
         ],
     )
     port = int((await process.expect(r"listening on 127\.0\.0\.1:(\d+)")).group(1))
     metrics = int((await process.expect(r"metrics on http://127\.0\.0\.1:(\d+)/")).group(1))
+    process.drain = asyncio.ensure_future(_drain(process))  # type: ignore[attr-defined]
     return Node(name, process, port, metrics)
+
+
+async def _drain(process: ScriptedProcess) -> None:
+    """Keep reading what a node prints (its log): a full pipe would stop it."""
+    stdout = process.process.stdout
+    assert stdout is not None
+    while line := await stdout.readline():
+        process.output.append(line.decode(errors="replace").rstrip("\n"))
+        del process.output[:-200]
 
 
 async def scrape(node: Node, path: str = "/metrics") -> tuple[int, str]:

@@ -17,6 +17,7 @@ and settle what a user of a dead node left behind.
 from __future__ import annotations
 
 import bisect
+from collections.abc import Sequence
 from typing import Protocol
 
 import msgspec
@@ -42,8 +43,9 @@ class Node(Protocol):
     def deliver(self, name: str, message: WireMessage) -> bool:
         """Push ``message`` to the session of ``name`` on this node; False if none."""
 
-    def broadcast(self, news: Presence) -> None:
-        """Push ``news`` to every session on this node but its subject's."""
+    def broadcast(self, news: Sequence[Presence]) -> None:
+        """Push ``news``, in order, to every session on this node (none of it to the
+        session it is about)."""
 
     def held(self) -> list[Entry]:
         """The users logged in on this node now."""
@@ -122,7 +124,7 @@ class LocalCluster:
             return False
         self._entries[entry.name] = entry
         bisect.insort(self._names, entry.name)
-        self._server().broadcast(Presence(user=entry.name, online=True))
+        self._server().broadcast([Presence(user=entry.name, online=True)])
         return True
 
     async def release(self, name: str) -> None:
@@ -131,7 +133,7 @@ class LocalCluster:
         index = bisect.bisect_left(self._names, name)
         if index < len(self._names) and self._names[index] == name:
             del self._names[index]
-        self._server().broadcast(Presence(user=name, online=False))
+        self._server().broadcast([Presence(user=name, online=False)])
 
     async def lookup(self, name: str) -> Entry | None:
         return self._entries.get(name)

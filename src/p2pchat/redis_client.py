@@ -160,6 +160,11 @@ class RedisClient:
             except (RedisError, OSError) as exc:  # closing anyway
                 logger.debug("closing the Redis client: %s", exc)
 
+    def dedicated(self) -> aioredis.Redis:
+        """A client that holds one connection of the pool for itself (for a heartbeat that
+        must not wait behind everyone else's calls). Close it with ``aclose()``."""
+        return self.redis.client()
+
     def pubsub(self) -> aioredis.client.PubSub:
         """A pub/sub object: it takes a connection of its own from the pool."""
         return self.redis.pubsub(ignore_subscribe_messages=True)
@@ -183,9 +188,17 @@ class RedisClient:
             loaded = self._scripts[name] = self.redis.register_script(self._texts[name])
         return loaded
 
-    async def run(self, script: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        """Run the Lua script ``lua/SCRIPT.lua`` once, within ``timeout``."""
-        return await self.call(self.script(script)(keys=list(keys), args=list(args)))
+    async def run(
+        self,
+        script: str,
+        keys: Sequence[str],
+        args: Sequence[Any],
+        *,
+        via: aioredis.Redis | None = None,
+    ) -> Any:
+        """Run the Lua script ``lua/SCRIPT.lua`` once, within ``timeout`` (``via`` a
+        dedicated client, else the pool)."""
+        return await self.call(self.script(script)(keys=list(keys), args=list(args), client=via))
 
 
 def _read_scripts() -> dict[str, str]:

@@ -88,11 +88,13 @@ class RedisCluster:
         self._node: Node | None = None
         self._queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue(PUSH_QUEUE)
         self._tasks: list[asyncio.Task[None]] = []
+        self._via: Any = None  # the heartbeat's own connection (a dedicated client)
         self._subscribed = asyncio.Event()
         self._last_beat = 0.0
         self._resync_due = False
         self._reap_after = 0.0
         self._dropped = 0
+        self._news: list[Presence] = []  # presence news received, not yet passed on
         self.reaped_nodes = 0
         """Dead nodes this node cleaned up after (for tests and logs)."""
         self.failed_beats = 0
@@ -121,6 +123,7 @@ class RedisCluster:
 
     async def start(self) -> None:
         await self.client.start()
+        self._via = self.client.dedicated()
         try:
             # Whatever a former process with this id left is cleared first.
             await self._reap(self.node_id, force=True)
@@ -134,6 +137,7 @@ class RedisCluster:
             self._tasks.append(asyncio.create_task(self._keep_beating()))
         except BaseException:
             await self._stop_tasks()
+            await self._drop_via()
             await self.client.close()
             raise
         logger.info("node %s joined the cluster at %r", self.node_id, self.client)
@@ -149,7 +153,14 @@ class RedisCluster:
             await self._reap(self.node_id, force=True, settle=False)
         except StoreError as exc:
             logger.warning("node %s left without telling Redis: %s", self.node_id, exc)
+        await self._drop_via()
         await self.client.close()
+
+    async def _drop_via(self) -> None:
+        if self._via is not None:
+            via, self._via = self._via, None
+            with contextlib.suppress(Exception):
+                await via.aclose()
 
     async def _stop_tasks(self) -> None:
         for task in self._tasks:
@@ -164,18 +175,18 @@ class RedisCluster:
         c = self.client
         return [c.key("session", name), c.key("online"), c.key("node", self.node_id, "users")]
 
-    async def claim(self, entry: Entry) -> bool:
+    async def claim(self, entry: Entry, *, via: Any = None) -> bool:
         for _ in range(2):
-            answer = await self._claim(entry)
+            answer = await self._claim(entry, via)
             code = int(answer[0])
             if code in (1, 2):
                 return True
             if code == 0:
                 return False
-            await self._reap(str(answer[1]))  # its node is dead: clean up, then try again
+            await self._reap(str(answer[1]), via=via)  # its node is dead: clean up, retry
         return False
 
-    async def _claim(self, entry: Entry) -> Any:
+    async def _claim(self, entry: Entry, via: Any) -> Any:
         return await self.client.run(
             "claim",
             self._session_keys(entry.name),
@@ -187,11 +198,15 @@ class RedisCluster:
                 msgspec.json.encode(entry.addresses).decode(),
                 self.client.key("presence"),
             ],
+            via=via,
         )
 
-    async def release(self, name: str) -> None:
+    async def release(self, name: str, *, via: Any = None) -> None:
         await self.client.run(
-            "release", self._session_keys(name), [name, self.node_id, self.client.key("presence")]
+            "release",
+            self._session_keys(name),
+            [name, self.node_id, self.client.key("presence")],
+            via=via,
         )
 
     async def lookup(self, name: str) -> Entry | None:
@@ -277,15 +292,21 @@ class RedisCluster:
             delay = min(delay * 2, 2.0)
 
     def _received(self, channel: str, data: str) -> None:
-        """One pub/sub message: bad ones are logged and dropped, never raised."""
+        """One pub/sub message: bad ones are logged and dropped, never raised.
+
+        Presence news is passed on in bursts (all that was read at once, encoded once per
+        burst); anything else first lets the news before it go, so that order holds."""
         if channel == self.client.key("presence"):
             try:
                 news = _news.decode(data)
             except msgspec.DecodeError as exc:
                 logger.error("bad presence news from Redis (%s): %.80r", exc, data)
                 return
-            self.node.broadcast(Presence(user=news.user, online=news.online))
+            if not self._news:
+                asyncio.get_running_loop().call_soon(self._pass_news)
+            self._news.append(Presence(user=news.user, online=news.online))
             return
+        self._pass_news()
         name, _, body = data.partition("\n")
         try:
             message = decode_body(body.encode())
@@ -294,6 +315,10 @@ class RedisCluster:
             return
         if not self.node.deliver(name, message):
             logger.debug("push for %s, no longer here: dropped", name)
+
+    def _pass_news(self) -> None:
+        news, self._news = self._news, []
+        self.node.broadcast(news)
 
     # Heartbeats and the dead.
 
@@ -304,6 +329,7 @@ class RedisCluster:
             "heartbeat",
             [c.key("node", self.node_id), c.key("nodes")],
             [self.node_id, int(self.node_ttl * 1000), repr(time.time())],
+            via=self._via,
         )
         self._last_beat = time.monotonic()
         return bool(int(existed))
@@ -336,14 +362,13 @@ class RedisCluster:
     async def _resync(self) -> None:
         """Make Redis hold exactly this node's users again."""
         c = self.client
-        recorded: set[str] = set(
-            await c.call(c.redis.smembers(c.key("node", self.node_id, "users")))
-        )
+        via = self._via
+        recorded: set[str] = set(await c.call(via.smembers(c.key("node", self.node_id, "users"))))
         held = {entry.name: entry for entry in self.node.held()}
         for name in recorded - held.keys():
-            await self.release(name)  # a logout Redis did not hear of
+            await self.release(name, via=via)  # a logout Redis did not hear of
         for name, entry in held.items():
-            if not await self.claim(entry):
+            if not await self.claim(entry, via=via):
                 self.node.evict(name, f"{name} is logged in on another node now")
         self._resync_due = False
         self.resyncs += 1
@@ -351,20 +376,13 @@ class RedisCluster:
 
     async def _reap_dead(self) -> None:
         c = self.client
-        nodes: set[str] = set(await c.call(c.redis.smembers(c.key("nodes"))))
-        nodes.discard(self.node_id)
-        if not nodes:
-            return
-        ordered = sorted(nodes)
-        pipe = c.redis.pipeline(transaction=False)
-        for node in ordered:
-            pipe.exists(c.key("node", node))
-        alive = await c.call(pipe.execute())
-        for node, exists in zip(ordered, alive, strict=True):
-            if not int(exists):
-                await self._reap(node)
+        dead = await c.run("dead_nodes", [c.key("nodes")], [c.prefix, self.node_id], via=self._via)
+        for node in dead:
+            await self._reap(str(node), via=self._via)
 
-    async def _reap(self, node: str, *, force: bool = False, settle: bool = True) -> None:
+    async def _reap(
+        self, node: str, *, force: bool = False, settle: bool = True, via: Any = None
+    ) -> None:
         """Log out the users of ``node`` (dead, or this one's former self) and settle what
         they left; exactly once across the cluster, unless ``force``."""
         c = self.client
@@ -372,6 +390,7 @@ class RedisCluster:
             "reap",
             [c.key("node", node), c.key("nodes"), c.key("node", node, "users"), c.key("online")],
             [c.prefix, node, c.key("presence"), "1" if force else "0"],
+            via=via,
         )
         if not names:
             return

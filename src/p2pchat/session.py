@@ -19,12 +19,12 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from .cluster import Entry
 from .connection import Connection
 from .errors import ConnectionClosed, P2PChatError, ProtocolError
-from .protocol import Presence, WireMessage
+from .protocol import Presence, WireMessage, encode
 from .store import UserStore
 
 __all__ = ["PresenceLog", "Session", "Sessions", "dial_addresses"]
@@ -62,7 +62,7 @@ class Session:
         self.key = key
         self.certificate = certificate
         self.addresses = addresses
-        self.outbox: asyncio.Queue[WireMessage | None] = asyncio.Queue(outbox_size)
+        self.outbox: asyncio.Queue[WireMessage | bytes | None] = asyncio.Queue(outbox_size)
         self.writer: asyncio.Task[None] | None = None
         self.serving = asyncio.current_task()  # the task reading this peer's requests
         self.leaving = False
@@ -74,9 +74,9 @@ class Session:
             raise ConnectionClosed(f"{self.name} is disconnected")
         await self.outbox.put(message)
 
-    def push(self, message: WireMessage) -> None:
+    def push(self, message: WireMessage | bytes) -> None:
         """Queue news caused by someone else, never waiting: a peer whose outbox is full
-        has stopped reading and is disconnected."""
+        has stopped reading and is disconnected. (``bytes``: frames encoded already.)"""
         try:
             self.outbox.put_nowait(message)
         except asyncio.QueueFull:
@@ -181,12 +181,18 @@ class Sessions:
             return True
         return False
 
-    def broadcast(self, news: Presence) -> None:
-        if self.closing:
+    def broadcast(self, news: Sequence[Presence]) -> None:
+        """Every session gets the news (but its own), encoded once, in one push."""
+        if self.closing or not news:
             return
+        frames = [encode(item) for item in news]
+        together = b"".join(frames)
+        subjects = {item.user for item in news}
         for name, session in list(self.by_name.items()):
-            if name != news.user:
-                session.push(news)
+            if name not in subjects:
+                session.push(together)
+            elif mine := b"".join(f for f, n in zip(frames, news, strict=True) if n.user != name):
+                session.push(mine)
 
     def held(self) -> list[Entry]:
         return [
