@@ -26,8 +26,7 @@ node heartbeats and the clean-up after a node dies; and the pending invitations.
   this node (restarted without persistence) or after any outage, the node registers again
   every user it holds and lets go of those it no longer holds.
 
-``RedisInvitations`` implements ``invitation_book.Invitations`` with one Lua script per
-change, so bounds are checked and counted atomically across nodes.
+The pending invitations are in ``redis_invitations.py``.
 """
 
 from __future__ import annotations
@@ -43,12 +42,13 @@ import msgspec
 
 from .cluster import Entry, Node
 from .errors import P2PChatError, ProtocolError, StoreError
-from .invitation_book import Invitation, new_invitation_id, too_many
 from .messages import UserName
 from .protocol import Presence, WireMessage, decode_body, encode
 from .redis_client import RedisClient
+from .redis_invitations import RedisInvitations
+from .redis_store import RedisMailbox, RedisUserStore
 
-__all__ = ["RedisCluster", "RedisInvitations"]
+__all__ = ["RedisCluster", "redis_backends"]
 
 logger = logging.getLogger(__name__)
 
@@ -405,96 +405,27 @@ class RedisCluster:
                     logger.warning("what %s left behind stays until it expires: %s", name, exc)
 
 
-class RedisInvitations:
-    """``Invitations`` in Redis: bounds checked and counted atomically across nodes."""
-
-    def __init__(
-        self,
-        client: RedisClient,
-        *,
-        max_sent: int = 16,
-        max_received: int = 16,
-        max_per_pair: int = 2,
-        grace: float = 10.0,
-    ) -> None:
-        self.client = client
-        self.max_sent = max_sent
-        self.max_received = max_received
-        self.max_per_pair = max_per_pair
-        self.grace = grace
-        """Redis keeps an invitation this much longer than its timer: the timer ends it."""
-
-    async def open(self, sender: str, recipient: str, *, ttl: float) -> Invitation:
-        c = self.client
-        invitation = Invitation(new_invitation_id(), sender, recipient)
-        bound, pending = await c.run(
-            "inv_open",
-            [
-                c.key("inv", invitation.id),
-                c.key("inv", "sent", sender),
-                c.key("inv", "recv", recipient),
-                c.key("inv", "user", sender),
-                c.key("inv", "user", recipient),
-            ],
-            [
-                c.prefix,
-                invitation.id,
-                sender,
-                recipient,
-                int((ttl + self.grace) * 1000),
-                self.max_sent,
-                self.max_received,
-                self.max_per_pair,
-            ],
-        )
-        if bound != "ok":
-            limit = {"pair": self.max_per_pair, "sent": self.max_sent}.get(
-                str(bound), self.max_received
-            )
-            raise too_many(str(bound), int(pending), limit, recipient)
-        return invitation
-
-    async def get(self, invitation_id: str) -> Invitation | None:
-        fields: list[str | None] = await self.client.call(
-            self.client.redis.hmget(
-                self.client.key("inv", invitation_id), ["sender", "recipient", "accepted"]
-            )
-        )
-        return _invitation(invitation_id, *fields)
-
-    async def accept(self, invitation_id: str, *, window: float) -> bool:
-        answer = await self.client.run(
-            "inv_accept",
-            [self.client.key("inv", invitation_id)],
-            [self.client.prefix, invitation_id, int(window * 1000)],
-        )
-        return int(answer) == 1
-
-    async def settle(self, invitation_id: str, *, pending_only: bool = False) -> Invitation | None:
-        answer = await self.client.run(
-            "inv_settle",
-            [self.client.key("inv", invitation_id)],
-            [self.client.prefix, invitation_id, "1" if pending_only else "0"],
-        )
-        if not answer:
-            return None
-        return _invitation(invitation_id, *answer)
-
-    async def of_user(self, name: str) -> list[Invitation]:
-        flat = await self.client.run(
-            "inv_of_user", [self.client.key("inv", "user", name)], [self.client.prefix]
-        )
-        found = (_invitation(*flat[i : i + 4]) for i in range(0, len(flat), 4))
-        return [invitation for invitation in found if invitation is not None]
-
-    async def clear(self) -> None:
-        """Nothing: the invitations belong to the cluster, each user's settled as they
-        leave (the rest expire in Redis)."""
-
-
-def _invitation(
-    invitation_id: str, sender: str | None, recipient: str | None, accepted: str | None
-) -> Invitation | None:
-    if not sender or not recipient:
-        return None
-    return Invitation(str(invitation_id), str(sender), str(recipient), accepted=accepted == "1")
+def redis_backends(
+    url: str,
+    *,
+    prefix: str,
+    node_id: str,
+    max_connections: int,
+    timeout: float,
+    heartbeat_interval: float,
+    node_ttl: float,
+    max_invitations: int,
+    max_invitations_per_pair: int,
+) -> tuple[RedisClient, RedisUserStore, RedisMailbox, RedisInvitations, RedisCluster]:
+    """Everything a server node keeps in the Redis at ``url``, sharing one client."""
+    client = RedisClient(url, prefix=prefix, max_connections=max_connections, timeout=timeout)
+    invitations = RedisInvitations(
+        client,
+        max_sent=max_invitations,
+        max_received=max_invitations,
+        max_per_pair=max_invitations_per_pair,
+    )
+    cluster = RedisCluster(
+        client, node_id, heartbeat_interval=heartbeat_interval, node_ttl=node_ttl
+    )
+    return client, RedisUserStore(client), RedisMailbox(client), invitations, cluster

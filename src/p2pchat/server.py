@@ -24,32 +24,26 @@ import re
 import secrets
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from .cluster import Cluster, Entry, LocalCluster
-from .connection import Connection, keep_alive
+from .cluster import Cluster, LocalCluster
+from .connection import Connection
 from .errors import (
     ConnectionClosed,
-    NameTaken,
     P2PChatError,
     ProtocolError,
     RateLimited,
-    ServerRefused,
-    ServerUnavailable,
-    StoreError,
     TooManyConnections,
     UnknownUser,
 )
 from .invitation_book import InvitationBook, Invitations, LocalInvitations
-from .limits import AddressLimits, TokenBucket
-from .login import authenticate
+from .limits import AddressLimits
+from .login import LoginDesk
 from .mailbox import MailService
 from .protocol import (
     DEFAULT_MAX_FRAME,
     DEFAULT_PORT,
-    PROTOCOL_VERSION,
-    REQUEST_TYPES,
     Bye,
     Error,
     Key,
@@ -58,13 +52,13 @@ from .protocol import (
     Pong,
     Relay,
     Users,
-    Welcome,
     Whois,
-    WireMessage,
 )
+from .redis_client import RedisClient
 from .relay import RelayHub
 from .rendezvous import Rendezvous
-from .session import PresenceLog, Session, Sessions, dial_addresses
+from .request_loop import RequestLoop
+from .session import PresenceLog, Session, Sessions
 from .stats import ServerStats
 from .store import Mailbox, MemoryMailbox, MemoryUserStore, UserStore
 
@@ -171,29 +165,22 @@ class SignallingServer:
         ``max_invitations_per_pair`` from one user to one other."""
         book: Invitations = LocalInvitations(self.invitations)
         self.cluster: Cluster = LocalCluster(node_id)
-        self.redis = None
+        self.redis: RedisClient | None = None
         if redis is not None:
             if store is not None or mailbox is not None:
                 raise ValueError("with redis=..., users and mail are kept in Redis: no store")
-            from .redis_client import RedisClient
-            from .redis_cluster import RedisCluster, RedisInvitations
-            from .redis_store import RedisMailbox, RedisUserStore
+            from .redis_cluster import redis_backends
 
-            self.redis = RedisClient(
+            self.redis, store, mailbox, book, self.cluster = redis_backends(
                 redis,
                 prefix=redis_prefix,
+                node_id=node_id,
                 max_connections=redis_connections,
                 timeout=redis_timeout,
-            )
-            store, mailbox = RedisUserStore(self.redis), RedisMailbox(self.redis)
-            book = RedisInvitations(
-                self.redis,
-                max_sent=max_invitations,
-                max_received=max_invitations,
-                max_per_pair=max_invitations_per_pair,
-            )
-            self.cluster = RedisCluster(
-                self.redis, node_id, heartbeat_interval=heartbeat_interval, node_ttl=node_ttl
+                heartbeat_interval=heartbeat_interval,
+                node_ttl=node_ttl,
+                max_invitations=max_invitations,
+                max_invitations_per_pair=max_invitations_per_pair,
             )
         self.store: UserStore = store if store is not None else MemoryUserStore()
         self.node_id = node_id
@@ -242,14 +229,31 @@ class SignallingServer:
         self._server: asyncio.Server | None = None
         self._metrics: Any = None  # metrics.MetricsServer, when serving metrics
         self._presence = PresenceLog(self.store, clock=clock)
+        self.logins = LoginDesk(
+            store=self.store,
+            limits=self.address_limits,
+            sessions=self.sessions,
+            cluster=self.cluster,
+            presence=self._presence,
+            stats=self.stats,
+            outbox_size=outbox_size,
+            hello_timeout=hello_timeout,
+            clock=clock,
+        )
         self._connections: set[asyncio.Task[None]] = set()
-        self._handlers: dict[type[Any], Callable[[Session, Any], Awaitable[None]]] = {
-            ListUsers: self._on_list,
-            Whois: self._on_whois,
-            Ping: self._on_ping,
-            **self.rendezvous.handlers(),
-            **self.mail.handlers(),
-        }
+        self.requests = RequestLoop(
+            {
+                ListUsers: self._on_list,
+                Whois: self._on_whois,
+                Ping: self._on_ping,
+                **self.rendezvous.handlers(),
+                **self.mail.handlers(),
+            },
+            stats=self.stats,
+            rate_limit=rate_limit,
+            ping_interval=ping_interval,
+            ping_timeout=ping_timeout,
+        )
 
     # Lifecycle.
 
@@ -408,13 +412,13 @@ class SignallingServer:
         self._connections.add(task)
         session: Session | None = None
         try:
-            first = await self._first_message(connection)
+            first = await self.logins.first_message(connection)
             if isinstance(first, Relay):
                 await self.relays.serve(connection, first.ticket)
             elif first is not None:
-                session = await self._login(connection, first)
+                session = await self.logins.login(connection, first)
                 if session is not None:
-                    await self._serve_session(session)
+                    await self.requests.serve(session)
         except asyncio.CancelledError:
             pass
         except ProtocolError as exc:
@@ -437,151 +441,6 @@ class SignallingServer:
             finally:
                 self._connections.discard(task)
                 self.address_limits.disconnect(host)
-
-    async def _first_message(self, connection: Connection) -> WireMessage | None:
-        """The first message (hello, or relay), or None if none came in time."""
-        try:
-            async with asyncio.timeout(self.hello_timeout):
-                return await connection.recv()
-        except TimeoutError:
-            self.stats.refusals["timeout"] += 1
-            await connection.fail("no login in time", code="timeout")
-            return None
-
-    async def _login(self, connection: Connection, first: WireMessage) -> Session | None:
-        """hello, challenge, auth, welcome; None (the connection told why) if refused."""
-        try:
-            async with asyncio.timeout(self.hello_timeout):
-                hello, key = await authenticate(
-                    connection,
-                    first,
-                    store=self.store,
-                    limits=self.address_limits,
-                    clock=self.clock,
-                )
-            if hello is None:
-                self.stats.refusals["unsupported_version"] += 1
-                return None
-            if hello.name in self.sessions:
-                raise NameTaken(f"{hello.name} is logged in already")
-            session = Session(
-                connection,
-                name=hello.name,
-                key=key,
-                certificate=hello.certificate or "",
-                addresses=dial_addresses(hello.addresses, connection.remote_address),
-                outbox_size=self.outbox_size,
-            )
-            self.sessions.expect(session.name)  # before any await: the name is now taken here
-            try:
-                await self._welcome(session)
-            finally:
-                self.sessions.forget(session.name)
-        except TimeoutError:
-            self.stats.refusals["timeout"] += 1
-            await connection.fail("no login in time", code="timeout")
-            return None
-        except StoreError as exc:
-            connection.log.error("cannot log in: %s", exc)
-            self.stats.refusals[ServerUnavailable.code] += 1
-            await connection.fail(
-                "the server cannot reach its shared state; try again", code=ServerUnavailable.code
-            )
-            return None
-        except ServerRefused as exc:
-            self.stats.refusals[exc.code] += 1
-            await connection.fail(str(exc), code=exc.code)
-            return None
-        connection.log.info("logged in, dialable at %s", session.addresses)
-        return session
-
-    async def _welcome(self, session: Session) -> None:
-        """Take the name across the cluster, queue ``welcome``, and from then on deliver."""
-        entry = Entry(
-            name=session.name,
-            node=self.node_id,
-            certificate=session.certificate,
-            addresses=session.addresses,
-        )
-        if not await self.cluster.claim(entry):
-            raise NameTaken(f"{session.name} is logged in already")
-        try:
-            await self._presence.online(session.name, session.addresses)
-            connection = session.connection
-            connection.log = type(connection.log)(connection.log.logger, {"conn": session.name})
-            observed = connection.remote_address[0] if connection.remote_address else ""
-            # Welcome is the first thing queued: only then may news and invitations follow.
-            await session.reply(
-                Welcome(version=PROTOCOL_VERSION, name=session.name, observed=observed)
-            )
-        except BaseException:
-            with contextlib.suppress(P2PChatError, OSError):
-                await self.cluster.release(session.name)
-            raise
-        self.sessions.add(session)  # and what was pushed to it meanwhile
-        self.stats.logins += 1
-        session.writer = asyncio.create_task(session.write_outbox())
-
-    async def _serve_session(self, session: Session) -> None:
-        watchdog = asyncio.create_task(self._watch(session))
-        try:
-            await self._read_requests(session)
-        finally:
-            watchdog.cancel()
-
-    async def _watch(self, session: Session) -> None:
-        """Drop the session once the peer has been silent too long (gone without a word)."""
-        with contextlib.suppress(ConnectionClosed):
-            reason = await keep_alive(
-                session.connection,
-                interval=self.ping_interval,
-                timeout=self.ping_timeout,
-                send=session.reply,
-            )
-            session.drop(f"{session.name}: {reason}; dropping it")
-
-    async def _read_requests(self, session: Session) -> None:
-        bucket = TokenBucket(*self.rate_limit) if self.rate_limit else None
-        warned = 0
-        while True:
-            message = await session.connection.recv()
-            if bucket is not None and not bucket.take():
-                warned += 1
-                rate = bucket.rate
-                if warned > 3:
-                    raise RateLimited(f"still more than {rate:g} requests/s; disconnecting")
-                request_id = getattr(message, "id", None)
-                await session.reply(
-                    Error(
-                        id=request_id,
-                        code=RateLimited.code,
-                        reason=f"more than {rate:g} requests/s: slow down",
-                    )
-                )
-                continue
-            if isinstance(message, Bye):
-                session.connection.log.info("left: %s", message.reason or "bye")
-                return
-            if isinstance(message, Pong):
-                continue  # an answer to our keepalive: hearing it was the point
-            handler = self._handlers.get(type(message))
-            if handler is None or not isinstance(message, REQUEST_TYPES):
-                raise ProtocolError(f"unexpected {type(message).__name__.lower()} message")
-            started = time.perf_counter()
-            try:
-                await handler(session, message)
-            except ServerRefused as exc:
-                await session.reply(Error(id=message.id, code=exc.code, reason=str(exc)))
-            except StoreError as exc:
-                session.connection.log.warning("%s failed: %s", type(message).__name__, exc)
-                await session.reply(
-                    Error(
-                        id=message.id,
-                        code=ServerUnavailable.code,
-                        reason="the server cannot reach its shared state now; try again",
-                    )
-                )
-            self.stats.request(type(message).__name__.lower(), time.perf_counter() - started)
 
     async def _logout(self, session: Session) -> None:
         if not self.sessions.remove(session):
