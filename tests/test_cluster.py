@@ -171,7 +171,11 @@ async def _shipped(peer: p2pchat.Peer, message_id: str) -> bool:
 
 
 async def test_garbage_in_redis_does_not_take_a_node_down(
-    node: NodeFactory, peer: PeerMaker, redis_url: str, redis_prefix: str
+    node: NodeFactory,
+    peer: PeerMaker,
+    redis_url: str,
+    redis_prefix: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     a, b = await node("A"), await node("B")
     alice, bob = await peer("alice", a), await peer("bob", b)
@@ -192,6 +196,9 @@ async def test_garbage_in_redis_does_not_take_a_node_down(
         chat_a, chat_b = await connect(alice, bob)  # and everything else goes on
         await chat_a.send("still here")
         assert (await asyncio.wait_for(chat_b.receive(), 5)).body == "still here"
+        await eventually(lambda: caplog.text.count("bad presence news from Redis") >= 4)
+        assert caplog.text.count("bad push from Redis") == 2  # node A's channel only
+        assert await alice.online() == ["alice", "bob", "mallory"]  # listed, not reachable
     finally:
         await raw.close()
 
