@@ -267,3 +267,19 @@ async def _lists(alice: p2pchat.Peer, bob: p2pchat.Peer, names: list[str]) -> bo
         return await alice.online() == names == await bob.online()
     except p2pchat.ServerUnavailable:
         return False
+
+
+async def test_a_node_id_is_one_live_process(
+    node: NodeFactory, redis_url: str, redis_prefix: str
+) -> None:
+    await node("A")
+    twin = p2pchat.SignallingServer(
+        port=0,
+        redis=redis_url,
+        redis_prefix=redis_prefix,
+        node_id="A",
+        heartbeat_interval=0.2,
+        node_ttl=1.0,
+    )
+    with pytest.raises(p2pchat.StoreError, match="node id A is in use by a live node"):
+        await twin.start()

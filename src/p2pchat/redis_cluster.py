@@ -125,6 +125,7 @@ class RedisCluster:
         await self.client.start()
         self._via = self.client.dedicated()
         try:
+            await self._wait_for_id()
             # Whatever a former process with this id left is cleared first.
             await self._reap(self.node_id, force=True)
             await self._beat()
@@ -155,6 +156,17 @@ class RedisCluster:
             logger.warning("node %s left without telling Redis: %s", self.node_id, exc)
         await self._drop_via()
         await self.client.close()
+
+    async def _wait_for_id(self) -> None:
+        """A node id is one live process's: if its heartbeat is still there (a process
+        restarted at once after a crash), wait for it to expire; if it is refreshed, the
+        id is in use, and this node does not start."""
+        alive = self.client.key("node", self.node_id)
+        deadline = time.monotonic() + self.node_ttl + self.heartbeat_interval
+        while await self.client.call(self.client.redis.exists(alive)):
+            if time.monotonic() > deadline:
+                raise StoreError(f"node id {self.node_id} is in use by a live node: choose another")
+            await asyncio.sleep(self.heartbeat_interval)
 
     async def _drop_via(self) -> None:
         if self._via is not None:
