@@ -444,4 +444,5 @@ def _servers(server: tuple[str, int] | Sequence[tuple[str, int]]) -> list[tuple[
     first, *rest = server
     if isinstance(first, str) and len(rest) == 1 and isinstance(rest[0], int):
         return [(first, rest[0])]
-    return [(str(address[0]), int(address[1])) for address in server if isinstance(address, tuple)]
+    servers = [address for address in server if isinstance(address, tuple | list)]
+    return [(str(host), int(port)) for host, port in servers]
