@@ -11,7 +11,8 @@ import ipaddress
 import os
 import struct
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,8 @@ from p2pchat.protocol import (
     Welcome,
     WireMessage,
 )
+
+from .redisserver import RedisServer, redis_available
 
 POLL_INTERVAL = 0.01
 
@@ -382,3 +385,27 @@ def require(component: str, available: bool, how: str) -> None:
     if os.environ.get("P2PCHAT_REQUIRE_ALL") == "1":
         pytest.fail(f"{message} (P2PCHAT_REQUIRE_ALL=1: every component is required here)")
     pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One real redis-server for the whole test session (127.0.0.1, a password, no
+    persistence), stopped by its PID at the end."""
+    require("redis-server", redis_available(), "install it (apt-get install redis-server)")
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_prefix() -> str:
+    """A key prefix of this test's own: tests sharing the Redis never see each other's keys."""
+    return f"t{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    return redis_server.url

@@ -330,7 +330,7 @@ def test_an_invitee_dials_only_what_a_hostile_inviter_cannot_turn_against_it(
     reach = Reach(
         "bob",
         p2pchat.Identity.generate(),
-        server=("203.0.113.9", 5535),  # a remote server: our loopback is not for its users
+        server=lambda: ("203.0.113.9", 5535),  # remote: our loopback is not for its users
         server_ssl=None,
         link=lambda: None,  # type: ignore[arg-type,return-value]
         opened=None,  # type: ignore[arg-type]

@@ -13,6 +13,7 @@ import pytest
 
 import p2pchat
 from p2pchat import Mailbox, MailboxItem, Message, MessageStore, StoreError, UserStore
+from p2pchat.redis_store import RedisMailbox, RedisUserStore
 
 
 def message(n: int, sender: str = "alice", recipient: str = "bob") -> Message:
@@ -33,13 +34,17 @@ async def messages(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
     await store.close()
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "redis"])
 async def users(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[UserStore]:
-    store: UserStore = (
-        p2pchat.MemoryUserStore()
-        if request.param == "memory"
-        else p2pchat.SqliteUserStore(tmp_path / "users.sqlite3")
-    )
+    store: UserStore
+    if request.param == "redis":  # a real redis-server, under this test's own prefix
+        store = RedisUserStore(
+            request.getfixturevalue("redis_url"), prefix=request.getfixturevalue("redis_prefix")
+        )
+    elif request.param == "memory":
+        store = p2pchat.MemoryUserStore()
+    else:
+        store = p2pchat.SqliteUserStore(tmp_path / "users.sqlite3")
     await store.start()
     yield store
     await store.close()
@@ -287,13 +292,17 @@ async def test_bind_key_is_case_insensitive_and_can_refuse_to_create(users: User
     assert again == p2pchat.Binding(name="Alice", key="k1", created=False)
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "redis"])
 async def mailbox(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Mailbox]:
-    store: Mailbox = (
-        p2pchat.MemoryMailbox()
-        if request.param == "memory"
-        else p2pchat.SqliteMailbox(tmp_path / "mailbox.sqlite3")
-    )
+    store: Mailbox
+    if request.param == "redis":
+        store = RedisMailbox(
+            request.getfixturevalue("redis_url"), prefix=request.getfixturevalue("redis_prefix")
+        )
+    elif request.param == "memory":
+        store = p2pchat.MemoryMailbox()
+    else:
+        store = p2pchat.SqliteMailbox(tmp_path / "mailbox.sqlite3")
     await store.start()
     yield store
     await store.close()
@@ -353,6 +362,15 @@ async def test_mailbox_expires_items(mailbox: Mailbox) -> None:
     assert [i.item for i in page] == ["i2"]  # past its time: not handed out any more
     assert await mailbox.expire(200.0) == 1
     assert await mailbox.usage("bob") == (1, 10)
+
+
+async def test_mailbox_totals_count_everyone(mailbox: Mailbox) -> None:
+    assert await mailbox.totals() == (0, 0)
+    await mailbox.deposit(item(1, size=10), max_items=None, max_bytes=None)
+    await mailbox.deposit(item(2, to="carol", size=30), max_items=None, max_bytes=None)
+    assert await mailbox.totals() == (2, 40)
+    await mailbox.remove("bob", ["i1"])
+    assert await mailbox.totals() == (1, 30)
 
 
 async def test_unread_and_deposited_marks(messages: MessageStore) -> None:

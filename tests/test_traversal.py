@@ -227,7 +227,7 @@ async def test_a_hostile_invitee_cannot_make_the_inviter_dial_what_it_must_not(
 
 
 async def test_every_address_from_a_remote_server_goes_through_the_dial_rules() -> None:
-    dialler = Dialler(("198.18.0.1", 5535), sources=list)
+    dialler = Dialler(lambda: ("198.18.0.1", 5535), sources=list)
     for host, port in [("127.0.0.1", 5000), ("::1", 5000), ("0.0.0.0", 5000), ("10.0.0.1", 80)]:
         assert dialler.refuse_to_dial(host, port) is not None
         with pytest.raises(p2pchat.ConnectionClosed, match=r"not dialled|not a host"):

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import os
 import signal
 import ssl
 import sys
@@ -75,6 +76,14 @@ def _bracketed(host: str, text: str) -> str:
 def _host(text: str) -> str:
     """A host to listen on: a name, an IPv4 address, or an IPv6 one (brackets optional)."""
     return _bracketed(text, text) if text.startswith("[") else text
+
+
+def _addresses(text: str) -> list[tuple[str, int]]:
+    """Parse HOST:PORT[,HOST:PORT...]."""
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    if not parts:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT[,HOST:PORT...], got {text!r}")
+    return [_address(part) for part in parts]
 
 
 def _data_dir() -> Path:
@@ -142,11 +151,51 @@ def server_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--tls-key", type=Path, metavar="PEM", help="the key of --tls-cert, if in another file"
     )
+    cluster = parser.add_argument_group(
+        "several nodes", "run as one of several servers sharing one Redis"
+    )
+    cluster.add_argument(
+        "--redis",
+        metavar="URL",
+        default=os.environ.get("P2PCHAT_REDIS"),
+        help="keep users, mail, invitations and presence in this Redis: redis://[:PASSWORD@]"
+        "HOST:PORT/DB, rediss://... (TLS) or unix://PATH ($P2PCHAT_REDIS; prefer the "
+        "variable: a password in argv is visible to other users)",
+    )
+    cluster.add_argument(
+        "--redis-prefix",
+        metavar="PREFIX",
+        default=os.environ.get("P2PCHAT_REDIS_PREFIX", "p2pchat"),
+        help="the prefix of every key in Redis (default p2pchat; $P2PCHAT_REDIS_PREFIX)",
+    )
+    cluster.add_argument(
+        "--node-id",
+        metavar="ID",
+        default=os.environ.get("P2PCHAT_NODE_ID"),
+        help="this node's name in Redis, logs and metrics (default random; $P2PCHAT_NODE_ID)",
+    )
+    cluster.add_argument(
+        "--advertise",
+        type=_address,
+        metavar="HOST:PORT",
+        default=_env_address("P2PCHAT_ADVERTISE"),
+        help="where peers reach this node, named in relay tickets (default with --redis: "
+        "the address listened on; $P2PCHAT_ADVERTISE)",
+    )
+    parser.add_argument(
+        "--metrics",
+        type=_address,
+        metavar="HOST:PORT",
+        default=_env_address("P2PCHAT_METRICS"),
+        help="serve Prometheus metrics (/metrics) and /healthz there ($P2PCHAT_METRICS)",
+    )
     _add_common(parser)
     add_server_settings(parser)
     args = parser.parse_args(argv)
     if args.tls_key and not args.tls_cert:
         parser.error("--tls-key goes with --tls-cert")
+    if args.redis and (args.db or args.memory):
+        parser.error("--redis keeps users and mail in Redis: no --db or --memory with it")
     _setup_logging(args.log_level)
     tls: ssl.SSLContext | None = None
     if args.tls_cert:
@@ -156,21 +205,32 @@ def server_main(argv: Sequence[str] | None = None) -> int:
         except (OSError, ssl.SSLError) as exc:
             print(f"p2pchat-server: cannot load the TLS certificate: {exc}", file=sys.stderr)
             return 1
-    store: UserStore
-    mailbox: Mailbox
-    if args.memory:
+    store: UserStore | None = None
+    mailbox: Mailbox | None = None
+    if args.redis:
+        pass  # the server makes the Redis stores
+    elif args.memory:
         store, mailbox = MemoryUserStore(), MemoryMailbox()
     else:
         path = args.db or _data_dir() / "server.sqlite3"
         store, mailbox = SqliteUserStore(path), SqliteMailbox(SqliteMailbox.beside(path))
-    server = SignallingServer(
-        host=args.host,
-        port=args.port,
-        store=store,
-        mailbox=mailbox,
-        ssl=tls,
-        **server_settings(args),
-    )
+    try:
+        server = SignallingServer(
+            host=args.host,
+            port=args.port,
+            store=store,
+            mailbox=mailbox,
+            ssl=tls,
+            redis=args.redis,
+            redis_prefix=args.redis_prefix,
+            node_id=args.node_id,
+            advertise=args.advertise,
+            metrics=args.metrics,
+            **server_settings(args),
+        )
+    except (ValueError, P2PChatError) as exc:
+        print(f"p2pchat-server: {exc}", file=sys.stderr)
+        return 2
 
     async def serve() -> int:
         try:
@@ -180,6 +240,10 @@ def server_main(argv: Sequence[str] | None = None) -> int:
             return 1
         where = ", ".join(server.addresses_text())
         print(f"p2pchat-server listening on {where}{' (TLS)' if tls else ''}", flush=True)
+        if args.redis:
+            print(f"node {server.node_id} of the cluster in {server.redis!r}", flush=True)
+        if args.metrics:
+            print(f"metrics on http://{args.metrics[0]}:{server.metrics_port}/metrics", flush=True)
         await server.serve_forever()
         return 0
 
@@ -195,10 +259,11 @@ def peer_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("name", metavar="NAME", help="your user name")
     parser.add_argument(
         "--server",
-        type=_address,
-        default=("127.0.0.1", DEFAULT_PORT),
-        metavar="HOST:PORT",
-        help=f"signalling server (default 127.0.0.1:{DEFAULT_PORT})",
+        type=_addresses,
+        default=[("127.0.0.1", DEFAULT_PORT)],
+        metavar="HOST:PORT[,HOST:PORT...]",
+        help=f"signalling server (default 127.0.0.1:{DEFAULT_PORT}); several: the nodes of one "
+        "deployment, tried in turn",
     )
     parser.add_argument(
         "--listen",
@@ -291,6 +356,17 @@ def peer_main(argv: Sequence[str] | None = None) -> int:
     if isinstance(screen, TerminalScreen):
         print()
     return status
+
+
+def _env_address(variable: str) -> tuple[str, int] | None:
+    """HOST:PORT from the environment, if set."""
+    text = os.environ.get(variable)
+    if not text:
+        return None
+    try:
+        return _address(text)
+    except argparse.ArgumentTypeError as exc:
+        raise SystemExit(f"p2pchat-server: ${variable}: {exc}") from None
 
 
 def _web_address(text: str) -> tuple[str, int]:

@@ -221,15 +221,21 @@ class Connection:
         """Write one message and wait until the transport can take more."""
         await self.send_many((message,))
 
-    async def send_many(self, messages: tuple[WireMessage, ...] | list[WireMessage]) -> None:
-        """Write several messages with a single wait for the transport to drain."""
+    async def send_many(self, messages: Sequence[WireMessage | bytes]) -> None:
+        """Write several messages with a single wait for the transport to drain. An item
+        that is ``bytes`` is frames encoded already (news encoded once for many peers)."""
         if self._writer.is_closing():
             raise ConnectionClosed("connection is closed")
-        data = b"".join(encode(m, max_frame=self.max_frame) for m in messages)
+        data = b"".join(
+            m if isinstance(m, bytes) else encode(m, max_frame=self.max_frame) for m in messages
+        )
         try:
             self._writer.write(data)
-            async with asyncio.timeout(self.write_timeout):
-                await self._writer.drain()
+            if self._writer.transport.get_write_buffer_size() == 0:
+                await self._writer.drain()  # all taken by the socket: it cannot block
+            else:
+                async with asyncio.timeout(self.write_timeout):
+                    await self._writer.drain()
         except TimeoutError as exc:
             self._writer.transport.abort()
             raise ConnectionClosed(f"write timed out after {self.write_timeout:g} s") from exc

@@ -24,12 +24,14 @@ class Dialler:
 
     def __init__(
         self,
-        server: tuple[str, int],
+        server: Callable[[], tuple[str, int]],
         *,
         sources: Callable[[], list[tuple[str, int]]],
         max_frame: int | None = DEFAULT_MAX_FRAME,
     ) -> None:
         self.server = server
+        """The server we are logged in to now: loopback addresses are dialled only if it
+        is on this machine too."""
         self.sources = sources
         """Our listening addresses: where a punch comes from."""
         self.max_frame = max_frame
@@ -43,7 +45,7 @@ class Dialler:
             return "not an IP address, not dialled"
         if ip.is_unspecified or ip.is_multicast:
             return "not a host address"
-        if ip.is_loopback and not is_loopback(self.server[0]):
+        if ip.is_loopback and not is_loopback(self.server()[0]):
             return "loopback address from a remote server, not dialled"
         return None
 

@@ -20,7 +20,8 @@
     │   ├── TooManyInvitations     too many invitations pending for that user
     │   ├── MailboxFull            the recipient's mailbox holds as much as it may
     │   ├── ItemTooLarge           a sealed item over the server's size limit
-    │   └── RelayUnavailable       the server cannot relay now (its relay limits)
+    │   ├── RelayUnavailable       the server cannot relay now (its relay limits)
+    │   └── ServerUnavailable      the server cannot reach its shared state (Redis) now
     ├── InviteRefused              the invitee said no
     ├── InviteTimeout              no answer in time (also a TimeoutError)
     ├── PeerUnreachable            none of the peer's addresses could be dialled
@@ -61,6 +62,7 @@ __all__ = [
     "SealError",
     "ServerBusy",
     "ServerRefused",
+    "ServerUnavailable",
     "StoreError",
     "TooManyConnections",
     "TooManyInvitations",
@@ -182,6 +184,13 @@ class RelayUnavailable(ServerRefused):
     code = "relay_unavailable"
 
 
+class ServerUnavailable(ServerRefused):
+    """The server could not reach the state it shares with other servers (Redis) in time:
+    nothing was done; try again in a moment (a peer logging in tries again by itself)."""
+
+    code = "unavailable"
+
+
 class InviteRefused(P2PChatError):
     """The invited user refused, or could not take, the invitation."""
 
@@ -264,6 +273,7 @@ _BY_CODE: dict[str, type[ServerRefused]] = {
         MailboxFull,
         ItemTooLarge,
         RelayUnavailable,
+        ServerUnavailable,
     )
 }
 

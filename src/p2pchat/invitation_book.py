@@ -11,38 +11,85 @@ per direction and per pair, so that nobody can use up someone else's allowance:
 
 An accepted invitation no longer counts: it stays known only for its dial window (the
 invitee may still ask for a relay, or refuse because it cannot dial), then ends quietly.
+
+``Invitations`` is what the server's rendezvous uses: the same operations, async, each
+atomic, so that they can live in Redis (``redis_cluster.RedisInvitations``) and be shared
+by several server nodes; ``LocalInvitations`` is the book of one server behind it. Timers
+(expiry, dial window) belong to the caller.
 """
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from collections import Counter
+from typing import Protocol
 
 from .errors import TooManyInvitations
 
-__all__ = ["Invitation", "InvitationBook"]
+__all__ = ["Invitation", "InvitationBook", "Invitations", "LocalInvitations", "too_many"]
 
 
 class Invitation:
     """One invitation the server has passed on and not yet seen settled."""
 
-    __slots__ = ("accepted", "id", "punches", "recipient", "sender", "timer")
+    __slots__ = ("accepted", "id", "recipient", "sender")
 
-    def __init__(self, invitation_id: str, sender: str, recipient: str) -> None:
+    def __init__(
+        self, invitation_id: str, sender: str, recipient: str, *, accepted: bool = False
+    ) -> None:
         self.id = invitation_id
         self.sender = sender
         self.recipient = recipient
-        self.accepted = False
-        self.punches: Counter[str] = Counter()
-        """Punch requests passed on, per side: bounded, so that neither side can make the
-        other dial again and again."""
-        self.timer: asyncio.TimerHandle | None = None
+        self.accepted = accepted
 
-    def cancel_timer(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+    def __repr__(self) -> str:
+        state = "accepted" if self.accepted else "pending"
+        return f"<Invitation {self.id} {self.sender} -> {self.recipient} {state}>"
+
+
+def too_many(bound: str, pending: int, limit: int, recipient: str) -> TooManyInvitations:
+    """The refusal for a bound (``pair``, ``sent`` or ``received``) that is reached."""
+    if bound == "pair":
+        return TooManyInvitations(
+            f"you have {pending} invitations pending to {recipient} already (at most "
+            f"{limit}); wait for an answer or cancel one"
+        )
+    if bound == "sent":
+        return TooManyInvitations(
+            f"you have {pending} invitations pending already (at most "
+            f"{limit}); wait for answers or cancel some"
+        )
+    return TooManyInvitations(
+        f"{recipient} has {pending} invitations pending already (at most {limit}); try again later"
+    )
+
+
+def new_invitation_id() -> str:
+    return secrets.token_urlsafe(16)
+
+
+class Invitations(Protocol):
+    """The invitations pending on a server (or on every node of a cluster)."""
+
+    async def open(self, sender: str, recipient: str, *, ttl: float) -> Invitation:
+        """Check the bounds and add an invitation, in one step; it lives ``ttl`` seconds
+        at most (the caller's timer normally ends it first). Raises TooManyInvitations."""
+
+    async def get(self, invitation_id: str) -> Invitation | None: ...
+
+    async def accept(self, invitation_id: str, *, window: float) -> bool:
+        """Mark it answered (it stops counting; it lives ``window`` seconds more at most);
+        False if it is gone or was accepted already."""
+
+    async def settle(self, invitation_id: str, *, pending_only: bool = False) -> Invitation | None:
+        """Forget it (if ``pending_only``: only if not accepted); return it if this call is
+        the one that removed it (so that exactly one caller tells the two sides)."""
+
+    async def of_user(self, name: str) -> list[Invitation]:
+        """Those ``name`` sent or received, not yet settled."""
+
+    async def clear(self) -> None:
+        """Forget those this server holds (it is closing)."""
 
 
 class InvitationBook:
@@ -74,24 +121,15 @@ class InvitationBook:
     def check(self, sender: str, recipient: str) -> None:
         """Raise TooManyInvitations if ``sender`` may not invite ``recipient`` now."""
         if (pending := self._pairs[sender, recipient]) >= self.max_per_pair:
-            raise TooManyInvitations(
-                f"you have {pending} invitations pending to {recipient} already (at most "
-                f"{self.max_per_pair}); wait for an answer or cancel one"
-            )
+            raise too_many("pair", pending, self.max_per_pair, recipient)
         if (pending := self._sent[sender]) >= self.max_sent:
-            raise TooManyInvitations(
-                f"you have {pending} invitations pending already (at most "
-                f"{self.max_sent}); wait for answers or cancel some"
-            )
+            raise too_many("sent", pending, self.max_sent, recipient)
         if (pending := self._received[recipient]) >= self.max_received:
-            raise TooManyInvitations(
-                f"{recipient} has {pending} invitations pending already (at most "
-                f"{self.max_received}); try again later"
-            )
+            raise too_many("received", pending, self.max_received, recipient)
 
     def add(self, sender: str, recipient: str) -> Invitation:
         """A new invitation (``check()`` first)."""
-        invitation = Invitation(secrets.token_urlsafe(16), sender, recipient)
+        invitation = Invitation(new_invitation_id(), sender, recipient)
         self._by_id[invitation.id] = invitation
         for name in (sender, recipient):
             self._by_user.setdefault(name, set()).add(invitation.id)
@@ -108,7 +146,6 @@ class InvitationBook:
         """Forget ``invitation``; False if it was already gone."""
         if self._by_id.pop(invitation.id, None) is None:
             return False
-        invitation.cancel_timer()
         for name in (invitation.sender, invitation.recipient):
             ids = self._by_user.get(name)
             if ids is not None:
@@ -135,3 +172,36 @@ class InvitationBook:
         self._pairs[pair] += step
         if self._pairs[pair] <= 0:
             del self._pairs[pair]
+
+
+class LocalInvitations:
+    """``Invitations`` over the ``InvitationBook`` of one server process."""
+
+    def __init__(self, book: InvitationBook) -> None:
+        self.book = book
+
+    async def open(self, sender: str, recipient: str, *, ttl: float) -> Invitation:
+        self.book.check(sender, recipient)
+        return self.book.add(sender, recipient)
+
+    async def get(self, invitation_id: str) -> Invitation | None:
+        return self.book.get(invitation_id)
+
+    async def accept(self, invitation_id: str, *, window: float) -> bool:
+        invitation = self.book.get(invitation_id)
+        if invitation is None or invitation.accepted:
+            return False
+        self.book.accept(invitation)
+        return True
+
+    async def settle(self, invitation_id: str, *, pending_only: bool = False) -> Invitation | None:
+        invitation = self.book.get(invitation_id)
+        if invitation is None or (pending_only and invitation.accepted):
+            return None
+        return invitation if self.book.remove(invitation) else None
+
+    async def of_user(self, name: str) -> list[Invitation]:
+        return self.book.of_user(name)
+
+    async def clear(self) -> None:
+        self.book.clear()

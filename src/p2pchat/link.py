@@ -5,6 +5,9 @@ logging in again whenever the connection drops.
 the peer runs: it logs in again with exponential backoff and jitter after a drop, so that
 a restarted server is not hit by every peer at once, and reports ``state`` (connected,
 reconnecting, offline). Conversations do not depend on it: they are direct connections.
+
+Given several servers (the nodes of one deployment), it logs in to the first that takes
+it, and after a drop moves on to the next one, in turn, with the same backoff.
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ from .errors import (
     P2PChatError,
     ProtocolError,
     RemoteProtocolError,
+    ServerBusy,
+    ServerUnavailable,
+    TooManyConnections,
     error_for_code,
 )
 from .identity import Identity, b64encode, login_challenge_payload
@@ -186,13 +192,14 @@ class ServerLink:
 
 
 class ServerSession:
-    """Keeps this peer logged in to its server. ``link()`` is the current connection."""
+    """Keeps this peer logged in to one of its servers. ``link()`` is the current
+    connection, ``server`` the address it is (or was last) connected to."""
 
     def __init__(
         self,
         name: str,
         identity: Identity,
-        server: tuple[str, int],
+        servers: Sequence[tuple[str, int]],
         *,
         addresses: Callable[[], Sequence[tuple[str, int]]],
         on_push: Callable[[WireMessage], None],
@@ -208,9 +215,12 @@ class ServerSession:
         ping_timeout: float = 20.0,
         reconnect_delay: tuple[float, float] | None = (0.2, 10.0),
     ) -> None:
+        if not servers:
+            raise ValueError("a peer needs at least one server")
         self.name = name
         self.identity = identity
-        self.server = server
+        self.servers = list(servers)
+        self._current = 0
         self.addresses = addresses
         """Where this peer can be dialled, asked at each login."""
         self.sources = sources
@@ -239,6 +249,14 @@ class ServerSession:
     def connected(self) -> bool:
         return self._link is not None and not self._link.closed.is_set()
 
+    @property
+    def server(self) -> tuple[str, int]:
+        """The server in use now (or tried next)."""
+        return self.servers[self._current]
+
+    def _next_server(self) -> None:
+        self._current = (self._current + 1) % len(self.servers)
+
     def link(self) -> ServerLink:
         """The live link; raises ConnectionClosed while there is none."""
         if self._link is None or self._link.closed.is_set():
@@ -248,9 +266,18 @@ class ServerSession:
         return self._link
 
     async def start(self) -> None:
-        """Log in (raising whatever stops it), then stay logged in."""
+        """Log in to the first server that takes us (raising what stopped the last one, or
+        at once a refusal that another node would repeat), then stay logged in."""
         self._closing = False
-        self._link = await self._log_in()
+        for attempt in range(len(self.servers)):
+            try:
+                self._link = await self._log_in()
+                break
+            except (OSError, ConnectionClosed, ServerBusy, ServerUnavailable, TooManyConnections):
+                if attempt == len(self.servers) - 1:
+                    raise
+                logger.info("%s: %s:%d does not take us; trying the next", self.name, *self.server)
+                self._next_server()
         self._logged_in()
         self._supervisor = asyncio.create_task(self._stay_connected())
 
@@ -278,6 +305,7 @@ class ServerSession:
             self._set_state("reconnecting")
             initial, cap = self.reconnect_delay
             for attempt in itertools.count():
+                self._next_server()  # the one we lost (or could not reach): try another
                 await asyncio.sleep(min(cap, initial * 2**attempt) * random.uniform(0.5, 1.0))
                 try:
                     link = await self._log_in()
@@ -286,7 +314,15 @@ class ServerSession:
                     self._set_state("offline")
                     return
                 except (P2PChatError, OSError) as exc:
-                    logger.info("%s: reconnecting (attempt %d): %s", self.name, attempt + 1, exc)
+                    host, port = self.server
+                    logger.info(
+                        "%s: reconnecting to %s:%d (attempt %d): %s",
+                        self.name,
+                        host,
+                        port,
+                        attempt + 1,
+                        exc,
+                    )
                     continue
                 if self._closing:
                     await link.close()

@@ -11,15 +11,33 @@ replayed. The first key to log in with a name is bound to it (names are unique w
 their case), and every other key is refused. New names are bounded per address. The
 mailbox key the peer publishes (signed by its key) is kept and handed out: whoever seals
 to it checks that signature, so the server does not need to.
+
+``LoginDesk`` runs a login from the first message to the welcomed session: the proof
+(``authenticate``), the name taken across the cluster (a second login of a logged-in name
+is refused on every node), ``welcome`` queued first, and only then what was pushed to
+the user meanwhile.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import secrets
 from collections.abc import Callable
 
+from .cluster import Cluster, Entry
 from .connection import Connection
-from .errors import AuthenticationError, IdentityError, ProtocolError, RateLimited
+from .errors import (
+    AuthenticationError,
+    IdentityError,
+    NameTaken,
+    P2PChatError,
+    ProtocolError,
+    RateLimited,
+    ServerRefused,
+    ServerUnavailable,
+    StoreError,
+)
 from .identity import (
     b64decode,
     b64encode,
@@ -29,10 +47,12 @@ from .identity import (
     verify_signature,
 )
 from .limits import AddressLimits
-from .protocol import PROTOCOL_VERSION, Auth, Challenge, Hello, WireMessage
+from .protocol import PROTOCOL_VERSION, Auth, Challenge, Hello, Welcome, WireMessage
+from .session import PresenceLog, Session, Sessions, dial_addresses
+from .stats import ServerStats
 from .store import UserStore
 
-__all__ = ["authenticate"]
+__all__ = ["LoginDesk", "authenticate"]
 
 
 async def authenticate(
@@ -106,3 +126,114 @@ async def authenticate(
     if mailbox is not None and binding.mailbox_key != mailbox[0]:
         await store.set_mailbox_key(hello.name, *mailbox)  # published anew
     return hello, key
+
+
+class LoginDesk:
+    """A server's logins: from a connection's first message to a welcomed session."""
+
+    def __init__(
+        self,
+        *,
+        store: UserStore,
+        limits: AddressLimits,
+        sessions: Sessions,
+        cluster: Cluster,
+        presence: PresenceLog,
+        stats: ServerStats,
+        outbox_size: int,
+        hello_timeout: float | None,
+        clock: Callable[[], float],
+    ) -> None:
+        self.store = store
+        self.limits = limits
+        self.sessions = sessions
+        self.cluster = cluster
+        self.presence = presence
+        self.stats = stats
+        self.outbox_size = outbox_size
+        self.hello_timeout = hello_timeout
+        self.clock = clock
+
+    async def first_message(self, connection: Connection) -> WireMessage | None:
+        """The first message (hello, or relay), or None if none came in time."""
+        try:
+            async with asyncio.timeout(self.hello_timeout):
+                return await connection.recv()
+        except TimeoutError:
+            self.stats.refusals["timeout"] += 1
+            await connection.fail("no login in time", code="timeout")
+            return None
+
+    async def login(self, connection: Connection, first: WireMessage) -> Session | None:
+        """hello, challenge, auth, welcome; None (the connection told why) if refused."""
+        try:
+            async with asyncio.timeout(self.hello_timeout):
+                hello, key = await authenticate(
+                    connection, first, store=self.store, limits=self.limits, clock=self.clock
+                )
+            if hello is None:
+                self.stats.refusals["unsupported_version"] += 1
+                return None
+            if hello.name in self.sessions:
+                raise NameTaken(f"{hello.name} is logged in already")
+            session = Session(
+                connection,
+                name=hello.name,
+                key=key,
+                certificate=hello.certificate or "",
+                addresses=dial_addresses(hello.addresses, connection.remote_address),
+                outbox_size=self.outbox_size,
+                traversal=hello.traversal,
+            )
+            self.sessions.expect(session.name)  # before any await: the name is now taken here
+            try:
+                await self._welcome(session)
+            finally:
+                self.sessions.forget(session.name)
+        except TimeoutError:
+            self.stats.refusals["timeout"] += 1
+            await connection.fail("no login in time", code="timeout")
+            return None
+        except StoreError as exc:
+            connection.log.error("cannot log in: %s", exc)
+            self.stats.refusals[ServerUnavailable.code] += 1
+            await connection.fail(
+                "the server cannot reach its shared state; try again", code=ServerUnavailable.code
+            )
+            return None
+        except ServerRefused as exc:
+            self.stats.refusals[exc.code] += 1
+            await connection.fail(str(exc), code=exc.code)
+            return None
+        connection.log.info("logged in, dialable at %s", session.addresses)
+        return session
+
+    async def _welcome(self, session: Session) -> None:
+        """Take the name across the cluster, queue ``welcome``, and from then on deliver."""
+        entry = Entry(
+            name=session.name,
+            node=self.cluster.node_id,
+            certificate=session.certificate,
+            addresses=session.addresses,
+            traversal=session.traversal,
+        )
+        if not await self.cluster.claim(entry):
+            raise NameTaken(f"{session.name} is logged in already")
+        try:
+            await self.presence.online(session.name, session.addresses)
+            connection = session.connection
+            connection.log = type(connection.log)(connection.log.logger, {"conn": session.name})
+            host, port = connection.remote_address or ("", 0)
+            # Welcome is the first thing queued: only then may news and invitations follow.
+            await session.reply(
+                Welcome(
+                    version=PROTOCOL_VERSION, name=session.name, observed=host, observed_port=port
+                )
+            )
+        except BaseException:
+            with contextlib.suppress(P2PChatError, OSError):
+                await self.cluster.release(session.name)
+            raise
+        self.sessions.add(session)  # and what was pushed to it meanwhile
+        self.stats.logins += 1
+        session.writer = asyncio.create_task(session.write_outbox())

@@ -27,6 +27,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
+from .cluster import Cluster
 from .errors import ItemTooLarge, P2PChatError, RateLimited, ServerRefused, UnknownUser
 from .limits import TokenBucket
 from .protocol import Collect, Deposit, Mail, MailItem, Ok, Receipt, Settle
@@ -49,7 +50,7 @@ class MailService:
 
     def __init__(
         self,
-        sessions: dict[str, Session],
+        cluster: Cluster,
         users: UserStore,
         mailbox: Mailbox,
         *,
@@ -62,7 +63,7 @@ class MailService:
         ttl: float = 7 * 86400.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._sessions = sessions
+        self.cluster = cluster
         self.users = users
         self.mailbox = mailbox
         self.max_items = max_items
@@ -72,6 +73,7 @@ class MailService:
         self.ttl = ttl
         self.clock = clock
         self.deposits = 0
+        self.deposited_bytes = 0
         self.collections = 0
         self._buckets: dict[str, TokenBucket] = {}  # per logged-in sender
         self._sweeper: asyncio.Task[None] | None = None
@@ -117,6 +119,7 @@ class MailService:
                 )
         await self._keep(session, message.recipient, message.item, "msg", message.sealed)
         self.deposits += 1
+        self.deposited_bytes += len(message.sealed)
         await session.reply(Ok(id=message.id))
 
     async def _on_receipt(self, session: Session, message: Receipt) -> None:
@@ -133,7 +136,7 @@ class MailService:
             raise ItemTooLarge(
                 f"a sealed item of {len(sealed)} bytes is over the limit of {self.item_size}"
             )
-        if recipient not in self._sessions and await self.users.get(recipient) is None:
+        if await self.users.get(recipient) is None:
             raise UnknownUser(f"no user named {recipient} has ever logged in")
         now = self.clock()
         item = MailboxItem(
@@ -147,8 +150,7 @@ class MailService:
         )
         if not await self.mailbox.deposit(item, max_items=self.max_items, max_bytes=self.max_bytes):
             return  # kept already (a sender depositing again after a restart)
-        if (online := self._sessions.get(recipient)) is not None:
-            online.push(Mail(items=[_wire(item)]))
+        self.cluster.push(recipient, Mail(items=[_wire(item)]))  # if they are online
 
     async def _on_collect(self, session: Session, message: Collect) -> None:
         items, more = await self.mailbox.pending(

@@ -140,17 +140,21 @@ class RelayRequest(_Base, tag="relay_request", frozen=True):
 
 
 class RelayTicket(_Base, tag="relay_ticket", frozen=True):
-    """The secret that the invitee presents on its relay connection."""
+    """The secret that the invitee presents on its relay connection. ``server``: the
+    server node that holds the relay, to connect to (none: the server answering)."""
 
     id: Token
     ticket: Token
+    server: Address | None = None
 
 
 class RelayOffer(_Base, tag="relay_offer", frozen=True):
-    """Pushed to the inviter: present ``ticket`` on a relay connection to meet the invitee."""
+    """Pushed to the inviter: present ``ticket`` on a relay connection to meet the invitee,
+    at ``server`` if set (the node that holds the relay), else at the server pushing this."""
 
     invitation: Token
     ticket: Token
+    server: Address | None = None
 
 
 class Relay(_Base, tag="relay", frozen=True):

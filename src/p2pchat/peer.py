@@ -70,9 +70,11 @@ class Peer:
     ``close()``. ``identity`` is the key the name is bound to on the server. Without one, a
     peer with a persistent store keeps its identity beside it (``store.identity_file``,
     made on first start, readable by its owner only), so that it keeps its name across
-    restarts; with a memory store it makes an ephemeral one. ``server_ssl`` runs the
-    server connection over TLS with that context. ``listen`` is where other peers dial in
-    (a wildcard host, ``0.0.0.0`` or ``::``: on IPv4 and IPv6 both); ``advertise``
+    restarts; with a memory store it makes an ephemeral one. ``server`` is one
+    ``(host, port)`` or a list of them (the nodes of one deployment: the peer logs in to the
+    first that takes it, and moves on to the next when it loses one). ``server_ssl`` runs
+    the server connection over TLS with that context. ``listen`` is where other peers dial
+    in (a wildcard host, ``0.0.0.0`` or ``::``: on IPv4 and IPv6 both); ``advertise``
     overrides the addresses given to the server (default: the listener's own, a wildcard
     host replaced by the one the server sees). With ``traversal`` (the default) the peer
     takes part in connection reversal and hole punching, and connects to the server from
@@ -83,7 +85,7 @@ class Peer:
     def __init__(
         self,
         name: str,
-        server: tuple[str, int] = ("127.0.0.1", DEFAULT_PORT),
+        server: tuple[str, int] | Sequence[tuple[str, int]] = ("127.0.0.1", DEFAULT_PORT),
         listen: tuple[str, int] = ("127.0.0.1", 0),
         store: MessageStore | None = None,
         *,
@@ -110,7 +112,8 @@ class Peer:
         reconnect_delay: tuple[float, float] | None = (0.2, 10.0),
     ) -> None:
         self.name = check_name(name)
-        self.server_address = server
+        self.servers = _servers(server)
+        """The servers this peer may log in to, in the order it tries them."""
         self.listen_address = listen
         self.store: MessageStore = store if store is not None else MemoryMessageStore()
         if identity is None and self.store.identity_file is None:
@@ -183,11 +186,17 @@ class Peer:
         self._session = session
         logger.info("%s logged in; listening on %s", self.name, self.listening)
 
+    @property
+    def server_address(self) -> tuple[str, int]:
+        """The server this peer is logged in to now (or tries next)."""
+        return self._session.server if self._session is not None else self.servers[0]
+
     def _make_reach(self) -> Reach:
         return Reach(
             self.name,
             self.identity,
-            server=self.server_address,
+            server=lambda: self.server_address,
+            servers=self.servers,
             server_ssl=self.server_ssl,
             link=lambda: self._link(),
             opened=self._open_conversation,
@@ -207,7 +216,7 @@ class Peer:
         session = ServerSession(
             self.name,
             self.identity,
-            self.server_address,
+            self.servers,
             addresses=lambda: self.advertise if self.advertise is not None else self.listening,
             sources=lambda: self.listening if self.traversal else [],
             traversal=self.traversal,
@@ -459,3 +468,14 @@ class Peer:
     async def correspondents(self, *, limit: int | None = None) -> list[str]:
         """The users this peer has messages with, the most recent conversation first."""
         return await self.store.correspondents(self.name, limit=limit)
+
+
+def _servers(server: tuple[str, int] | Sequence[tuple[str, int]]) -> list[tuple[str, int]]:
+    """One (host, port), or several, as a list; at least one."""
+    if not server:
+        raise ValueError("a peer needs at least one server")
+    first, *rest = server
+    if isinstance(first, str) and len(rest) == 1 and isinstance(rest[0], int):
+        return [(first, rest[0])]
+    servers = [address for address in server if isinstance(address, tuple | list)]
+    return [(str(host), int(port)) for host, port in servers]

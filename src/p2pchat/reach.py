@@ -18,12 +18,13 @@ the invitation once, for the first connection that proves to be the invitee's.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from .connection import Connection
-from .dialler import Dialler
+from .dialler import Dialler, is_loopback
 from .door import Door, Opened, OutgoingInvite, Target
 from .errors import (
     ConnectionClosed,
@@ -66,7 +67,8 @@ class Reach:
         name: str,
         identity: Identity,
         *,
-        server: tuple[str, int],
+        server: Callable[[], tuple[str, int]],
+        servers: Sequence[tuple[str, int]] = (),
         server_ssl: ssl.SSLContext | None,
         link: Callable[[], ServerLink],
         opened: Opened,
@@ -85,6 +87,9 @@ class Reach:
     ) -> None:
         self.name = name
         self.server = server
+        """The server we are logged in to now."""
+        self.servers = list(servers)
+        """Every server we were given (a relay on one of them is always fine to join)."""
         self.server_ssl = server_ssl
         self._link = link
         self.traversal = traversal
@@ -160,7 +165,8 @@ class Reach:
 
     async def _answer_relay(self, offer: RelayOffer) -> None:
         try:
-            connection = await self._relay_connection(offer.ticket, tls_server_side=True)
+            at = self._relay_node(offer.server)
+            connection = await self._relay_connection(offer.ticket, at, tls_server_side=True)
         except (P2PChatError, TimeoutError, OSError) as exc:
             logger.warning("%s cannot join the relay: %s", self.name, exc)
             return
@@ -239,6 +245,25 @@ class Reach:
             if self._traversals.get(target.id) is traversal:
                 del self._traversals[target.id]
 
+    def _relay_node(self, named: tuple[str, int] | None) -> tuple[str, int]:
+        """Where to join a relay: the server node that holds it, as the server named it
+        (one of our servers, or a host address; loopback only from a loopback server),
+        else the server we are logged in to."""
+        if named is None:
+            return self.server()
+        host, port = named
+        if (host, port) in self.servers:
+            return host, port
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            return host, port  # a node's name, as its operator advertised it
+        if ip.is_unspecified or ip.is_multicast or port == 0:
+            raise PeerUnreachable(f"the relay: {host}:{port} is not a host address")
+        if ip.is_loopback and not is_loopback(self.server()[0]):
+            raise PeerUnreachable(f"the relay: loopback {host} from a remote server")
+        return host, port
+
     async def _dial_relay(self, target: Target) -> Won:
         """Meet the inviter through the server's relay; the TLS inside is ours, end to end."""
         try:
@@ -246,7 +271,8 @@ class Reach:
             ticket = await link.request(
                 RelayRequest(id=link.next_id(), invitation=target.id), RelayTicket
             )
-            connection = await self._relay_connection(ticket.ticket, tls_server_side=False)
+            at = self._relay_node(ticket.server)
+            connection = await self._relay_connection(ticket.ticket, at, tls_server_side=False)
             await self.door.present(connection, target)
         except RelayUnavailable as exc:
             raise PeerUnreachable(f"the relay: {exc}", relay_refusal=str(exc)) from exc
@@ -255,9 +281,11 @@ class Reach:
         logger.info("%s reaches %s through the relay", self.name, target.sender)
         return connection, "relayed"
 
-    async def _relay_connection(self, ticket: str, *, tls_server_side: bool) -> Connection:
-        """A new connection to the server, joined by it to the other peer's."""
-        host, port = self.server
+    async def _relay_connection(
+        self, ticket: str, at: tuple[str, int], *, tls_server_side: bool
+    ) -> Connection:
+        """A new connection to the server node ``at``, joined by it to the other peer's."""
+        host, port = at
         connection = await Connection.open(
             host,
             port,

@@ -7,61 +7,67 @@ connection the server reads messages and dispatches them by type to a handler; e
 answer and every push goes through the session's bounded outbox (``session.py``).
 Invitations and their bounds live in ``invitation_book.py``, relays in ``relay.py``, the
 per-address bounds in ``limits.py``.
+
+Alone, a server keeps who is online and the pending invitations in its own memory. Given
+``redis=URL`` it is one node of several: users and keys, the mailbox, pending invitations
+and who is logged in where live in that Redis (``redis_store.py``, ``redis_cluster.py``),
+so that any node serves any user and a push reaches them on whichever node they are.
+The domain logic only ever talks to the ``Cluster`` interface (``cluster.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import bisect
 import contextlib
 import logging
+import re
+import secrets
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from .connection import Connection, keep_alive
+from .cluster import Cluster, LocalCluster
+from .connection import Connection
 from .errors import (
     ConnectionClosed,
-    NameTaken,
+    P2PChatError,
     ProtocolError,
     RateLimited,
-    ServerRefused,
     TooManyConnections,
     UnknownUser,
 )
-from .invitation_book import InvitationBook
-from .limits import AddressLimits, TokenBucket
-from .login import authenticate
+from .invitation_book import InvitationBook, Invitations, LocalInvitations
+from .limits import AddressLimits
+from .login import LoginDesk
 from .mailbox import MailService
 from .protocol import (
     DEFAULT_MAX_FRAME,
     DEFAULT_PORT,
-    PROTOCOL_VERSION,
-    REQUEST_TYPES,
     Bye,
     Error,
-    Hello,
     Key,
     ListUsers,
     Ping,
     Pong,
-    Presence,
     Relay,
     Users,
-    Welcome,
     Whois,
-    WireMessage,
 )
+from .redis_client import RedisClient
 from .relay import RelayHub
 from .rendezvous import Rendezvous
-from .session import PresenceLog, Session, dial_addresses
+from .request_loop import RequestLoop
+from .session import PresenceLog, Session, Sessions
 from .sockets import format_address, listen
+from .stats import ServerStats
 from .store import Mailbox, MemoryMailbox, MemoryUserStore, UserStore
 
 __all__ = ["DEFAULT_PORT", "SignallingServer"]
 
 logger = logging.getLogger(__name__)
+
+NODE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 
 
 class SignallingServer:
@@ -69,8 +75,14 @@ class SignallingServer:
 
     ``store`` (default: a new MemoryUserStore) and ``mailbox`` (default: a new
     MemoryMailbox) are opened by ``start()`` and closed by ``close()``. Use
-    ``async with SignallingServer(...) as server`` or start/close. A wildcard ``host``
-    (``0.0.0.0``, ``::``) listens on IPv4 and IPv6 both, on one port.
+    ``async with SignallingServer(...) as server`` or start/close.
+
+    ``redis="redis://HOST:PORT/DB"`` (or ``rediss://`` for TLS, ``unix://PATH``) makes this
+    server one node of several sharing that Redis (under ``redis_prefix``): then ``store``
+    and ``mailbox`` are the Redis ones. ``node_id`` names this node (default: random);
+    ``advertise`` is the address other peers reach this node at, named in relay tickets
+    (default with Redis: the address it listens on). ``metrics=(host, port)`` serves
+    Prometheus metrics and ``/healthz`` there (``metrics.py``; needs prometheus-client).
     """
 
     def __init__(
@@ -81,6 +93,11 @@ class SignallingServer:
         *,
         mailbox: Mailbox | None = None,
         ssl: ssl.SSLContext | None = None,
+        redis: str | None = None,
+        redis_prefix: str = "p2pchat",
+        node_id: str | None = None,
+        advertise: tuple[str, int] | None = None,
+        metrics: tuple[str, int] | None = None,
         # Limits
         max_frame: int | None = DEFAULT_MAX_FRAME,
         max_list: int = 1000,
@@ -101,6 +118,7 @@ class SignallingServer:
         mailbox_bytes: int | None = 8 << 20,
         mail_item_size: int = 32 * 1024,
         deposit_rate: tuple[float, int] | None = (10.0, 100),
+        redis_connections: int = 32,
         # Timeouts
         hello_timeout: float | None = 10.0,
         invitation_ttl: float = 120.0,
@@ -111,11 +129,16 @@ class SignallingServer:
         relay_idle: float | None = 60.0,
         relay_lifetime: float | None = 4 * 3600.0,
         mail_ttl: float = 7 * 86400.0,
+        redis_timeout: float = 5.0,
+        heartbeat_interval: float = 1.0,
+        node_ttl: float = 5.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        node_id = node_id if node_id is not None else secrets.token_hex(4)
+        if NODE_ID.match(node_id) is None:
+            raise ValueError(f"invalid node id {node_id!r}: 1 to 64 letters, digits, . _ -")
         self.host = host
         self.requested_port = port
-        self.store: UserStore = store if store is not None else MemoryUserStore()
         self.ssl = ssl
         self.max_frame = max_frame
         self.max_list = max_list
@@ -133,15 +156,44 @@ class SignallingServer:
             trusted=trusted_networks,
         )
         """Per address (an IPv6 /64): connections at once, and new names over time
-        ((per second, burst)). Not applied to ``trusted_networks`` (default: loopback)."""
-        self._sessions: dict[str, Session] = {}  # welcomed: they get news and invitations
+        ((per second, burst)). Not applied to ``trusted_networks`` (default: loopback).
+        With several nodes, each node applies them to its own connections."""
         self.invitations = InvitationBook(
             max_sent=max_invitations,
             max_received=max_invitations,
             max_per_pair=max_invitations_per_pair,
         )
-        """Invitations pending: at most ``max_invitations`` sent and as many received per
-        user, and ``max_invitations_per_pair`` from one user to one other."""
+        """Invitations pending (on this server alone; with Redis they are kept there): at
+        most ``max_invitations`` sent and as many received per user, and
+        ``max_invitations_per_pair`` from one user to one other."""
+        book: Invitations = LocalInvitations(self.invitations)
+        self.cluster: Cluster = LocalCluster(node_id)
+        self.redis: RedisClient | None = None
+        if redis is not None:
+            if store is not None or mailbox is not None:
+                raise ValueError("with redis=..., users and mail are kept in Redis: no store")
+            from .redis_cluster import redis_backends
+
+            self.redis, store, mailbox, book, self.cluster = redis_backends(
+                redis,
+                prefix=redis_prefix,
+                node_id=node_id,
+                max_connections=redis_connections,
+                timeout=redis_timeout,
+                heartbeat_interval=heartbeat_interval,
+                node_ttl=node_ttl,
+                max_invitations=max_invitations,
+                max_invitations_per_pair=max_invitations_per_pair,
+            )
+        self.store: UserStore = store if store is not None else MemoryUserStore()
+        self.node_id = node_id
+        self.advertise = advertise
+        self.metrics_address = metrics
+        self.stats = ServerStats()
+        self.sessions = Sessions(node_id, early_limit=outbox_size)
+        """Logged in on this server: they get news and invitations."""
+        self.sessions.on_reaped = self._reaped
+        self.cluster.attach(self.sessions)
         self.relays = RelayHub(
             max_relays=max_relays,
             max_relays_per_user=max_relays_per_user,
@@ -152,16 +204,17 @@ class SignallingServer:
         )
         """Relayed conversations: bounded in number, bytes per second, silence and lifetime."""
         self.rendezvous = Rendezvous(
-            self._sessions,
+            self.cluster,
             self.store,
-            self.invitations,
+            book,
             self.relays,
+            stats=self.stats,
             invitation_ttl=invitation_ttl,
             dial_window=dial_window,
             max_punches=max_punches,
         )
         self.mail = MailService(
-            self._sessions,
+            self.cluster,
             self.store,
             mailbox if mailbox is not None else MemoryMailbox(),
             max_items=mailbox_items,
@@ -177,34 +230,49 @@ class SignallingServer:
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.clock = clock
+        self.started_at = 0.0
         self._servers: list[asyncio.Server] = []  # one per family for a wildcard host
-        self._closing = False
-        self._online: list[str] = []  # the names in _sessions, sorted, for "list"
-        self._logging_in: set[str] = set()  # names taken by a login still in progress
+        self._metrics: Any = None  # metrics.MetricsServer, when serving metrics
         self._presence = PresenceLog(self.store, clock=clock)
+        self.logins = LoginDesk(
+            store=self.store,
+            limits=self.address_limits,
+            sessions=self.sessions,
+            cluster=self.cluster,
+            presence=self._presence,
+            stats=self.stats,
+            outbox_size=outbox_size,
+            hello_timeout=hello_timeout,
+            clock=clock,
+        )
         self._connections: set[asyncio.Task[None]] = set()
-        self._handlers: dict[type[Any], Callable[[Session, Any], Awaitable[None]]] = {
-            ListUsers: self._on_list,
-            Whois: self._on_whois,
-            Ping: self._on_ping,
-            **self.rendezvous.handlers(),
-            **self.mail.handlers(),
-        }
+        self.requests = RequestLoop(
+            {
+                ListUsers: self._on_list,
+                Whois: self._on_whois,
+                Ping: self._on_ping,
+                **self.rendezvous.handlers(),
+                **self.mail.handlers(),
+            },
+            stats=self.stats,
+            rate_limit=rate_limit,
+            ping_interval=ping_interval,
+            ping_timeout=ping_timeout,
+        )
 
     # Lifecycle.
 
     async def start(self) -> None:
-        """Open the store and start listening."""
+        """Open the stores, join the cluster, start listening."""
         if self._servers:
             return
-        await self.store.start()
-        try:
+        async with contextlib.AsyncExitStack() as undo:
+            await self.store.start()
+            undo.push_async_callback(self.store.close)
             await self.mail.start()
-        except BaseException:
-            await self.store.close()
-            raise
-        try:
-            await self.store.reset_presence()
+            undo.push_async_callback(self.mail.close)
+            if isinstance(self.cluster, LocalCluster):
+                await self.store.reset_presence()  # alone: nobody is logged in yet
             self._servers = await listen(
                 self._serve_connection,
                 self.host,
@@ -212,12 +280,40 @@ class SignallingServer:
                 ssl=self.ssl,
                 backlog=self.backlog,
             )
-        except BaseException:
-            await self.mail.close()
-            await self.store.close()
-            raise
+            undo.push_async_callback(self._stop_listening)
+            self.rendezvous.relay_address = self._relay_address()
+            await self.cluster.start()
+            undo.push_async_callback(self.cluster.close)
+            if self.metrics_address is not None:
+                from .metrics import MetricsServer
+
+                self._metrics = MetricsServer(self, *self.metrics_address)
+                await self._metrics.start()
+            undo.pop_all()
         self._presence.start()
-        logger.info("signalling server listening on %s", ", ".join(self.addresses_text()))
+        self.started_at = time.time()
+        logger.info(
+            "signalling server %s listening on %s%s",
+            self.node_id,
+            ", ".join(self.addresses_text()),
+            f" (Redis {self.redis!r})" if self.redis is not None else "",
+        )
+
+    async def _stop_listening(self) -> None:
+        servers, self._servers = self._servers, []
+        for server in servers:
+            server.close()
+            await server.wait_closed()
+
+    def _relay_address(self) -> tuple[str, int] | None:
+        """Where peers join this node's relays: ``advertise``, or with several nodes the
+        address listened on (unless it is a wildcard); alone, none: where they are."""
+        if self.advertise is not None:
+            return self.advertise
+        if isinstance(self.cluster, LocalCluster):
+            return None
+        host, port = self.addresses()[0]
+        return None if host in ("0.0.0.0", "::", "") else (host, port)
 
     @property
     def port(self) -> int:
@@ -233,14 +329,22 @@ class SignallingServer:
         return [format_address(h, p) for h, p in self.addresses()]
 
     @property
+    def metrics_port(self) -> int:
+        """The port the metrics are served on (useful with port 0)."""
+        if self._metrics is None:
+            raise RuntimeError("this server serves no metrics (metrics=(host, port))")
+        port: int = self._metrics.port
+        return port
+
+    @property
     def connection_count(self) -> int:
         """Connections open now: sessions, logins in progress, relays."""
         return len(self._connections)
 
     @property
     def online_users(self) -> list[str]:
-        """Names logged in to this server now, sorted."""
-        return list(self._online)
+        """Names logged in to this server (this node) now, sorted."""
+        return sorted(self.sessions.by_name)
 
     async def serve_forever(self) -> None:
         """Start if needed and serve until cancelled; closes cleanly on the way out."""
@@ -251,15 +355,18 @@ class SignallingServer:
             await self.close()
 
     async def close(self) -> None:
-        """Stop listening, say bye to every peer, close the store."""
+        """Stop listening, say bye to every peer, leave the cluster, close the stores."""
         if not self._servers:
             return
         servers, self._servers = self._servers, []
-        self._closing = True  # everyone is leaving: no presence news, no new logins
+        self.sessions.closing = True  # everyone is leaving: no presence news, no new logins
         for server in servers:
             server.close()
+        if self._metrics is not None:
+            await self._metrics.close()
+            self._metrics = None
         writers = []
-        for session in list(self._sessions.values()):
+        for session in list(self.sessions.by_name.values()):
             session.push(Bye(reason="server shutting down"))
             session.finish()
             if session.writer is not None:
@@ -270,14 +377,15 @@ class SignallingServer:
         for task in list(self._connections):
             task.cancel()
         await asyncio.gather(*self._connections, return_exceptions=True)
-        self.invitations.clear()
+        await self.rendezvous.close()
         for server in servers:
             await server.wait_closed()
         await self._presence.close()
+        await self.cluster.close()
         await self.mail.close()
         await self.store.close()
-        self._closing = False
-        logger.info("signalling server closed")
+        self.sessions.closing = False
+        logger.info("signalling server %s closed", self.node_id)
 
     async def __aenter__(self) -> SignallingServer:
         await self.start()
@@ -297,10 +405,12 @@ class SignallingServer:
         host = connection.remote_address[0] if connection.remote_address else ""
         if len(self._connections) >= self.max_connections:
             connection.log.warning("refused: %d connections already", self.max_connections)
+            self.stats.refusals["server_busy"] += 1
             await connection.fail("too many connections; try again later", code="server_busy")
             return
         if not self.address_limits.connect(host):
             connection.log.warning("refused: too many connections from %s", host)
+            self.stats.refusals[TooManyConnections.code] += 1
             await connection.fail(
                 f"too many connections from your address ({host}); close some first",
                 code=TooManyConnections.code,
@@ -309,16 +419,17 @@ class SignallingServer:
         self._connections.add(task)
         session: Session | None = None
         try:
-            first = await self._first_message(connection)
+            first = await self.logins.first_message(connection)
             if isinstance(first, Relay):
                 await self.relays.serve(connection, first.ticket)
             elif first is not None:
-                session = await self._login(connection, first)
+                session = await self.logins.login(connection, first)
                 if session is not None:
-                    await self._serve_session(session)
+                    await self.requests.serve(session)
         except asyncio.CancelledError:
             pass
         except ProtocolError as exc:
+            self.stats.protocol_errors[exc.code] += 1
             await connection.fail(exc)
         except RateLimited as exc:
             connection.log.warning("%s", exc)
@@ -338,134 +449,27 @@ class SignallingServer:
                 self._connections.discard(task)
                 self.address_limits.disconnect(host)
 
-    async def _first_message(self, connection: Connection) -> WireMessage | None:
-        """The first message (hello, or relay), or None if none came in time."""
-        try:
-            async with asyncio.timeout(self.hello_timeout):
-                return await connection.recv()
-        except TimeoutError:
-            await connection.fail("no login in time", code="timeout")
-            return None
-
-    async def _login(self, connection: Connection, first: WireMessage) -> Session | None:
-        """hello, challenge, auth, welcome; None (the connection told why) if refused."""
-        try:
-            async with asyncio.timeout(self.hello_timeout):
-                hello, key = await self._authenticate(connection, first)
-        except TimeoutError:
-            await connection.fail("no login in time", code="timeout")
-            return None
-        except ServerRefused as exc:
-            await connection.fail(str(exc), code=exc.code)
-            return None
-        if hello is None:
-            return None
-        session = Session(
-            connection,
-            name=hello.name,
-            key=key,
-            certificate=hello.certificate or "",
-            addresses=dial_addresses(hello.addresses, connection.remote_address),
-            outbox_size=self.outbox_size,
-            traversal=hello.traversal,
-        )
-        self._logging_in.add(session.name)  # before any await: the name is now taken
-        try:
-            await self._presence.online(session.name, session.addresses)
-        finally:
-            self._logging_in.discard(session.name)
-        connection.log = type(connection.log)(connection.log.logger, {"conn": session.name})
-        host, port = connection.remote_address or ("", 0)
-        # Welcome is the first thing queued: only then may news and invitations follow it.
-        await session.reply(
-            Welcome(version=PROTOCOL_VERSION, name=session.name, observed=host, observed_port=port)
-        )
-        for other in self._sessions.values():
-            other.push(Presence(user=session.name, online=True))
-        self._sessions[session.name] = session
-        bisect.insort(self._online, session.name)
-        session.writer = asyncio.create_task(session.write_outbox())
-        connection.log.info("logged in, dialable at %s", session.addresses)
-        return session
-
-    async def _authenticate(
-        self, connection: Connection, hello: WireMessage
-    ) -> tuple[Hello | None, str]:
-        """The login proper (``login.py``), then: is that name online already?"""
-        hello_checked, key = await authenticate(
-            connection, hello, store=self.store, limits=self.address_limits, clock=self.clock
-        )
-        if hello_checked is not None and (
-            hello_checked.name in self._sessions or hello_checked.name in self._logging_in
-        ):
-            raise NameTaken(f"{hello_checked.name} is logged in already")
-        return hello_checked, key
-
-    async def _serve_session(self, session: Session) -> None:
-        watchdog = asyncio.create_task(self._watch(session))
-        try:
-            await self._read_requests(session)
-        finally:
-            watchdog.cancel()
-
-    async def _watch(self, session: Session) -> None:
-        """Drop the session once the peer has been silent too long (gone without a word)."""
-        with contextlib.suppress(ConnectionClosed):
-            reason = await keep_alive(
-                session.connection,
-                interval=self.ping_interval,
-                timeout=self.ping_timeout,
-                send=session.reply,
-            )
-            session.drop(f"{session.name}: {reason}; dropping it")
-
-    async def _read_requests(self, session: Session) -> None:
-        bucket = TokenBucket(*self.rate_limit) if self.rate_limit else None
-        warned = 0
-        while True:
-            message = await session.connection.recv()
-            if bucket is not None and not bucket.take():
-                warned += 1
-                rate = bucket.rate
-                if warned > 3:
-                    raise RateLimited(f"still more than {rate:g} requests/s; disconnecting")
-                request_id = getattr(message, "id", None)
-                await session.reply(
-                    Error(
-                        id=request_id,
-                        code=RateLimited.code,
-                        reason=f"more than {rate:g} requests/s: slow down",
-                    )
-                )
-                continue
-            if isinstance(message, Bye):
-                session.connection.log.info("left: %s", message.reason or "bye")
-                return
-            if isinstance(message, Pong):
-                continue  # an answer to our keepalive: hearing it was the point
-            handler = self._handlers.get(type(message))
-            if handler is None or not isinstance(message, REQUEST_TYPES):
-                raise ProtocolError(f"unexpected {type(message).__name__.lower()} message")
-            try:
-                await handler(session, message)
-            except ServerRefused as exc:
-                await session.reply(Error(id=message.id, code=exc.code, reason=str(exc)))
-
     async def _logout(self, session: Session) -> None:
-        if self._sessions.get(session.name) is not session:
+        if not self.sessions.remove(session):
             return
-        del self._sessions[session.name]
-        index = bisect.bisect_left(self._online, session.name)
-        if index < len(self._online) and self._online[index] == session.name:
-            del self._online[index]
-        self.rendezvous.logout(session.name)
+        try:
+            await self.rendezvous.logout(session.name)
+        except (P2PChatError, OSError) as exc:  # Redis away: their TTLs end them instead
+            session.connection.log.warning("invitations left to expire: %s", exc)
         self.mail.logout(session.name)
-        if not self._closing:
-            for other in self._sessions.values():
-                other.push(Presence(user=session.name, online=False))
+        try:
+            await self.cluster.release(session.name)
+        except (P2PChatError, OSError) as exc:  # set right when Redis is back
+            session.connection.log.warning("logout not recorded in the cluster yet: %s", exc)
         await session.stop_writer()
         await self._presence.offline(session.name)
         session.connection.log.info("logged out")
+
+    async def _reaped(self, name: str) -> None:
+        """``name`` was logged in on a node that died, and this node noticed: end their
+        invitations (telling the other sides) and record them offline."""
+        await self.rendezvous.logout(name)
+        await self._presence.offline(name)
 
     # Requests.
 
@@ -487,9 +491,5 @@ class SignallingServer:
         )
 
     async def _on_list(self, session: Session, message: ListUsers) -> None:
-        online = self._online
-        await session.reply(
-            Users(
-                id=message.id, users=online[: self.max_list], truncated=len(online) > self.max_list
-            )
-        )
+        names, total = await self.cluster.online(self.max_list)
+        await session.reply(Users(id=message.id, users=names, truncated=total > self.max_list))

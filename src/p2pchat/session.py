@@ -6,6 +6,9 @@ room (back-pressure on that peer alone); news caused by others never waits: a pe
 outbox is full has stopped reading and is dropped. If the writer dies, the session is
 dropped at once, so that nothing waits on an outbox nobody drains.
 
+``Sessions`` are those logged in on this server (this node), as the cluster reaches them:
+pushes for a user whose login is under way wait until their ``welcome`` is queued.
+
 ``PresenceLog`` writes logins and logouts to the user store in order, off the path of the
 news: other peers hear of a login or a logout at once, whatever the disk is doing.
 """
@@ -16,14 +19,15 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 
+from .cluster import Entry
 from .connection import Connection
 from .errors import ConnectionClosed, P2PChatError, ProtocolError
-from .protocol import WireMessage
+from .protocol import Presence, WireMessage, encode
 from .store import UserStore
 
-__all__ = ["PresenceLog", "Session", "dial_addresses"]
+__all__ = ["PresenceLog", "Session", "Sessions", "dial_addresses"]
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +70,7 @@ class Session:
         (of the peer's listening port, if the peer connects from there)."""
         self.traversal = traversal
         """The peer takes part in connection reversal and hole punching."""
-        self.outbox: asyncio.Queue[WireMessage | None] = asyncio.Queue(outbox_size)
+        self.outbox: asyncio.Queue[WireMessage | bytes | None] = asyncio.Queue(outbox_size)
         self.writer: asyncio.Task[None] | None = None
         self.serving = asyncio.current_task()  # the task reading this peer's requests
         self.leaving = False
@@ -78,9 +82,9 @@ class Session:
             raise ConnectionClosed(f"{self.name} is disconnected")
         await self.outbox.put(message)
 
-    def push(self, message: WireMessage) -> None:
+    def push(self, message: WireMessage | bytes) -> None:
         """Queue news caused by someone else, never waiting: a peer whose outbox is full
-        has stopped reading and is disconnected."""
+        has stopped reading and is disconnected. (``bytes``: frames encoded already.)"""
         try:
             self.outbox.put_nowait(message)
         except asyncio.QueueFull:
@@ -129,6 +133,95 @@ class Session:
         self.writer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self.writer
+
+
+class Sessions:
+    """The sessions of this node by name: what the cluster delivers to (``cluster.Node``)."""
+
+    def __init__(self, node_id: str, *, early_limit: int = 1024) -> None:
+        self.node_id = node_id
+        self.by_name: dict[str, Session] = {}
+        self.early_limit = early_limit
+        self._early: dict[str, list[WireMessage]] = {}  # logins under way: pushes held
+        self.closing = False
+        """Set while the server closes: no more presence news to its own sessions."""
+        self.on_reaped: Callable[[str], Awaitable[None]] | None = None
+
+    def __len__(self) -> int:
+        return len(self.by_name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.by_name or name in self._early
+
+    def get(self, name: str) -> Session | None:
+        return self.by_name.get(name)
+
+    def expect(self, name: str) -> None:
+        """A login of ``name`` is under way: hold what is pushed to it until ``add()``."""
+        self._early[name] = []
+
+    def forget(self, name: str) -> None:
+        """The login of ``name`` did not go through: drop what was held for it."""
+        self._early.pop(name, None)
+
+    def add(self, session: Session) -> None:
+        """``session`` is welcomed (its ``welcome`` is queued): it gets what was held."""
+        self.by_name[session.name] = session
+        for message in self._early.pop(session.name, ()):
+            session.push(message)
+
+    def remove(self, session: Session) -> bool:
+        if self.by_name.get(session.name) is not session:
+            return False
+        del self.by_name[session.name]
+        return True
+
+    # What the cluster calls (cluster.Node).
+
+    def deliver(self, name: str, message: WireMessage) -> bool:
+        session = self.by_name.get(name)
+        if session is not None:
+            session.push(message)
+            return True
+        held = self._early.get(name)
+        if held is not None and len(held) < self.early_limit:
+            held.append(message)
+            return True
+        return False
+
+    def broadcast(self, news: Sequence[Presence]) -> None:
+        """Every session gets the news (but its own), encoded once, in one push."""
+        if self.closing or not news:
+            return
+        frames = [encode(item) for item in news]
+        together = b"".join(frames)
+        subjects = {item.user for item in news}
+        for name, session in list(self.by_name.items()):
+            if name not in subjects:
+                session.push(together)
+            elif mine := b"".join(f for f, n in zip(frames, news, strict=True) if n.user != name):
+                session.push(mine)
+
+    def held(self) -> list[Entry]:
+        return [
+            Entry(
+                name=s.name,
+                node=self.node_id,
+                certificate=s.certificate,
+                addresses=s.addresses,
+                traversal=s.traversal,
+            )
+            for s in self.by_name.values()
+        ]
+
+    def evict(self, name: str, reason: str) -> None:
+        session = self.by_name.get(name)
+        if session is not None:
+            session.drop(reason)
+
+    async def reaped(self, name: str) -> None:
+        if self.on_reaped is not None:
+            await self.on_reaped(name)
 
 
 class PresenceLog:

@@ -84,6 +84,7 @@ SERVER_SETTINGS: tuple[Setting, ...] = (
     Setting("mailbox_bytes", INT, "bytes of mail kept per recipient"),
     Setting("mail_item_size", INT, "largest sealed mail item, in bytes"),
     Setting("deposit_rate", _rate, "mail deposits per sender, RATE/BURST per second"),
+    Setting("redis_connections", INT, "connections to Redis at most (with --redis)"),
     # Timeouts
     Setting("hello_timeout", FLOAT, "seconds a new connection has to log in"),
     Setting("invitation_ttl", FLOAT, "seconds an unanswered invitation lives"),
@@ -94,6 +95,9 @@ SERVER_SETTINGS: tuple[Setting, ...] = (
     Setting("relay_idle", FLOAT, "seconds a relay may pass nothing before it ends"),
     Setting("relay_lifetime", FLOAT, "seconds one relayed conversation may last"),
     Setting("mail_ttl", FLOAT, "seconds a mail item is kept"),
+    Setting("redis_timeout", FLOAT, "seconds any Redis call may take (with --redis)"),
+    Setting("heartbeat_interval", FLOAT, "seconds between a node's heartbeats (with --redis)"),
+    Setting("node_ttl", FLOAT, "seconds without a heartbeat before a node counts as dead"),
 )
 
 

@@ -232,3 +232,9 @@ class SqliteMailbox(SqliteStore):
             (recipient,),
         )
         return int(rows[0][0]), int(rows[0][1])
+
+    async def totals(self) -> tuple[int, int]:
+        rows = await self._database.fetch(
+            "SELECT count(*), coalesce(sum(length(sealed)), 0) FROM items", ()
+        )
+        return int(rows[0][0]), int(rows[0][1])

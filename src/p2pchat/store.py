@@ -194,6 +194,9 @@ class Mailbox(Protocol):
     async def usage(self, recipient: str) -> tuple[int, int]:
         """(items, bytes) kept for ``recipient`` now."""
 
+    async def totals(self) -> tuple[int, int]:
+        """(items, bytes) kept for everyone now (for the metrics)."""
+
 
 # In memory.
 
@@ -408,3 +411,7 @@ class MemoryMailbox:
     async def usage(self, recipient: str) -> tuple[int, int]:
         box = self._items.get(recipient, {})
         return len(box), sum(len(i.sealed) for i in box.values())
+
+    async def totals(self) -> tuple[int, int]:
+        boxes = self._items.values()
+        return sum(map(len, boxes)), sum(len(i.sealed) for box in boxes for i in box.values())

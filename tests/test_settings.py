@@ -1,0 +1,94 @@
+"""Every limit and timeout of the server is an option of p2pchat-server and a P2PCHAT_
+variable, shown in --help with its default; a peer takes several servers."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+import p2pchat
+from p2pchat import cli
+from p2pchat.demo import command
+from p2pchat.settings import SERVER_SETTINGS
+
+from .conftest import Launch, eventually
+
+NOT_SETTINGS = {
+    "self",
+    "host",
+    "port",
+    "store",
+    "mailbox",
+    "ssl",
+    "redis",
+    "redis_prefix",
+    "node_id",
+    "advertise",
+    "metrics",
+    "clock",
+}
+"""Keywords that are options of their own (--host, --redis...) or only for the library."""
+
+
+def test_every_limit_and_timeout_is_a_setting() -> None:
+    keywords = set(inspect.signature(p2pchat.SignallingServer.__init__).parameters)
+    assert keywords - NOT_SETTINGS == {s.name for s in SERVER_SETTINGS}
+
+
+def test_help_shows_every_setting_with_its_default_and_variable(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        cli.server_main(["--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    for setting in SERVER_SETTINGS:
+        assert setting.option in shown
+        assert f"${setting.variable})" in shown
+    for option in ("--redis", "--redis-prefix", "--node-id", "--advertise", "--metrics"):
+        assert option in shown
+    assert "(default 4096; $P2PCHAT_MAX_CONNECTIONS)" in shown
+    assert "(default 5; $P2PCHAT_NODE_TTL)" in shown
+
+
+def test_redis_goes_without_a_local_store(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.server_main(["--redis", "redis://127.0.0.1:1/0", "--memory"])
+    assert exited.value.code == 2
+    assert "--redis keeps users and mail in Redis" in capsys.readouterr().err
+
+
+async def test_a_peer_given_several_servers_logs_in_to_one_that_answers(
+    launch: Launch,
+) -> None:
+    async with p2pchat.SignallingServer(port=0) as server:
+        peer = await launch(
+            "bob",
+            [
+                *command("p2pchat-peer"),
+                "bob",
+                "--memory",
+                "--server",
+                f"127.0.0.1:1,127.0.0.1:{server.port}",  # nobody listens on the first
+            ],
+        )
+        await peer.expect("logged in as bob")
+        await peer.say("d")
+        await peer.expect(rf"server: 127\.0\.0\.1:{server.port} \(connected\)")
+
+
+async def test_a_peer_moves_to_the_next_server_when_it_loses_one() -> None:
+    first = p2pchat.SignallingServer(port=0)
+    async with p2pchat.SignallingServer(port=0) as second:
+        await first.start()
+        servers = [("127.0.0.1", first.port), ("127.0.0.1", second.port)]
+        states: list[str] = []
+        async with p2pchat.Peer("alice", server=servers, reconnect_delay=(0.05, 0.2)) as alice:
+            alice.on_state = states.append
+            assert alice.server_address == servers[0]
+            await first.close()  # bye: alice goes to the next server
+            await eventually(
+                lambda: alice.state == "connected" and alice.server_address == servers[1]
+            )
+            assert await alice.online() == ["alice"]
+            assert states == ["reconnecting", "connected"]
