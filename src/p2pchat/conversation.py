@@ -2,8 +2,9 @@
 
 A thin adapter around the sans-I/O ``delivery.Delivery``: it feeds it what the connection,
 the store and the application do, and carries out the effects it answers with. Three tasks
-per conversation: one reads (messages, acks, pings), one sends (the backlog first, then new
-messages a batch at a time), one watches that the other side is still there.
+per conversation: one reads, one sends (the backlog, new messages a batch at a time, acks),
+one watches that the other side is still there; store writes run beside them, a few
+batches at once each way, completing in order. ``queues.py`` holds what waits in between.
 
 What it promises: ``send()`` returns a message only once it is stored, and every message
 handed to it is stored, whatever happens to the connection (then it is resent next time);
@@ -39,6 +40,7 @@ from .errors import (
     RemoteProtocolError,
 )
 from .protocol import Ack, Bye, Error, Msg, Ping, Pong
+from .queues import Inbox, Sending, resolve_stored
 from .store import Message, MessageStore
 
 __all__ = ["ChatSettings", "Conversation", "new_message"]
@@ -80,47 +82,6 @@ def new_message(sender: str, recipient: str, body: str) -> Message:
     )
 
 
-class _Inbox:
-    """Messages received and stored, not yet taken by the application.
-
-    A stored message is never dropped: a stored batch goes in whole, and the bound
-    (``limit``) holds back reading from the network instead (``wait_for_room()``). Taking
-    is safe to cancel: a message leaves the inbox only in the step that returns it.
-    """
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._items: collections.deque[Message] = collections.deque()
-        self._changed = asyncio.Event()
-        self._closed = False
-
-    def put_all(self, messages: Iterable[Message]) -> None:
-        self._items.extend(messages)
-        self._changed.set()
-
-    def close(self) -> None:
-        """Nothing more will arrive; what is here can still be taken."""
-        self._closed = True
-        self._changed.set()
-
-    async def get(self) -> Message | None:
-        """The oldest message, waiting for one; None once closed and empty."""
-        while not self._items:
-            if self._closed:
-                return None
-            self._changed.clear()
-            await self._changed.wait()
-        message = self._items.popleft()
-        self._changed.set()  # there is room now
-        return message
-
-    async def wait_for_room(self) -> None:
-        """Wait until the application has taken enough to hold another batch."""
-        while len(self._items) >= self.limit and not self._closed:
-            self._changed.clear()
-            await self._changed.wait()
-
-
 class Conversation:
     """A direct connection with one other user.
 
@@ -155,8 +116,8 @@ class Conversation:
         self._store = store
         self._settings = settings
         self._delivery = Delivery(me, contact, max_message_size=settings.max_message_size)
-        self._inbox = _Inbox(settings.max_queue)
-        self._queue: collections.deque[tuple[Message, _Sending]] = collections.deque()
+        self._inbox = Inbox(settings.max_queue)
+        self._queue: collections.deque[tuple[Message, Sending]] = collections.deque()
         self._stored: list[Message] = []  # stored elsewhere, to be sent here
         self._work = asyncio.Event()  # queued, or stored elsewhere: the send loop's wake-up
         self._room = asyncio.Event()  # taken from the queue (or closed): senders' wake-up
@@ -231,7 +192,7 @@ class Conversation:
         while len(self._queue) >= limit and not self.closed:  # bounded: wait for the loop
             self._room.clear()
             await self._room.wait()
-        sending = _Sending(messages)
+        sending = Sending(messages)
         self._queue.extend((message, sending) for message in messages)
         self._work.set()
         if self.closed:  # it closed while we waited for room: store it for next time
@@ -308,13 +269,13 @@ class Conversation:
         self._queue.clear()
         self._write(batch)
 
-    def _write(self, batch: list[tuple[Message, _Sending]]) -> asyncio.Task[list[Message]]:
+    def _write(self, batch: list[tuple[Message, Sending]]) -> asyncio.Task[list[Message]]:
         """Store ``batch`` in the background; its senders learn the outcome. ``close()``
         waits for every such write."""
         writing = asyncio.create_task(self._store.add_many([m for m, _ in batch]))  # noqa: RUF006 (kept in _writes)
         self._writes.add(writing)
         writing.add_done_callback(self._writes.discard)
-        writing.add_done_callback(lambda task: _resolve(batch, task))
+        writing.add_done_callback(lambda task: resolve_stored(batch, task))
         return writing
 
     async def wait_acknowledged(self) -> None:
@@ -523,38 +484,6 @@ class Conversation:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
-
-
-class _Sending:
-    """The messages of one ``send_many()`` call, and the future its caller waits on."""
-
-    __slots__ = ("future", "messages", "waiting")
-
-    def __init__(self, messages: list[Message]) -> None:
-        self.messages = messages
-        self.waiting = len(messages)  # not yet stored
-        self.future: asyncio.Future[list[Message]] = asyncio.get_running_loop().create_future()
-
-    def stored(self, error: BaseException | None) -> None:
-        if self.future.done():  # failed already, or its caller stopped waiting
-            return
-        if error is not None:
-            self.future.set_exception(error)
-            return
-        self.waiting -= 1
-        if not self.waiting:
-            self.future.set_result(self.messages)
-
-
-def _resolve(batch: list[tuple[Message, _Sending]], writing: asyncio.Task[list[Message]]) -> None:
-    """Tell the senders of ``batch`` whether their messages are stored."""
-    error: BaseException | None = None
-    if writing.cancelled():
-        error = ConversationClosed("the conversation ended before the message was stored")
-    elif writing.exception() is not None:
-        error = writing.exception()
-    for _, sending in batch:
-        sending.stored(error)
 
 
 def _to_wire(message: Message) -> Msg:
