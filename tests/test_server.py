@@ -307,3 +307,37 @@ def test_invitation_bounds_count_each_direction_and_pair() -> None:
     assert len(book) == 3
     book.remove(first)
     assert [i.sender for i in book.of_user("victim")].count("carol") == 1
+
+
+async def test_beyond_a_few_users_presence_goes_to_watchers_only() -> None:
+    async with p2pchat.SignallingServer(port=0, presence_broadcast=2) as server:
+        where = ("127.0.0.1", server.port)
+        news: dict[str, asyncio.Queue[tuple[str, bool]]] = {}
+
+        async def log_in(name: str) -> p2pchat.Peer:
+            peer = p2pchat.Peer(name, server=where)
+            news[name] = asyncio.Queue()
+            peer.on_presence = lambda user, online: news[name].put_nowait((user, online))
+            await peer.start()
+            return peer
+
+        alice, bob = await log_in("alice"), await log_in("bob")
+        assert await asyncio.wait_for(news["alice"].get(), 5) == ("bob", True)  # 2: all hear
+        await alice.watch(["dave"])
+        carol = await log_in("carol")  # the third: beyond 2, only watchers hear
+        dave = await log_in("dave")
+        assert await asyncio.wait_for(news["alice"].get(), 5) == ("dave", True)  # she watches
+        await dave.close()
+        assert await asyncio.wait_for(news["alice"].get(), 5) == ("dave", False)
+        assert news["alice"].empty()  # nothing of carol
+        assert news["bob"].empty()  # nothing of carol or dave: he watches nobody
+        assert await bob.online() == ["alice", "bob", "carol"]  # ls still tells all
+        # Those one has messages with are watched without asking.
+        await carol.send("bob", "for bob, by mail")
+        erin = await log_in("erin")  # beyond the bound: only watchers hear
+        await erin.close()
+        await bob.close()
+        assert await asyncio.wait_for(news["carol"].get(), 5) == ("bob", False)
+        assert news["carol"].empty()  # nothing of erin
+        for peer in (alice, carol):
+            await peer.close()

@@ -85,6 +85,8 @@ class ServerLink:
         self._abandoned: dict[str, None] = {}  # ids of requests given up, oldest first
         self._reader: asyncio.Task[None] | None = None
         self.closed = asyncio.Event()
+        self.features: frozenset[str] = frozenset()
+        """What the server said it understands beyond the base protocol (``welcome``)."""
 
     def next_id(self) -> str:
         return str(next(self._ids))
@@ -373,6 +375,7 @@ class ServerSession:
             ping_interval=self.ping_interval,
             ping_timeout=self.ping_timeout,
         )
+        link.features = frozenset(welcome.features)
         link.start()
         return link
 

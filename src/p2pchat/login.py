@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import secrets
 from collections.abc import Callable
+from typing import Final
 
 from .cluster import Cluster, Entry
 from .connection import Connection
@@ -52,7 +53,10 @@ from .session import PresenceLog, Session, Sessions, dial_addresses
 from .stats import ServerStats
 from .store import UserStore
 
-__all__ = ["LoginDesk", "authenticate"]
+__all__ = ["FEATURES", "LoginDesk", "authenticate"]
+
+FEATURES: Final = ("watch",)
+"""What this server understands beyond version 3's first messages, told in ``welcome``."""
 
 
 async def authenticate(
@@ -227,7 +231,11 @@ class LoginDesk:
             # Welcome is the first thing queued: only then may news and invitations follow.
             await session.reply(
                 Welcome(
-                    version=PROTOCOL_VERSION, name=session.name, observed=host, observed_port=port
+                    version=PROTOCOL_VERSION,
+                    name=session.name,
+                    observed=host,
+                    observed_port=port,
+                    features=list(FEATURES),
                 )
             )
         except BaseException:

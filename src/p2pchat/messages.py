@@ -65,6 +65,11 @@ class Welcome(_Base, tag="welcome", frozen=True):
     name: UserName
     observed: Host = ""
     observed_port: Port = 0
+    features: Annotated[
+        list[Annotated[str, msgspec.Meta(max_length=32)]], msgspec.Meta(max_length=16)
+    ] = []
+    """What this server understands beyond version 3's messages (``watch``): a peer sends
+    those only to a server that lists them."""
 
 
 class Challenge(_Base, tag="challenge", frozen=True):
@@ -274,6 +279,15 @@ class Presence(_Base, tag="presence", frozen=True):
     online: bool
 
 
+class Watch(_Base, tag="watch", frozen=True):
+    """Hear of these users' logins and logouts (``presence``) however many are online: a
+    server with more than ``presence_broadcast`` users online tells each login and logout
+    only to those who watch that user. Replaces the list sent before; answered ``ok``."""
+
+    id: Token
+    users: Annotated[list[UserName], msgspec.Meta(max_length=1000)]
+
+
 # The mailbox (peer <-> server).
 
 
@@ -383,6 +397,7 @@ WireMessage: TypeAlias = (
     | Refused
     | Cancelled
     | Presence
+    | Watch
     | Deposit
     | Collect
     | Mail
@@ -402,6 +417,7 @@ Request: TypeAlias = (
     | Ping
     | RelayRequest
     | PunchRequest
+    | Watch
     | Deposit
     | Collect
     | Settle
@@ -419,6 +435,7 @@ REQUEST_TYPES: Final = (
     Ping,
     RelayRequest,
     PunchRequest,
+    Watch,
     Deposit,
     Collect,
     Settle,

@@ -19,7 +19,7 @@ import contextlib
 import logging
 import ssl
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any
 
 from .connection import Connection
@@ -54,6 +54,7 @@ from .protocol import (
 )
 from .reach import Reach, route_of
 from .store import MemoryMessageStore, Message, MessageStore
+from .watchlist import WATCHED, WatchList
 
 __all__ = ["Conversation", "Invitation", "Peer"]
 
@@ -157,6 +158,11 @@ class Peer:
         self._postbox = Postbox(self)
         self._conversations: dict[str, Conversation] = {}
         self._opening: dict[str, asyncio.Lock] = {}
+        self._watchlist = WatchList(
+            lambda: self._link(),
+            lambda: self.correspondents(limit=WATCHED),
+            lambda work: self._spawn(work),
+        )
 
     def __repr__(self) -> str:
         return f"<Peer {self.name} {'online' if self.connected else 'offline'}>"
@@ -230,8 +236,22 @@ class Peer:
             reconnect_delay=self.reconnect_delay,
         )
         session.on_state = lambda state: self.on_state(state) if self.on_state else None
-        session.on_login = self._postbox.logged_in
+        session.on_login = self._logged_in
         return session
+
+    def _logged_in(self) -> None:
+        self._postbox.logged_in()
+        self._spawn(self._watchlist.send())
+
+    async def watch(self, users: Iterable[str]) -> None:
+        """Hear of these users' logins and logouts (``on_presence``) however many are
+        online, besides those this peer has messages with (watched always): a server with
+        more than ``presence_broadcast`` users online tells each login only to those who
+        watch that user. Replaces the list given before; kept across logins."""
+        await self._watchlist.set(check_name(user) for user in users)
+
+    def _watch_also(self, user: str) -> None:
+        self._watchlist.also(user)
 
     async def close(self) -> None:
         """Leave every conversation, log out, stop listening, close the store."""
@@ -387,6 +407,7 @@ class Peer:
         self, contact: str, connection: Connection, key: str, via: str = "dialled"
     ) -> Conversation:
         await self.store.remember_key(self.name, contact, key, now=time.time())
+        self._watch_also(contact)
         async with self._opening.setdefault(contact, asyncio.Lock()):
             if (old := self._conversations.get(contact)) is not None:
                 await old.close("replaced by a new conversation")
@@ -441,6 +462,7 @@ class Peer:
         that fails raises (then nothing is kept and the caller may retry).
         """
         self.check_body(body)
+        self._watch_also(user)
         chat = self._conversations.get(user)
         if chat is not None:
             with contextlib.suppress(ConversationClosed):  # it just ended: keep it for later

@@ -48,10 +48,12 @@ from .protocol import (
     Error,
     Key,
     ListUsers,
+    Ok,
     Ping,
     Pong,
     Relay,
     Users,
+    Watch,
     Whois,
 )
 from .redis_client import RedisClient
@@ -101,6 +103,7 @@ class SignallingServer:
         # Limits
         max_frame: int | None = DEFAULT_MAX_FRAME,
         max_list: int = 1000,
+        presence_broadcast: int | None = 1000,
         outbox_size: int = 1024,
         rate_limit: tuple[float, int] | None = (20.0, 200),
         backlog: int = 1024,
@@ -190,7 +193,9 @@ class SignallingServer:
         self.advertise = advertise
         self.metrics_address = metrics
         self.stats = ServerStats()
-        self.sessions = Sessions(node_id, early_limit=outbox_size)
+        self.sessions = Sessions(
+            node_id, early_limit=outbox_size, broadcast_limit=presence_broadcast
+        )
         """Logged in on this server: they get news and invitations."""
         self.sessions.on_reaped = self._reaped
         self.cluster.attach(self.sessions)
@@ -251,6 +256,7 @@ class SignallingServer:
                 ListUsers: self._on_list,
                 Whois: self._on_whois,
                 Ping: self._on_ping,
+                Watch: self._on_watch,
                 **self.rendezvous.handlers(),
                 **self.mail.handlers(),
             },
@@ -475,6 +481,10 @@ class SignallingServer:
 
     async def _on_ping(self, session: Session, message: Ping) -> None:
         await session.reply(Pong(id=message.id))
+
+    async def _on_watch(self, session: Session, message: Watch) -> None:
+        self.sessions.watch(session, message.users)
+        await session.reply(Ok(id=message.id))
 
     async def _on_whois(self, session: Session, message: Whois) -> None:
         user = await self.store.get(message.user)

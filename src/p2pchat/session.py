@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 from .cluster import Entry
 from .connection import Connection
@@ -46,6 +46,7 @@ class Session:
         "outbox",
         "serving",
         "traversal",
+        "watching",
         "writer",
     )
 
@@ -71,6 +72,8 @@ class Session:
         self.traversal = traversal
         """The peer takes part in connection reversal and hole punching."""
         self.outbox: asyncio.Queue[WireMessage | bytes | None] = asyncio.Queue(outbox_size)
+        self.watching: frozenset[str] = frozenset()
+        """Users whose logins and logouts this peer hears of, however many are online."""
         self.writer: asyncio.Task[None] | None = None
         self.serving = asyncio.current_task()  # the task reading this peer's requests
         self.leaving = False
@@ -138,10 +141,17 @@ class Session:
 class Sessions:
     """The sessions of this node by name: what the cluster delivers to (``cluster.Node``)."""
 
-    def __init__(self, node_id: str, *, early_limit: int = 1024) -> None:
+    def __init__(
+        self, node_id: str, *, early_limit: int = 1024, broadcast_limit: int | None = 1000
+    ) -> None:
         self.node_id = node_id
         self.by_name: dict[str, Session] = {}
         self.early_limit = early_limit
+        self.broadcast_limit = broadcast_limit
+        """While at most this many are logged in here, every one hears of every login and
+        logout; beyond, only those who watch that user (telling everyone of everyone costs
+        the square of the number online). None: everyone, always."""
+        self._watchers: dict[str, set[Session]] = {}
         self._early: dict[str, list[WireMessage]] = {}  # logins under way: pushes held
         self.closing = False
         """Set while the server closes: no more presence news to its own sessions."""
@@ -174,7 +184,21 @@ class Sessions:
         if self.by_name.get(session.name) is not session:
             return False
         del self.by_name[session.name]
+        self.watch(session, ())
         return True
+
+    def watch(self, session: Session, users: Iterable[str]) -> None:
+        """``session`` hears of these users' logins and logouts from now on (instead of
+        the ones it watched before)."""
+        wanted = frozenset(users)
+        for user in session.watching - wanted:
+            if (watchers := self._watchers.get(user)) is not None:
+                watchers.discard(session)
+                if not watchers:
+                    del self._watchers[user]
+        for user in wanted - session.watching:
+            self._watchers.setdefault(user, set()).add(session)
+        session.watching = wanted
 
     # What the cluster calls (cluster.Node).
 
@@ -190,8 +214,18 @@ class Sessions:
         return False
 
     def broadcast(self, news: Sequence[Presence]) -> None:
-        """Every session gets the news (but its own), encoded once, in one push."""
+        """Every session gets the news (but its own), encoded once, in one push; beyond
+        ``broadcast_limit`` sessions, only those who watch the users it is about."""
         if self.closing or not news:
+            return
+        # Counted without the one logging in or out (not yet, or no longer, in by_name):
+        # beyond the limit, the news is for watchers only.
+        if self.broadcast_limit is not None and len(self.by_name) >= self.broadcast_limit:
+            for item in news:
+                if watchers := self._watchers.get(item.user):
+                    frame = encode(item)
+                    for session in list(watchers):
+                        session.push(frame)
             return
         frames = [encode(item) for item in news]
         together = b"".join(frames)

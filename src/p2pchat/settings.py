@@ -73,6 +73,9 @@ SERVER_SETTINGS: tuple[Setting, ...] = (
     Setting("rate_limit", _rate, "requests per connection, RATE/BURST per second"),
     Setting("max_frame", INT, "largest frame, in bytes"),
     Setting("max_list", INT, "names in one answer to ls"),
+    Setting(
+        "presence_broadcast", INT, "users online beyond which logins are told to watchers only"
+    ),
     Setting("outbox_size", INT, "messages queued for one peer before it is dropped"),
     Setting("max_invitations", INT, "pending invitations per user, sent and received"),
     Setting("max_invitations_per_pair", INT, "pending invitations from one user to one"),
