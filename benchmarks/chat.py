@@ -56,6 +56,7 @@ async def sender(mode: str, port: int, kind: str, directory: Path, count: int, r
         store=store(kind, directory, "alice"),
         identity=p2pchat.Identity.generate(),
         advertise=UNREACHABLE if relay else None,
+        traversal=not relay,  # no call back either: the relay it is
         relay_after=0.05,
         max_queue=1 << 16,
     )
