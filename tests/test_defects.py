@@ -544,29 +544,36 @@ async def test_acks_count_only_for_messages_to_whoever_sends_them(
     assert [m.shipped for m in await alice.history("mallory")] == [True]
 
 
-async def test_a_reader_waiting_for_outbox_room_is_released_when_the_writer_dies() -> None:
-    # The session alone: its outbox is full, its reader waits for room to answer a
-    # request, and the connection breaks under the writer. Nobody will drain the outbox
-    # again: the reader must not wait on.
+async def test_a_reader_waiting_for_room_is_released_when_the_connection_breaks() -> None:
+    # The session alone: its peer reads nothing, so answers pile up until its reader
+    # waits for room; then the connection breaks. Nothing will ever make room: the reader
+    # must not wait on.
     accepted: asyncio.Future[Connection] = asyncio.get_running_loop().create_future()
     listener = await asyncio.start_server(
         lambda r, w: accepted.set_result(Connection(r, w)), "127.0.0.1", 0
     )
     _, client = await asyncio.open_connection("127.0.0.1", listener.sockets[0].getsockname()[1])
+    client.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    transport = client.transport
+    assert isinstance(transport, asyncio.ReadTransport)
+    transport.pause_reading()  # it reads nothing more
     connection = await accepted
     session = Session(
         connection, name="stuck", key="k", certificate="", addresses=[], outbox_size=1
     )
-    session.outbox.put_nowait(Pong(id="queued"))  # full
-    reader = asyncio.create_task(session.reply(Pong(id="answer")))
+    answer = Users(id="1", users=[f"{n:04d}" + "x" * 28 for n in range(1000)])
+
+    async def answer_forever() -> None:
+        while True:
+            await session.reply(answer)
+
+    reader = asyncio.create_task(answer_forever())
     session.serving = reader
-    await let_the_loop_run()
-    assert not reader.done()  # parked on the full outbox
-    connection.abort()  # the peer's connection breaks
-    session.writer = asyncio.create_task(session.write_outbox())
-    with pytest.raises(asyncio.CancelledError):
+    await eventually(lambda: connection.pending > session.outbox_bytes)  # parked
+    assert not reader.done()
+    client.transport.abort()  # the peer's connection breaks
+    with pytest.raises(p2pchat.ConnectionClosed):
         await asyncio.wait_for(reader, 5)
-    client.close()
     listener.close()
 
 

@@ -63,6 +63,8 @@ class Connection:
         peer = writer.get_extra_info("peername")
         self.remote_address: tuple[str, int] | None = (str(peer[0]), int(peer[1])) if peer else None
         self.id = next(self._ids)
+        self._soon: list[bytes] = []  # written by write_soon(), not yet handed to the transport
+        self._soon_size = 0
         self.last_heard = time.monotonic()
         """When bytes last arrived (monotonic): any traffic proves the other side is there."""
         where = f"{peer[0]}:{peer[1]}" if peer else "?"
@@ -226,11 +228,44 @@ class Connection:
         that is ``bytes`` is frames encoded already (news encoded once for many peers)."""
         if self._writer.is_closing():
             raise ConnectionClosed("connection is closed")
+        self._flush()  # what write_soon() queued goes first
         data = b"".join(
             m if isinstance(m, bytes) else encode(m, max_frame=self.max_frame) for m in messages
         )
         try:
             self._writer.write(data)
+        except (ConnectionError, OSError, RuntimeError) as exc:
+            raise ConnectionClosed(f"connection lost while writing: {exc}") from exc
+        await self.drain()
+
+    def write_soon(self, data: bytes) -> None:
+        """Write ``data`` (whole frames) at the end of this turn of the event loop, with
+        whatever else is written to this connection meanwhile: one write, one system call
+        for a burst. Never waits; see ``pending`` and ``drain()`` for back-pressure."""
+        if not self._soon:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._soon.append(data)
+        self._soon_size += len(data)
+
+    def _flush(self) -> None:
+        if self._soon:
+            data = b"".join(self._soon)
+            self._soon.clear()
+            self._soon_size = 0
+            if not self._writer.is_closing():
+                self._writer.write(data)
+
+    @property
+    def pending(self) -> int:
+        """Bytes written that the socket has not taken yet (queued here or in the
+        transport): how far behind the other side is in reading."""
+        return self._soon_size + self._writer.transport.get_write_buffer_size()
+
+    async def drain(self) -> None:
+        """Wait until the transport can take more; ConnectionClosed if the connection
+        breaks, or if it cannot take more within ``write_timeout`` (it is then dropped)."""
+        self._flush()
+        try:
             if self._writer.transport.get_write_buffer_size() == 0:
                 await self._writer.drain()  # all taken by the socket: it cannot block
             else:
@@ -282,7 +317,9 @@ class Connection:
         await self.close()
 
     async def close(self) -> None:
-        """Close the connection and wait (briefly) until it is closed."""
+        """Close the connection (after what is written: the transport flushes it) and wait
+        (briefly) until it is closed."""
+        self._flush()
         if not self._writer.is_closing():
             self._writer.close()
         with contextlib.suppress(ConnectionError, OSError, TimeoutError):

@@ -244,4 +244,3 @@ class LoginDesk:
             raise
         self.sessions.add(session)  # and what was pushed to it meanwhile
         self.stats.logins += 1
-        session.writer = asyncio.create_task(session.write_outbox())

@@ -1,9 +1,11 @@
 """A logged-in peer's requests: read one by one, paced, dispatched by type, each answered.
 
 ``RequestLoop.serve(session)`` reads the session's messages until ``bye`` or the end,
-keeps the connection alive (pings when quiet, a drop when silent too long), paces
-requests (``rate_limit``: a warning, then a disconnect), and hands each request to the
-handler of its type. A refusal (``ServerRefused``) is answered as ``error{id, code}``;
+paces requests (``rate_limit``: a warning, then a disconnect), and hands each request to
+the handler of its type. One sweep for all sessions (``start(sessions)``) keeps them
+alive: a ping when one has been quiet for ``ping_interval``, a drop when it has been
+silent ``ping_timeout`` more (a task per session would cost each its memory).
+A refusal (``ServerRefused``) is answered as ``error{id, code}``;
 a store that cannot be reached (Redis away) as ``error{id, unavailable}``; the session
 goes on either way. How long each request took is counted by type (``stats.py``).
 """
@@ -12,13 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .connection import keep_alive
 from .errors import (
-    ConnectionClosed,
     ProtocolError,
     RateLimited,
     ServerRefused,
@@ -26,8 +27,8 @@ from .errors import (
     StoreError,
 )
 from .limits import TokenBucket
-from .protocol import REQUEST_TYPES, Bye, Error, Pong
-from .session import Session
+from .protocol import REQUEST_TYPES, Bye, Error, Ping, Pong
+from .session import Session, Sessions
 from .stats import ServerStats
 
 __all__ = ["Handler", "RequestLoop"]
@@ -54,25 +55,40 @@ class RequestLoop:
         self.rate_limit = rate_limit
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
+        self._sweeper: asyncio.Task[None] | None = None
+
+    def start(self, sessions: Sessions) -> None:
+        """Keep ``sessions`` alive (and drop the silent ones) until ``close()``."""
+        self._sweeper = asyncio.create_task(self._sweep(sessions))
+
+    async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
+
+    async def _sweep(self, sessions: Sessions) -> None:
+        """Now and then (a quarter of the shorter timeout, at most a second): ping each
+        session quiet for ``ping_interval`` (once per quiet spell), drop each silent for
+        ``ping_interval + ping_timeout`` (gone without a word: a cut cable)."""
+        period = max(0.02, min(1.0, self.ping_interval / 4, self.ping_timeout / 4))
+        ids = itertools.count(1)
+        while True:
+            await asyncio.sleep(period)
+            now = time.monotonic()
+            for session in list(sessions.by_name.values()):
+                heard = session.connection.last_heard
+                quiet = now - heard
+                if quiet >= self.ping_interval + self.ping_timeout:
+                    session.drop(f"{session.name}: nothing heard for {quiet:.0f} s; dropping it")
+                elif quiet >= self.ping_interval and session.pinged < heard:
+                    session.pinged = now
+                    session.push(Ping(id=f"k{next(ids)}"))
 
     async def serve(self, session: Session) -> None:
         """Until the peer says bye or goes; raises what ends the session otherwise."""
-        watchdog = asyncio.create_task(self._watch(session))
-        try:
-            await self._read_requests(session)
-        finally:
-            watchdog.cancel()
-
-    async def _watch(self, session: Session) -> None:
-        """Drop the session once the peer has been silent too long (gone without a word)."""
-        with contextlib.suppress(ConnectionClosed):
-            reason = await keep_alive(
-                session.connection,
-                interval=self.ping_interval,
-                timeout=self.ping_timeout,
-                send=session.reply,
-            )
-            session.drop(f"{session.name}: {reason}; dropping it")
+        await self._read_requests(session)
 
     async def _read_requests(self, session: Session) -> None:
         bucket = TokenBucket(*self.rate_limit) if self.rate_limit else None

@@ -297,6 +297,7 @@ class SignallingServer:
                 await self._metrics.start()
             undo.pop_all()
         self._presence.start()
+        self.requests.start(self.sessions)
         self.started_at = time.time()
         logger.info(
             "signalling server %s listening on %s%s",
@@ -371,14 +372,9 @@ class SignallingServer:
         if self._metrics is not None:
             await self._metrics.close()
             self._metrics = None
-        writers = []
         for session in list(self.sessions.by_name.values()):
-            session.push(Bye(reason="server shutting down"))
-            session.finish()
-            if session.writer is not None:
-                writers.append(session.writer)
-        if writers:
-            await asyncio.wait(writers, timeout=2.0)
+            session.push(Bye(reason="server shutting down"))  # flushed as each closes
+        await self.requests.close()
         self.relays.close()
         for task in list(self._connections):
             task.cancel()
@@ -430,6 +426,7 @@ class SignallingServer:
                 await self.relays.serve(connection, first.ticket)
             elif first is not None:
                 session = await self.logins.login(connection, first)
+                del first  # the hello: not kept for as long as the session lasts
                 if session is not None:
                     await self.requests.serve(session)
         except asyncio.CancelledError:
@@ -451,6 +448,10 @@ class SignallingServer:
                     session.leaving = True  # from now on, nothing cancels this cleanup
                     await self._logout(session)
                 await connection.close()
+            except asyncio.CancelledError:
+                # Cancelled again while closing (the server is closing): this task is
+                # asyncio's own connection handler, which must not end cancelled.
+                connection.abort()
             finally:
                 self._connections.discard(task)
                 self.address_limits.disconnect(host)
@@ -467,7 +468,6 @@ class SignallingServer:
             await self.cluster.release(session.name)
         except (P2PChatError, OSError) as exc:  # set right when Redis is back
             session.connection.log.warning("logout not recorded in the cluster yet: %s", exc)
-        await session.stop_writer()
         await self._presence.offline(session.name)
         session.connection.log.info("logged out")
 

@@ -1,10 +1,11 @@
 """What the server holds for each logged-in peer, and how its presence reaches the store.
 
-``Session`` is one logged-in peer: its connection, name, key, where it can be dialled, and
-the bounded outbox that one writer task drains. Answers to the peer's own requests wait for
-room (back-pressure on that peer alone); news caused by others never waits: a peer whose
-outbox is full has stopped reading and is dropped. If the writer dies, the session is
-dropped at once, so that nothing waits on an outbox nobody drains.
+``Session`` is one logged-in peer: its connection, name, key, where it can be dialled.
+What is sent to it is written to its connection at once (a burst in one write, at the end
+of the loop's turn), bounded by ``outbox_bytes`` not yet taken by its socket: answers to
+the peer's own requests then wait for room (back-pressure on that peer alone); news
+caused by others never waits: a peer that far behind has stopped reading and is dropped.
+No task and no queue of its own: a server holds many of these.
 
 ``Sessions`` are those logged in on this server (this node), as the cluster reaches them:
 pushes for a user whose login is under way wait until their ``welcome`` is queued.
@@ -20,14 +21,18 @@ import contextlib
 import ipaddress
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Final
 
 from .cluster import Entry
 from .connection import Connection
-from .errors import ConnectionClosed, P2PChatError, ProtocolError
+from .errors import ConnectionClosed, P2PChatError
 from .protocol import Presence, WireMessage, encode
 from .store import UserStore
 
-__all__ = ["PresenceLog", "Session", "Sessions", "dial_addresses"]
+__all__ = ["FRAME_BYTES", "PresenceLog", "Session", "Sessions", "dial_addresses"]
+
+FRAME_BYTES: Final = 256
+"""What one queued message is counted as, to turn ``outbox_size`` (messages) into bytes."""
 
 logger = logging.getLogger(__name__)
 
@@ -43,11 +48,11 @@ class Session:
         "leaving",
         "name",
         "observed",
-        "outbox",
+        "outbox_bytes",
+        "pinged",
         "serving",
         "traversal",
         "watching",
-        "writer",
     )
 
     def __init__(
@@ -71,30 +76,39 @@ class Session:
         (of the peer's listening port, if the peer connects from there)."""
         self.traversal = traversal
         """The peer takes part in connection reversal and hole punching."""
-        self.outbox: asyncio.Queue[WireMessage | bytes | None] = asyncio.Queue(outbox_size)
+        self.outbox_bytes = outbox_size * FRAME_BYTES
+        """Bytes not yet taken by the peer's socket beyond which it is behind: answers wait,
+        news drops it."""
         self.watching: frozenset[str] = frozenset()
         """Users whose logins and logouts this peer hears of, however many are online."""
-        self.writer: asyncio.Task[None] | None = None
+        self.pinged = 0.0  # when the keepalive last pinged it (monotonic)
         self.serving = asyncio.current_task()  # the task reading this peer's requests
         self.leaving = False
 
     async def reply(self, message: WireMessage) -> None:
-        """Queue an answer to this peer's own request, waiting for room: a peer that does
-        not read its answers stops being read, and nobody else waits for it."""
-        if self.connection.closing:
+        """Send an answer to this peer's own request, waiting while it is behind: a peer
+        that does not read its answers stops being read, and nobody else waits for it."""
+        connection = self.connection
+        if connection.closing:
             raise ConnectionClosed(f"{self.name} is disconnected")
-        await self.outbox.put(message)
+        connection.write_soon(encode(message, max_frame=connection.max_frame))
+        if connection.pending > self.outbox_bytes:
+            await connection.drain()
 
     def push(self, message: WireMessage | bytes) -> None:
-        """Queue news caused by someone else, never waiting: a peer whose outbox is full
-        has stopped reading and is disconnected. (``bytes``: frames encoded already.)"""
-        try:
-            self.outbox.put_nowait(message)
-        except asyncio.QueueFull:
+        """Send news caused by someone else, never waiting: a peer that far behind has
+        stopped reading and is disconnected. (``bytes``: frames encoded already.)"""
+        connection = self.connection
+        if connection.closing:
+            return
+        data = message if isinstance(message, bytes) else encode(message)
+        if connection.pending + len(data) > self.outbox_bytes:
             self.drop(f"{self.name} is not reading; disconnecting it")
+            return
+        connection.write_soon(data)
 
     def drop(self, reason: str) -> None:
-        """Disconnect at once, also stopping a reader that waits for outbox room."""
+        """Disconnect at once, also stopping a reader that waits for room."""
         self.connection.log.warning("%s", reason)
         self.connection.abort()
         if (
@@ -103,39 +117,6 @@ class Session:
             and not self.leaving  # it is logging out: it must get to the end of that
         ):
             self.serving.cancel()
-
-    def finish(self) -> None:
-        """Ask the writer to stop once what is queued has been written."""
-        try:
-            self.outbox.put_nowait(None)
-        except asyncio.QueueFull:
-            self.drop(f"{self.name} is not reading; disconnecting it")
-
-    async def write_outbox(self) -> None:
-        """Write queued messages, a batch per wakeup, until ``finish()`` or a failure."""
-        try:
-            while True:
-                batch = [await self.outbox.get()]
-                while not self.outbox.empty():
-                    batch.append(self.outbox.get_nowait())
-                messages = [m for m in batch if m is not None]
-                if messages:
-                    await self.connection.send_many(messages)
-                if None in batch:
-                    return
-        except (ConnectionClosed, ProtocolError) as exc:
-            # Nobody drains the outbox any more: whoever waits for room must not wait on.
-            self.drop(f"cannot write to {self.name}: {exc}")
-
-    async def stop_writer(self, *, grace: float = 1.0) -> None:
-        """Let what is queued go out (briefly), then stop the writer."""
-        if self.writer is None:
-            return
-        self.finish()
-        await asyncio.wait({self.writer}, timeout=grace)
-        self.writer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.writer
 
 
 class Sessions:

@@ -76,7 +76,7 @@ SERVER_SETTINGS: tuple[Setting, ...] = (
     Setting(
         "presence_broadcast", INT, "users online beyond which logins are told to watchers only"
     ),
-    Setting("outbox_size", INT, "messages queued for one peer before it is dropped"),
+    Setting("outbox_size", INT, "messages' worth (256 bytes each) unsent to a peer: then dropped"),
     Setting("max_invitations", INT, "pending invitations per user, sent and received"),
     Setting("max_invitations_per_pair", INT, "pending invitations from one user to one"),
     Setting("max_relays", INT, "relayed conversations at once"),
