@@ -28,12 +28,16 @@ def _log(name: str) -> int:
     return os.open(LOGS / f"{name}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
 
 
-def raise_fd_limit() -> int:
-    """Raise this process's soft limit on open files to the hard limit; return it."""
+def raise_fd_limit(wanted: int = 65536) -> int:
+    """Raise this process's limit on open files to ``wanted`` if it may (root), else the
+    soft limit to the hard one; return the limit now. Children inherit it."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return hard
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, wanted), max(hard, wanted)))
+    except (ValueError, OSError):
+        if soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def rss_kib(pid: int) -> int:

@@ -111,6 +111,19 @@ def _setup_logging(level: str) -> None:
     )
 
 
+def _run(main: Awaitable[int]) -> int:
+    """Run ``main`` until it ends or a signal stops it, on uvloop when it is installed
+    (``pip install p2pchat[speed]``; ``P2PCHAT_LOOP=asyncio`` for the standard loop)."""
+    loop_factory = None
+    if os.environ.get("P2PCHAT_LOOP", "") != "asyncio":
+        with contextlib.suppress(ImportError):
+            import uvloop
+
+            loop_factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        return runner.run(_run_until_signalled(main))
+
+
 async def _run_until_signalled(main: Awaitable[int]) -> int:
     """Run ``main``; SIGINT or SIGTERM cancel it so that it can close cleanly."""
     task = asyncio.ensure_future(main)
@@ -247,7 +260,7 @@ def server_main(argv: Sequence[str] | None = None) -> int:
         await server.serve_forever()
         return 0
 
-    return asyncio.run(_run_until_signalled(serve()))
+    return _run(serve())
 
 
 def peer_main(argv: Sequence[str] | None = None) -> int:
@@ -352,7 +365,7 @@ def peer_main(argv: Sequence[str] | None = None) -> int:
             await peer.close()
         return 0
 
-    status = asyncio.run(_run_until_signalled(chat()))
+    status = _run(chat())
     if isinstance(screen, TerminalScreen):
         print()
     return status

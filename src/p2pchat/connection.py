@@ -16,7 +16,7 @@ import socket
 import ssl
 import time
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from .errors import ConnectionClosed, ProtocolError, error_for_code
 from .protocol import DEFAULT_MAX_FRAME, Decoder, Error, Ping, WireMessage, encode
@@ -137,17 +137,18 @@ class Connection:
         message = await self.recv()
         if skip is not None and skip(message):
             message = await self.recv()
-        transport = self._writer.transport
-        assert isinstance(transport, asyncio.ReadTransport)
-        transport.pause_reading()
+        self._read_transport().pause_reading()
         self._check_nothing_buffered("after the last clear message")
         return message
 
     def resume_reading(self) -> None:
         """Read again after ``recv_last_clear()`` (it was not the last one after all)."""
-        transport = self._writer.transport
-        assert isinstance(transport, asyncio.ReadTransport)
-        transport.resume_reading()
+        self._read_transport().resume_reading()
+
+    def _read_transport(self) -> asyncio.ReadTransport:
+        # A stream's transport reads too (asyncio's or uvloop's: the latter's classes do
+        # not derive from asyncio.ReadTransport, so this is a cast, not a check).
+        return cast(asyncio.ReadTransport, self._writer.transport)
 
     async def expect(
         self,

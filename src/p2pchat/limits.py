@@ -12,10 +12,13 @@ from __future__ import annotations
 import ipaddress
 import time
 from collections.abc import Callable, Iterable
+from typing import Final
 
 __all__ = ["AddressLimits", "TokenBucket"]
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+_UNKNOWN: Final = "\0"  # not a key: no host is named so
 
 
 class TokenBucket:
@@ -79,10 +82,21 @@ class AddressLimits:
         self._clock = clock
         self._open: dict[str, int] = {}
         self._buckets: dict[str, TokenBucket] = {}
+        self._keys: dict[str, str | None] = {}
 
     def key(self, host: str) -> str | None:
         """What ``host`` is counted as: itself, its /64 for IPv6 (one site's prefix), or
-        None if it is trusted (not counted)."""
+        None if it is trusted (not counted). Remembered for the last hosts seen: each
+        connection asks several times."""
+        if (known := self._keys.get(host, _UNKNOWN)) is not _UNKNOWN:
+            return known
+        key = self._key(host)
+        if len(self._keys) >= self.PRUNE_AT:
+            self._keys.clear()
+        self._keys[host] = key
+        return key
+
+    def _key(self, host: str) -> str | None:
         try:
             address = ipaddress.ip_address(host.split("%", 1)[0])
         except ValueError:

@@ -262,17 +262,27 @@ class PresenceLog:
         await self._queue.put((name, None, self.clock()))
 
     async def _write(self) -> None:
+        """Everything queued since the last write goes at once, in order: the writes are
+        made together (a store that commits in groups, as the SQLite one does, puts them
+        in one transaction), so that a burst of logins is not written one commit each."""
         while True:
-            name, addresses, now = await self._queue.get()
+            batch = [await self._queue.get()]
+            while not self._queue.empty():
+                batch.append(self._queue.get_nowait())
             try:
-                if addresses is None:
-                    await self.store.set_offline(name, now=now)
-                else:
-                    await self.store.set_online(name, addresses, now=now)
-            except (P2PChatError, OSError) as exc:
-                logger.error("cannot record the presence of %s: %s", name, exc)
+                await asyncio.gather(*(self._record(*item) for item in batch))
             finally:
-                self._queue.task_done()
+                for _ in batch:
+                    self._queue.task_done()
+
+    async def _record(self, name: str, addresses: list[tuple[str, int]] | None, now: float) -> None:
+        try:
+            if addresses is None:
+                await self.store.set_offline(name, now=now)
+            else:
+                await self.store.set_online(name, addresses, now=now)
+        except (P2PChatError, OSError) as exc:
+            logger.error("cannot record the presence of %s: %s", name, exc)
 
     async def close(self) -> None:
         """Write what is queued, then stop."""
