@@ -597,3 +597,14 @@ async def test_a_session_whose_writer_died_is_dropped_and_its_name_freed(
         await eventually(lambda: "stuck" not in server.online_users)
         again = await raw_clients(server.port)
         await again.login("stuck", 1, stuck.identity)
+
+
+async def test_the_asyncio_internals_the_tls_upgrade_relies_on_are_there() -> None:
+    # Two private attributes of asyncio's streams have no public equivalent: the
+    # StreamReader's buffer (clear bytes read ahead of a TLS upgrade must fail it) and the
+    # protocol's client-connected callback (which side start_tls() takes). If a Python
+    # release renames them, this fails, rather than the checks going quiet.
+    reader = asyncio.StreamReader()
+    protocol = asyncio.StreamReaderProtocol(reader)
+    assert isinstance(getattr(reader, "_buffer", None), bytearray)
+    assert hasattr(protocol, "_client_connected_cb")

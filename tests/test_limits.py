@@ -311,6 +311,31 @@ async def test_an_invitee_does_not_dial_privileged_ports(
     assert "22" not in refused.reason  # nothing of what bob tried is told to alice
 
 
+def test_a_relay_is_joined_only_where_a_hostile_server_cannot_turn_it_against_us() -> None:
+    reach = Reach(
+        "bob",
+        p2pchat.Identity.generate(),
+        server=lambda: ("203.0.113.9", 5535),
+        servers=[("203.0.113.9", 5535), ("node-b.example", 5535)],
+        server_ssl=None,
+        link=lambda: None,  # type: ignore[arg-type,return-value]
+        opened=None,  # type: ignore[arg-type]
+    )
+    assert reach._relay_node(None) == ("203.0.113.9", 5535)  # where we are
+    assert reach._relay_node(("node-b.example", 5535)) == ("node-b.example", 5535)  # ours
+    assert reach._relay_node(("198.51.100.7", 5535)) == ("198.51.100.7", 5535)  # another node
+    for named in [
+        ("localhost", 6379),  # a name that is not one of our servers
+        ("127.0.0.1", 6379),
+        ("::ffff:127.0.0.1", 6379),
+        ("::ffff:0.0.0.0", 6379),
+        ("198.51.100.7", 22),
+        ("169.254.169.254", 8080),
+    ]:
+        with pytest.raises(p2pchat.PeerUnreachable, match="the relay at"):
+            reach._relay_node(named)
+
+
 @pytest.mark.parametrize(
     ("host", "port", "why"),
     [
@@ -322,6 +347,7 @@ async def test_an_invitee_does_not_dial_privileged_ports(
         ("127.0.0.1", 4000, "loopback address from a remote server"),
         ("0.0.0.0", 4000, "not a host address"),
         ("224.0.0.1", 4000, "not a host address"),
+        ("169.254.169.254", 8080, "link-local"),
     ],
 )
 def test_an_invitee_dials_only_what_a_hostile_inviter_cannot_turn_against_it(

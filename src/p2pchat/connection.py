@@ -173,6 +173,7 @@ class Connection:
     def _check_nothing_buffered(self, when: str) -> None:
         # The StreamReader's own buffer has no public size; an empty read buffer is what
         # makes an in-place upgrade safe, so it is checked as well as the decoder's.
+        # (Private: tests/test_defects.py fails if a Python release renames it.)
         pending = self._decoder.buffered + len(getattr(self._reader, "_buffer", b""))
         if pending:
             raise ProtocolError(f"{pending} bytes arrived in clear {when}; refusing them")

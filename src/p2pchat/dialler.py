@@ -45,6 +45,8 @@ class Dialler:
             return "not an IP address, not dialled"
         if ip.is_unspecified or ip.is_multicast:
             return "not a host address"
+        if ip.version == 4 and ip.is_link_local:  # 169.254/16: cloud metadata services
+            return "link-local address, not dialled"
         if ip.is_loopback and not is_loopback(self.server()[0]):
             return "loopback address from a remote server, not dialled"
         return None

@@ -224,11 +224,12 @@ class Door:
         *,
         start: StartTls | None = None,
         invitation: str | None = None,
-    ) -> None:
+    ) -> bool:
         """An invitee on ``connection`` (``via``: how it was made): starttls naming an
         invitation (``start`` if read already; ``invitation`` if we opened the connection
         for that one), TLS pinned to the invitee's certificate, then hello. Nothing of a
-        chat is read before all of that checks out."""
+        chat is read before all of that checks out. Returns whether the other side proved
+        to be the invitee (False: refused, and the connection closed)."""
         try:
             async with asyncio.timeout(self.hello_timeout):
                 if start is None:
@@ -254,27 +255,28 @@ class Door:
                 outgoing.stop_attempts()
         except TimeoutError:
             await connection.fail("no valid hello in time", code="timeout")
-            return
+            return False
         except ProtocolError as exc:
             await connection.fail(exc)
-            return
+            return False
         except InvitationGone as exc:
             connection.log.info("refused a direct connection: %s", exc)
             await connection.fail(str(exc), code=exc.code)
-            return
+            return False
         except ConnectionClosed as exc:
             connection.log.info("refused a direct connection: %s", exc)
             await connection.close()
-            return
+            return False
         try:
             await connection.send(Welcome(version=PROTOCOL_VERSION, name=self.name))
             chat = await self._opened(hello.name, connection, outgoing.key, via)
         except (ConnectionClosed, ProtocolError, StoreError) as exc:
             outgoing.settle(None, ConnectionClosed(f"{hello.name} dialled in: {exc}"))
             await connection.close()
-            return
+            return True
         if not outgoing.settle(chat):  # nobody waits for it any more (invite() gave up)
             await chat.close("the invitation was withdrawn")
+        return True
 
     async def _find(self, invitation: str) -> OutgoingInvite:
         """The pending, vetted invitation ``invitation``. It is not taken here: only once

@@ -286,8 +286,9 @@ class CallBack:
         except ConnectionClosed as exc:
             logger.info("calling back %s failed: %s", self.outgoing.user, exc)
             return
-        self.connected = True
-        await self._admit(connection, "reversed")
+        self.connected = True  # in its handshake: no punch meanwhile
+        if not await self._admit(connection, "reversed"):
+            self.connected = False  # it was not the invitee: a punch may still find them
 
     async def _punch(self) -> None:
         try:
@@ -297,13 +298,15 @@ class CallBack:
             return
         await self._admit(connection, "punched")
 
-    async def _admit(self, connection: Connection, via: str) -> None:
+    async def _admit(self, connection: Connection, via: str) -> bool:
+        """Hand ``connection`` to the door; False if it did not prove to be the invitee."""
         try:
             await connection.send(Reverse(invitation=self.invitation))
-            await self.kit.door.admit(connection, via, invitation=self.invitation)
+            return await self.kit.door.admit(connection, via, invitation=self.invitation)
         except (ConnectionClosed, ProtocolError, InvitationGone) as exc:
             connection.log.info("%s connection to %s failed: %s", via, self.outgoing.user, exc)
             connection.abort()
+            return False
         except BaseException:
             connection.abort()  # stopped (another connection won): nothing is left open
             raise

@@ -18,13 +18,12 @@ the invitation once, for the first connection that proves to be the invitee's.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import ssl
 from collections.abc import Callable, Sequence
 
 from .connection import Connection
-from .dialler import Dialler, is_loopback
+from .dialler import Dialler
 from .door import Door, Opened, OutgoingInvite, Target
 from .errors import (
     ConnectionClosed,
@@ -246,22 +245,18 @@ class Reach:
                 del self._traversals[target.id]
 
     def _relay_node(self, named: tuple[str, int] | None) -> tuple[str, int]:
-        """Where to join a relay: the server node that holds it, as the server named it
-        (one of our servers, or a host address; loopback only from a loopback server),
-        else the server we are logged in to."""
+        """Where to join a relay: the server node that holds it, as the server named it,
+        else the server we are logged in to. A node that is not one of our servers must
+        pass the rules every peer address passes (an IP address, no privileged port, no
+        loopback from a remote server): whoever can make a server name it, a hostile
+        server or someone with its Redis, cannot point us at our own machine's services."""
         if named is None:
             return self.server()
         host, port = named
         if (host, port) in self.servers:
             return host, port
-        try:
-            ip = ipaddress.ip_address(host)
-        except ValueError:
-            return host, port  # a node's name, as its operator advertised it
-        if ip.is_unspecified or ip.is_multicast or port == 0:
-            raise PeerUnreachable(f"the relay: {host}:{port} is not a host address")
-        if ip.is_loopback and not is_loopback(self.server()[0]):
-            raise PeerUnreachable(f"the relay: loopback {host} from a remote server")
+        if (refused := self.dialler.refuse_to_dial(host, port)) is not None:
+            raise PeerUnreachable(f"the relay at {host}:{port}: {refused}")
         return host, port
 
     async def _dial_relay(self, target: Target) -> Won:
