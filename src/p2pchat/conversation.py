@@ -225,9 +225,11 @@ class Conversation:
                 if self._stored:  # stored elsewhere (a message for someone away, say)
                     stored, self._stored = self._stored, []
                     await self._run(self._delivery.stored_outgoing(stored))
+                    self._progress.set()  # (shipped already: nothing more to wait for)
                 if self._ready:
                     ready, self._ready = self._ready, []
                     await self._run(self._delivery.stored_outgoing(ready))
+                    self._progress.set()
                 while self._may_store():
                     self._store_batch()
         except (ConnectionClosed, ProtocolError) as exc:
@@ -284,13 +286,7 @@ class Conversation:
         what is not acknowledged stays unshipped and is resent next time."""
         while not self.closed and self._sending():
             self._progress.clear()
-            waiting = asyncio.ensure_future(self._progress.wait())
-            closing = asyncio.ensure_future(self._closed.wait())
-            try:
-                await asyncio.wait({waiting, closing}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                waiting.cancel()
-                closing.cancel()
+            await self._progress.wait()  # set by each acknowledgement, step, and the end
         if self._sending():
             missing = (
                 len(self._queue)
