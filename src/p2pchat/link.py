@@ -49,7 +49,7 @@ from .protocol import (
     WireMessage,
 )
 
-__all__ = ["ServerLink", "ServerSession"]
+__all__ = ["ServerLink", "ServerSession", "server_list"]
 
 logger = logging.getLogger(__name__)
 
@@ -391,3 +391,14 @@ class ServerSession:
             link, self._link = self._link, None
             await link.close()
         self._set_state("offline")
+
+
+def server_list(server: tuple[str, int] | Sequence[tuple[str, int]]) -> list[tuple[str, int]]:
+    """One (host, port), or several, as a list; at least one."""
+    if not server:
+        raise ValueError("a peer needs at least one server")
+    first, *rest = server
+    if isinstance(first, str) and len(rest) == 1 and isinstance(rest[0], int):
+        return [(first, rest[0])]
+    servers = [address for address in server if isinstance(address, tuple | list)]
+    return [(str(host), int(port)) for host, port in servers]

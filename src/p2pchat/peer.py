@@ -32,7 +32,7 @@ from .errors import (
 )
 from .identity import Identity, fingerprint
 from .invitation import Invitation, InvitationDesk
-from .link import ServerLink, ServerSession
+from .link import ServerLink, ServerSession, server_list
 from .postbox import Postbox
 from .protocol import (
     DEFAULT_MAX_FRAME,
@@ -113,7 +113,7 @@ class Peer:
         reconnect_delay: tuple[float, float] | None = (0.2, 10.0),
     ) -> None:
         self.name = check_name(name)
-        self.servers = _servers(server)
+        self.servers = server_list(server)
         """The servers this peer may log in to, in the order it tries them."""
         self.listen_address = listen
         self.store: MessageStore = store if store is not None else MemoryMessageStore()
@@ -490,14 +490,3 @@ class Peer:
     async def correspondents(self, *, limit: int | None = None) -> list[str]:
         """The users this peer has messages with, the most recent conversation first."""
         return await self.store.correspondents(self.name, limit=limit)
-
-
-def _servers(server: tuple[str, int] | Sequence[tuple[str, int]]) -> list[tuple[str, int]]:
-    """One (host, port), or several, as a list; at least one."""
-    if not server:
-        raise ValueError("a peer needs at least one server")
-    first, *rest = server
-    if isinstance(first, str) and len(rest) == 1 and isinstance(rest[0], int):
-        return [(first, rest[0])]
-    servers = [address for address in server if isinstance(address, tuple | list)]
-    return [(str(host), int(port)) for host, port in servers]
