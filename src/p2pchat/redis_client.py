@@ -14,8 +14,9 @@ deployments, or several tests, apart)::
     p2pchat:user:NAME                  hash  key, mailbox_key, mailbox_sig, first_seen,
                                              last_seen, online, addresses (JSON)
     p2pchat:users:online               zset  names the user store marks online
-    p2pchat:session:NAME               hash  node, certificate, addresses: where NAME is
-                                             logged in now (the directory)
+    p2pchat:session:NAME               hash  node, certificate, addresses, traversal,
+                                             token (of that login): where NAME is logged
+                                             in now (the directory)
     p2pchat:online                     zset  names logged in on any node (score 0: by name)
     p2pchat:nodes                      set   node ids that have registered
     p2pchat:node:ID                    str   alive marker, with a TTL the node refreshes

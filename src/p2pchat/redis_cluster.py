@@ -210,15 +210,16 @@ class RedisCluster:
                 msgspec.json.encode(entry.addresses).decode(),
                 self.client.key("presence"),
                 "1" if entry.traversal else "0",
+                entry.token,
             ],
             via=via,
         )
 
-    async def release(self, name: str, *, via: Any = None) -> None:
+    async def release(self, name: str, token: str, *, via: Any = None) -> None:
         await self.client.run(
             "release",
             self._session_keys(name),
-            [name, self.node_id, self.client.key("presence")],
+            [name, self.node_id, self.client.key("presence"), token],
             via=via,
         )
 
@@ -379,8 +380,10 @@ class RedisCluster:
         via = self._via
         recorded: set[str] = set(await c.call(via.smembers(c.key("node", self.node_id, "users"))))
         held = {entry.name: entry for entry in self.node.held()}
-        for name in recorded - held.keys():
-            await self.release(name, via=via)  # a logout Redis did not hear of
+        for name in recorded - held.keys():  # a logout Redis did not hear of
+            holder, token = await c.call(via.hmget(c.key("session", name), "node", "token"))
+            if holder != self.node_id or not self.node.holds(name, token or ""):
+                await self.release(name, token or "", via=via)
         for name, entry in held.items():
             if not await self.claim(entry, via=via):
                 self.node.evict(name, f"{name} is logged in on another node now")

@@ -456,19 +456,28 @@ class SignallingServer:
                 self.address_limits.disconnect(host)
 
     async def _logout(self, session: Session) -> None:
-        if not self.sessions.remove(session):
+        token = self.sessions.remove(session)
+        if token is None:
             return
+        name = session.name
+
+        def back() -> bool:  # logged in again here meanwhile: what is left is theirs
+            return name in self.sessions
+
+        if not back():
+            try:
+                await self.rendezvous.logout(name, unless=back)
+            except (P2PChatError, OSError) as exc:  # Redis away: their TTLs end them instead
+                session.connection.log.warning("invitations left to expire: %s", exc)
+        if not back():
+            self.mail.logout(name)
         try:
-            await self.rendezvous.logout(session.name)
-        except (P2PChatError, OSError) as exc:  # Redis away: their TTLs end them instead
-            session.connection.log.warning("invitations left to expire: %s", exc)
-        self.mail.logout(session.name)
-        try:
-            await self.cluster.release(session.name)
+            await self.cluster.release(name, token)  # only this login's, never a newer one
         except (P2PChatError, OSError) as exc:  # set right when Redis is back
             session.connection.log.warning("logout not recorded in the cluster yet: %s", exc)
         await session.stop_writer()
-        await self._presence.offline(session.name)
+        if not back():
+            await self._presence.offline(name)
         session.connection.log.info("logged out")
 
     async def _reaped(self, name: str) -> None:

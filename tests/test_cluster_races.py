@@ -1,0 +1,145 @@
+"""Regressions for the races a review of the multi-node server found: a logout and a
+login of the same name crossing on one node, a logout during a resync, logins before the
+node has joined, a heartbeat stuck behind clean-up work, a relay address nobody can
+reach, pub/sub lost while Redis stays up, and two processes with one node id.
+
+Each failed before its fix. Where a race needs a window, one call is made to wait at a
+gate the test opens (as a slow Redis round trip would); everything else is real: a real
+redis-server, real sockets on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+
+import p2pchat
+
+from .conftest import connect, eventually
+
+NodeFactory = Callable[..., Awaitable[p2pchat.SignallingServer]]
+PeerMaker = Callable[..., Awaitable[p2pchat.Peer]]
+
+
+@pytest.fixture
+async def node(redis_url: str, redis_prefix: str) -> AsyncIterator[NodeFactory]:
+    """Start a server node on the test's Redis prefix; all are closed at the end."""
+    started: list[p2pchat.SignallingServer] = []
+
+    async def start(node_id: str, **kwargs: Any) -> p2pchat.SignallingServer:
+        kwargs.setdefault("heartbeat_interval", 0.2)
+        kwargs.setdefault("node_ttl", 1.0)
+        server = p2pchat.SignallingServer(
+            port=0, redis=redis_url, redis_prefix=redis_prefix, node_id=node_id, **kwargs
+        )
+        started.append(server)
+        await server.start()
+        return server
+
+    yield start
+    for server in reversed(started):
+        await server.close()
+
+
+@pytest.fixture
+async def peer() -> AsyncIterator[PeerMaker]:
+    peers: list[p2pchat.Peer] = []
+
+    async def make(name: str, *nodes: p2pchat.SignallingServer, **kwargs: Any) -> p2pchat.Peer:
+        made = p2pchat.Peer(name, server=[("127.0.0.1", n.port) for n in nodes], **kwargs)
+        peers.append(made)
+        await made.start()
+        return made
+
+    yield make
+    for made in reversed(peers):
+        await made.close()
+
+
+class Gate:
+    """Makes ``owner.method`` wait at a gate the test opens: ``entered`` is set when a
+    call has started; calls after ``opened()`` go straight through."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, owner: object, method: str) -> None:
+        self.entered = asyncio.Event()
+        self.open = asyncio.Event()
+        real = getattr(owner, method)
+
+        async def gated(*args: Any, **kwargs: Any) -> Any:
+            self.entered.set()
+            await self.open.wait()
+            return await real(*args, **kwargs)
+
+        monkeypatch.setattr(owner, method, gated)
+
+
+def presence_of(watcher: p2pchat.Peer) -> dict[str, bool]:
+    """What ``watcher`` last heard of each user's presence (updated as news comes)."""
+    seen: dict[str, bool] = {}
+    watcher.on_presence = lambda user, online: seen.__setitem__(user, online)
+    return seen
+
+
+async def node_of(server: p2pchat.SignallingServer, name: str) -> str | None:
+    """The node holding ``name``, as the directory says (None: logged out)."""
+    entry = await server.cluster.lookup(name)
+    return None if entry is None else entry.node
+
+
+# 2. A login again on the same node, wiped by the old session's logout.
+
+
+async def test_a_login_again_on_the_same_node_survives_the_old_sessions_logout(
+    node: NodeFactory, peer: PeerMaker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = await node("A"), await node("B")
+    alice, bob = await peer("alice", a), await peer("bob", b)
+    heard = presence_of(bob)
+    gate = Gate(monkeypatch, a.rendezvous.book, "of_user")  # the old logout's clean-up
+    await alice.close()
+    await gate.entered.wait()  # the old session is gone here; its logout is under way
+    alice2 = await peer("alice", a, identity=alice.identity)
+    inviting = asyncio.create_task(bob.invite("alice", timeout=10))
+    invitation = await asyncio.wait_for(alice2.next_invitation(), 5)
+    gate.open.set()
+    await eventually(lambda: a.connection_count == 1)  # the old logout has ended
+    assert await node_of(b, "alice") == "A"
+    assert await bob.online() == ["alice", "bob"]
+    await eventually(lambda: heard.get("alice") is True)
+    chat_b, chat_a = await connect_accepted(inviting, invitation)  # not settled by it
+    await chat_b.send("still you?")
+    assert (await asyncio.wait_for(chat_a.receive(), 5)).body == "still you?"
+
+
+async def connect_accepted(
+    inviting: asyncio.Task[p2pchat.Conversation], invitation: p2pchat.Invitation
+) -> tuple[p2pchat.Conversation, p2pchat.Conversation]:
+    accepted = await invitation.accept()
+    return await inviting, accepted
+
+
+async def test_alone_a_login_again_is_let_in_while_the_old_session_logs_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with p2pchat.SignallingServer(port=0) as server:
+        at = ("127.0.0.1", server.port)
+        alice, bob = p2pchat.Peer("alice", server=at), p2pchat.Peer("bob", server=at)
+        async with bob:
+            await alice.start()
+            heard = presence_of(bob)
+            gate = Gate(monkeypatch, server.rendezvous.book, "of_user")
+            await alice.close()
+            await gate.entered.wait()
+            alice2 = p2pchat.Peer("alice", server=at, identity=alice.identity)
+            async with alice2:  # refused with name_taken before
+                gate.open.set()
+                await eventually(lambda: server.connection_count == 2)
+                assert server.online_users == ["alice", "bob"]
+                assert await bob.online() == ["alice", "bob"]
+                await eventually(lambda: heard.get("alice") is True)
+                chat_b, chat_a = await connect(bob, alice2)
+                await chat_a.send("back")
+                assert (await asyncio.wait_for(chat_b.receive(), 5)).body == "back"
