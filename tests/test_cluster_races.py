@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 import p2pchat
+from p2pchat.redis_cluster import RedisCluster
 
 from .conftest import connect, eventually
 
@@ -74,6 +75,11 @@ class Gate:
             return await real(*args, **kwargs)
 
         monkeypatch.setattr(owner, method, gated)
+
+
+def redis_cluster(server: p2pchat.SignallingServer) -> RedisCluster:
+    assert isinstance(server.cluster, RedisCluster)
+    return server.cluster
 
 
 def presence_of(watcher: p2pchat.Peer) -> dict[str, bool]:
@@ -143,3 +149,49 @@ async def test_alone_a_login_again_is_let_in_while_the_old_session_logs_out(
                 chat_b, chat_a = await connect(bob, alice2)
                 await chat_a.send("back")
                 assert (await asyncio.wait_for(chat_b.receive(), 5)).body == "back"
+
+
+# 1. A logout during a resync left a ghost that every node refused forever.
+
+
+class GatedScripts:
+    """Makes one Lua script of a node's Redis client wait at a gate the test opens, as a
+    slow round trip would (every other call goes straight through)."""
+
+    def __init__(
+        self, monkeypatch: pytest.MonkeyPatch, server: p2pchat.SignallingServer, script: str
+    ):
+        assert server.redis is not None
+        self.entered = asyncio.Event()
+        self.open = asyncio.Event()
+        real = server.redis.run
+
+        async def run(name: str, *args: Any, **kwargs: Any) -> Any:
+            if name == script:
+                self.entered.set()
+                await self.open.wait()
+            return await real(name, *args, **kwargs)
+
+        monkeypatch.setattr(server.redis, "run", run)
+
+
+async def test_a_logout_during_a_resync_leaves_no_ghost(
+    node: NodeFactory, peer: PeerMaker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a = await node("A")
+    alice = await peer("alice", a)
+    assert a.redis is not None
+    gate = GatedScripts(monkeypatch, a, "claim")
+    # Redis forgets node A (as after a restart): its next heartbeat finds out, and it
+    # registers again the users it holds, alice among them.
+    await a.redis.call(a.redis.redis.delete(a.redis.key("node", "A")))
+    await gate.entered.wait()
+    await alice.close()  # while her registration is under way
+    await eventually(lambda: a.connection_count == 0)  # her logout is done
+    gate.open.set()
+    await eventually(lambda: redis_cluster(a).resyncs >= 1)
+    assert await node_of(a, "alice") is None
+    b = await node("B")
+    again = await peer("alice", b, identity=alice.identity)  # refused as logged in before
+    assert await again.online() == ["alice"]
+    assert b.online_users == ["alice"]

@@ -187,18 +187,22 @@ class RedisCluster:
         c = self.client
         return [c.key("session", name), c.key("online"), c.key("node", self.node_id, "users")]
 
-    async def claim(self, entry: Entry, *, via: Any = None) -> bool:
-        for _ in range(2):
-            answer = await self._claim(entry, via)
-            code = int(answer[0])
-            if code in (1, 2):
-                return True
-            if code == 0:
-                return False
-            await self._reap(str(answer[1]), via=via)  # its node is dead: clean up, retry
-        return False
+    async def claim(self, entry: Entry) -> bool:
+        return await self._take(entry) in (1, 2)
 
-    async def _claim(self, entry: Entry, via: Any) -> Any:
+    async def _take(self, entry: Entry, *, refresh: bool = False, via: Any = None) -> int:
+        """claim.lua's answer, once a dead holder is cleaned up after: 1 taken, 2 held
+        already by this login, 3 (``refresh``) held by another login of this node, 0
+        held by a live node."""
+        for _ in range(2):
+            answer = await self._claim(entry, refresh, via)
+            code = int(answer[0])
+            if code != -1:
+                return code
+            await self._reap(str(answer[1]), via=via)  # its node is dead: clean up, retry
+        return 0
+
+    async def _claim(self, entry: Entry, refresh: bool, via: Any) -> Any:
         return await self.client.run(
             "claim",
             self._session_keys(entry.name),
@@ -211,6 +215,7 @@ class RedisCluster:
                 self.client.key("presence"),
                 "1" if entry.traversal else "0",
                 entry.token,
+                "1" if refresh else "0",
             ],
             via=via,
         )
@@ -375,21 +380,39 @@ class RedisCluster:
             self._reap_after = time.monotonic() + self.node_ttl  # others need time too
 
     async def _resync(self) -> None:
-        """Make Redis hold exactly this node's users again."""
+        """Make Redis hold exactly this node's users again.
+
+        Each user is checked against what this node holds as it goes, before and after
+        its round trip: one who logs out (or in again) meanwhile is neither registered
+        back (a ghost every node would refuse) nor let go by mistake."""
         c = self.client
         via = self._via
+        self._resync_due = False  # trouble from now on calls for another
         recorded: set[str] = set(await c.call(via.smembers(c.key("node", self.node_id, "users"))))
         held = {entry.name: entry for entry in self.node.held()}
         for name in recorded - held.keys():  # a logout Redis did not hear of
             holder, token = await c.call(via.hmget(c.key("session", name), "node", "token"))
             if holder != self.node_id or not self.node.holds(name, token or ""):
                 await self.release(name, token or "", via=via)
-        for name, entry in held.items():
-            if not await self.claim(entry, via=via):
-                self.node.evict(name, f"{name} is logged in on another node now")
-        self._resync_due = False
+        for entry in held.values():
+            await self._register(entry, via)
         self.resyncs += 1
         logger.info("node %s registered its %d users again", self.node_id, len(held))
+
+    async def _register(self, entry: Entry, via: Any) -> None:
+        """Register again one login this node holds (a step of ``_resync``)."""
+        node, name = self.node, entry.name
+        if not node.holds(name, entry.token):
+            return  # gone meanwhile: its own logout lets it go
+        code = await self._take(entry, refresh=True, via=via)
+        if code == 3 and node.holds(name, entry.token):
+            # Redis kept an older login of ours (its last writes lost): this one replaces it.
+            code = await self._take(entry, via=via)
+        if code == 0:
+            if node.holds(name, entry.token):
+                node.evict(name, f"{name} is logged in on another node now")
+        elif not node.holds(name, entry.token):
+            await self.release(name, entry.token, via=via)  # left while being registered
 
     async def _reap_dead(self) -> None:
         c = self.client
