@@ -11,15 +11,18 @@ redis-server, real sockets on 127.0.0.1.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
 
 import p2pchat
+from p2pchat.redis_client import RedisClient
 from p2pchat.redis_cluster import RedisCluster
 
 from .conftest import connect, eventually
+from .redisserver import free_port
 
 NodeFactory = Callable[..., Awaitable[p2pchat.SignallingServer]]
 PeerMaker = Callable[..., Awaitable[p2pchat.Peer]]
@@ -195,3 +198,50 @@ async def test_a_logout_during_a_resync_leaves_no_ghost(
     again = await peer("alice", b, identity=alice.identity)  # refused as logged in before
     assert await again.online() == ["alice"]
     assert b.online_users == ["alice"]
+
+
+# 3. A node let users in before it had joined the cluster, then erased them.
+
+
+async def answers(port: int) -> bool:
+    """True once something listens on 127.0.0.1:``port``."""
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+    except OSError:
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True
+
+
+async def test_a_node_lets_nobody_in_before_it_has_joined(
+    redis_url: str, redis_prefix: str, peer: PeerMaker
+) -> None:
+    raw = RedisClient(redis_url, prefix=redis_prefix)
+    await raw.start()
+    # Node A was SIGKILLed a moment ago: its heartbeat lives a little longer, and A,
+    # started again at once, waits for it to expire before it joins.
+    await raw.call(raw.redis.set(raw.key("node", "A"), "crashed", px=1500))
+    await raw.call(raw.redis.sadd(raw.key("nodes"), "A"))
+    port = free_port()
+    a = p2pchat.SignallingServer(
+        port=port,
+        redis=redis_url,
+        redis_prefix=redis_prefix,
+        node_id="A",
+        heartbeat_interval=0.2,
+        node_ttl=2.0,
+    )
+    starting = asyncio.create_task(a.start())
+    try:
+        await eventually(lambda: answers(port))
+        alice = p2pchat.Peer("alice", server=("127.0.0.1", port))
+        async with alice:
+            await starting
+            assert await node_of(a, "alice") == "A"  # erased by the join before
+            assert await alice.online() == ["alice"]
+    finally:
+        await starting
+        await a.close()
+        await raw.close()

@@ -269,7 +269,7 @@ class SignallingServer:
     # Lifecycle.
 
     async def start(self) -> None:
-        """Open the stores, join the cluster, start listening."""
+        """Open the stores, join the cluster, then start listening."""
         if self._servers:
             return
         async with contextlib.AsyncExitStack() as undo:
@@ -279,6 +279,10 @@ class SignallingServer:
             undo.push_async_callback(self.mail.close)
             if isinstance(self.cluster, LocalCluster):
                 await self.store.reset_presence()  # alone: nobody is logged in yet
+            # Joined first (which may wait for a crashed predecessor's heartbeat to
+            # expire, then clear what it left): a login taken before would be erased.
+            await self.cluster.start()
+            undo.push_async_callback(self.cluster.close)
             self._servers = await listen(
                 self._serve_connection,
                 self.host,
@@ -287,9 +291,7 @@ class SignallingServer:
                 backlog=self.backlog,
             )
             undo.push_async_callback(self._stop_listening)
-            self.rendezvous.relay_address = self._relay_address()
-            await self.cluster.start()
-            undo.push_async_callback(self.cluster.close)
+            self.rendezvous.relay_address = self._relay_address()  # from the bound address
             if self.metrics_address is not None:
                 from .metrics import MetricsServer
 
