@@ -18,10 +18,11 @@ from typing import Any
 import pytest
 
 import p2pchat
+from p2pchat.demo import command
 from p2pchat.redis_client import RedisClient
 from p2pchat.redis_cluster import RedisCluster
 
-from .conftest import connect, eventually
+from .conftest import Launch, connect, eventually
 from .redisserver import free_port
 
 NodeFactory = Callable[..., Awaitable[p2pchat.SignallingServer]]
@@ -245,3 +246,39 @@ async def test_a_node_lets_nobody_in_before_it_has_joined(
         await starting
         await a.close()
         await raw.close()
+
+
+# 5. Relays across nodes broke silently on a wildcard address with no advertise.
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", ""])
+def test_a_node_on_a_wildcard_address_must_say_where_it_is_reached(
+    redis_url: str, host: str
+) -> None:
+    with pytest.raises(ValueError, match=r"--advertise HOST:PORT \(advertise="):
+        p2pchat.SignallingServer(host=host, port=0, redis=redis_url)
+    alone = p2pchat.SignallingServer(host=host, port=0)  # alone, relays are where peers are
+    reached = p2pchat.SignallingServer(host=host, port=0, redis=redis_url, advertise=("a", 1))
+    assert alone.advertise is None
+    assert reached.advertise == ("a", 1)
+
+
+async def test_p2pchat_server_on_a_wildcard_address_without_advertise_exits(
+    launch: Launch, redis_url: str, redis_prefix: str
+) -> None:
+    server = await launch(
+        "node",
+        [
+            "env",
+            f"P2PCHAT_REDIS={redis_url}",
+            *command("p2pchat-server"),
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "0",
+            "--redis-prefix",
+            redis_prefix,
+        ],
+    )
+    await server.expect(r"p2pchat-server: .*0\.0\.0\.0.*--advertise HOST:PORT")
+    assert await server.finish() == 1

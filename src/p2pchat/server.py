@@ -61,7 +61,7 @@ from .relay import RelayHub
 from .rendezvous import Rendezvous
 from .request_loop import RequestLoop
 from .session import PresenceLog, Session, Sessions
-from .sockets import format_address, listen
+from .sockets import format_address, is_wildcard, listen
 from .stats import ServerStats
 from .store import Mailbox, MemoryMailbox, MemoryUserStore, UserStore
 
@@ -83,8 +83,9 @@ class SignallingServer:
     server one node of several sharing that Redis (under ``redis_prefix``): then ``store``
     and ``mailbox`` are the Redis ones. ``node_id`` names this node (default: random);
     ``advertise`` is the address other peers reach this node at, named in relay tickets
-    (default with Redis: the address it listens on). ``metrics=(host, port)`` serves
-    Prometheus metrics and ``/healthz`` there (``metrics.py``; needs prometheus-client).
+    (default with Redis: the address it listens on; a wildcard host needs it, else
+    ValueError). ``metrics=(host, port)`` serves Prometheus metrics and ``/healthz`` there
+    (``metrics.py``; needs prometheus-client).
     """
 
     def __init__(
@@ -140,6 +141,13 @@ class SignallingServer:
         node_id = node_id if node_id is not None else secrets.token_hex(4)
         if NODE_ID.match(node_id) is None:
             raise ValueError(f"invalid node id {node_id!r}: 1 to 64 letters, digits, . _ -")
+        if redis is not None and advertise is None and is_wildcard(host):
+            # Relay tickets name this node's address: a wildcard names no address at all.
+            raise ValueError(
+                f"a node of several listening on every address ({host or '*'}) must be told "
+                "where peers reach it, named in its relay tickets: --advertise HOST:PORT "
+                "(advertise=(host, port))"
+            )
         self.host = host
         self.requested_port = port
         self.ssl = ssl
@@ -315,13 +323,12 @@ class SignallingServer:
 
     def _relay_address(self) -> tuple[str, int] | None:
         """Where peers join this node's relays: ``advertise``, or with several nodes the
-        address listened on (unless it is a wildcard); alone, none: where they are."""
+        address listened on (never a wildcard: refused then); alone, none: where they are."""
         if self.advertise is not None:
             return self.advertise
         if isinstance(self.cluster, LocalCluster):
             return None
-        host, port = self.addresses()[0]
-        return None if host in ("0.0.0.0", "::", "") else (host, port)
+        return self.addresses()[0]
 
     @property
     def port(self) -> int:
