@@ -11,6 +11,7 @@ redis-server, real sockets on 127.0.0.1.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -282,3 +283,140 @@ async def test_p2pchat_server_on_a_wildcard_address_without_advertise_exits(
     )
     await server.expect(r"p2pchat-server: .*0\.0\.0\.0.*--advertise HOST:PORT")
     assert await server.finish() == 1
+
+
+# 8. Two processes with the same node id could both run.
+
+
+async def test_two_processes_with_one_node_id_started_at_once_one_runs(
+    redis_url: str, redis_prefix: str
+) -> None:
+    twins = [
+        p2pchat.SignallingServer(
+            port=0,
+            redis=redis_url,
+            redis_prefix=redis_prefix,
+            node_id="A",
+            heartbeat_interval=0.2,
+            node_ttl=1.0,
+        )
+        for _ in range(2)
+    ]
+    both = asyncio.Barrier(2)
+    for twin in twins:  # both get to their join at once
+        join = twin.cluster.start
+
+        async def together(join: Callable[[], Awaitable[None]] = join) -> None:
+            await both.wait()
+            await join()
+
+        twin.cluster.start = together  # type: ignore[method-assign]
+    try:
+        started = await asyncio.gather(*(t.start() for t in twins), return_exceptions=True)
+        refused = [r for r in started if isinstance(r, BaseException)]
+        assert len(refused) == 1, started
+        assert isinstance(refused[0], p2pchat.StoreError)
+        assert "node id A is in use by a live node" in str(refused[0])
+    finally:
+        for twin in twins:
+            await twin.close()
+
+
+async def test_a_heartbeat_never_refreshes_another_processs_node_key(
+    node: NodeFactory, peer: PeerMaker
+) -> None:
+    a = await node("A")
+    assert a.redis is not None
+    key = a.redis.key("node", "A")
+    # Another process took the id while A was away (its key had expired).
+    await a.redis.call(a.redis.redis.set(key, "another process", px=5000))
+    await eventually(lambda: not a.cluster.healthy)  # /healthz says so
+    assert await a.redis.call(a.redis.redis.get(key)) == "another process"
+    with pytest.raises(p2pchat.ServerUnavailable):  # nor does it take names as node A
+        await peer("alice", a)
+    await a.redis.call(a.redis.redis.delete(key))  # gone: A takes its id again
+    await eventually(lambda: a.cluster.healthy)
+    assert await peer("bob", a)
+
+
+# 4. The heartbeat waited behind the clean-up after dead nodes.
+
+
+async def leave_a_dead_node(raw: RedisClient, node_id: str, users: list[str]) -> None:
+    """What a node SIGKILLed while holding ``users`` leaves in Redis (its heartbeat gone)."""
+    pipe = raw.redis.pipeline(transaction=False)
+    pipe.sadd(raw.key("nodes"), node_id)
+    for name in users:
+        pipe.hset(raw.key("session", name), mapping={"node": node_id, "addresses": "[]"})
+        pipe.sadd(raw.key("node", node_id, "users"), name)
+        pipe.zadd(raw.key("online"), {name: 0})
+    await raw.call(pipe.execute())
+
+
+class GatedSettlement:
+    """Makes a server's settlement of what a dead node's user left wait at a gate (as
+    many slow round trips would), except for the names in ``unless``."""
+
+    def __init__(self, server: p2pchat.SignallingServer, *, unless: tuple[str, ...] = ()):
+        self.open = asyncio.Event()
+        self.waiting = 0
+        self.most = 0  # settled at once, at most
+        self.settled: collections.Counter[str] = collections.Counter()
+        real = server.sessions.on_reaped
+        assert real is not None
+
+        async def gated(name: str) -> None:
+            self.waiting += 1
+            self.most = max(self.most, self.waiting)
+            try:
+                if name not in unless:
+                    await self.open.wait()
+                await real(name)
+                self.settled[name] += 1
+            finally:
+                self.waiting -= 1
+
+        server.sessions.on_reaped = gated
+
+
+async def test_the_heartbeat_goes_on_while_a_dead_node_is_cleaned_up_after(
+    node: NodeFactory, peer: PeerMaker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a = await node("A")
+    assert a.redis is not None
+    beats = collections.Counter[str]()
+    run = a.redis.run
+
+    async def counted(script: str, *args: Any, **kwargs: Any) -> Any:
+        beats[script] += 1
+        return await run(script, *args, **kwargs)
+
+    monkeypatch.setattr(a.redis, "run", counted)
+    settlement = GatedSettlement(a)
+    await leave_a_dead_node(a.redis, "Z", [f"u{i}" for i in range(50)])
+    await eventually(lambda: settlement.waiting > 0)  # A is cleaning up after Z
+    since = beats["heartbeat"]
+    # Beats go on, well past node_ttl (1 s: 5 beats), while the clean-up waits.
+    await eventually(lambda: beats["heartbeat"] >= since + 8)
+    assert a.cluster.healthy
+    assert await a.redis.call(a.redis.redis.exists(a.redis.key("node", "A"))) == 1
+    assert 0 < settlement.most <= 8  # a few at a time, not one connection each
+    settlement.open.set()
+    await eventually(lambda: len(settlement.settled) == 50)
+    assert await peer("u1", a)  # and Z's users are free to come back
+
+
+async def test_a_login_that_finds_its_node_dead_does_not_clean_up_all_it_left(
+    node: NodeFactory, peer: PeerMaker
+) -> None:
+    # Beats and checks for dead nodes 3 s apart: the login finds Z dead first.
+    a = await node("A", heartbeat_interval=3.0, node_ttl=10.0)
+    assert a.redis is not None
+    settlement = GatedSettlement(a, unless=("alice",))
+    await leave_a_dead_node(a.redis, "Z", ["alice", *(f"u{i}" for i in range(50))])
+    alice = await asyncio.wait_for(peer("alice", a), 2.0)  # waited for all 51 before
+    assert settlement.settled["alice"] == 1  # hers before she is let in
+    assert await alice.online() == ["alice"]  # Z's users are logged out at once
+    settlement.open.set()
+    await eventually(lambda: len(settlement.settled) == 51)
+    assert settlement.settled["alice"] == 1  # and only once

@@ -491,9 +491,17 @@ class SignallingServer:
 
     async def _reaped(self, name: str) -> None:
         """``name`` was logged in on a node that died, and this node noticed: end their
-        invitations (telling the other sides) and record them offline."""
-        await self.rendezvous.logout(name)
-        await self._presence.offline(name)
+        invitations (telling the other sides) and record them offline; unless they are
+        logged in again by now (what stands then is the new login's)."""
+
+        def back() -> bool:
+            return name in self.sessions
+
+        if back() or await self.cluster.lookup(name) is not None:
+            return
+        await self.rendezvous.logout(name, unless=back)
+        if not back():
+            await self._presence.offline(name)
 
     # Requests.
 
