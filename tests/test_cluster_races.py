@@ -420,3 +420,55 @@ async def test_a_login_that_finds_its_node_dead_does_not_clean_up_all_it_left(
     settlement.open.set()
     await eventually(lambda: len(settlement.settled) == 51)
     assert settlement.settled["alice"] == 1  # and only once
+
+
+# 7. Pub/sub lost while Redis stays up: presence news and pushes were lost for good.
+
+
+class GatedResubscription:
+    """Makes a node's next pub/sub subscription wait at a gate the test opens, as a slow
+    reconnection would: ``entered`` is set once the node is trying to subscribe again."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, server: p2pchat.SignallingServer):
+        assert server.redis is not None
+        self.entered = asyncio.Event()
+        self.open = asyncio.Event()
+        real = server.redis.pubsub
+
+        def pubsub() -> Any:
+            made = real()
+            subscribe = made.subscribe
+
+            async def gated(*channels: str) -> Any:
+                self.entered.set()
+                await self.open.wait()
+                return await subscribe(*channels)
+
+            made.subscribe = gated  # type: ignore[method-assign,assignment]
+            return made
+
+        monkeypatch.setattr(server.redis, "pubsub", pubsub)
+
+
+async def test_after_pub_sub_is_lost_a_node_catches_up_on_presence(
+    node: NodeFactory, peer: PeerMaker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = await node("A"), await node("B")
+    alice, carol = await peer("alice", a), await peer("carol", b)
+    heard = presence_of(alice)
+    cluster = redis_cluster(a)
+    gate = GatedResubscription(monkeypatch, a)
+    assert a.redis is not None
+    await a.redis.call(a.redis.redis.client_kill_filter(_type="pubsub"))  # Redis stays up
+    await asyncio.wait_for(gate.entered.wait(), 5)  # A sees it lost pub/sub
+    assert not a.cluster.healthy
+    await carol.close()  # news node A cannot hear now
+    dave = await peer("dave", b)
+    await eventually(lambda: b.online_users == ["dave"])
+    gate.open.set()
+    await eventually(lambda: a.cluster.healthy)
+    await eventually(lambda: heard == {"carol": False, "dave": True})  # lost for good before
+    await eventually(lambda: cluster.resyncs >= 1)  # and what Redis holds is checked
+    chat_d, chat_a = await connect(dave, alice)  # pushes reach node A again
+    await chat_d.send("hello again")
+    assert (await asyncio.wait_for(chat_a.receive(), 5)).body == "hello again"

@@ -167,8 +167,9 @@ class RedisClient:
         return self.redis.client()
 
     def pubsub(self) -> aioredis.client.PubSub:
-        """A pub/sub object: it takes a connection of its own from the pool."""
-        return self.redis.pubsub(ignore_subscribe_messages=True)
+        """A pub/sub object: it takes a connection of its own from the pool. (It hands
+        out the confirmations of subscriptions too: ``type`` "subscribe".)"""
+        return self.redis.pubsub()
 
     async def call(self, operation: Awaitable[Any]) -> Any:
         """Await one Redis operation within ``timeout``; its failure is a StoreError. (The

@@ -7,14 +7,9 @@ node heartbeats and the clean-up after a node dies; and the pending invitations.
   all of them; taking it and publishing the presence news are one atomic step, and so are
   letting it go and publishing that, so every node sees a user's logins and logouts in
   the order they happened, wherever they happened.
-- **Pushes** go over Redis **pub/sub**, one channel per node (``PREFIX:push:NODE``) and one
-  for presence news (``PREFIX:presence``). ``route.lua`` looks up the node holding the
-  user and publishes to it in one step. Pub/sub rather than Streams: a push is news for a
-  live connection, worth nothing once that connection is gone; what must not be lost (mail,
-  invitations, users) is kept in Redis keys, and a peer collects its mail at each login.
-  Streams would add consumer groups, acknowledgements and trimming for a dead node's
-  stream that nobody could read. Pushes made while Redis is unreachable are lost (a mail
-  item then waits for the next collect).
+- **Pushes** and presence news go over Redis **pub/sub** (``redis_pubsub.py``). Pushes
+  made while Redis is unreachable are lost (a mail item then waits for the next collect);
+  presence news missed meanwhile is caught up once pub/sub is back.
 - **Heartbeats** (``redis_heartbeat.py``): one process at a time holds a node id, and
   refreshes ``PREFIX:node:ID`` (TTL ``node_ttl``) every ``heartbeat_interval`` from a
   task and a connection of its own, which wait for nothing else.
@@ -37,9 +32,7 @@ The pending invitations are in ``redis_invitations.py``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import random
 import time
 from collections.abc import Coroutine
 from typing import Any
@@ -47,32 +40,22 @@ from typing import Any
 import msgspec
 
 from .cluster import Entry, Node
-from .errors import P2PChatError, ProtocolError, StoreError
-from .messages import UserName
-from .protocol import Presence, WireMessage, decode_body, encode
+from .errors import P2PChatError, StoreError
+from .protocol import WireMessage
 from .redis_client import RedisClient
 from .redis_heartbeat import Heartbeat, Trouble
 from .redis_invitations import RedisInvitations
+from .redis_pubsub import NodeChannels
 from .redis_store import RedisMailbox, RedisUserStore
 
 __all__ = ["RedisCluster", "redis_backends"]
 
 logger = logging.getLogger(__name__)
 
-PUSH_QUEUE = 65536
-"""Pushes waiting to be published; beyond, further ones are dropped (and logged)."""
-PUSH_BATCH = 256
 SETTLERS = 8
 """What users of dead nodes left is settled this many at a time (so are resyncs)."""
 
 
-class _News(msgspec.Struct, frozen=True):
-    node: str
-    user: UserName
-    online: bool
-
-
-_news = msgspec.json.Decoder(_News)
 _addresses = msgspec.json.Decoder(list[tuple[str, int]])
 
 
@@ -95,17 +78,16 @@ class RedisCluster:
         self.heartbeat_interval = heartbeat_interval
         self.node_ttl = node_ttl
         self._node: Node | None = None
-        self._queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue(PUSH_QUEUE)
         self._tasks: list[asyncio.Task[None]] = []
         self.heartbeat = Heartbeat(
             client, node_id, interval=heartbeat_interval, ttl=node_ttl, on_trouble=self._trouble
         )
-        self._subscribed = asyncio.Event()
+        self.channels = NodeChannels(
+            client, node_id, lambda: self.node, on_comeback=self._resync_later
+        )
         self._to_settle: asyncio.Queue[str] = asyncio.Queue()  # users of dead nodes
         self._resync_due = False
         self._reap_after = 0.0
-        self._dropped = 0
-        self._news: list[Presence] = []  # presence news received, not yet passed on
         self.reaped_nodes = 0
         """Dead nodes this node cleaned up after (for tests and logs)."""
         self.resyncs = 0
@@ -125,7 +107,7 @@ class RedisCluster:
 
     @property
     def healthy(self) -> bool:
-        return self.heartbeat.alive and self._subscribed.is_set()
+        return self.heartbeat.alive and self.channels.subscribed.is_set()
 
     @property
     def failed_beats(self) -> int:
@@ -143,15 +125,11 @@ class RedisCluster:
             await self.heartbeat.take()
             self._tasks = [asyncio.create_task(self._settle_loop()) for _ in range(SETTLERS)]
             await self._reap(self.node_id, mode="former")
-            self._tasks += [
-                asyncio.create_task(self._listen()),
-                asyncio.create_task(self._send_pushes()),
-            ]
-            async with asyncio.timeout(self.client.timeout):
-                await self._subscribed.wait()  # pushes for our users reach us from now on
+            await self.channels.start()
             self.heartbeat.start()
             self._tasks.append(asyncio.create_task(self._keep_up()))
         except BaseException:
+            await self.channels.close()
             await self._stop_tasks()
             await self.heartbeat.close()
             await self.client.close()
@@ -160,10 +138,7 @@ class RedisCluster:
 
     async def close(self) -> None:
         """Leave: what is still queued is published, this node's users are let go."""
-        if self._subscribed.is_set():
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(2.0):
-                    await self._queue.join()
+        await self.channels.close()
         if left := self._to_settle.qsize():
             logger.info("node %s leaves %d dead nodes' users to their TTLs", self.node_id, left)
         await self._stop_tasks()
@@ -179,7 +154,6 @@ class RedisCluster:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
-        self._subscribed.clear()
 
     # Names.
 
@@ -261,91 +235,13 @@ class RedisCluster:
     # Pushes.
 
     def push(self, name: str, message: WireMessage) -> None:
-        if self.node.deliver(name, message):
-            return  # logged in here
-        try:
-            self._queue.put_nowait((name, f"{name}\n{encode(message)[4:].decode()}"))
-        except asyncio.QueueFull:
-            self._dropped += 1
-            if self._dropped in (1, 100) or self._dropped % 10_000 == 0:
-                logger.error("Redis is not keeping up: %d pushes dropped", self._dropped)
-
-    async def _send_pushes(self) -> None:
-        """Publish queued pushes in order, a pipeline of them at a time."""
-        c = self.client
-        while True:
-            batch = [await self._queue.get()]
-            while len(batch) < PUSH_BATCH and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            route = c.script("route")
-            pipe = c.redis.pipeline(transaction=False)
-            for name, payload in batch:
-                await route(keys=[c.key("session", name)], args=[c.prefix, payload], client=pipe)
-            try:
-                await c.call(pipe.execute())
-            except StoreError as exc:
-                logger.warning("%d pushes lost: %s", len(batch), exc)
-            finally:
-                for _ in batch:
-                    self._queue.task_done()
-
-    async def _listen(self) -> None:
-        """Receive pushes for this node's users and presence news, reconnecting forever."""
-        c = self.client
-        channels = (c.key("push", self.node_id), c.key("presence"))
-        delay = 0.1
-        while True:
-            pubsub = c.pubsub()
-            try:
-                await c.call(pubsub.subscribe(*channels))
-                if delay > 0.1:
-                    logger.warning("node %s: Redis pub/sub is back", self.node_id)
-                self._subscribed.set()
-                delay = 0.1
-                while True:
-                    message = await pubsub.get_message(timeout=1.0)
-                    if message is not None and message.get("type") == "message":
-                        self._received(str(message["channel"]), str(message["data"]))
-            except Exception as exc:  # redis-py's errors too, unwrapped while reading
-                level = logging.WARNING if delay == 0.1 else logging.DEBUG
-                logger.log(level, "node %s: Redis pub/sub lost: %s", self.node_id, exc)
-            finally:
-                self._subscribed.clear()
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
-            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
-            delay = min(delay * 2, 2.0)
-
-    def _received(self, channel: str, data: str) -> None:
-        """One pub/sub message: bad ones are logged and dropped, never raised.
-
-        Presence news is passed on in bursts (all that was read at once, encoded once per
-        burst); anything else first lets the news before it go, so that order holds."""
-        if channel == self.client.key("presence"):
-            try:
-                news = _news.decode(data)
-            except msgspec.DecodeError as exc:
-                logger.error("bad presence news from Redis (%s): %.80r", exc, data)
-                return
-            if not self._news:
-                asyncio.get_running_loop().call_soon(self._pass_news)
-            self._news.append(Presence(user=news.user, online=news.online))
-            return
-        self._pass_news()
-        name, _, body = data.partition("\n")
-        try:
-            message = decode_body(body.encode())
-        except ProtocolError as exc:
-            logger.error("bad push from Redis for %.40r: %s", name, exc)
-            return
-        if not self.node.deliver(name, message):
-            logger.debug("push for %s, no longer here: dropped", name)
-
-    def _pass_news(self) -> None:
-        news, self._news = self._news, []
-        self.node.broadcast(news)
+        if not self.node.deliver(name, message):  # if logged in here, delivered
+            self.channels.send(name, message)
 
     # Upkeep: registering again what Redis lost, and the dead.
+
+    def _resync_later(self) -> None:
+        self._resync_due = True
 
     def _trouble(self, trouble: Trouble) -> None:
         """What the heartbeat found wrong."""
@@ -363,7 +259,7 @@ class RedisCluster:
             if not self.heartbeat.alive or self.heartbeat.usurped:
                 continue
             try:
-                if self._resync_due and self._subscribed.is_set():
+                if self._resync_due and self.channels.subscribed.is_set():
                     await self._resync()
                 if time.monotonic() >= self._reap_after:
                     await self._reap_dead()
