@@ -6,7 +6,7 @@ and a name bound to one key (whatever its case) is refused to every other. For e
 connection the server reads messages and dispatches them by type to a handler; every
 answer and every push goes through the session's bounded outbox (``session.py``).
 Invitations and their bounds live in ``invitation_book.py``, relays in ``relay.py``, the
-per-address bounds in ``limits.py``.
+per-address bounds in ``limits.py``, logouts in ``departures.py``.
 
 Alone, a server keeps who is online and the pending invitations in its own memory. Given
 ``redis=URL`` it is one node of several: users and keys, the mailbox, pending invitations
@@ -29,9 +29,9 @@ from typing import Any
 
 from .cluster import Cluster, LocalCluster
 from .connection import Connection
+from .departures import Departures
 from .errors import (
     ConnectionClosed,
-    P2PChatError,
     ProtocolError,
     RateLimited,
     TooManyConnections,
@@ -205,7 +205,6 @@ class SignallingServer:
             node_id, early_limit=outbox_size, broadcast_limit=presence_broadcast
         )
         """Logged in on this server: they get news and invitations."""
-        self.sessions.on_reaped = self._reaped
         self.cluster.attach(self.sessions)
         self.relays = RelayHub(
             max_relays=max_relays,
@@ -258,6 +257,15 @@ class SignallingServer:
             hello_timeout=hello_timeout,
             clock=clock,
         )
+        self.departures = Departures(
+            sessions=self.sessions,
+            cluster=self.cluster,
+            rendezvous=self.rendezvous,
+            mail=self.mail,
+            presence=self._presence,
+        )
+        """Logouts, and the clean-up after users of dead nodes."""
+        self.sessions.on_reaped = self.departures.reaped
         self._connections: set[asyncio.Task[None]] = set()
         self.requests = RequestLoop(
             {
@@ -458,50 +466,11 @@ class SignallingServer:
             try:
                 if session is not None:
                     session.leaving = True  # from now on, nothing cancels this cleanup
-                    await self._logout(session)
+                    await self.departures.logout(session)
                 await connection.close()
             finally:
                 self._connections.discard(task)
                 self.address_limits.disconnect(host)
-
-    async def _logout(self, session: Session) -> None:
-        token = self.sessions.remove(session)
-        if token is None:
-            return
-        name = session.name
-
-        def back() -> bool:  # logged in again here meanwhile: what is left is theirs
-            return name in self.sessions
-
-        if not back():
-            try:
-                await self.rendezvous.logout(name, unless=back)
-            except (P2PChatError, OSError) as exc:  # Redis away: their TTLs end them instead
-                session.connection.log.warning("invitations left to expire: %s", exc)
-        if not back():
-            self.mail.logout(name)
-        try:
-            await self.cluster.release(name, token)  # only this login's, never a newer one
-        except (P2PChatError, OSError) as exc:  # set right when Redis is back
-            session.connection.log.warning("logout not recorded in the cluster yet: %s", exc)
-        await session.stop_writer()
-        if not back():
-            await self._presence.offline(name)
-        session.connection.log.info("logged out")
-
-    async def _reaped(self, name: str) -> None:
-        """``name`` was logged in on a node that died, and this node noticed: end their
-        invitations (telling the other sides) and record them offline; unless they are
-        logged in again by now (what stands then is the new login's)."""
-
-        def back() -> bool:
-            return name in self.sessions
-
-        if back() or await self.cluster.lookup(name) is not None:
-            return
-        await self.rendezvous.logout(name, unless=back)
-        if not back():
-            await self._presence.offline(name)
 
     # Requests.
 
