@@ -10,8 +10,12 @@ where is X (``lookup``: their certificate and addresses), and hand X this messag
 
 A cluster calls back into its server through the ``Node`` protocol: deliver a message to
 a local session, tell local sessions some presence news, list what this node holds (to
-register it again after Redis lost it), drop a session whose name another node now holds,
-and settle what a user of a dead node left behind.
+register it again after Redis lost it) and say whether one login is still here, drop a
+session whose name another node now holds, and settle what a user of a dead node left.
+
+Each login carries a token of its own (``Entry.token``): the same name logged in again
+gets another, and ``release`` lets a name go only for the login that took it, so that an
+old session on its way out never undoes the new one.
 """
 
 from __future__ import annotations
