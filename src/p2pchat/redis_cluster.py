@@ -166,22 +166,22 @@ class RedisCluster:
             raise StoreError(f"node id {self.node_id} is held by another process")
         return await self._take(entry) in (1, 2)
 
-    async def _take(self, entry: Entry, *, refresh: bool = False, via: Any = None) -> int:
+    async def _take(self, entry: Entry, *, refresh: bool = False) -> int:
         """claim.lua's answer, once a dead holder is cleaned up after: 1 taken, 2 held
         already by this login, 3 (``refresh``) held by another login of this node, 0
         held by a live node."""
         for _ in range(2):
-            answer = await self._claim(entry, refresh, via)
+            answer = await self._claim(entry, refresh)
             code = int(answer[0])
             if code != -1:
                 return code
             # Its node is dead: log its users out, settle what this one left (the rest in
             # the background), then try again.
-            if entry.name in await self._reap(str(answer[1]), keep=entry.name, via=via):
+            if entry.name in await self._reap(str(answer[1]), keep=entry.name):
                 await self._settle(entry.name)
         return 0
 
-    async def _claim(self, entry: Entry, refresh: bool, via: Any) -> Any:
+    async def _claim(self, entry: Entry, refresh: bool) -> Any:
         return await self.client.run(
             "claim",
             self._session_keys(entry.name),
@@ -196,15 +196,13 @@ class RedisCluster:
                 entry.token,
                 "1" if refresh else "0",
             ],
-            via=via,
         )
 
-    async def release(self, name: str, token: str, *, via: Any = None) -> None:
+    async def release(self, name: str, token: str) -> None:
         await self.client.run(
             "release",
             self._session_keys(name),
             [name, self.node_id, self.client.key("presence"), token],
-            via=via,
         )
 
     async def lookup(self, name: str) -> Entry | None:
@@ -324,7 +322,6 @@ class RedisCluster:
         mode: str = "dead",
         settle: bool = True,
         keep: str | None = None,
-        via: Any = None,
     ) -> list[str]:
         """Log out the users of ``node`` (``reap.lua``'s ``mode``: dead, exactly once
         across the cluster; or this node's own: what a former process left, or leaving)
@@ -335,7 +332,6 @@ class RedisCluster:
             "reap",
             [c.key("node", node), c.key("nodes"), c.key("node", node, "users"), c.key("online")],
             [c.prefix, node, c.key("presence"), mode, self.heartbeat.token],
-            via=via,
         )
         if not names:
             return []
