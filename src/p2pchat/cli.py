@@ -193,7 +193,7 @@ def server_main(argv: Sequence[str] | None = None) -> int:
         metavar="HOST:PORT",
         default=_env_address("P2PCHAT_ADVERTISE"),
         help="where peers reach this node, named in relay tickets (default with --redis: "
-        "the address listened on; $P2PCHAT_ADVERTISE)",
+        "the address listened on; required with a wildcard --host; $P2PCHAT_ADVERTISE)",
     )
     parser.add_argument(
         "--metrics",
@@ -241,9 +241,9 @@ def server_main(argv: Sequence[str] | None = None) -> int:
             metrics=args.metrics,
             **server_settings(args),
         )
-    except (ValueError, P2PChatError) as exc:
+    except (ValueError, P2PChatError) as exc:  # settings that cannot work together
         print(f"p2pchat-server: {exc}", file=sys.stderr)
-        return 2
+        return 1
 
     async def serve() -> int:
         try:

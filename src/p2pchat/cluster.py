@@ -10,8 +10,12 @@ where is X (``lookup``: their certificate and addresses), and hand X this messag
 
 A cluster calls back into its server through the ``Node`` protocol: deliver a message to
 a local session, tell local sessions some presence news, list what this node holds (to
-register it again after Redis lost it), drop a session whose name another node now holds,
-and settle what a user of a dead node left behind.
+register it again after Redis lost it) and say whether one login is still here, drop a
+session whose name another node now holds, and settle what a user of a dead node left.
+
+Each login carries a token of its own (``Entry.token``): the same name logged in again
+gets another, and ``release`` lets a name go only for the login that took it, so that an
+old session on its way out never undoes the new one.
 """
 
 from __future__ import annotations
@@ -37,6 +41,9 @@ class Entry(msgspec.Struct, frozen=True, kw_only=True):
     addresses: list[tuple[str, int]]
     traversal: bool = False
     """They take part in hole punching (``hello.traversal``)."""
+    token: str = ""
+    """This login's own id: the same name logged in again gets another, so that what the
+    old session does on its way out (``release``) cannot undo the new one."""
 
 
 class Node(Protocol):
@@ -51,6 +58,9 @@ class Node(Protocol):
 
     def held(self) -> list[Entry]:
         """The users logged in on this node now."""
+
+    def holds(self, name: str, token: str) -> bool:
+        """True while the login ``token`` of ``name`` is under way or logged in here."""
 
     def evict(self, name: str, reason: str) -> None:
         """Drop the session of ``name``: it is logged in elsewhere now."""
@@ -77,10 +87,12 @@ class Cluster(Protocol):
 
     async def claim(self, entry: Entry) -> bool:
         """Take ``entry.name`` for this node, and tell everyone it is online; False (and
-        nothing done) if a live node holds it already."""
+        nothing done) if a live node holds it already. An older login of the name on this
+        node (logging out still) is replaced: everyone hears it went offline, then online."""
 
-    async def release(self, name: str) -> None:
-        """Let ``name`` go, if this node holds it, and tell everyone it is offline."""
+    async def release(self, name: str, token: str) -> None:
+        """Let ``name`` go, if this node holds it for the login ``token`` (not a newer
+        one), and tell everyone it is offline."""
 
     async def lookup(self, name: str) -> Entry | None:
         """Where ``name`` is logged in now, or None."""
@@ -122,16 +134,25 @@ class LocalCluster:
         return self._node
 
     async def claim(self, entry: Entry) -> bool:
-        if entry.name in self._entries:
-            return False
+        # One node: whatever holds the name is a login of this node, and the server lets
+        # one login of a name under way at a time: one held still is logging out.
+        held = self._entries.get(entry.name)
         self._entries[entry.name] = entry
-        bisect.insort(self._names, entry.name)
-        self._server().broadcast([Presence(user=entry.name, online=True)])
+        if held is not None and held.token == entry.token:
+            return True  # the same login again: no news
+        news = [Presence(user=entry.name, online=True)]
+        if held is None:
+            bisect.insort(self._names, entry.name)
+        else:
+            news.insert(0, Presence(user=entry.name, online=False))
+        self._server().broadcast(news)
         return True
 
-    async def release(self, name: str) -> None:
-        if self._entries.pop(name, None) is None:
-            return
+    async def release(self, name: str, token: str) -> None:
+        held = self._entries.get(name)
+        if held is None or held.token != token:
+            return  # gone, or a newer login's
+        del self._entries[name]
         index = bisect.bisect_left(self._names, name)
         if index < len(self._names) and self._names[index] == name:
             del self._names[index]

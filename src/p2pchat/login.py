@@ -189,9 +189,10 @@ class LoginDesk:
                 outbox_size=self.outbox_size,
                 traversal=hello.traversal,
             )
-            self.sessions.expect(session.name)  # before any await: the name is now taken here
+            token = secrets.token_hex(8)  # this login's own: a later one gets another
+            self.sessions.expect(session.name, token)  # before any await: taken here now
             try:
-                await self._welcome(session)
+                await self._welcome(session, token)
             finally:
                 self.sessions.forget(session.name)
         except TimeoutError:
@@ -212,7 +213,7 @@ class LoginDesk:
         connection.log.info("logged in, dialable at %s", session.addresses)
         return session
 
-    async def _welcome(self, session: Session) -> None:
+    async def _welcome(self, session: Session, token: str) -> None:
         """Take the name across the cluster, queue ``welcome``, and from then on deliver."""
         entry = Entry(
             name=session.name,
@@ -220,6 +221,7 @@ class LoginDesk:
             certificate=session.certificate,
             addresses=session.addresses,
             traversal=session.traversal,
+            token=token,
         )
         if not await self.cluster.claim(entry):
             raise NameTaken(f"{session.name} is logged in already")
@@ -240,7 +242,7 @@ class LoginDesk:
             )
         except BaseException:
             with contextlib.suppress(P2PChatError, OSError):
-                await self.cluster.release(session.name)
+                await self.cluster.release(session.name, token)
             raise
         self.sessions.add(session)  # and what was pushed to it meanwhile
         self.stats.logins += 1

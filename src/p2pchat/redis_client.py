@@ -14,8 +14,9 @@ deployments, or several tests, apart)::
     p2pchat:user:NAME                  hash  key, mailbox_key, mailbox_sig, first_seen,
                                              last_seen, online, addresses (JSON)
     p2pchat:users:online               zset  names the user store marks online
-    p2pchat:session:NAME               hash  node, certificate, addresses: where NAME is
-                                             logged in now (the directory)
+    p2pchat:session:NAME               hash  node, certificate, addresses, traversal,
+                                             token (of that login): where NAME is logged
+                                             in now (the directory)
     p2pchat:online                     zset  names logged in on any node (score 0: by name)
     p2pchat:nodes                      set   node ids that have registered
     p2pchat:node:ID                    str   alive marker, with a TTL the node refreshes
@@ -166,8 +167,9 @@ class RedisClient:
         return self.redis.client()
 
     def pubsub(self) -> aioredis.client.PubSub:
-        """A pub/sub object: it takes a connection of its own from the pool."""
-        return self.redis.pubsub(ignore_subscribe_messages=True)
+        """A pub/sub object: it takes a connection of its own from the pool. (It hands
+        out the confirmations of subscriptions too: ``type`` "subscribe".)"""
+        return self.redis.pubsub()
 
     async def call(self, operation: Awaitable[Any]) -> Any:
         """Await one Redis operation within ``timeout``; its failure is a StoreError. (The

@@ -7,24 +7,24 @@ node heartbeats and the clean-up after a node dies; and the pending invitations.
   all of them; taking it and publishing the presence news are one atomic step, and so are
   letting it go and publishing that, so every node sees a user's logins and logouts in
   the order they happened, wherever they happened.
-- **Pushes** go over Redis **pub/sub**, one channel per node (``PREFIX:push:NODE``) and one
-  for presence news (``PREFIX:presence``). ``route.lua`` looks up the node holding the
-  user and publishes to it in one step. Pub/sub rather than Streams: a push is news for a
-  live connection, worth nothing once that connection is gone; what must not be lost (mail,
-  invitations, users) is kept in Redis keys, and a peer collects its mail at each login.
-  Streams would add consumer groups, acknowledgements and trimming for a dead node's
-  stream that nobody could read. Pushes made while Redis is unreachable are lost (a mail
-  item then waits for the next collect).
-- **Heartbeats.** Each node refreshes ``PREFIX:node:ID`` (TTL ``node_ttl``) every
-  ``heartbeat_interval``. Every node checks the others on each beat; when a node's key
-  has expired, the first to notice runs ``reap.lua``, which logs that node's users out and
-  publishes their logouts, exactly once (it removes the node from ``PREFIX:nodes`` in the
-  same step), then settles their invitations. A claim that finds the name held by a dead
-  node reaps it at once, so a user who reconnects elsewhere is not kept waiting.
+- **Pushes** and presence news go over Redis **pub/sub** (``redis_pubsub.py``). Pushes
+  made while Redis is unreachable are lost (a mail item then waits for the next collect);
+  presence news missed meanwhile is caught up once pub/sub is back.
+- **Heartbeats** (``redis_heartbeat.py``): one process at a time holds a node id, and
+  refreshes ``PREFIX:node:ID`` (TTL ``node_ttl``) every ``heartbeat_interval`` from a
+  task and a connection of its own, which wait for nothing else.
+- **The dead.** Every ``heartbeat_interval`` another task checks the other nodes; when a
+  node's key has expired, the first to notice runs ``reap.lua``, which logs that node's
+  users out and publishes their logouts, exactly once (it removes the node from
+  ``PREFIX:nodes`` in the same step). What those users left (their invitations) is then
+  settled in the background, ``SETTLERS`` at a time. A claim that finds the name held by
+  a dead node reaps it at once and settles that one user's leftovers before taking the
+  name, so a user who reconnects elsewhere is not kept waiting for all the others'.
 - **Redis lost.** Calls fail (StoreError, answered ``unavailable``), pub/sub reconnects
   with backoff, and as soon as a heartbeat goes through again and finds that Redis forgot
   this node (restarted without persistence) or after any outage, the node registers again
-  every user it holds and lets go of those it no longer holds.
+  every user it holds and lets go of those it no longer holds (checking each against
+  what it holds as it goes: logins and logouts do not wait for it).
 
 The pending invitations are in ``redis_invitations.py``.
 """
@@ -32,38 +32,30 @@ The pending invitations are in ``redis_invitations.py``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import random
 import time
+from collections.abc import Coroutine
 from typing import Any
 
 import msgspec
 
 from .cluster import Entry, Node
-from .errors import P2PChatError, ProtocolError, StoreError
-from .messages import UserName
-from .protocol import Presence, WireMessage, decode_body, encode
+from .errors import P2PChatError, StoreError
+from .protocol import WireMessage
 from .redis_client import RedisClient
+from .redis_heartbeat import Heartbeat, Trouble
 from .redis_invitations import RedisInvitations
+from .redis_pubsub import NodeChannels
 from .redis_store import RedisMailbox, RedisUserStore
 
 __all__ = ["RedisCluster", "redis_backends"]
 
 logger = logging.getLogger(__name__)
 
-PUSH_QUEUE = 65536
-"""Pushes waiting to be published; beyond, further ones are dropped (and logged)."""
-PUSH_BATCH = 256
+SETTLERS = 8
+"""What users of dead nodes left is settled this many at a time (so are resyncs)."""
 
 
-class _News(msgspec.Struct, frozen=True):
-    node: str
-    user: UserName
-    online: bool
-
-
-_news = msgspec.json.Decoder(_News)
 _addresses = msgspec.json.Decoder(list[tuple[str, int]])
 
 
@@ -86,19 +78,18 @@ class RedisCluster:
         self.heartbeat_interval = heartbeat_interval
         self.node_ttl = node_ttl
         self._node: Node | None = None
-        self._queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue(PUSH_QUEUE)
         self._tasks: list[asyncio.Task[None]] = []
-        self._via: Any = None  # the heartbeat's own connection (a dedicated client)
-        self._subscribed = asyncio.Event()
-        self._last_beat = 0.0
+        self.heartbeat = Heartbeat(
+            client, node_id, interval=heartbeat_interval, ttl=node_ttl, on_trouble=self._trouble
+        )
+        self.channels = NodeChannels(
+            client, node_id, lambda: self.node, on_comeback=self._resync_later
+        )
+        self._to_settle: asyncio.Queue[str] = asyncio.Queue()  # users of dead nodes
         self._resync_due = False
         self._reap_after = 0.0
-        self._dropped = 0
-        self._news: list[Presence] = []  # presence news received, not yet passed on
         self.reaped_nodes = 0
         """Dead nodes this node cleaned up after (for tests and logs)."""
-        self.failed_beats = 0
-        """Heartbeats that did not reach Redis."""
         self.resyncs = 0
         """Times this node registered again what it holds."""
 
@@ -116,70 +107,53 @@ class RedisCluster:
 
     @property
     def healthy(self) -> bool:
-        recent = time.monotonic() - self._last_beat < self.node_ttl
-        return recent and self._subscribed.is_set()
+        return self.heartbeat.alive and self.channels.subscribed.is_set()
+
+    @property
+    def failed_beats(self) -> int:
+        """Heartbeats that did not reach Redis (or found the id held by another process)."""
+        return self.heartbeat.failed_beats
 
     # Lifecycle.
 
     async def start(self) -> None:
+        """Take the node id (waiting for a crashed predecessor's heartbeat to expire;
+        StoreError if a live process holds it), clear what a former process with this id
+        left, subscribe, and start beating."""
         await self.client.start()
-        self._via = self.client.dedicated()
         try:
-            await self._wait_for_id()
-            # Whatever a former process with this id left is cleared first.
-            await self._reap(self.node_id, force=True)
-            await self._beat()
-            self._tasks = [
-                asyncio.create_task(self._listen()),
-                asyncio.create_task(self._send_pushes()),
-            ]
-            async with asyncio.timeout(self.client.timeout):
-                await self._subscribed.wait()  # pushes for our users reach us from now on
-            self._tasks.append(asyncio.create_task(self._keep_beating()))
+            await self.heartbeat.take()
+            self._tasks = [asyncio.create_task(self._settle_loop()) for _ in range(SETTLERS)]
+            await self._reap(self.node_id, mode="former")
+            await self.channels.start()
+            self.heartbeat.start()
+            self._tasks.append(asyncio.create_task(self._keep_up()))
         except BaseException:
+            await self.channels.close()
             await self._stop_tasks()
-            await self._drop_via()
+            await self.heartbeat.close()
             await self.client.close()
             raise
         logger.info("node %s joined the cluster at %r", self.node_id, self.client)
 
     async def close(self) -> None:
         """Leave: what is still queued is published, this node's users are let go."""
-        if self._subscribed.is_set():
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(2.0):
-                    await self._queue.join()
+        await self.channels.close()
+        if left := self._to_settle.qsize():
+            logger.info("node %s leaves %d dead nodes' users to their TTLs", self.node_id, left)
         await self._stop_tasks()
+        await self.heartbeat.close()
         try:
-            await self._reap(self.node_id, force=True, settle=False)
+            await self._reap(self.node_id, mode="leave", settle=False)
         except StoreError as exc:
             logger.warning("node %s left without telling Redis: %s", self.node_id, exc)
-        await self._drop_via()
         await self.client.close()
-
-    async def _wait_for_id(self) -> None:
-        """A node id is one live process's: if its heartbeat is still there (a process
-        restarted at once after a crash), wait for it to expire; if it is refreshed, the
-        id is in use, and this node does not start."""
-        alive = self.client.key("node", self.node_id)
-        deadline = time.monotonic() + self.node_ttl + self.heartbeat_interval
-        while await self.client.call(self.client.redis.exists(alive)):
-            if time.monotonic() > deadline:
-                raise StoreError(f"node id {self.node_id} is in use by a live node: choose another")
-            await asyncio.sleep(self.heartbeat_interval)
-
-    async def _drop_via(self) -> None:
-        if self._via is not None:
-            via, self._via = self._via, None
-            with contextlib.suppress(Exception):
-                await via.aclose()
 
     async def _stop_tasks(self) -> None:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
-        self._subscribed.clear()
 
     # Names.
 
@@ -187,18 +161,27 @@ class RedisCluster:
         c = self.client
         return [c.key("session", name), c.key("online"), c.key("node", self.node_id, "users")]
 
-    async def claim(self, entry: Entry, *, via: Any = None) -> bool:
-        for _ in range(2):
-            answer = await self._claim(entry, via)
-            code = int(answer[0])
-            if code in (1, 2):
-                return True
-            if code == 0:
-                return False
-            await self._reap(str(answer[1]), via=via)  # its node is dead: clean up, retry
-        return False
+    async def claim(self, entry: Entry) -> bool:
+        if self.heartbeat.usurped:
+            raise StoreError(f"node id {self.node_id} is held by another process")
+        return await self._take(entry) in (1, 2)
 
-    async def _claim(self, entry: Entry, via: Any) -> Any:
+    async def _take(self, entry: Entry, *, refresh: bool = False) -> int:
+        """claim.lua's answer, once a dead holder is cleaned up after: 1 taken, 2 held
+        already by this login, 3 (``refresh``) held by another login of this node, 0
+        held by a live node."""
+        for _ in range(2):
+            answer = await self._claim(entry, refresh)
+            code = int(answer[0])
+            if code != -1:
+                return code
+            # Its node is dead: log its users out, settle what this one left (the rest in
+            # the background), then try again.
+            if entry.name in await self._reap(str(answer[1]), keep=entry.name):
+                await self._settle(entry.name)
+        return 0
+
+    async def _claim(self, entry: Entry, refresh: bool) -> Any:
         return await self.client.run(
             "claim",
             self._session_keys(entry.name),
@@ -210,16 +193,16 @@ class RedisCluster:
                 msgspec.json.encode(entry.addresses).decode(),
                 self.client.key("presence"),
                 "1" if entry.traversal else "0",
+                entry.token,
+                "1" if refresh else "0",
             ],
-            via=via,
         )
 
-    async def release(self, name: str, *, via: Any = None) -> None:
+    async def release(self, name: str, token: str) -> None:
         await self.client.run(
             "release",
             self._session_keys(name),
-            [name, self.node_id, self.client.key("presence")],
-            via=via,
+            [name, self.node_id, self.client.key("presence"), token],
         )
 
     async def lookup(self, name: str) -> Entry | None:
@@ -250,173 +233,148 @@ class RedisCluster:
     # Pushes.
 
     def push(self, name: str, message: WireMessage) -> None:
-        if self.node.deliver(name, message):
-            return  # logged in here
-        try:
-            self._queue.put_nowait((name, f"{name}\n{encode(message)[4:].decode()}"))
-        except asyncio.QueueFull:
-            self._dropped += 1
-            if self._dropped in (1, 100) or self._dropped % 10_000 == 0:
-                logger.error("Redis is not keeping up: %d pushes dropped", self._dropped)
+        if not self.node.deliver(name, message):  # if logged in here, delivered
+            self.channels.send(name, message)
 
-    async def _send_pushes(self) -> None:
-        """Publish queued pushes in order, a pipeline of them at a time."""
-        c = self.client
-        while True:
-            batch = [await self._queue.get()]
-            while len(batch) < PUSH_BATCH and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            route = c.script("route")
-            pipe = c.redis.pipeline(transaction=False)
-            for name, payload in batch:
-                await route(keys=[c.key("session", name)], args=[c.prefix, payload], client=pipe)
-            try:
-                await c.call(pipe.execute())
-            except StoreError as exc:
-                logger.warning("%d pushes lost: %s", len(batch), exc)
-            finally:
-                for _ in batch:
-                    self._queue.task_done()
+    # Upkeep: registering again what Redis lost, and the dead.
 
-    async def _listen(self) -> None:
-        """Receive pushes for this node's users and presence news, reconnecting forever."""
-        c = self.client
-        channels = (c.key("push", self.node_id), c.key("presence"))
-        delay = 0.1
-        while True:
-            pubsub = c.pubsub()
-            try:
-                await c.call(pubsub.subscribe(*channels))
-                if delay > 0.1:
-                    logger.warning("node %s: Redis pub/sub is back", self.node_id)
-                self._subscribed.set()
-                delay = 0.1
-                while True:
-                    message = await pubsub.get_message(timeout=1.0)
-                    if message is not None and message.get("type") == "message":
-                        self._received(str(message["channel"]), str(message["data"]))
-            except Exception as exc:  # redis-py's errors too, unwrapped while reading
-                level = logging.WARNING if delay == 0.1 else logging.DEBUG
-                logger.log(level, "node %s: Redis pub/sub lost: %s", self.node_id, exc)
-            finally:
-                self._subscribed.clear()
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
-            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
-            delay = min(delay * 2, 2.0)
+    def _resync_later(self) -> None:
+        self._resync_due = True
 
-    def _received(self, channel: str, data: str) -> None:
-        """One pub/sub message: bad ones are logged and dropped, never raised.
-
-        Presence news is passed on in bursts (all that was read at once, encoded once per
-        burst); anything else first lets the news before it go, so that order holds."""
-        if channel == self.client.key("presence"):
-            try:
-                news = _news.decode(data)
-            except msgspec.DecodeError as exc:
-                logger.error("bad presence news from Redis (%s): %.80r", exc, data)
-                return
-            if not self._news:
-                asyncio.get_running_loop().call_soon(self._pass_news)
-            self._news.append(Presence(user=news.user, online=news.online))
-            return
-        self._pass_news()
-        name, _, body = data.partition("\n")
-        try:
-            message = decode_body(body.encode())
-        except ProtocolError as exc:
-            logger.error("bad push from Redis for %.40r: %s", name, exc)
-            return
-        if not self.node.deliver(name, message):
-            logger.debug("push for %s, no longer here: dropped", name)
-
-    def _pass_news(self) -> None:
-        news, self._news = self._news, []
-        self.node.broadcast(news)
-
-    # Heartbeats and the dead.
-
-    async def _beat(self) -> bool:
-        """Say this node is alive; True if Redis still knew it."""
-        c = self.client
-        existed = await c.run(
-            "heartbeat",
-            [c.key("node", self.node_id), c.key("nodes")],
-            [self.node_id, int(self.node_ttl * 1000), repr(time.time())],
-            via=self._via,
-        )
-        self._last_beat = time.monotonic()
-        return bool(int(existed))
-
-    async def _keep_beating(self) -> None:
-        while True:
-            await asyncio.sleep(self.heartbeat_interval)
-            try:
-                await self._heartbeat()
-            except Exception:  # bad data from Redis must not stop the heartbeat
-                logger.exception("node %s: heartbeat failed", self.node_id)
-
-    async def _heartbeat(self) -> None:
-        try:
-            if not await self._beat():
-                logger.warning("Redis forgot node %s: registering its users again", self.node_id)
-                self._resync_due = True
-            if self._resync_due and self._subscribed.is_set():
-                await self._resync()
-            if time.monotonic() >= self._reap_after:
-                await self._reap_dead()
-        except StoreError as exc:
-            self.failed_beats += 1
-            self._last_beat = 0.0  # not healthy until a beat goes through again
-            if not self._resync_due:
-                logger.warning("node %s cannot reach Redis: %s", self.node_id, exc)
-            self._resync_due = True  # after an outage, check what Redis holds for us
+    def _trouble(self, trouble: Trouble) -> None:
+        """What the heartbeat found wrong."""
+        if trouble is Trouble.USURPED:
+            return  # nothing is registered as this node while another process holds it
+        self._resync_due = True  # check what Redis holds for us
+        if trouble is Trouble.UNREACHABLE:
             self._reap_after = time.monotonic() + self.node_ttl  # others need time too
 
+    async def _keep_up(self) -> None:
+        """Every ``heartbeat_interval``: a resync when due, and the dead cleaned up after.
+        (Never in the heartbeat's way: that beats on its own.)"""
+        while True:
+            await asyncio.sleep(self.heartbeat_interval)
+            if not self.heartbeat.alive or self.heartbeat.usurped:
+                continue
+            try:
+                if self._resync_due and self.channels.subscribed.is_set():
+                    await self._resync()
+                if time.monotonic() >= self._reap_after:
+                    await self._reap_dead()
+            except StoreError as exc:
+                logger.info("node %s: upkeep put off: %s", self.node_id, exc)
+                self._resync_due = True
+            except Exception:  # bad data from Redis must not stop the upkeep
+                logger.exception("node %s: upkeep failed", self.node_id)
+
     async def _resync(self) -> None:
-        """Make Redis hold exactly this node's users again."""
+        """Make Redis hold exactly this node's users again.
+
+        Each user is checked against what this node holds as it goes, before and after
+        its round trip: one who logs out (or in again) meanwhile is neither registered
+        back (a ghost every node would refuse) nor let go by mistake."""
         c = self.client
-        via = self._via
-        recorded: set[str] = set(await c.call(via.smembers(c.key("node", self.node_id, "users"))))
+        self._resync_due = False  # trouble from now on calls for another
+        recorded: set[str] = set(
+            await c.call(c.redis.smembers(c.key("node", self.node_id, "users")))
+        )
         held = {entry.name: entry for entry in self.node.held()}
-        for name in recorded - held.keys():
-            await self.release(name, via=via)  # a logout Redis did not hear of
-        for name, entry in held.items():
-            if not await self.claim(entry, via=via):
-                self.node.evict(name, f"{name} is logged in on another node now")
-        self._resync_due = False
+        await _bounded(
+            [self._drop_stale(name) for name in recorded - held.keys()]
+            + [self._register(entry) for entry in held.values()]
+        )
         self.resyncs += 1
         logger.info("node %s registered its %d users again", self.node_id, len(held))
 
+    async def _drop_stale(self, name: str) -> None:
+        """Let go of a name Redis says this node holds, and it does not (a logout Redis
+        did not hear of), unless a login of it is under way here (a step of ``_resync``)."""
+        c = self.client
+        holder, token = await c.call(c.redis.hmget(c.key("session", name), "node", "token"))
+        if holder != self.node_id or not self.node.holds(name, token or ""):
+            await self.release(name, token or "")
+
+    async def _register(self, entry: Entry) -> None:
+        """Register again one login this node holds (a step of ``_resync``)."""
+        node, name = self.node, entry.name
+        if not node.holds(name, entry.token):
+            return  # gone meanwhile: its own logout lets it go
+        code = await self._take(entry, refresh=True)
+        if code == 3 and node.holds(name, entry.token):
+            # Redis kept an older login of ours (its last writes lost): this one replaces it.
+            code = await self._take(entry)
+        if code == 0:
+            if node.holds(name, entry.token):
+                node.evict(name, f"{name} is logged in on another node now")
+        elif not node.holds(name, entry.token):
+            await self.release(name, entry.token)  # left while being registered
+
     async def _reap_dead(self) -> None:
         c = self.client
-        dead = await c.run("dead_nodes", [c.key("nodes")], [c.prefix, self.node_id], via=self._via)
+        dead = await c.run("dead_nodes", [c.key("nodes")], [c.prefix, self.node_id])
         for node in dead:
-            await self._reap(str(node), via=self._via)
+            await self._reap(str(node))
 
     async def _reap(
-        self, node: str, *, force: bool = False, settle: bool = True, via: Any = None
-    ) -> None:
-        """Log out the users of ``node`` (dead, or this one's former self) and settle what
-        they left; exactly once across the cluster, unless ``force``."""
+        self,
+        node: str,
+        *,
+        mode: str = "dead",
+        settle: bool = True,
+        keep: str | None = None,
+    ) -> list[str]:
+        """Log out the users of ``node`` (``reap.lua``'s ``mode``: dead, exactly once
+        across the cluster; or this node's own: what a former process left, or leaving)
+        and queue what they left to be settled (but ``keep``'s: the caller settles it).
+        Returns the names logged out."""
         c = self.client
         names = await c.run(
             "reap",
             [c.key("node", node), c.key("nodes"), c.key("node", node, "users"), c.key("online")],
-            [c.prefix, node, c.key("presence"), "1" if force else "0"],
-            via=via,
+            [c.prefix, node, c.key("presence"), mode, self.heartbeat.token],
         )
         if not names:
-            return
-        if not force:
+            return []
+        names = [str(name) for name in names]
+        if mode == "dead":
             self.reaped_nodes += 1
             logger.warning("node %s is gone: %d of its users logged out", node, len(names))
         if settle:
             for name in names:
-                try:
-                    await self.node.reaped(str(name))
-                except (P2PChatError, OSError) as exc:
-                    logger.warning("what %s left behind stays until it expires: %s", name, exc)
+                if name != keep:
+                    self._to_settle.put_nowait(name)
+        return names
+
+    async def _settle_loop(self) -> None:
+        """One of the ``SETTLERS``: settles what users of dead nodes left, one at a time."""
+        while True:
+            name = await self._to_settle.get()
+            try:
+                await self._settle(name)
+            except Exception:  # one user's leftovers must not stop the others'
+                logger.exception("settling what %s left failed", name)
+            finally:
+                self._to_settle.task_done()
+
+    async def _settle(self, name: str) -> None:
+        try:
+            await self.node.reaped(name)
+        except (P2PChatError, OSError) as exc:
+            logger.warning("what %s left behind stays until it expires: %s", name, exc)
+
+
+async def _bounded(steps: list[Coroutine[Any, Any, None]]) -> None:
+    """Run ``steps``, ``SETTLERS`` at a time; raise the first StoreError, once all ended."""
+    gate = asyncio.Semaphore(SETTLERS)
+
+    async def step(work: Coroutine[Any, Any, None]) -> None:
+        async with gate:
+            await work
+
+    ended = await asyncio.gather(*(step(work) for work in steps), return_exceptions=True)
+    for outcome in ended:
+        if isinstance(outcome, BaseException):
+            raise outcome
 
 
 def redis_backends(

@@ -131,11 +131,14 @@ class Rendezvous:
         with contextlib.suppress(P2PChatError, OSError):
             await self.book.clear()
 
-    async def logout(self, name: str) -> None:
+    async def logout(self, name: str, *, unless: Callable[[], bool] | None = None) -> None:
         """``name`` has left: its invitations end, and the other sides are told.
 
-        An accepted one ends quietly: the two may be talking already."""
+        An accepted one ends quietly: the two may be talking already. ``unless``: checked
+        before each, stops it once true (``name`` logged in again: what stands is theirs)."""
         for invitation in await self.book.of_user(name):
+            if unless is not None and unless():
+                return
             if invitation.accepted:
                 await self._settle(invitation)
             elif invitation.sender == name:

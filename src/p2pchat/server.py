@@ -6,7 +6,7 @@ and a name bound to one key (whatever its case) is refused to every other. For e
 connection the server reads messages and dispatches them by type to a handler; every
 answer and every push goes through the session's bounded outbox (``session.py``).
 Invitations and their bounds live in ``invitation_book.py``, relays in ``relay.py``, the
-per-address bounds in ``limits.py``.
+per-address bounds in ``limits.py``, logouts in ``departures.py``.
 
 Alone, a server keeps who is online and the pending invitations in its own memory. Given
 ``redis=URL`` it is one node of several: users and keys, the mailbox, pending invitations
@@ -29,9 +29,9 @@ from typing import Any
 
 from .cluster import Cluster, LocalCluster
 from .connection import Connection
+from .departures import Departures
 from .errors import (
     ConnectionClosed,
-    P2PChatError,
     ProtocolError,
     RateLimited,
     TooManyConnections,
@@ -61,7 +61,7 @@ from .relay import RelayHub
 from .rendezvous import Rendezvous
 from .request_loop import RequestLoop
 from .session import PresenceLog, Session, Sessions
-from .sockets import format_address, listen
+from .sockets import format_address, is_wildcard, listen
 from .stats import ServerStats
 from .store import Mailbox, MemoryMailbox, MemoryUserStore, UserStore
 
@@ -83,8 +83,9 @@ class SignallingServer:
     server one node of several sharing that Redis (under ``redis_prefix``): then ``store``
     and ``mailbox`` are the Redis ones. ``node_id`` names this node (default: random);
     ``advertise`` is the address other peers reach this node at, named in relay tickets
-    (default with Redis: the address it listens on). ``metrics=(host, port)`` serves
-    Prometheus metrics and ``/healthz`` there (``metrics.py``; needs prometheus-client).
+    (default with Redis: the address it listens on; a wildcard host needs it, else
+    ValueError). ``metrics=(host, port)`` serves Prometheus metrics and ``/healthz`` there
+    (``metrics.py``; needs prometheus-client).
     """
 
     def __init__(
@@ -140,6 +141,13 @@ class SignallingServer:
         node_id = node_id if node_id is not None else secrets.token_hex(4)
         if NODE_ID.match(node_id) is None:
             raise ValueError(f"invalid node id {node_id!r}: 1 to 64 letters, digits, . _ -")
+        if redis is not None and advertise is None and is_wildcard(host):
+            # Relay tickets name this node's address: a wildcard names no address at all.
+            raise ValueError(
+                f"a node of several listening on every address ({host or '*'}) must be told "
+                "where peers reach it, named in its relay tickets: --advertise HOST:PORT "
+                "(advertise=(host, port))"
+            )
         self.host = host
         self.requested_port = port
         self.ssl = ssl
@@ -197,7 +205,6 @@ class SignallingServer:
             node_id, early_limit=outbox_size, broadcast_limit=presence_broadcast
         )
         """Logged in on this server: they get news and invitations."""
-        self.sessions.on_reaped = self._reaped
         self.cluster.attach(self.sessions)
         self.relays = RelayHub(
             max_relays=max_relays,
@@ -250,6 +257,15 @@ class SignallingServer:
             hello_timeout=hello_timeout,
             clock=clock,
         )
+        self.departures = Departures(
+            sessions=self.sessions,
+            cluster=self.cluster,
+            rendezvous=self.rendezvous,
+            mail=self.mail,
+            presence=self._presence,
+        )
+        """Logouts, and the clean-up after users of dead nodes."""
+        self.sessions.on_reaped = self.departures.reaped
         self._connections: set[asyncio.Task[None]] = set()
         self.requests = RequestLoop(
             {
@@ -269,7 +285,7 @@ class SignallingServer:
     # Lifecycle.
 
     async def start(self) -> None:
-        """Open the stores, join the cluster, start listening."""
+        """Open the stores, join the cluster, then start listening."""
         if self._servers:
             return
         async with contextlib.AsyncExitStack() as undo:
@@ -279,6 +295,10 @@ class SignallingServer:
             undo.push_async_callback(self.mail.close)
             if isinstance(self.cluster, LocalCluster):
                 await self.store.reset_presence()  # alone: nobody is logged in yet
+            # Joined first (which may wait for a crashed predecessor's heartbeat to
+            # expire, then clear what it left): a login taken before would be erased.
+            await self.cluster.start()
+            undo.push_async_callback(self.cluster.close)
             self._servers = await listen(
                 self._serve_connection,
                 self.host,
@@ -287,9 +307,7 @@ class SignallingServer:
                 backlog=self.backlog,
             )
             undo.push_async_callback(self._stop_listening)
-            self.rendezvous.relay_address = self._relay_address()
-            await self.cluster.start()
-            undo.push_async_callback(self.cluster.close)
+            self.rendezvous.relay_address = self._relay_address()  # from the bound address
             if self.metrics_address is not None:
                 from .metrics import MetricsServer
 
@@ -314,13 +332,12 @@ class SignallingServer:
 
     def _relay_address(self) -> tuple[str, int] | None:
         """Where peers join this node's relays: ``advertise``, or with several nodes the
-        address listened on (unless it is a wildcard); alone, none: where they are."""
+        address listened on (never a wildcard: refused then); alone, none: where they are."""
         if self.advertise is not None:
             return self.advertise
         if isinstance(self.cluster, LocalCluster):
             return None
-        host, port = self.addresses()[0]
-        return None if host in ("0.0.0.0", "::", "") else (host, port)
+        return self.addresses()[0]
 
     @property
     def port(self) -> int:
@@ -446,7 +463,7 @@ class SignallingServer:
             try:
                 if session is not None:
                     session.leaving = True  # from now on, nothing cancels this cleanup
-                    await self._logout(session)
+                    await self.departures.logout(session)
                 await connection.close()
             except asyncio.CancelledError:
                 # Cancelled again while closing (the server is closing): this task is
@@ -455,27 +472,6 @@ class SignallingServer:
             finally:
                 self._connections.discard(task)
                 self.address_limits.disconnect(host)
-
-    async def _logout(self, session: Session) -> None:
-        if not self.sessions.remove(session):
-            return
-        try:
-            await self.rendezvous.logout(session.name)
-        except (P2PChatError, OSError) as exc:  # Redis away: their TTLs end them instead
-            session.connection.log.warning("invitations left to expire: %s", exc)
-        self.mail.logout(session.name)
-        try:
-            await self.cluster.release(session.name)
-        except (P2PChatError, OSError) as exc:  # set right when Redis is back
-            session.connection.log.warning("logout not recorded in the cluster yet: %s", exc)
-        await self._presence.offline(session.name)
-        session.connection.log.info("logged out")
-
-    async def _reaped(self, name: str) -> None:
-        """``name`` was logged in on a node that died, and this node noticed: end their
-        invitations (telling the other sides) and record them offline."""
-        await self.rendezvous.logout(name)
-        await self._presence.offline(name)
 
     # Requests.
 

@@ -134,6 +134,7 @@ class Sessions:
         the square of the number online). None: everyone, always."""
         self._watchers: dict[str, set[Session]] = {}
         self._early: dict[str, list[WireMessage]] = {}  # logins under way: pushes held
+        self._tokens: dict[str, str] = {}  # name -> the token of its login here
         self.closing = False
         """Set while the server closes: no more presence news to its own sessions."""
         self.on_reaped: Callable[[str], Awaitable[None]] | None = None
@@ -147,13 +148,18 @@ class Sessions:
     def get(self, name: str) -> Session | None:
         return self.by_name.get(name)
 
-    def expect(self, name: str) -> None:
-        """A login of ``name`` is under way: hold what is pushed to it until ``add()``."""
+    def expect(self, name: str, token: str = "") -> None:
+        """A login of ``name`` (``token``: its own id, ``cluster.Entry.token``) is under
+        way: hold what is pushed to it until ``add()``."""
         self._early[name] = []
+        self._tokens[name] = token
 
     def forget(self, name: str) -> None:
-        """The login of ``name`` did not go through: drop what was held for it."""
-        self._early.pop(name, None)
+        """The login of ``name`` did not go through: drop what was held for it. (Nothing,
+        once it is added.)"""
+        if name not in self.by_name:
+            self._early.pop(name, None)
+            self._tokens.pop(name, None)
 
     def add(self, session: Session) -> None:
         """``session`` is welcomed (its ``welcome`` is queued): it gets what was held."""
@@ -161,12 +167,13 @@ class Sessions:
         for message in self._early.pop(session.name, ()):
             session.push(message)
 
-    def remove(self, session: Session) -> bool:
+    def remove(self, session: Session) -> str | None:
+        """``session`` leaves: its login's token, or None if it was not here (any more)."""
         if self.by_name.get(session.name) is not session:
-            return False
+            return None
         del self.by_name[session.name]
         self.watch(session, ())
-        return True
+        return self._tokens.pop(session.name, "")
 
     def watch(self, session: Session, users: Iterable[str]) -> None:
         """``session`` hears of these users' logins and logouts from now on (instead of
@@ -225,9 +232,13 @@ class Sessions:
                 certificate=s.certificate,
                 addresses=s.addresses,
                 traversal=s.traversal,
+                token=self._tokens.get(s.name, ""),
             )
             for s in self.by_name.values()
         ]
+
+    def holds(self, name: str, token: str) -> bool:
+        return self._tokens.get(name) == token
 
     def evict(self, name: str, reason: str) -> None:
         session = self.by_name.get(name)

@@ -1,12 +1,19 @@
--- A node is gone: log its users out and tell every node, exactly once (RedisCluster).
+-- Log out the users of a node and tell every node (RedisCluster).
 -- KEYS[1] node:ID alive key, KEYS[2] nodes set, KEYS[3] node:ID:users set,
 -- KEYS[4] online zset
--- ARGV prefix, node id, presence channel, force ("1": a node clearing its own id)
--- Returns the names logged out, or false if the node is alive or was reaped already.
-if ARGV[4] ~= '1' then
+-- ARGV prefix, node id, presence channel, mode, token (of the process leaving)
+-- mode "dead": a node whose alive key has expired, exactly once (it leaves the nodes set
+-- in the same step); "former": a node clearing what a former process with its id left
+-- (its key is this process's now, and stays); "leave": a node leaving (its key dropped),
+-- unless another process holds its id now.
+-- Returns the names logged out, or false if nothing was done.
+local mode = ARGV[4]
+if mode == 'dead' then
   if redis.call('EXISTS', KEYS[1]) == 1 then return false end
   if redis.call('SREM', KEYS[2], ARGV[2]) == 0 then return false end
-else
+elseif mode == 'leave' then
+  local holder = redis.call('GET', KEYS[1])
+  if holder and holder ~= ARGV[5] then return false end
   redis.call('DEL', KEYS[1])
   redis.call('SREM', KEYS[2], ARGV[2])
 end
