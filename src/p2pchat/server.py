@@ -104,7 +104,7 @@ class SignallingServer:
         # Limits
         max_frame: int | None = DEFAULT_MAX_FRAME,
         max_list: int = 1000,
-        presence_broadcast: int | None = 1000,
+        presence_broadcast: int | None = 250,
         outbox_size: int = 1024,
         rate_limit: tuple[float, int] | None = (20.0, 200),
         backlog: int = 1024,

@@ -123,7 +123,7 @@ class Sessions:
     """The sessions of this node by name: what the cluster delivers to (``cluster.Node``)."""
 
     def __init__(
-        self, node_id: str, *, early_limit: int = 1024, broadcast_limit: int | None = 1000
+        self, node_id: str, *, early_limit: int = 1024, broadcast_limit: int | None = 250
     ) -> None:
         self.node_id = node_id
         self.by_name: dict[str, Session] = {}
