@@ -3,16 +3,16 @@
 It never sees chat content: peers talk over direct connections, encrypted end to end.
 Names are bound to keys on first use: a login proves the key by signing a fresh challenge,
 and a name bound to one key (whatever its case) is refused to every other. For each peer
-connection the server reads messages and dispatches them by type to a handler; every
-answer and every push goes through the session's bounded outbox (``session.py``).
-Invitations and their bounds live in ``invitation_book.py``, relays in ``relay.py``, the
-per-address bounds in ``limits.py``, logouts in ``departures.py``.
+connection the server reads messages and dispatches them by type (``request_loop.py``);
+answers and pushes are written by the session, bounded (``session.py``). Invitations live
+in ``invitation_book.py``, relays in ``relay.py``, per-address bounds in ``limits.py``,
+logouts in ``departures.py``.
 
 Alone, a server keeps who is online and the pending invitations in its own memory. Given
 ``redis=URL`` it is one node of several: users and keys, the mailbox, pending invitations
-and who is logged in where live in that Redis (``redis_store.py``, ``redis_cluster.py``),
-so that any node serves any user and a push reaches them on whichever node they are.
-The domain logic only ever talks to the ``Cluster`` interface (``cluster.py``).
+and who is logged in where live in that Redis (``redis_store.py``, ``redis_cluster.py``):
+any node serves any user, a push reaches them on whichever node they are, and the domain
+logic only talks to the ``Cluster`` interface (``cluster.py``).
 """
 
 from __future__ import annotations
