@@ -466,8 +466,7 @@ class SignallingServer:
                     await self.departures.logout(session)
                 await connection.close()
             except asyncio.CancelledError:
-                # Cancelled again while closing (the server is closing): this task is
-                # asyncio's own connection handler, which must not end cancelled.
+                # Cancelled again while closing: asyncio's handler must not end cancelled.
                 connection.abort()
             finally:
                 self._connections.discard(task)
