@@ -409,3 +409,43 @@ def redis_prefix() -> str:
 @pytest.fixture
 def redis_url(redis_server: RedisServer) -> str:
     return redis_server.url
+
+
+NodeFactory = Callable[..., Awaitable[p2pchat.SignallingServer]]
+PeerMaker = Callable[..., Awaitable[p2pchat.Peer]]
+
+
+@pytest.fixture
+async def node(redis_url: str, redis_prefix: str) -> AsyncIterator[NodeFactory]:
+    """Start a server node on the test's Redis prefix; all are closed at the end."""
+    started: list[p2pchat.SignallingServer] = []
+
+    async def start(node_id: str, **kwargs: Any) -> p2pchat.SignallingServer:
+        kwargs.setdefault("heartbeat_interval", 0.2)
+        kwargs.setdefault("node_ttl", 1.0)
+        server = p2pchat.SignallingServer(
+            port=0, redis=redis_url, redis_prefix=redis_prefix, node_id=node_id, **kwargs
+        )
+        started.append(server)
+        await server.start()
+        return server
+
+    yield start
+    for server in reversed(started):
+        await server.close()
+
+
+@pytest.fixture
+async def peer() -> AsyncIterator[PeerMaker]:
+    """Start a peer given these nodes (in this order); all are closed at the end."""
+    peers: list[p2pchat.Peer] = []
+
+    async def make(name: str, *nodes: p2pchat.SignallingServer, **kwargs: Any) -> p2pchat.Peer:
+        made = p2pchat.Peer(name, server=[("127.0.0.1", n.port) for n in nodes], **kwargs)
+        peers.append(made)
+        await made.start()
+        return made
+
+    yield make
+    for made in reversed(peers):
+        await made.close()

@@ -99,14 +99,7 @@ class RedisServer:
         return ""
 
     async def _answers_now(self) -> bool:
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", self.port)
-        except OSError:
-            return False
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
-        return True
+        return await answers(self.port)
 
     # Plain calls, for the session fixture.
 
@@ -161,3 +154,15 @@ class RedisServer:
             os.kill(self._process.pid, signum)
             await self._process.wait()
         self._process = None
+
+
+async def answers(port: int) -> bool:
+    """True once something listens on 127.0.0.1:``port``."""
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+    except OSError:
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True

@@ -8,7 +8,6 @@ held by one node and both peers join it there, and garbage in Redis is survived.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,48 +18,10 @@ import p2pchat
 from p2pchat.redis_client import RedisClient
 from p2pchat.redis_cluster import RedisCluster
 
-from .conftest import connect, eventually, require
+from .conftest import NodeFactory, PeerMaker, connect, eventually, require
 from .redisserver import RedisServer, redis_available
 
 UNREACHABLE = [("127.0.0.1", 1)]  # an advertised address where nobody listens
-
-NodeFactory = Callable[..., Awaitable[p2pchat.SignallingServer]]
-PeerMaker = Callable[..., Awaitable[p2pchat.Peer]]
-
-
-@pytest.fixture
-async def node(redis_url: str, redis_prefix: str) -> AsyncIterator[NodeFactory]:
-    """Start a server node on the test's Redis prefix; all are closed at the end."""
-    started: list[p2pchat.SignallingServer] = []
-
-    async def start(node_id: str, **kwargs: Any) -> p2pchat.SignallingServer:
-        kwargs.setdefault("heartbeat_interval", 0.2)
-        kwargs.setdefault("node_ttl", 1.0)
-        server = p2pchat.SignallingServer(
-            port=0, redis=redis_url, redis_prefix=redis_prefix, node_id=node_id, **kwargs
-        )
-        await server.start()
-        started.append(server)
-        return server
-
-    yield start
-    for server in reversed(started):
-        await server.close()
-
-
-@pytest.fixture
-async def peer() -> AsyncIterator[PeerMaker]:
-    peers: list[p2pchat.Peer] = []
-
-    async def make(name: str, *nodes: p2pchat.SignallingServer, **kwargs: Any) -> p2pchat.Peer:
-        made = p2pchat.Peer(name, server=[("127.0.0.1", n.port) for n in nodes], **kwargs)
-        await made.start()
-        peers.append(made)
-        return made
-
-    yield make
-    for made in reversed(peers):
-        await made.close()
 
 
 async def test_an_invitation_and_its_answer_cross_nodes(node: NodeFactory, peer: PeerMaker) -> None:

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -23,46 +22,8 @@ from p2pchat.demo import command
 from p2pchat.redis_client import RedisClient
 from p2pchat.redis_cluster import RedisCluster
 
-from .conftest import Launch, connect, eventually
-from .redisserver import free_port
-
-NodeFactory = Callable[..., Awaitable[p2pchat.SignallingServer]]
-PeerMaker = Callable[..., Awaitable[p2pchat.Peer]]
-
-
-@pytest.fixture
-async def node(redis_url: str, redis_prefix: str) -> AsyncIterator[NodeFactory]:
-    """Start a server node on the test's Redis prefix; all are closed at the end."""
-    started: list[p2pchat.SignallingServer] = []
-
-    async def start(node_id: str, **kwargs: Any) -> p2pchat.SignallingServer:
-        kwargs.setdefault("heartbeat_interval", 0.2)
-        kwargs.setdefault("node_ttl", 1.0)
-        server = p2pchat.SignallingServer(
-            port=0, redis=redis_url, redis_prefix=redis_prefix, node_id=node_id, **kwargs
-        )
-        started.append(server)
-        await server.start()
-        return server
-
-    yield start
-    for server in reversed(started):
-        await server.close()
-
-
-@pytest.fixture
-async def peer() -> AsyncIterator[PeerMaker]:
-    peers: list[p2pchat.Peer] = []
-
-    async def make(name: str, *nodes: p2pchat.SignallingServer, **kwargs: Any) -> p2pchat.Peer:
-        made = p2pchat.Peer(name, server=[("127.0.0.1", n.port) for n in nodes], **kwargs)
-        peers.append(made)
-        await made.start()
-        return made
-
-    yield make
-    for made in reversed(peers):
-        await made.close()
+from .conftest import Launch, NodeFactory, PeerMaker, connect, eventually
+from .redisserver import answers, free_port
 
 
 class Gate:
@@ -203,18 +164,6 @@ async def test_a_logout_during_a_resync_leaves_no_ghost(
 
 
 # 3. A node let users in before it had joined the cluster, then erased them.
-
-
-async def answers(port: int) -> bool:
-    """True once something listens on 127.0.0.1:``port``."""
-    try:
-        _, writer = await asyncio.open_connection("127.0.0.1", port)
-    except OSError:
-        return False
-    writer.close()
-    with contextlib.suppress(OSError):
-        await writer.wait_closed()
-    return True
 
 
 async def test_a_node_lets_nobody_in_before_it_has_joined(
