@@ -130,6 +130,9 @@ async def test_two_pages_talk_both_ways_and_see_delivery(
     bob = await person(launch, browser, server_port, "bob", tmp_path)
     await expect(alice.talk_with("bob")).to_be_visible()  # both see each other online
     await expect(bob.talk_with("alice")).to_be_visible()
+    # No talk open: no message box to type into (what was typed there went nowhere).
+    await expect(alice.page.get_by_role("textbox", name="Message")).to_be_hidden()
+    await expect(alice.page.get_by_role("button", name="Leave")).to_be_hidden()
     await alice.talk_with("bob").click()
     invitation = bob.page.get_by_role("listitem", name="Invitation from alice")
     await invitation.get_by_role("button", name="Accept").click()
