@@ -113,8 +113,10 @@ async def test_a_natted_inviter_calls_a_public_invitee_back(
 ) -> None:
     outcome = await talk(launch, internet, internet.nat_a, internet.public, server=internet.server)
     report("NATed inviter -> public invitee", outcome, capsys)
-    assert outcome.invitee[:2] == ("direct", "reversed")
-    assert outcome.inviter[:2] == ("direct", "reversed")
+    # The call back and the punch start together, and either makes a direct path here
+    # (bob is public): the call back usually wins, the punch may on a loaded machine.
+    assert outcome.invitee[:2] in {("direct", "reversed"), ("direct", "punched")}
+    assert outcome.inviter[:2] == outcome.invitee[:2]
     assert outcome.inviter[2].startswith("198.18.0.10:")
 
 
