@@ -109,7 +109,7 @@ def certificate_key(certificate: bytes, *, check: bool = True) -> str:
             public.verify(cert.signature, cert.tbs_certificate_bytes)
     except (ValueError, InvalidSignature) as exc:
         raise IdentityError(
-            f"not a valid self-signed certificate: {exc or 'bad signature'}"
+            f"not a valid self-signed certificate: {str(exc) or 'bad signature'}"
         ) from None
     return b64encode(public.public_bytes_raw())
 

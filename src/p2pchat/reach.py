@@ -223,7 +223,7 @@ class Reach:
             try:
                 await self.door.present(connection, target)
             except (TimeoutError, ConnectionClosed, ProtocolError) as exc:
-                failures.append(f"{host}:{port}: {exc or 'no answer in time'}")
+                failures.append(f"{host}:{port}: {str(exc) or 'no answer in time'}")
                 continue
             return connection, "dialled"
         raise PeerUnreachable(
@@ -272,7 +272,7 @@ class Reach:
         except RelayUnavailable as exc:
             raise PeerUnreachable(f"the relay: {exc}", relay_refusal=str(exc)) from exc
         except (P2PChatError, TimeoutError) as exc:
-            raise PeerUnreachable(f"the relay: {exc or 'no answer'}") from exc
+            raise PeerUnreachable(f"the relay: {str(exc) or 'no answer'}") from exc
         logger.info("%s reaches %s through the relay", self.name, target.sender)
         return connection, "relayed"
 

@@ -104,7 +104,9 @@ def open_seal(
         )
         letter = _letters.decode(plain)
     except (InvalidTag, ValueError, IdentityError, msgspec.DecodeError) as exc:
-        raise SealError(f"item {item} from {sender} does not open: {exc or 'altered'}") from None
+        raise SealError(
+            f"item {item} from {sender} does not open: {str(exc) or 'altered'}"
+        ) from None
     if (letter.recipient, letter.id, letter.sender) != (me, item, sender):
         raise SealError(
             f"item {item} is not what it claims: written by {letter.sender} to "
