@@ -15,7 +15,14 @@ import pytest
 import p2pchat
 from p2pchat.protocol import PROTOCOL_VERSION, Ack, Error, Hello, Key, Msg, Proceed, StartTls, Whois
 
-from .conftest import PeerFactory, RawClient, connect, eventually, hand_driven_invitee
+from .conftest import (
+    GatedMessageStore,
+    PeerFactory,
+    RawClient,
+    connect,
+    eventually,
+    hand_driven_invitee,
+)
 
 RawFactory = Callable[[int], Awaitable[RawClient]]
 
@@ -193,6 +200,29 @@ async def test_shipped_is_set_only_after_the_ack(
     await direct.close()
     with pytest.raises(p2pchat.ConversationClosed, match="1 messages unacknowledged"):
         await asyncio.wait_for(chat.wait_acknowledged(), 5)
+
+
+async def test_an_ack_is_recorded_and_told_also_when_the_talk_ends_while_it_is_stored(
+    server: p2pchat.SignallingServer, make_peer: PeerFactory, raw_clients: RawFactory
+) -> None:
+    store = GatedMessageStore("mark_shipped")  # alice's disk is slow to mark it shipped
+    alice = await make_peer("alice", store=store)
+    shipped: list[tuple[str, list[str]]] = []
+    alice.on_shipped = lambda contact, ids: shipped.append((contact, ids))
+    chat, direct = await hand_driven_invitee(alice, "bob", server.port, raw_clients)
+    sent = await chat.send("acked as the talk ends")
+    await direct.send(Ack(ids=[(await direct.recv_until(Msg)).id]))
+    await asyncio.wait_for(store.entered.wait(), 5)  # the ack is being stored...
+    closing = asyncio.create_task(chat.close())  # ...when alice leaves
+    try:
+        await asyncio.wait_for(chat.wait_closed(), 5)
+    finally:
+        store.gate.set()
+    await asyncio.wait_for(closing, 5)
+    # The ack came: the message is shipped and the application told (a page shows it
+    # delivered), not one without the other.
+    assert shipped == [("bob", [sent.id])]
+    assert [m.shipped for m in await alice.history("bob")] == [True]
 
 
 async def test_a_restarted_peer_keeps_its_history(

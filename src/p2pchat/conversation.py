@@ -124,7 +124,7 @@ class Conversation:
         self._progress = asyncio.Event()  # acknowledged (or closed): wait_acknowledged's
         self._closed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self._writes: set[asyncio.Task[list[Message]]] = set()  # store writes that must finish
+        self._writes: set[asyncio.Task[object]] = set()  # store writes that must finish
         self._storing = 0  # messages taken from the queue, being stored
         self._outgoing = 0  # batches of ours being stored
         self._ready: list[Message] = []  # ours, stored, to go on the wire (in order)
@@ -425,13 +425,21 @@ class Conversation:
                 await self._connection.send(Ack(ids=list(effect.ids)))
             elif isinstance(effect, MarkShipped):
                 ids = list(effect.ids)
-                await self._store.mark_shipped(self.peer, ids)
+                marking = asyncio.create_task(self._mark_shipped(ids))
+                self._writes.add(marking)
+                marking.add_done_callback(self._writes.discard)
+                await asyncio.shield(marking)  # the end of the talk does not stop it midway
                 self._delivery.shipped(ids)
                 self._progress.set()
-                if self._settings.on_shipped is not None:
-                    self._settings.on_shipped(self.peer, ids)
             else:  # pragma: no cover - the adapter handles every effect it is given
                 raise AssertionError(f"unexpected effect {effect!r}")
+
+    async def _mark_shipped(self, ids: list[str]) -> None:
+        """Mark ``ids`` shipped, then tell the application: both or neither, also when the
+        talk ends during the write (else a message shipped in the store is never told)."""
+        await self._store.mark_shipped(self.peer, ids)
+        if self._settings.on_shipped is not None:
+            self._settings.on_shipped(self.peer, ids)
 
     # Closing.
 
