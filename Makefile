@@ -36,8 +36,12 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# Two test processes: most tests wait on sockets and child processes, so two share a
+# 2-core machine well (TEST_WORKERS=0: one process, as pytest runs by default).
+TEST_WORKERS ?= 2
+
 pytest: $(STAMP)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(TEST_WORKERS)
 
 bench: $(STAMP)  # p2pchat beside a raw-asyncio baseline; a few minutes
 	$(BIN)/python -m benchmarks
