@@ -18,10 +18,9 @@ import asyncio
 import collections
 import contextlib
 import logging
-import time
-import uuid
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from .connection import Connection, keep_alive
 from .delivery import (
@@ -43,15 +42,15 @@ from .protocol import Ack, Bye, Error, Msg, Ping, Pong
 from .queues import Inbox, Sending, resolve_stored
 from .store import Message, MessageStore
 
-__all__ = ["ChatSettings", "Conversation", "new_message"]
+__all__ = ["ChatSettings", "Conversation"]
 
 logger = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 BATCH = 256
 """Messages stored in one transaction and written in one go."""
 WRITES_IN_FLIGHT = 4
-"""Batches being stored at once, each way: the next is stored while the one before is
-on the wire, and a slow disk gathers them into one commit."""
+"""Batches being stored at once, each way (a slow disk gathers them into one commit)."""
 CLOSE_GRACE = 1.0
 """How long ``close()`` lets what was sent be acknowledged before it says bye."""
 
@@ -73,13 +72,6 @@ class ChatSettings:
             raise MessageTooLarge(
                 f"message of {size} bytes is over the limit of {self.max_message_size} bytes"
             )
-
-
-def new_message(sender: str, recipient: str, body: str) -> Message:
-    """A new message with a fresh, globally unique id."""
-    return Message(
-        id=str(uuid.uuid4()), sender=sender, recipient=recipient, body=body, sent_at=time.time()
-    )
 
 
 class Conversation:
@@ -107,9 +99,8 @@ class Conversation:
         """``direct`` for any direct TCP path, or ``relay`` when joined through the server
         (still end-to-end TLS)."""
         self.via = via or ("relayed" if route == "relay" else "dialled")
-        """How the connection was made, as this side saw it: ``dialled`` (the invitee
-        dialled the inviter), ``reversed`` (the inviter dialled the invitee back),
-        ``punched`` (both connected at once through their NATs), or ``relayed``."""
+        """How it was made, as this side saw it: ``dialled`` (by the invitee), ``reversed``
+        (the inviter dialled back), ``punched`` (both at once, through NATs) or ``relayed``."""
         self.close_reason = ""
         self.log = connection.log
         self._connection = connection
@@ -185,7 +176,7 @@ class Conversation:
             raise ConversationClosed(
                 f"conversation with {self.peer} is closed: {self.close_reason}"
             )
-        messages = [new_message(self.me, self.peer, body) for body in texts]
+        messages = [Message.new(self.me, self.peer, body) for body in texts]
         if not messages:
             return []
         limit = self._settings.max_queue
@@ -239,9 +230,8 @@ class Conversation:
         return bool(self._queue) and self._outgoing < WRITES_IN_FLIGHT
 
     def _store_batch(self) -> None:
-        """Take a batch from the queue and store it, in the background; once stored, it
-        is ready for the wire. The write finishes even if the conversation ends meanwhile
-        (it is then sent next time)."""
+        """Take a batch from the queue and store it in the background (``_keep``); once
+        stored, it is ready for the wire (or, if the talk has ended, for the next one)."""
         batch = [self._queue.popleft() for _ in range(min(BATCH, len(self._queue)))]
         self._room.set()  # room for senders
         messages = [message for message, _ in batch]
@@ -272,13 +262,18 @@ class Conversation:
         self._write(batch)
 
     def _write(self, batch: list[tuple[Message, Sending]]) -> asyncio.Task[list[Message]]:
-        """Store ``batch`` in the background; its senders learn the outcome. ``close()``
-        waits for every such write."""
-        writing = asyncio.create_task(self._store.add_many([m for m, _ in batch]))  # noqa: RUF006 (kept in _writes)
-        self._writes.add(writing)
-        writing.add_done_callback(self._writes.discard)
+        """Store ``batch`` in the background; its senders learn the outcome."""
+        writing = self._keep(self._store.add_many([m for m, _ in batch]))
         writing.add_done_callback(lambda task: resolve_stored(batch, task))
         return writing
+
+    def _keep(self, write: Coroutine[Any, Any, _T]) -> asyncio.Task[_T]:
+        """Run store write ``write`` as a task that the end of the talk does not stop:
+        ``close()`` waits for every one."""
+        task = asyncio.create_task(write)
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+        return task
 
     async def wait_acknowledged(self) -> None:
         """Wait until the other side has acknowledged (stored) everything sent so far in
@@ -408,10 +403,8 @@ class Conversation:
                 if self.closed and not self._incoming:
                     self._inbox.close()
 
-        writing = asyncio.ensure_future(self._store.add_many(arrived))
+        writing = self._keep(self._store.add_many(arrived))
         self._incoming.append(writing)
-        self._writes.add(writing)
-        writing.add_done_callback(self._writes.discard)
         writing.add_done_callback(stored)
 
     async def _run(self, effects: list[Effect]) -> None:
@@ -425,18 +418,14 @@ class Conversation:
                 await self._connection.send(Ack(ids=list(effect.ids)))
             elif isinstance(effect, MarkShipped):
                 ids = list(effect.ids)
-                marking = asyncio.create_task(self._mark_shipped(ids))
-                self._writes.add(marking)
-                marking.add_done_callback(self._writes.discard)
-                await asyncio.shield(marking)  # the end of the talk does not stop it midway
+                await asyncio.shield(self._keep(self._mark_shipped(ids)))
                 self._delivery.shipped(ids)
                 self._progress.set()
             else:  # pragma: no cover - the adapter handles every effect it is given
                 raise AssertionError(f"unexpected effect {effect!r}")
 
     async def _mark_shipped(self, ids: list[str]) -> None:
-        """Mark ``ids`` shipped, then tell the application: both or neither, also when the
-        talk ends during the write (else a message shipped in the store is never told)."""
+        """Mark ``ids`` shipped, then tell the application: both, or neither."""
         await self._store.mark_shipped(self.peer, ids)
         if self._settings.on_shipped is not None:
             self._settings.on_shipped(self.peer, ids)

@@ -23,7 +23,7 @@ from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any
 
 from .connection import Connection
-from .conversation import ChatSettings, Conversation, new_message
+from .conversation import ChatSettings, Conversation
 from .errors import (
     ConnectionClosed,
     ConversationClosed,
@@ -470,7 +470,7 @@ class Peer:
         if self.connected:
             with contextlib.suppress(ConnectionClosed):  # UnknownUser: nothing is stored
                 await self._postbox.check_recipient(user)
-        message = new_message(self.name, user, body)
+        message = Message.new(self.name, user, body)
         await self.store.add(message)
         if (chat := self._conversations.get(user)) is not None:
             chat.transmit(message)  # opened meanwhile: sent once, backlog or not

@@ -8,6 +8,8 @@ default). Every backend is tested by one shared suite.
 
 from __future__ import annotations
 
+import time
+import uuid
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Protocol
@@ -39,6 +41,13 @@ class Message(msgspec.Struct, frozen=True, kw_only=True):
     body: str
     sent_at: float
     shipped: bool = False
+
+    @classmethod
+    def new(cls, sender: str, recipient: str, body: str) -> Message:
+        """A new message, sent now, with a fresh, globally unique id."""
+        return cls(
+            id=str(uuid.uuid4()), sender=sender, recipient=recipient, body=body, sent_at=time.time()
+        )
 
 
 class UserRecord(msgspec.Struct, frozen=True, kw_only=True):
