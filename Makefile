@@ -5,21 +5,43 @@
 # make system-deps: install (as root, with apt-get) the programs some tests drive:
 #   Chromium (the web page's tests), redis-server (the cluster's), iptables and iproute2
 #   (network namespaces for the NAT tests). Without them those tests skip, saying why.
+#
+# What these install comes from requirements/dev.lock: exact versions with their hashes,
+# one file for every Python we support (3.11 to 3.13) and platform. pyproject.toml keeps
+# ranges for the library's users; the lock is what the project itself runs with.
+# make lock: write the lock anew from those ranges (the newest releases that fit).
+# make test-latest: the suite against the newest releases the ranges allow, in
+#   .venv-latest, without the lock: drift shows there before it breaks a fresh clone.
+# PYTHON=python3.13 make test: the same with another Python (.venv is made anew for it).
 PYTHON ?= python3
-VENV := .venv
+VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+LOCK := requirements/dev.lock
+# LATEST=1: install the newest releases allowed instead of the lock (make test-latest).
+LATEST ?=
+PYVER := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+STAMP := $(VENV)/.installed-$(PYVER)$(if $(LATEST),-latest)
+TOOLS := .venv-tools
 
 SYSTEM_DEPS := chromium redis-server iptables iproute2
 
-.PHONY: demo test check lint typecheck pytest clean system-deps screenshot bench
+.PHONY: demo test check lint typecheck pytest clean system-deps screenshot bench lock test-latest
 
-$(BIN)/python:
+# The environment is made anew whenever the lock, pyproject.toml or the Python changes,
+# so that it holds exactly what the lock says (nothing left over from an older one).
+$(STAMP): $(LOCK) pyproject.toml
+	@test -n "$(PYVER)" || { echo "make: no Python at PYTHON=$(PYTHON)" >&2; exit 1; }
+	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
-
-$(STAMP): pyproject.toml | $(BIN)/python
+ifeq ($(LATEST),)
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip check
+else
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet --upgrade --upgrade-strategy eager -e '.[test]'
+	$(BIN)/python -m pip list --format=freeze > $(VENV)/versions.txt
+endif
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -61,5 +83,23 @@ system-deps:
 		echo "system-deps: chromium, redis-server, iptables and ip are installed"; \
 	fi
 
+lock: $(TOOLS)/.installed  # requirements/dev.lock anew: the newest releases pyproject.toml allows
+	$(TOOLS)/bin/uv pip compile pyproject.toml requirements/build.in --extra test \
+		--universal --python-version 3.11 --generate-hashes --no-emit-index-url \
+		--upgrade --quiet -o $(LOCK)
+
+$(TOOLS)/.installed: requirements/uv.lock
+	rm -rf $(TOOLS)
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet --require-hashes --no-deps -r requirements/uv.lock
+	touch $@
+
+# Not part of CI (a release elsewhere must not turn main red): run it to see drift coming.
+test-latest:
+	rm -rf .venv-latest
+	$(MAKE) test VENV=.venv-latest LATEST=1
+	@echo "test-latest: passed with these versions (.venv-latest/versions.txt):"
+	@cat .venv-latest/versions.txt
+
 clean:
-	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-latest $(TOOLS) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

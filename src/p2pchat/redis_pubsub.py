@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -155,8 +155,11 @@ class NodeChannels:
                 logger.log(level, "node %s: Redis pub/sub lost: %s", self.node_id, exc)
             finally:
                 self.subscribed.clear()
+                # Through a typed name: redis-py types aclose() only from 8.2 on, and a call
+                # of the untyped one would fail mypy --strict with the older releases.
+                close: Callable[[], Awaitable[object]] = pubsub.aclose
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await close()
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
             delay = min(delay * 2, 2.0)
 
