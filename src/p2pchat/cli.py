@@ -365,7 +365,11 @@ def peer_main(argv: Sequence[str] | None = None) -> int:
             await peer.close()
         return 0
 
-    status = _run(chat())
+    try:
+        status = _run(chat())
+    finally:
+        if isinstance(screen, TerminalScreen):
+            screen.restore()
     if isinstance(screen, TerminalScreen):
         print()
     return status

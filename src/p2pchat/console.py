@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import aioconsole
 
@@ -28,6 +29,7 @@ from . import (
     fingerprint,
     format_address,
 )
+from .terminal import message_lines, visible
 
 __all__ = ["PeerConsole", "PipeScreen", "Screen", "TerminalScreen"]
 
@@ -80,6 +82,17 @@ class TerminalScreen(Screen):
             self._readline = readline
         self.prompt = "> "
         self._reading = False  # an input() is waiting for a line
+        self._mode = _terminal_mode()  # as found, for restore()
+
+    def restore(self) -> None:
+        """Put the terminal back in the mode it was found in. Ctrl-C ends the console
+        while readline, in its thread, holds the terminal with echo and line editing off;
+        nothing else would turn them on again for the next program."""
+        if self._mode is not None:
+            import termios  # found it: a POSIX terminal
+
+            with contextlib.suppress(OSError, termios.error):
+                termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, self._mode)
 
     async def read_line(self) -> str | None:
         loop = asyncio.get_running_loop()
@@ -114,6 +127,18 @@ class TerminalScreen(Screen):
             typed = self._readline.get_line_buffer() if self._readline is not None else ""
             sys.stdout.write(f"\r\x1b[2K{text}\n{self.prompt}{typed}")
         sys.stdout.flush()
+
+
+def _terminal_mode() -> list[Any] | None:
+    """The mode of the terminal on standard input, if it is one (and POSIX)."""
+    try:
+        import termios
+    except ImportError:
+        return None
+    try:
+        return termios.tcgetattr(sys.stdin.fileno())
+    except (OSError, ValueError, termios.error):
+        return None
 
 
 class PeerConsole:
@@ -166,8 +191,10 @@ class PeerConsole:
                 task.cancel()
             await asyncio.gather(watcher, *self._readers.values(), return_exceptions=True)
 
-    async def show(self, text: str) -> None:
-        await self.screen.show(text)
+    async def show(self, *lines: str) -> None:
+        """Show each of ``lines`` as one line: what others wrote in them (names, bodies,
+        reasons) can reach the terminal only with its control characters made visible."""
+        await self.screen.show("\n".join(visible(line) for line in lines))
 
     def _set_focus(self, user: str | None) -> None:
         self.focus = user
@@ -178,17 +205,17 @@ class PeerConsole:
         """Act on one line; False when the console should stop."""
         if not line:
             return True
-        if self.focus is not None and not line.startswith("/"):
-            await self.say(self.focus, line)
-            return True
-        name, _, argument = line.removeprefix("/").partition(" ")
-        command = self._commands.get(name.lower())
-        if command is None:
-            await self.show(f"unknown command {name!r}; type ? for help")
-            return True
         try:
+            if self.focus is not None and not line.startswith("/"):
+                await self.say(self.focus, line)
+                return True
+            name, _, argument = line.removeprefix("/").partition(" ")
+            command = self._commands.get(name.lower())
+            if command is None:
+                await self.show(f"unknown command {name!r}; type ? for help")
+                return True
             return await command(argument.strip())
-        except P2PChatError as exc:
+        except P2PChatError as exc:  # MessageTooLarge too: say so and go on
             await self.show(f"error: {exc}")
             return True
 
@@ -201,7 +228,7 @@ class PeerConsole:
     async def _show_history(self, user: str, history: list[Message]) -> None:
         await self.show(f"--- history with {user}: {len(history)} messages ---")
         for message in history:
-            await self.show(self._format(message, history=True))
+            await self.show(*self._format(message, history=True))
         await self.show("--- end of history ---")
 
     async def _talk(self, user: str, opening: Awaitable[Conversation]) -> None:
@@ -219,7 +246,7 @@ class PeerConsole:
 
     async def _read_conversation(self, chat: Conversation) -> None:
         async for message in chat:
-            await self.show(self._format(message))
+            await self.show(*self._format(message))
         self._readers.pop(chat, None)
         if chat.close_reason in ("closed", "logging out"):
             return  # we left: said already
@@ -230,12 +257,14 @@ class PeerConsole:
             f"t {chat.peer} to write to them anyway"
         )
 
-    def _format(self, message: Message, *, history: bool = False) -> str:
+    def _format(self, message: Message, *, history: bool = False) -> list[str]:
+        """A message as the lines that show it (a body's further lines under a bar)."""
+        sender = visible(message.sender)
         if not history:
-            return f"{message.sender}: {message.body}"
+            return message_lines(f"{sender}: ", message.body)
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(message.sent_at))
         pending = "" if message.shipped else "  (not delivered yet)"
-        return f"[{when}] {message.sender}: {message.body}{pending}"
+        return message_lines(f"[{when}] {sender}: ", message.body, pending)
 
     # Commands. Each returns False to stop the console.
 
@@ -345,8 +374,7 @@ class PeerConsole:
             "pending invitations: "
             + (", ".join(i.sender for i in peer.pending_invitations()) or "-"),
         ]
-        for line in lines:
-            await self.show(line)
+        await self.show(*lines)
         return True
 
     async def cmd_whois(self, user: str) -> bool:
@@ -385,7 +413,7 @@ class PeerConsole:
         return True
 
     async def cmd_help(self, _: str) -> bool:
-        await self.show(self.HELP)
+        await self.show(*self.HELP.split("\n"))
         return True
 
     # News.
@@ -400,7 +428,7 @@ class PeerConsole:
         while True:
             message = await self.peer.next_message()
             when = "while you were away" if message.sent_at < self._since else "mail"
-            await self.show(f"{message.sender} ({when}): {message.body}")
+            await self.show(*message_lines(f"{visible(message.sender)} ({when}): ", message.body))
 
     def _presence(self, user: str, online: bool) -> None:
         self._show_soon(f"* {user} is online" if online else f"* {user} went offline")

@@ -1,0 +1,118 @@
+"""The console in the hands of a hostile correspondent, and of a user who types."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import termios
+from pathlib import Path
+
+import pytest
+
+import p2pchat
+from p2pchat.demo import command
+from p2pchat.terminal import CONTINUATION, message_lines, visible
+
+from .conftest import Launch, eventually
+
+HOSTILE = "hi\x1b[2J\x1b]0;pwned\x07\r\nbob: forged\u202etxt.exe\x9b31m"
+"""Clears the screen, sets the title, goes back over the line, forges a line from bob,
+turns the text around and colours it (C1 CSI): a terminal must obey none of it."""
+
+
+def test_control_characters_are_shown_not_obeyed() -> None:
+    assert visible("a\x1b[2Jb\r\n\x00\x7f\x9b\u202e\u2028\tc") == (
+        "a\\x1b[2Jb\\r\\n\\x00\\x7f\\x9b\\u202e\\u2028\tc"
+    )
+    assert visible("héllo, wörld 👋") == "héllo, wörld 👋"  # letters and emoji stay
+
+
+def test_a_further_line_cannot_pass_for_a_message() -> None:
+    assert message_lines("alice: ", "one\nbob: two\n\x1b[A", " (late)") == [
+        "alice: one",
+        f"{CONTINUATION}bob: two",
+        f"{CONTINUATION}\\x1b[A (late)",
+    ]
+
+
+def assert_harmless(lines: list[str]) -> None:
+    for line in lines:
+        assert not any(char in line for char in "\x1b\r\x07\x9b\u202e"), repr(line)
+        assert not line.startswith("bob: forged"), line
+
+
+async def test_hostile_text_reaches_the_console_only_as_text(
+    launch: Launch, tmp_path: Path
+) -> None:
+    server = await launch("server", [*command("p2pchat-server"), "--port", "0", "--memory"])
+    port = int((await server.expect(r"listening on 127\.0\.0\.1:(\d+)")).group(1))
+    where = ("127.0.0.1", port)
+    db = str(tmp_path / "bob.sqlite3")
+    bob_args = [*command("p2pchat-peer"), "bob", "--server", f"127.0.0.1:{port}", "--db", db]
+
+    bob = await launch("bob", bob_args)
+    await bob.expect("logged in as bob")
+    await bob.say("e")
+    assert await bob.finish() == 0
+    async with p2pchat.Peer("alice", server=where) as alice:
+        await alice.send("bob", HOSTILE)  # sealed: shown at bob's next login, untouched
+        bob = await launch("bob", bob_args)
+        await bob.expect(r"alice \(while you were away\): hi\\x1b\[2J\\x1b\]0;pwned\\x07\\r$")
+        await bob.expect(r"^  \| bob: forged\\u202etxt\.exe\\x9b31m$")
+
+        talk = asyncio.ensure_future(alice.invite("bob"))
+        await bob.expect("alice invites you")
+        await bob.say("y")
+        chat = await talk
+        await chat.send(HOSTILE)
+        await bob.expect(r"^alice: hi\\x1b")
+        await bob.expect(r"^  \| bob: forged")
+        await bob.say("/h alice")
+        await bob.expect(r"^\[.*\] alice: hi\\x1b")
+        await bob.expect(r"^  \| bob: forged.*\\x9b31m$")
+
+        # A line over the size limit typed in a talk: said, and the talk goes on.
+        await bob.say("x" * 17_000)
+        await bob.expect("error: message of 17000 bytes is over the limit")
+        await bob.say("still here")
+        assert (await asyncio.wait_for(chat.receive(), 15)).body == "still here"
+    assert_harmless(bob.output)
+
+
+async def test_ctrl_c_gives_the_terminal_back_as_it_was(launch: Launch, tmp_path: Path) -> None:
+    server = await launch("server", [*command("p2pchat-server"), "--port", "0", "--memory"])
+    port = (await server.expect(r"listening on 127\.0\.0\.1:(\d+)")).group(1)
+    main, tty = os.openpty()
+    seen = bytearray()
+    try:
+        before = termios.tcgetattr(tty)
+        env = {**os.environ, "XDG_DATA_HOME": str(tmp_path), "TERM": "xterm"}
+        peer = await asyncio.create_subprocess_exec(
+            *command("p2pchat-peer"), "carol", "--server", f"127.0.0.1:{port}", "--memory",
+            stdin=tty, stdout=tty, stderr=tty, env=env, start_new_session=True,
+        )  # fmt: skip
+        loop = asyncio.get_running_loop()
+        loop.add_reader(main, lambda: seen.extend(os.read(main, 65536)))
+        try:
+            # The prompt is drawn once readline has taken the terminal (echo and line
+            # editing off): the state a Ctrl-C used to leave behind.
+            await eventually(lambda: b"> " in seen, timeout=20)
+            assert not termios.tcgetattr(tty)[3] & termios.ICANON
+            peer.send_signal(signal.SIGINT)
+            assert await asyncio.wait_for(peer.wait(), 15) == 0
+        finally:
+            loop.remove_reader(main)
+            if peer.returncode is None:
+                peer.kill()
+                await peer.wait()
+        after = termios.tcgetattr(tty)
+        assert after[3] & (termios.ICANON | termios.ECHO) == termios.ICANON | termios.ECHO
+        assert after == before
+    finally:
+        os.close(main)
+        os.close(tty)
+
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX terminals")
