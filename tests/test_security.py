@@ -11,10 +11,18 @@ from pathlib import Path
 import pytest
 
 import p2pchat
-from p2pchat.identity import b64encode, login_challenge_payload
+from p2pchat.demo import command
+from p2pchat.identity import b64encode, login_challenge_payload, tls13_only
 from p2pchat.protocol import PROTOCOL_VERSION, Auth, Challenge, Error, Hello, Welcome
 
-from .conftest import PeerFactory, RawClient, RecordingProxy, connect, server_certificate
+from .conftest import (
+    Launch,
+    PeerFactory,
+    RawClient,
+    RecordingProxy,
+    connect,
+    server_certificate,
+)
 
 RawFactory = Callable[[int], Awaitable[RawClient]]
 
@@ -191,3 +199,42 @@ async def test_the_server_connection_over_tls_is_verified(tmp_path: Path) -> Non
                 await p2pchat.Peer("bob", server=(host, port), server_ssl=wrong).start()
         finally:
             await proxy.close()
+
+
+async def test_the_server_command_offers_tls_1_3_with_x25519_only(
+    tmp_path: Path, launch: Launch
+) -> None:
+    cert, key = server_certificate(tmp_path)
+    tls = ["--tls-cert", str(cert), "--tls-key", str(key)]
+    server = await launch("server", [*command("p2pchat-server"), "--port", "0", "--memory", *tls])
+    port = int((await server.expect(r"listening on 127\.0\.0\.1:(\d+)")).group(1))
+
+    async def handshake(client: ssl.SSLContext) -> tuple[str | None, str | None]:
+        _, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client)
+        try:
+            tls = writer.get_extra_info("ssl_object")
+            return tls.version(), tls.cipher()[0]
+        finally:
+            writer.close()
+
+    def client(**settings: object) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=cert)
+        for name, value in settings.items():
+            setattr(context, name, value)
+        return context
+
+    version, _ = await handshake(client())
+    assert version == "TLSv1.3"
+    old = client(maximum_version=ssl.TLSVersion.TLSv1_2)
+    old.set_ciphers("ECDHE+AESGCM:ECDHE+AES256:ECDHE+CHACHA20:@SECLEVEL=1")
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        await handshake(old)
+    for group in ("secp521r1", "secp384r1"):  # P-521 (and P-384): groups it no longer takes
+        weak = client()
+        weak.set_ecdh_curve(group)
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            await handshake(weak)
+    # And a peer that pins the certificate logs in over it as before.
+    pinned = tls13_only(ssl.create_default_context(cafile=cert))
+    async with p2pchat.Peer("alice", server=("127.0.0.1", port), server_ssl=pinned) as alice:
+        assert await alice.online() == ["alice"]

@@ -43,7 +43,7 @@ from .errors import (
     UnknownUser,
     UserOffline,
 )
-from .identity import Identity, fingerprint
+from .identity import Identity, fingerprint, tls13_only
 from .peer import Conversation, Invitation, Peer
 from .protocol import DEFAULT_MAX_FRAME, DEFAULT_PORT, PROTOCOL_VERSION, check_name
 from .server import SignallingServer
@@ -120,4 +120,5 @@ __all__ = [
     "check_name",
     "fingerprint",
     "format_address",
+    "tls13_only",
 ]

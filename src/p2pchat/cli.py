@@ -40,6 +40,7 @@ from . import (
     UserStore,
     __version__,
     check_name,
+    tls13_only,
 )
 from .console import PeerConsole, PipeScreen, Screen, TerminalScreen
 from .settings import add_server_settings, server_settings
@@ -212,7 +213,7 @@ def server_main(argv: Sequence[str] | None = None) -> int:
     _setup_logging(args.log_level)
     tls: ssl.SSLContext | None = None
     if args.tls_cert:
-        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls = tls13_only(ssl.create_default_context(ssl.Purpose.CLIENT_AUTH))
         try:
             tls.load_cert_chain(args.tls_cert, args.tls_key)
         except (OSError, ssl.SSLError) as exc:
@@ -328,7 +329,7 @@ def peer_main(argv: Sequence[str] | None = None) -> int:
             args.identity or _data_dir() / f"identity-{args.name}.key"
         )
         server_ssl = (
-            ssl.create_default_context(cafile=args.server_cert)
+            tls13_only(ssl.create_default_context(cafile=args.server_cert))
             if args.tls or args.server_cert
             else None
         )
