@@ -4,8 +4,11 @@ real ``p2pchat-peer NAME --web`` processes, each page its own browser context.""
 from __future__ import annotations
 
 import asyncio
+import html
 import os
 import shutil
+import stat
+import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -399,6 +402,13 @@ def test_malformed_commands_from_a_page_are_refused(text: str) -> None:
         decode_command(text)
 
 
+def launched_file(opened: Path) -> tuple[str, int, str]:
+    """What the browser was given to open; the mode and text of the file it names."""
+    launched = opened.read_text().strip()
+    launcher = Path(urllib.parse.unquote(urllib.parse.urlsplit(launched).path))
+    return launched, stat.S_IMODE(launcher.stat().st_mode), launcher.read_text()
+
+
 async def test_open_starts_a_browser_and_a_page_off_loopback_is_warned_of(
     launch: Launch, server_port: int, tmp_path: Path
 ) -> None:
@@ -411,10 +421,21 @@ async def test_open_starts_a_browser_and_a_page_off_loopback_is_warned_of(
         "alice", [*args, "--memory", "--web", "0", "--open"], env={"BROWSER": f"{browser} %s"}
     )
     url = (await alice.expect(r"web page: (\S+)")).group(1)
-    await eventually(lambda: opened.exists() and opened.read_text().strip() == url)
+    await eventually(lambda: opened.exists() and opened.read_text().strip() != "")
+    # The browser's command line, which ps shows every local user, names a private file
+    # that leads to the page, never the token itself.
+    launched, mode, page = launched_file(opened)
+    assert launched.startswith("file://")
+    assert "token" not in launched
+    assert mode == 0o600
+    assert f'url={html.escape(url)}"' in page
     bob_args = [*command("p2pchat-peer"), "bob", "--server", f"127.0.0.1:{server_port}"]
     bob = await launch("bob", [*bob_args, "--memory", "--web", "0.0.0.0:0"])
     await bob.expect(r"WARNING .*served on 0\.0\.0\.0, not only to this machine")
+    alice.process.terminate()
+    assert await alice.finish() == 0
+    with pytest.raises(FileNotFoundError):  # gone with the peer (its token is dead anyway)
+        launched_file(opened)
 
 
 def test_host_names_a_page_answers_to() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import html
 import ipaddress
 import logging
 import os
@@ -409,11 +410,38 @@ async def _serve_web(peer: Peer, host: str, port: int, *, open_browser: bool) ->
     try:
         print(f"web page: {ui.url}", flush=True)
         if open_browser:
-            webbrowser.open(ui.url)
+            launcher = _launcher(ui.url, peer.name)
+            webbrowser.open(launcher.as_uri())
         await asyncio.Event().wait()  # until a signal cancels us
     finally:
+        if open_browser:
+            with contextlib.suppress(OSError):
+                _launcher_path(peer.name).unlink()
         await ui.close()
     return 0
+
+
+def _launcher_path(name: str) -> Path:
+    return _data_dir() / f"web-{name}.html"
+
+
+def _launcher(url: str, name: str) -> Path:
+    """A private (0600) page that sends the browser on to ``url``, to open instead of it:
+    a browser's command line is there for every local user to read (``ps``), so it names
+    this file, never the page's token."""
+    path = _launcher_path(name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()  # then made anew, ours alone (O_EXCL: never through a planted link)
+    target = html.escape(url, quote=True)
+    page = (
+        f'<!doctype html><html><head><meta charset="utf-8"><title>p2pchat</title>'
+        f'<meta http-equiv="refresh" content="0;url={target}"></head>'
+        f'<body><a href="{target}">Open the p2pchat page</a></body></html>\n'
+    )
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as file:
+        file.write(page)
+    return path
 
 
 if __name__ == "__main__":  # pragma: no cover
