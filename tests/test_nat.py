@@ -161,3 +161,32 @@ async def test_a_peer_listening_on_loopback_only_still_logs_in_to_a_remote_serve
     args = [sys.executable, WORKER, "carol", internet.server.address, str(port), "127.0.0.1"]
     carol = await run_in(launch, "carol", internet.public, args)
     await carol.expect(r"^ready 127\.0\.0\.1:\d+$")
+
+
+OWN_ADDRESSES = """
+import sys
+from p2pchat.dialler import Dialler
+own, neighbour, server = sys.argv[1:4]
+remote = Dialler(lambda: (server, 5535), sources=list)
+local = Dialler(lambda: ("127.0.0.1", 5535), sources=list)
+here = Dialler(lambda: (own, 5535), sources=list)  # a server on this host's own address
+print("remote", remote.refuse_to_dial(own, 6379), remote.refuse_to_dial("127.0.0.1", 6379))
+print("neighbour", remote.refuse_to_dial(neighbour, 6379))
+print("local", local.refuse_to_dial(own, 6379), here.refuse_to_dial(own, 6379))
+"""
+
+
+async def test_an_inviter_cannot_send_the_invitee_to_its_own_machine(
+    internet: Internet, launch: Launch
+) -> None:
+    # The public host's own address (its LAN, a bridge, a public one) is where a hostile
+    # inviter would point it, at a service of its own: refused, as loopback is, unless the
+    # server is on that machine too. Another host of the same network is dialled.
+    public, server = internet.public.address, internet.server.address
+    args = [sys.executable, "-c", OWN_ADDRESSES, public, server, server]
+    checks = await run_in(launch, "checks", internet.public, args)
+    refused = "an address of this machine, from a remote server: not dialled"
+    await checks.expect(f"^remote {refused} {refused}$")
+    await checks.expect("^neighbour None$")
+    await checks.expect("^local None None$")
+    assert await checks.finish() == 0

@@ -3,20 +3,23 @@ that the rules on where it may connect hold for each one: the inviter's advertis
 addresses, an invitee's addresses in a call back, and every hole punch target.
 
 Those addresses come from the other peer and the server, either of which may be hostile:
-they must not make us knock on privileged services, nor on our own machine unless the
-server is local too.
+they must not make us knock on privileged services, nor on our own machine (its loopback
+or any of its interfaces' addresses: LAN, bridges, public) unless the server is on this
+machine too.
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
+import socket
 from collections.abc import Callable
 
 from .connection import Connection
 from .errors import ConnectionClosed
 from .protocol import DEFAULT_MAX_FRAME
 
-__all__ = ["Dialler", "is_loopback"]
+__all__ = ["Dialler", "is_loopback", "is_own_address"]
 
 
 class Dialler:
@@ -47,9 +50,16 @@ class Dialler:
             return "not a host address"
         if ip.version == 4 and ip.is_link_local:  # 169.254/16: cloud metadata services
             return "link-local address, not dialled"
-        if ip.is_loopback and not is_loopback(self.server()[0]):
-            return "loopback address from a remote server, not dialled"
+        if (ip.is_loopback or is_own_address(ip)) and not self._server_is_here():
+            return "an address of this machine, from a remote server: not dialled"
         return None
+
+    def _server_is_here(self) -> bool:
+        host = self.server()[0]
+        if is_loopback(host):
+            return True
+        ip = _ip_address(host)
+        return ip is not None and is_own_address(ip)
 
     async def connect(
         self,
@@ -85,6 +95,34 @@ def _ip_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | No
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         return ip.ipv4_mapped
     return ip
+
+
+def is_own_address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Whether ``ip`` is an address of one of this machine's interfaces.
+
+    The kernel knows: a socket binds only to an address of its own (one system call, no
+    I/O), unless the machine lets any address be bound (Linux's ``ip_nonlocal_bind``):
+    then nothing is taken for ours."""
+    return not _binds_anything(ip.version) and _binds(ip)
+
+
+@functools.cache
+def _binds_anything(version: int) -> bool:
+    try:
+        with open(f"/proc/sys/net/ipv{version}/ip_nonlocal_bind", "rb") as setting:
+            return setting.read().strip() not in (b"", b"0")
+    except OSError:  # not Linux, or no such setting: binding tells
+        return False
+
+
+def _binds(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.bind((str(ip), 0))
+    except OSError:
+        return False
+    return True
 
 
 def is_loopback(host: str) -> bool:
