@@ -17,6 +17,7 @@ import logging
 from collections.abc import Coroutine
 from typing import Any, Final
 
+import msgspec
 from aiohttp import web
 
 from . import (
@@ -43,6 +44,8 @@ MAX_TALKS: Final = 64
 """Conversations listed on the page at most (the oldest go; their history stays)."""
 PAST_TALKS: Final = 20
 """Earlier conversations (from the store) listed when the page starts."""
+EVENT_SLACK: Final = 1024
+"""Bytes of an event kept free of history, for its other fields."""
 
 
 class WebUI:
@@ -80,6 +83,8 @@ class WebUI:
         self._runner: web.AppRunner | None = None
         self.tabs: set[Tab] = set()
         """The pages connected now."""
+        self.opening = 0
+        """Pages being connected (counted against ``max_tabs`` with those connected)."""
         self._invitations: dict[str, Invitation] = {}
         self._talks: dict[str, Conversation] = {}
         self._leaving: set[Conversation] = set()  # closed from a page: "you left"
@@ -201,17 +206,29 @@ class WebUI:
         self._broadcast(ev.Talk(talk=await self._talk_info(chat.peer)))
         self._spawn(self._read(chat))
 
-    async def _talk_info(self, user: str, *, unread: int = 0) -> ev.TalkInfo:
+    async def _talk_info(
+        self, user: str, *, unread: int = 0, history: list[ev.WebMessage] | None = None
+    ) -> ev.TalkInfo:
+        """``user``'s talk with ``history``, by default its newest messages that fit in one
+        event (``max_event_size``; the newest one always)."""
         chat = self._talks.get(user)
-        history = await self.peer.history(user, limit=HISTORY)
+        older = False
+        if history is None:
+            stored = await self._history(user)
+            history = _newest_within(stored, self.max_event_size - EVENT_SLACK) or stored[-1:]
+            older = len(history) < len(stored)
         return ev.TalkInfo(
             user=user,
             live=chat is not None and not chat.closed,
             route=chat.route if chat is not None else "",
             via=chat.via if chat is not None else "",
-            history=[ev.WebMessage.of(m) for m in history],
+            history=history,
+            older=older,
             unread=unread,
         )
+
+    async def _history(self, user: str) -> list[ev.WebMessage]:
+        return [ev.WebMessage.of(m) for m in await self.peer.history(user, limit=HISTORY)]
 
     async def _read(self, chat: Conversation) -> None:
         async for message in chat:
@@ -226,11 +243,15 @@ class WebUI:
     # What a tab asks for.
 
     async def snapshot(self) -> ev.Snapshot:
-        talks = []
-        for user, unread in list(self._contacts.items()):
-            talks.append(await self._talk_info(user, unread=unread))
+        """Everything the page shows, in one event of at most ``max_event_size`` bytes:
+        the talks share what the rest leaves, a message at a time from each, newest first
+        (mail from many accounts cannot make it grow without end)."""
+        contacts = list(self._contacts.items())
+        for user, _ in contacts:
             self._contacts[user] = 0  # a page shows them now
-        return ev.Snapshot(
+        talks = [await self._talk_info(user, unread=n, history=[]) for user, n in contacts]
+        histories = [await self._history(user) for user, _ in contacts]
+        snapshot = ev.Snapshot(
             name=self.peer.name,
             fingerprint=self.peer.fingerprint,
             state=self.peer.state,
@@ -238,6 +259,27 @@ class WebUI:
             invitations=[_info(i) for i in self._invitations.values() if _standing(i)],
             talks=talks,
         )
+        left = self.max_event_size - EVENT_SLACK - len(ev.encode_event(snapshot))
+        shown = [0] * len(histories)  # the newest shown[i] messages of talk i
+        full = [not history for history in histories]
+        while not all(full):
+            for i, history in enumerate(histories):
+                if full[i]:
+                    continue
+                cost = _size(history[-1 - shown[i]])
+                if cost > left:
+                    full[i] = True  # no gap: its older ones are not taken either
+                    continue
+                left -= cost
+                shown[i] += 1
+                full[i] = shown[i] == len(history)
+        talks = [
+            msgspec.structs.replace(
+                talk, history=history[len(history) - n :], older=n < len(history)
+            )
+            for talk, history, n in zip(talks, histories, shown, strict=True)
+        ]
+        return msgspec.structs.replace(snapshot, talks=talks)
 
     async def handle(self, tab: Tab, command: ev.Command) -> None:
         """Carry out one command from a page; what fails is told as an error event."""
@@ -335,3 +377,18 @@ def _bound_port(runner: web.AppRunner, asked: int) -> int:
     for address in runner.addresses:
         return int(address[1])
     return asked
+
+
+def _size(message: ev.WebMessage) -> int:
+    """The bytes ``message`` adds to a list in an event (its JSON, and a comma)."""
+    return len(ev.encode_messages([message])) - 1
+
+
+def _newest_within(messages: list[ev.WebMessage], budget: int) -> list[ev.WebMessage]:
+    """The newest of ``messages`` (oldest first) whose JSON fits in ``budget`` bytes."""
+    used = 2  # []
+    start = len(messages)
+    while start > 0 and used + _size(messages[start - 1]) <= budget:
+        used += _size(messages[start - 1])
+        start -= 1
+    return messages[start:]

@@ -15,7 +15,7 @@ import msgspec
 from .messages import NAME_PATTERN
 from .store import Message
 
-__all__ = ["Command", "Event", "decode_command", "encode_event"]
+__all__ = ["Command", "Event", "decode_command", "encode_event", "encode_messages"]
 
 Name: TypeAlias = Annotated[str, msgspec.Meta(min_length=1, max_length=32, pattern=NAME_PATTERN)]
 Id: TypeAlias = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
@@ -100,6 +100,8 @@ class TalkInfo(msgspec.Struct, frozen=True, kw_only=True):
     via: str = ""
     """How it was made: ``dialled``, ``reversed``, ``punched`` or ``relayed``."""
     history: list[WebMessage] = []
+    older: bool = False
+    """Older messages are in the store than ``history`` holds (it is bounded in bytes)."""
     unread: int = 0
     """Messages that came while no page was open."""
 
@@ -215,3 +217,8 @@ def decode_command(data: str | bytes) -> Command:
 
 def encode_event(event: Event) -> str:
     return _encoder.encode(event).decode()
+
+
+def encode_messages(messages: list[WebMessage]) -> bytes:
+    """``messages`` as the JSON an event carries them in (to measure them)."""
+    return _encoder.encode(messages)

@@ -188,12 +188,16 @@ async def _socket(request: web.Request) -> web.StreamResponse:
     if not ui.door.same_origin(request):
         logger.warning("refused a WebSocket from another origin: %r", request.headers.get("Origin"))
         return web.Response(status=403, text="not from this page\n")
-    if len(ui.tabs) >= ui.max_tabs:
+    if len(ui.tabs) + ui.opening >= ui.max_tabs:  # counted before any wait: many at once
         return web.Response(status=503, text="too many pages open\n")
-    socket = web.WebSocketResponse(heartbeat=ui.heartbeat, max_msg_size=ui.max_event_size)
-    await socket.prepare(request)
-    tab = Tab(socket, ui.tab_queue)
-    tab.send(await ui.snapshot())
+    ui.opening += 1
+    try:
+        socket = web.WebSocketResponse(heartbeat=ui.heartbeat, max_msg_size=ui.max_event_size)
+        await socket.prepare(request)
+        tab = Tab(socket, ui.tab_queue)
+        tab.send(await ui.snapshot())
+    finally:
+        ui.opening -= 1
     ui.tabs.add(tab)
     writer = asyncio.create_task(tab.write())
     try:
