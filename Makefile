@@ -25,7 +25,7 @@ TOOLS := .venv-tools
 
 SYSTEM_DEPS := chromium redis-server iptables iproute2
 
-.PHONY: demo test check lint typecheck pytest clean system-deps screenshot bench lock test-latest
+.PHONY: demo test check lint typecheck pytest clean system-deps screenshot bench lock test-latest fuzz
 
 # The environment is made anew whenever the lock, pyproject.toml or the Python changes,
 # so that it holds exactly what the lock says (nothing left over from an older one).
@@ -52,8 +52,8 @@ test: check pytest
 check: lint typecheck
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks fuzz
+	$(BIN)/ruff format --check src tests benchmarks fuzz
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -67,6 +67,9 @@ pytest: $(STAMP)
 
 bench: $(STAMP)  # p2pchat beside a raw-asyncio baseline; a few minutes
 	$(BIN)/python -m benchmarks
+
+fuzz: $(STAMP)  # every decoder a remote party reaches, 10^6 generated inputs each; minutes
+	$(BIN)/python -m fuzz
 
 screenshot: $(STAMP)  # docs/web.png, as the web page's test sees it
 	P2PCHAT_UPDATE_SCREENSHOT=1 $(BIN)/pytest -q tests/test_web.py -k two_conversations

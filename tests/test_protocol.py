@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -28,6 +29,7 @@ from p2pchat.protocol import (
     WireMessage,
     encode,
 )
+from p2pchat.webevents import decode_command
 
 SAMPLES: list[WireMessage] = [
     Hello(version=PROTOCOL_VERSION, name="alice", addresses=[("127.0.0.1", 4000), ("::1", 4000)]),
@@ -184,3 +186,11 @@ def test_the_punch_messages_are_optional_additions_to_version_3() -> None:
     ):
         with pytest.raises(ProtocolError):
             Decoder().feed(struct.pack(">I", len(bad)) + bad)
+
+
+def test_json_nested_beyond_the_decoders_bound_is_a_protocol_error() -> None:
+    deep = b'{"type":' + b"[" * 5000 + b"]" * 5000 + b"}"
+    with pytest.raises(ProtocolError, match="nested too deeply"):
+        Decoder().feed(len(deep).to_bytes(4, "big") + deep)
+    with pytest.raises(msgspec.DecodeError, match="nested too deeply"):
+        decode_command(deep.decode())

@@ -174,6 +174,8 @@ def decode_body(body: bytes) -> WireMessage:
         raise ProtocolError(f"invalid JSON: {exc}") from None
     except UnicodeDecodeError as exc:
         raise ProtocolError(f"invalid UTF-8: {exc.reason} at byte {exc.start}") from None
+    except RecursionError:  # msgspec's own bound on nesting, on [[[[... in a hostile frame
+        raise ProtocolError("invalid JSON: nested too deeply") from None
 
 
 class Decoder:

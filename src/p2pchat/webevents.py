@@ -211,7 +211,10 @@ _encoder: Final = msgspec.json.Encoder()
 
 def decode_command(data: str | bytes) -> Command:
     """Parse one command; msgspec.ValidationError / DecodeError say what is wrong."""
-    command: Command = _decoder.decode(data)
+    try:
+        command: Command = _decoder.decode(data)
+    except RecursionError:  # msgspec's own bound on nesting, on [[[[... from a page
+        raise msgspec.DecodeError("nested too deeply") from None
     return command
 
 

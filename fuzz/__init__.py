@@ -1,0 +1,1 @@
+"""Fuzzing the decoders a remote party reaches: ``make fuzz``."""
