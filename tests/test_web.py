@@ -11,6 +11,7 @@ import stat
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Literal
 
 import aiohttp
 import msgspec
@@ -35,6 +36,10 @@ try:
     )
 except ImportError:  # pragma: no cover - reported by the fixture below
     async_playwright = None  # type: ignore[assignment]
+try:  # axe-core's JavaScript, and a runner that injects it into a Playwright page
+    from axe_playwright_python.async_playwright import Axe  # type: ignore[import-untyped]
+except ImportError:  # pragma: no cover - reported by the fixture below
+    Axe = None
 
 CHROMIUM = os.environ.get("P2PCHAT_CHROMIUM", "/usr/bin/chromium")
 ARGS = [
@@ -46,12 +51,16 @@ ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+# The page follows the system's choice: axe-core checks it in both (light last, as the
+# browser contexts here start).
+SCHEMES: tuple[Literal["dark", "light"], ...] = ("dark", "light")
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
     require("playwright", async_playwright is not None, "pip install -e '.[test]'")
+    require("axe-playwright-python", Axe is not None, "pip install -e '.[test]'")
     require("chromium", bool(shutil.which(CHROMIUM)), "apt-get install chromium")
     async with async_playwright() as playwright:
         launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
@@ -59,6 +68,18 @@ async def browser() -> AsyncIterator[Browser]:
             yield launched
         finally:
             await launched.close()
+
+
+async def assert_accessible(page: Page) -> None:
+    """axe-core's rules (WCAG 2 A and AA, and its best practices) find nothing wrong with
+    the page as it is drawn now, in the dark colour scheme and in the light."""
+    reports = []
+    for scheme in SCHEMES:
+        await page.emulate_media(color_scheme=scheme)
+        results = await Axe().run(page)
+        if results.violations_count:
+            reports.append(f"In the {scheme} colour scheme: {results.generate_report()}")
+    assert not reports, "\n\n".join(reports)
 
 
 Start = Callable[..., Awaitable[ScriptedProcess]]
@@ -136,8 +157,11 @@ async def test_two_pages_talk_both_ways_and_see_delivery(
     # No talk open: no message box to type into (what was typed there went nowhere).
     await expect(alice.page.get_by_role("textbox", name="Message")).to_be_hidden()
     await expect(alice.page.get_by_role("button", name="Leave")).to_be_hidden()
+    await assert_accessible(alice.page)  # the first page
     await alice.talk_with("bob").click()
     invitation = bob.page.get_by_role("listitem", name="Invitation from alice")
+    await expect(invitation).to_be_visible()
+    await assert_accessible(bob.page)  # an invitation shown
     await invitation.get_by_role("button", name="Accept").click()
     await expect(alice.page.get_by_role("heading", name="Talking with bob")).to_be_visible()
     await expect(alice.page.locator("#talk-route")).to_have_text("direct (dialled)")
@@ -149,6 +173,7 @@ async def test_two_pages_talk_both_ways_and_see_delivery(
     await expect(alice.page.locator("[data-shipped=true]")).to_have_count(1)  # delivered
     await expect(bob.page.locator("[data-shipped=true]")).to_have_count(1)
     await expect(alice.page.locator("[data-shipped=false]")).to_have_count(0)
+    await assert_accessible(alice.page)  # a talk open: messages both ways, delivered
     # A body that is HTML is shown as text, and runs nothing.
     hostile = "<img src=x onerror=alert(1)><script>alert(2)</script>"
     await alice.say(hostile)
@@ -186,6 +211,7 @@ async def test_two_conversations_at_once_and_history_on_reopening(
     tabs = alice.page.get_by_role("navigation", name="Conversations")
     await expect(tabs.get_by_role("button", name="bob, 1 unread")).to_be_visible()
     await expect(alice.page).to_have_title("(1) p2pchat — alice")
+    await assert_accessible(alice.page)  # two talks, one unread
     await tabs.get_by_role("button", name="bob, 1 unread").click()
     await expect(alice.page.get_by_text("bob here")).to_be_visible()
     await expect(alice.page).to_have_title("p2pchat — alice")
@@ -201,6 +227,7 @@ async def test_two_conversations_at_once_and_history_on_reopening(
     await tabs.get_by_role("button", name="bob", exact=True).click()
     await alice.say("Call me when you are back: this waits for you, sealed.")
     await expect(alice.page.locator("[data-shipped=false]")).to_have_count(1)
+    await assert_accessible(alice.page)  # a peer stopped: its talk by mail, a message waits
     # Written to docs/ on request (make screenshot), not by every run of the suite.
     where = DOCS if os.environ.get("P2PCHAT_UPDATE_SCREENSHOT") == "1" else tmp_path
     await alice.page.screenshot(path=str(where / "web.png"))
@@ -287,6 +314,7 @@ async def test_two_peers_pages_in_one_browser_and_a_restarted_peer(
     await expect(alice.page.get_by_role("status", name="Server")).to_contain_text(
         "the peer has stopped"
     )
+    await assert_accessible(alice.page)  # the page's own peer stopped
     again = await person(launch, browser, server_port, "alice", tmp_path, context=context)
     tabs = again.page.get_by_role("navigation", name="Conversations")
     await tabs.get_by_role("button", name="bob", exact=True).click()
@@ -367,6 +395,7 @@ async def test_a_changed_key_is_trusted_only_when_the_user_says_so(browser: Brow
                 await page.get_by_role("button", name="Talk with bob").click()
                 await expect(warning).to_contain_text(old.fingerprint)
                 await expect(warning).to_contain_text(bob.fingerprint)
+                await assert_accessible(page)  # a warning, with its choices
                 await page.get_by_role("button", name="Do not trust it").click()
                 await expect(warning).to_have_count(0)
                 assert await alice.known_key("bob") == old.key  # nothing trusted
@@ -383,6 +412,27 @@ async def test_a_changed_key_is_trusted_only_when_the_user_says_so(browser: Brow
                         continue
                 await expect(page.get_by_role("heading", name="Talking with bob")).to_be_visible()
                 assert await alice.known_key("bob") == bob.identity.key
+
+
+async def test_the_accessibility_check_finds_what_is_wrong(browser: Browser) -> None:
+    # Grey on black only in the dark scheme: the check sees it there, and only there.
+    page = await (await browser.new_context()).new_page()
+    await page.set_content(
+        "<!doctype html><html lang=en><title>t</title><style>"
+        ":root { color-scheme: light dark } body { background: Canvas; color: CanvasText }"
+        "@media (prefers-color-scheme: dark) { p { color: #333 } }"
+        "</style><main><h1>t</h1><p>hard to read in the dark</p></main></html>"
+    )
+    with pytest.raises(AssertionError) as failed:
+        await assert_accessible(page)
+    report = str(failed.value)
+    assert "In the dark colour scheme" in report
+    assert "color-contrast" in report
+    assert "In the light colour scheme" not in report
+    await page.emulate_media(color_scheme="light")
+    await page.add_style_tag(content="p { color: #aaa }")  # now the light one too
+    with pytest.raises(AssertionError, match="In the light colour scheme"):
+        await assert_accessible(page)
 
 
 @pytest.mark.parametrize(
