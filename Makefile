@@ -9,7 +9,7 @@
 # What these install comes from requirements/dev.lock: exact versions with their hashes,
 # one file for every Python we support (3.11 to 3.13) and platform. pyproject.toml keeps
 # ranges for the library's users; the lock is what the project itself runs with.
-# make lock: write the lock anew from those ranges (the newest releases that fit).
+# make lock: write the lock anew from those ranges (UPGRADE=1: the newest that fit).
 # make test-latest: the suite against the newest releases the ranges allow, in
 #   .venv-latest, without the lock: drift shows there before it breaks a fresh clone.
 # PYTHON=python3.13 make test: the same with another Python (.venv is made anew for it).
@@ -86,10 +86,13 @@ system-deps:
 		echo "system-deps: chromium, redis-server, iptables and ip are installed"; \
 	fi
 
-lock: $(TOOLS)/.installed  # requirements/dev.lock anew: the newest releases pyproject.toml allows
+# make lock: requirements/dev.lock anew from pyproject.toml, keeping every version it
+# holds that the ranges still allow (a new dependency comes in at its newest);
+# make lock UPGRADE=1: every package at the newest release its range allows.
+lock: $(TOOLS)/.installed
 	$(TOOLS)/bin/uv pip compile pyproject.toml requirements/build.in --extra test \
 		--universal --python-version 3.11 --generate-hashes --no-emit-index-url \
-		--upgrade --quiet -o $(LOCK)
+		$(if $(UPGRADE),--upgrade) --quiet -o $(LOCK)
 
 $(TOOLS)/.installed: requirements/uv.lock
 	rm -rf $(TOOLS)
