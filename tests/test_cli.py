@@ -49,6 +49,15 @@ async def test_the_demo_chat_through_real_processes(tmp_path: Path) -> None:
     await run_demo(tmp_path, transcript)  # ls, t, y, talk, /exit, offline, restart, h, e
     typed = [line.split(" < ", 1)[1] for line in transcript if " < " in line]
     assert {"ls", "t bob", "y", "/exit", "e", "h alice"} <= set(typed)
+    # Each line shows up once, where it happened: after bob's last "e" only his "bye".
+    last = max(i for i, line in enumerate(transcript) if line == "   bob < e")
+    assert [line for line in transcript[last:] if line.startswith("   bob")] == [
+        "   bob < e",
+        "   bob > bye",
+    ]
+    # alice opens the talk once bob's receipt is in: her history knows he has the mail.
+    assert " alice > * delivered to bob: 1 message" in transcript
+    assert not [line for line in transcript if "not delivered yet" in line]
 
 
 async def test_refuse_and_the_name_prompt(start: Start, server_port: str) -> None:

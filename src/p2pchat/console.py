@@ -153,6 +153,7 @@ class PeerConsole:
         peer.on_presence = self._presence
         peer.on_invitation_cancelled = self._invitation_cancelled
         peer.on_state = self._state
+        peer.on_shipped = self._shipped
         self._since = time.time()
         await self.show(f"logged in as {peer.name}, fingerprint {peer.fingerprint}; ? for help")
         watcher = asyncio.gather(self._watch_invitations(), self._watch_mail())
@@ -404,6 +405,13 @@ class PeerConsole:
 
     def _presence(self, user: str, online: bool) -> None:
         self._show_soon(f"* {user} is online" if online else f"* {user} went offline")
+
+    def _shipped(self, contact: str, ids: list[str]) -> None:
+        """Messages acknowledged outside a talk: mail left for someone away has reached them
+        (in a talk, every message is acknowledged as it goes: nothing to say)."""
+        if contact not in self.peer.conversations:
+            plural = "" if len(ids) == 1 else "s"
+            self._show_soon(f"* delivered to {contact}: {len(ids)} message{plural}")
 
     def _state(self, state: str) -> None:
         if state == "reconnecting":
