@@ -120,10 +120,16 @@ class PeerConsole:
     """The ``p2pchat-peer`` commands on top of a started Peer."""
 
     HELP = (
-        "commands: ls (who is online) | t NAME (talk to NAME) | y [NAME] (accept) | "
-        "n [NAME] (refuse) | h NAME (history) | whois NAME (their key) | d (debug) | "
-        "e (exit)\n"
-        "in a talk every line is sent; /exit leaves it, /back returns to commands with the "
+        "commands:\n"
+        "  ls          who is online\n"
+        "  t NAME      talk to NAME (or write to them, if they are away)\n"
+        "  y [NAME]    accept an invitation\n"
+        "  n [NAME]    refuse an invitation\n"
+        "  h NAME      history with NAME\n"
+        "  whois NAME  NAME's key fingerprint\n"
+        "  d           debug: addresses, server, conversations\n"
+        "  e           exit\n"
+        "in a talk every line is sent; /exit leaves it, /back returns to commands with the\n"
         "talk kept open, /CMD runs a command (e.g. /y, /ls)"
     )
 
