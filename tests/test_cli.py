@@ -98,6 +98,23 @@ async def test_a_taken_name_exits_with_a_clear_message(start: Start, server_port
     assert await second.finish() == 1
 
 
+async def test_a_name_of_another_key_says_what_to_do_and_which_key_was_used(
+    start: Start, server_port: str, tmp_path: Path
+) -> None:
+    first = await peer(start, server_port, "alice", "--memory")  # its key in the data dir
+    await first.say("e")
+    assert await first.finish() == 0
+    other = tmp_path / "other.key"
+    second = await start(
+        "alice2", "p2pchat-peer", "alice", "--server", f":{server_port}", "--identity", str(other)
+    )
+    line = (await second.expect("cannot log in as alice")).string
+    assert "alice is registered to another key" in line
+    assert "log in with the key it was registered with, or choose another name" in line
+    assert f"(your key: {other}; --identity PATH names another)" in line
+    assert await second.finish() == 1
+
+
 async def test_an_invalid_name_exits_before_making_any_file(start: Start, tmp_path: Path) -> None:
     bad = await start("bad", "p2pchat-peer", "../alice", "--server", "127.0.0.1:1")
     await bad.expect(r"invalid user name '\.\./alice': use 1 to 32 ASCII letters")

@@ -25,6 +25,7 @@ import platformdirs
 
 from . import (
     DEFAULT_PORT,
+    AuthenticationError,
     Identity,
     Mailbox,
     MemoryMailbox,
@@ -347,9 +348,8 @@ def peer_main(argv: Sequence[str] | None = None) -> int:
     _setup_logging(args.log_level)
     try:
         check_name(args.name)  # before the name makes file names
-        identity = Identity.load_or_create(
-            args.identity or _data_dir() / f"identity-{args.name}.key"
-        )
+        key_file = args.identity or _data_dir() / f"identity-{args.name}.key"
+        identity = Identity.load_or_create(key_file)
         server_ssl = (
             ssl.create_default_context(cafile=args.server_cert)
             if args.tls or args.server_cert
@@ -378,7 +378,10 @@ def peer_main(argv: Sequence[str] | None = None) -> int:
         try:
             await peer.start()
         except (OSError, P2PChatError) as exc:
-            print(f"p2pchat-peer: cannot log in as {args.name}: {exc}", file=sys.stderr)
+            mine = ""
+            if isinstance(exc, AuthenticationError):
+                mine = f" (your key: {key_file}; --identity PATH names another)"
+            print(f"p2pchat-peer: cannot log in as {args.name}: {exc}{mine}", file=sys.stderr)
             return 1
         try:
             if args.web is not None:
