@@ -31,7 +31,7 @@ from .errors import (
     IdentityError,
     KeyChanged,
 )
-from .identity import Identity, fingerprint
+from .identity import NEW_KEY_EACH_RUN, Identity, fingerprint
 from .invitation import Invitation, InvitationDesk
 from .link import ServerLink, ServerSession, server_list
 from .postbox import Postbox
@@ -60,12 +60,6 @@ from .watchlist import WATCHED, WatchList
 __all__ = ["Conversation", "Invitation", "Peer"]
 
 logger = logging.getLogger(__name__)
-
-NEW_KEY_EACH_RUN = (
-    "This peer made a new key as it started (no identity= and a memory store): to keep its "
-    "name across runs, keep its key, with identity=p2pchat.Identity.load_or_create(PATH) or "
-    "store=p2pchat.SqliteMessageStore(PATH) (the key kept beside it)"
-)
 
 DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024
 """Largest chat message body, in UTF-8 bytes; well under the frame limit."""

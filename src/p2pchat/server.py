@@ -76,9 +76,9 @@ NODE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 class SignallingServer:
     """Accepts peers, keeps presence, passes invitations between them, keeps sealed mail.
 
-    ``store`` (default: a new MemoryUserStore) and ``mailbox`` (default: a SqliteMailbox
-    beside a SqliteUserStore, else in memory) are opened by ``start()``, closed by
-    ``close()``. Use ``async with SignallingServer(...) as server`` or start/close.
+    ``store`` (default: in memory) and ``mailbox`` (default: a SqliteMailbox beside a
+    SqliteUserStore, else in memory) are opened by start() and closed by close(), or by
+    ``async with SignallingServer(...) as server``.
 
     ``redis="redis://HOST:PORT/DB"`` (or ``rediss://`` for TLS, ``unix://PATH``) makes this
     server one node of several sharing that Redis (under ``redis_prefix``): then ``store``
