@@ -16,7 +16,12 @@ def test_the_library_example_runs_as_written(tmp_path: Path) -> None:
     script = tmp_path / "example.py"
     script.write_text(blocks[0], encoding="utf-8")
     result = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=False
+        [sys.executable, str(script)],
+        cwd=tmp_path,  # what it keeps (a store, a key file) goes there
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert "online: ['alice', 'bob']" in result.stdout
