@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -14,6 +15,7 @@ import pytest
 from p2pchat import SqliteMessageStore, cli
 from p2pchat.demo import ScriptedProcess, command, run_demo
 from p2pchat.protocol import Error, ListUsers, Users
+from p2pchat.settings import SERVER_SETTINGS
 
 from .conftest import Launch, RawClient
 
@@ -49,6 +51,15 @@ async def test_the_demo_chat_through_real_processes(tmp_path: Path) -> None:
     await run_demo(tmp_path, transcript)  # ls, t, y, talk, /exit, offline, restart, h, e
     typed = [line.split(" < ", 1)[1] for line in transcript if " < " in line]
     assert {"ls", "t bob", "y", "/exit", "e", "h alice"} <= set(typed)
+    # Each line shows up once, where it happened: after bob's last "e" only his "bye".
+    last = max(i for i, line in enumerate(transcript) if line == "   bob < e")
+    assert [line for line in transcript[last:] if line.startswith("   bob")] == [
+        "   bob < e",
+        "   bob > bye",
+    ]
+    # alice opens the talk once bob's receipt is in: her history knows he has the mail.
+    assert " alice > * delivered to bob: 1 message" in transcript
+    assert not [line for line in transcript if "not delivered yet" in line]
 
 
 async def test_refuse_and_the_name_prompt(start: Start, server_port: str) -> None:
@@ -83,6 +94,23 @@ async def test_a_taken_name_exits_with_a_clear_message(start: Start, server_port
     await peer(start, server_port, "alice", "--memory")
     second = await start("alice2", "p2pchat-peer", "alice", "--server", f"127.0.0.1:{server_port}")
     await second.expect("cannot log in as alice: alice is logged in already")
+    assert await second.finish() == 1
+
+
+async def test_a_name_of_another_key_says_what_to_do_and_which_key_was_used(
+    start: Start, server_port: str, tmp_path: Path
+) -> None:
+    first = await peer(start, server_port, "alice", "--memory")  # its key in the data dir
+    await first.say("e")
+    assert await first.finish() == 0
+    other = tmp_path / "other.key"
+    second = await start(
+        "alice2", "p2pchat-peer", "alice", "--server", f":{server_port}", "--identity", str(other)
+    )
+    line = (await second.expect("cannot log in as alice")).string
+    assert "alice is registered to another key" in line
+    assert "log in with the key it was registered with, or choose another name" in line
+    assert f"(your key: {other}; --identity PATH names another)" in line
     assert await second.finish() == 1
 
 
@@ -169,8 +197,130 @@ def test_entry_points_take_argv(capsys: pytest.CaptureFixture[str]) -> None:
         cli.server_main(["--port", "x"])
     assert exited.value.code == 2
     with pytest.raises(SystemExit):
-        cli.peer_main(["alice", "--server", "no-port-here"])
+        cli.peer_main(["alice", "--server", "host:no-port-here"])
     assert "expected HOST:PORT" in capsys.readouterr().err
+
+
+BAD_SERVER_ARGUMENTS = {
+    ("--port", "99999"): "argument --port: expected a port from 0 to 65535, got '99999'",
+    ("--port", "-1"): "argument --port: expected a port from 0 to 65535, got '-1'",
+    ("--max-connections", "-5"): "argument --max-connections: expected 1 or more, got '-5'",
+    ("--max-connections", "off"): "argument --max-connections: expected a whole number",
+    ("--max-relays", "-1"): "argument --max-relays: expected 0 or more, got '-1'",
+    ("--max-frame", "10"): "argument --max-frame: expected 1024 or more, got '10'",
+    ("--hello-timeout", "nan"): "argument --hello-timeout: expected a number above 0",
+    ("--invitation-ttl", "0"): "argument --invitation-ttl: expected a number above 0",
+    ("--registration-rate", "10/fortnight"): "argument --registration-rate: expected N/UNIT",
+    ("--rate-limit", "0/s"): "argument --rate-limit: expected N/UNIT/BURST",
+    ("--trusted-networks", "10.0.0.1/8"): "argument --trusted-networks: expected CIDR",
+}
+
+
+async def test_every_bad_server_argument_ends_in_one_line_and_no_traceback() -> None:
+    async def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, list[str]]:
+        process = await asyncio.create_subprocess_exec(
+            *command("p2pchat-server"),
+            "--memory",
+            *args,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, **(env or {})},
+        )
+        _, err = await asyncio.wait_for(process.communicate(), 30)
+        assert process.returncode is not None
+        return process.returncode, err.decode().splitlines()
+
+    runs = [run(*args) for args in BAD_SERVER_ARGUMENTS]
+    runs.append(run(env={"P2PCHAT_MAX_CONNECTIONS": "-5"}))
+    results = await asyncio.gather(*runs)
+    said = [*BAD_SERVER_ARGUMENTS.values(), "$P2PCHAT_MAX_CONNECTIONS: expected 1 or more"]
+    for (status, lines), error in zip(results, said, strict=True):
+        assert status == 2, lines
+        assert not [line for line in lines if "Traceback" in line], lines
+        assert lines[0].startswith("usage: p2pchat-server [OPTION ...]"), lines  # not 27 lines
+        assert lines[-1].startswith("p2pchat-server: error: "), lines
+        assert error in lines[-1], lines
+        assert len(lines) == 2, lines
+
+
+def test_readable_rates_and_what_each_numeric_setting_takes() -> None:
+    by_name = {setting.name: setting for setting in SERVER_SETTINGS}
+    rate = by_name["registration_rate"]
+    assert rate.parse("10/hour/20") == (10 / 3600, 20)
+    assert rate.parse("10/hour") == (10 / 3600, 10)
+    assert rate.parse("20/200") == (20.0, 200)  # per second, as before
+    assert rate.parse("5/min") == (5 / 60, 5)
+    assert rate.parse("off") is None
+    for setting in SERVER_SETTINGS:  # a bound the library must have cannot be turned off
+        if setting.kind in ("int", "float", "rate"):
+            with pytest.raises(argparse.ArgumentTypeError):
+                setting.parse("-1")
+            if setting.optional:
+                assert setting.parse("off") is None
+            else:
+                with pytest.raises(argparse.ArgumentTypeError):
+                    setting.parse("off")
+
+
+def test_server_help_shows_lists_and_rates_readably(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "100")
+    with pytest.raises(SystemExit):
+        cli.server_main(["--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "--trusted-networks CIDR,..." in shown
+    assert "--trusted-networks N" not in shown
+    assert "--registration-rate N/UNIT/BURST|off" in shown
+    assert "(default 10/hour/20; $P2PCHAT_REGISTRATION_RATE)" in shown
+    assert "(default 20/s/200; $P2PCHAT_RATE_LIMIT)" in shown
+    assert "0.00277778" not in shown
+    assert "--hello-timeout SECONDS|off" in shown
+    assert "--max-connections N " in shown  # no |off: the library needs a bound
+
+
+def test_peer_help_shows_the_console_commands_as_a_table(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "100")
+    with pytest.raises(SystemExit):
+        cli.peer_main(["--help"])
+    lines = capsys.readouterr().out.splitlines()
+    table = lines[lines.index("commands:") :]
+    assert table[1].split() == ["ls", "who", "is", "online"]
+    assert [line.split()[0] for line in table[1:9]] == [
+        "ls", "t", "y", "n", "h", "whois", "d", "e"
+    ]  # fmt: skip
+    assert table[8].split() == ["e", "exit"]  # not run into the next sentence
+    assert table[9].startswith("in a talk every line is sent")
+
+
+def test_a_server_named_without_a_port_is_on_the_default_one() -> None:
+    assert cli._addresses("localhost") == [("localhost", 5535)]
+    assert cli._addresses("[::1]") == [("::1", 5535)]
+    assert cli._addresses("example.org,example.net:6000") == [
+        ("example.org", 5535),
+        ("example.net", 6000),
+    ]
+    for bad in ("::1", "host:port", "host:99999", "6000"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            cli._addresses(bad)
+
+
+async def test_open_without_web_serves_the_page_and_opens_it(
+    launch: Launch, server_port: str, tmp_path: Path
+) -> None:
+    # BROWSER is the command webbrowser runs: here one that says what it was given.
+    browser = tmp_path / "browser.py"
+    browser.write_text("import sys\nprint('browser', sys.argv[1], flush=True)\n")
+    alice = await launch(
+        "alice",
+        [*command("p2pchat-peer"), "alice", "--server", f":{server_port}", "--memory", "--open"],
+        env={"BROWSER": f"{sys.executable} {browser} %s"},
+    )
+    await alice.expect(r"web page: (http://127\.0\.0\.1:\d+/\S+)")
+    await alice.expect(r"browser file://\S+/web-alice\.html$")  # leads there, token unseen
 
 
 def test_addresses_on_the_command_line_take_ipv6_in_brackets() -> None:

@@ -148,6 +148,47 @@ async def test_the_mail_survives_a_server_restart_between_deposit_and_collection
         await eventually(lambda: all_shipped(alice, "bob"))
 
 
+async def test_a_server_given_only_a_sqlite_user_store_keeps_mail_across_a_restart(
+    tmp_path: Path,
+) -> None:
+    # A library user names the user store and nothing else: the mail goes beside it.
+    users = tmp_path / "users.sqlite3"
+    port = 0
+
+    async def start() -> p2pchat.SignallingServer:
+        server = p2pchat.SignallingServer(port=port, store=p2pchat.SqliteUserStore(users))
+        await server.start()
+        return server
+
+    def peer(name: str) -> p2pchat.Peer:
+        store = p2pchat.SqliteMessageStore(tmp_path / f"{name}.sqlite3")
+        return p2pchat.Peer(name, server=("127.0.0.1", port), store=store)
+
+    server = await start()
+    port = server.port
+    try:
+        for name in ("alice", "bob"):
+            async with peer(name):
+                pass
+        async with peer("alice") as alice:
+            await alice.send("bob", "kept while the server restarts")
+            await eventually(lambda: deposited(server))
+    finally:
+        await server.close()
+    assert p2pchat.SqliteMailbox.beside(users).exists()
+    server = await start()  # the same files, the same port
+    try:
+        async with peer("bob") as bob:
+            got = await asyncio.wait_for(bob.next_message(), 5)
+            assert got.body == "kept while the server restarts"
+    finally:
+        await server.close()
+
+
+async def deposited(server: p2pchat.SignallingServer) -> bool:
+    return await server.mail.mailbox.usage("bob") != (0, 0)
+
+
 async def test_two_online_users_write_by_mail_without_a_talk(server: Server) -> None:
     async with server.peer("alice") as alice, server.peer("bob") as bob:
         delays = []

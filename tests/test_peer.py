@@ -98,6 +98,61 @@ async def test_invite_times_out_and_is_cancelled(make_peer: PeerFactory) -> None
         await invitation.accept()
 
 
+async def echo(invitation: p2pchat.Invitation, failures: list[Exception]) -> None:
+    """The README's bot: one invitation's talk; whatever fails ends this talk only."""
+    try:
+        chat = await invitation.accept()
+        async with chat:
+            async for message in chat:  # ends when they leave
+                await chat.send(f"you said: {message.body}")
+    except p2pchat.P2PChatError as exc:  # InvitationGone: they gave up; PeerUnreachable...
+        failures.append(exc)
+
+
+async def test_a_bot_goes_on_after_an_invitation_whose_inviter_gave_up(
+    make_peer: PeerFactory,
+) -> None:
+    bot = await make_peer("bot")
+    alice = await make_peer("alice")
+    carol = await make_peer("carol")
+    with pytest.raises(p2pchat.InviteTimeout):
+        await alice.invite("bot", timeout=0.2)  # alice gives up before the bot looks
+    await eventually(lambda: not bot.pending_invitations())
+    failures: list[Exception] = []
+    talks: set[asyncio.Task[None]] = set()
+
+    async def serve() -> None:
+        while True:
+            task = asyncio.create_task(echo(await bot.next_invitation(), failures))
+            talks.add(task)
+            task.add_done_callback(talks.discard)
+
+    serving = asyncio.create_task(serve())
+    try:
+        chat = await carol.invite("bot", timeout=10)  # the next one is served all the same
+        await chat.send("still there?")
+        assert (await asyncio.wait_for(chat.receive(), 5)).body == "you said: still there?"
+        await chat.close()
+        assert [type(exc) for exc in failures] == [p2pchat.InvitationGone]
+        assert "alice" in str(failures[0])
+    finally:
+        serving.cancel()
+        for task in {serving, *talks}:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+def test_every_error_is_exported_from_the_package() -> None:
+    from p2pchat import errors
+
+    classes = {name for name in errors.__all__ if name != "error_for_code"}
+    assert classes <= set(p2pchat.__all__)
+    for name in classes:
+        assert issubclass(getattr(p2pchat, name), p2pchat.P2PChatError)
+    named = {"ConnectionClosed", "ServerBusy", "ServerRefused", "RemoteProtocolError"}
+    assert named | {"FrameTooLarge", "InvitationGone"} <= classes
+
+
 async def test_three_conversations_at_once(make_peer: PeerFactory) -> None:
     hub = await make_peer("hub")
     others = [await make_peer(name) for name in ("ann", "ben", "cat")]

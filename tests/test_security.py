@@ -27,6 +27,32 @@ from .conftest import (
 RawFactory = Callable[[int], Awaitable[RawClient]]
 
 
+async def test_a_bot_run_twice_on_a_memory_store_is_told_how_to_keep_its_key(
+    server: p2pchat.SignallingServer, tmp_path: Path
+) -> None:
+    where = ("127.0.0.1", server.port)
+    async with p2pchat.Peer("bot", server=where):
+        pass
+    with pytest.raises(p2pchat.AuthenticationError) as refused:
+        async with p2pchat.Peer("bot", server=where):  # the second run: a new key
+            pass
+    said = str(refused.value)
+    assert "bot is registered to another key" in said
+    assert "or choose another name" in said
+    assert "Identity.load_or_create(PATH)" in said
+    assert "SqliteMessageStore(PATH)" in said
+    # Doing as told works from then on; a peer that keeps its key gets the server's advice.
+    key = tmp_path / "keeper.key"
+    async with p2pchat.Peer("keeper", server=where, identity=p2pchat.Identity.load_or_create(key)):
+        pass
+    async with p2pchat.Peer("keeper", server=where, identity=p2pchat.Identity.load_or_create(key)):
+        pass
+    with pytest.raises(p2pchat.AuthenticationError) as refused:
+        await p2pchat.Peer("keeper", server=where, identity=p2pchat.Identity.generate()).start()
+    assert "choose another name" in str(refused.value)
+    assert "load_or_create" not in str(refused.value)
+
+
 async def test_a_registered_name_with_another_key_is_refused(
     server: p2pchat.SignallingServer, make_peer: PeerFactory, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -26,6 +26,7 @@ import platformdirs
 
 from . import (
     DEFAULT_PORT,
+    AuthenticationError,
     Identity,
     Mailbox,
     MemoryMailbox,
@@ -80,12 +81,28 @@ def _host(text: str) -> str:
     return _bracketed(text, text) if text.startswith("[") else text
 
 
+def _port(text: str) -> int:
+    """A TCP port, 0 to 65535 (0: a free one)."""
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"expected a port from 0 to 65535, got {text!r}")
+    return int(text)
+
+
+def _server(text: str) -> tuple[str, int]:
+    """HOST[:PORT]: a server; without a port, the default one."""
+    if text.isdigit():  # a port alone would be taken for an address (6000 is 0.0.23.112)
+        raise argparse.ArgumentTypeError(f"expected HOST[:PORT] or :PORT, got {text!r}")
+    if ":" not in text or (text.startswith("[") and text.endswith("]")):
+        return _host(text), DEFAULT_PORT
+    return _address(text)
+
+
 def _addresses(text: str) -> list[tuple[str, int]]:
-    """Parse HOST:PORT[,HOST:PORT...]."""
+    """Parse HOST[:PORT][,HOST[:PORT]...]."""
     parts = [part.strip() for part in text.split(",") if part.strip()]
     if not parts:
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT[,HOST:PORT...], got {text!r}")
-    return [_address(part) for part in parts]
+        raise argparse.ArgumentTypeError(f"expected HOST[:PORT][,HOST[:PORT]...], got {text!r}")
+    return [_server(part) for part in parts]
 
 
 def _data_dir() -> Path:
@@ -145,6 +162,7 @@ async def _run_until_signalled(main: Awaitable[int]) -> int:
 def server_main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="p2pchat-server",
+        usage="%(prog)s [OPTION ...]  (--help lists them)",
         description="The p2pchat signalling server: presence and invitations, never chats.",
     )
     parser.add_argument(
@@ -156,7 +174,7 @@ def server_main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--port",
-        type=int,
+        type=_port,
         default=DEFAULT_PORT,
         help=f"port to listen on (default {DEFAULT_PORT}; 0 picks a free one)",
     )
@@ -270,15 +288,16 @@ def peer_main(argv: Sequence[str] | None = None) -> int:
         prog="p2pchat-peer",
         description="Chat with other p2pchat users over direct, encrypted connections.",
         epilog=PeerConsole.HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # the epilog's table as written
     )
     parser.add_argument("name", metavar="NAME", help="your user name")
     parser.add_argument(
         "--server",
         type=_addresses,
         default=[("127.0.0.1", DEFAULT_PORT)],
-        metavar="HOST:PORT[,HOST:PORT...]",
-        help=f"signalling server (default 127.0.0.1:{DEFAULT_PORT}); several: the nodes of one "
-        "deployment, tried in turn",
+        metavar="HOST[:PORT][,...]",
+        help=f"signalling server (default 127.0.0.1:{DEFAULT_PORT}; PORT defaults to "
+        f"{DEFAULT_PORT}); several: the nodes of one deployment, tried in turn",
     )
     parser.add_argument(
         "--listen",
@@ -309,7 +328,10 @@ def peer_main(argv: Sequence[str] | None = None) -> int:
         "127.0.0.1; PORT 0 picks a free one); its address, with its secret, is printed",
     )
     parser.add_argument(
-        "--open", action="store_true", help="with --web: open the page in a browser"
+        "--open",
+        action="store_true",
+        help="open the web page in a browser (without --web: serves it on 127.0.0.1, on a "
+        "free port)",
     )
     server_tls = parser.add_mutually_exclusive_group()
     server_tls.add_argument(
@@ -323,12 +345,13 @@ def peer_main(argv: Sequence[str] | None = None) -> int:
     )
     _add_common(parser)
     args = parser.parse_args(argv)
+    if args.open and args.web is None:
+        args.web = ("127.0.0.1", 0)  # the page to open: what --open asks for is clear
     _setup_logging(args.log_level)
     try:
         check_name(args.name)  # before the name makes file names
-        identity = Identity.load_or_create(
-            args.identity or _data_dir() / f"identity-{args.name}.key"
-        )
+        key_file = args.identity or _data_dir() / f"identity-{args.name}.key"
+        identity = Identity.load_or_create(key_file)
         server_ssl = (
             tls13_only(ssl.create_default_context(cafile=args.server_cert))
             if args.tls or args.server_cert
@@ -357,7 +380,10 @@ def peer_main(argv: Sequence[str] | None = None) -> int:
         try:
             await peer.start()
         except (OSError, P2PChatError) as exc:
-            print(f"p2pchat-peer: cannot log in as {args.name}: {exc}", file=sys.stderr)
+            mine = ""
+            if isinstance(exc, AuthenticationError):
+                mine = f" (your key: {key_file}; --identity PATH names another)"
+            print(f"p2pchat-peer: cannot log in as {args.name}: {exc}{mine}", file=sys.stderr)
             return 1
         try:
             if args.web is not None:
@@ -410,8 +436,10 @@ async def _serve_web(peer: Peer, host: str, port: int, *, open_browser: bool) ->
     try:
         print(f"web page: {ui.url}", flush=True)
         if open_browser:
-            launcher = _launcher(ui.url, peer.name)
-            webbrowser.open(launcher.as_uri())
+            try:
+                webbrowser.open(_launcher(ui.url, peer.name).as_uri())
+            except (OSError, ValueError) as exc:  # $BROWSER names no command that runs
+                print(f"p2pchat-peer: cannot open a browser ({exc}): open the page above")
         await asyncio.Event().wait()  # until a signal cancels us
     finally:
         if open_browser:

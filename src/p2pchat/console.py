@@ -145,10 +145,16 @@ class PeerConsole:
     """The ``p2pchat-peer`` commands on top of a started Peer."""
 
     HELP = (
-        "commands: ls (who is online) | t NAME (talk to NAME) | y [NAME] (accept) | "
-        "n [NAME] (refuse) | h NAME (history) | whois NAME (their key) | d (debug) | "
-        "e (exit)\n"
-        "in a talk every line is sent; /exit leaves it, /back returns to commands with the "
+        "commands:\n"
+        "  ls          who is online\n"
+        "  t NAME      talk to NAME (or write to them, if they are away)\n"
+        "  y [NAME]    accept an invitation\n"
+        "  n [NAME]    refuse an invitation\n"
+        "  h NAME      history with NAME\n"
+        "  whois NAME  NAME's key fingerprint\n"
+        "  d           debug: addresses, server, conversations\n"
+        "  e           exit\n"
+        "in a talk every line is sent; /exit leaves it, /back returns to commands with the\n"
         "talk kept open, /CMD runs a command (e.g. /y, /ls)"
     )
 
@@ -178,6 +184,7 @@ class PeerConsole:
         peer.on_presence = self._presence
         peer.on_invitation_cancelled = self._invitation_cancelled
         peer.on_state = self._state
+        peer.on_shipped = self._shipped
         self._since = time.time()
         await self.show(f"logged in as {peer.name}, fingerprint {peer.fingerprint}; ? for help")
         watcher = asyncio.gather(self._watch_invitations(), self._watch_mail())
@@ -432,6 +439,13 @@ class PeerConsole:
 
     def _presence(self, user: str, online: bool) -> None:
         self._show_soon(f"* {user} is online" if online else f"* {user} went offline")
+
+    def _shipped(self, contact: str, ids: list[str]) -> None:
+        """Messages acknowledged outside a talk: mail left for someone away has reached them
+        (in a talk, every message is acknowledged as it goes: nothing to say)."""
+        if contact not in self.peer.conversations:
+            plural = "" if len(ids) == 1 else "s"
+            self._show_soon(f"* delivered to {contact}: {len(ids)} message{plural}")
 
     def _state(self, state: str) -> None:
         if state == "reconnecting":

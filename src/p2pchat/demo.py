@@ -197,20 +197,27 @@ async def run_demo(workdir: Path, transcript: list[str]) -> None:
 
         bob = await peer("bob")  # restarted on the same store: his mail waited for him
         await bob.expect(r"alice \(while you were away\): Written while you were away")
+        await alice.expect(r"\* delivered to bob: 1 message$")  # bob's signed receipt
         await alice.say("t bob")
         await bob.expect(r"alice invites you")
         await bob.say("y")
+        await bob.expect(r"talking with alice")  # after the history, shown as it opens
         await alice.expect(r"talking with bob")
         await bob.say("/back")
+        await bob.expect(r"^commands \(the talk stays open")
         await bob.say("h alice")
         await bob.expect(r"history with alice: 3 messages")
         await bob.expect(r"end of history")
 
         await alice.say("/exit")
         await alice.expect(r"left the talk with bob")
+        await bob.expect(r"alice left the conversation")
+        await alice.say("e")
+        await alice.expect(r"^bye$")
+        await bob.expect(r"alice went offline")
+        await bob.say("e")
+        await bob.expect(r"^bye$")
         for person in (alice, bob):
-            await person.say("e")
-            await person.expect(r"^bye$")
             if await person.finish() != 0:
                 raise AssertionError(person._missing("exit status 0", "it failed"))
         await server.stop()

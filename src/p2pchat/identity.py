@@ -34,6 +34,7 @@ from cryptography.x509.oid import NameOID
 from .errors import IdentityError
 
 __all__ = [
+    "NEW_KEY_EACH_RUN",
     "Identity",
     "b64decode",
     "b64encode",
@@ -44,6 +45,13 @@ __all__ = [
     "mailbox_key_payload",
     "verify_signature",
 ]
+
+NEW_KEY_EACH_RUN = (
+    "This peer made a new key as it started (no identity= and a memory store): to keep its "
+    "name across runs, keep its key, with identity=p2pchat.Identity.load_or_create(PATH) or "
+    "store=p2pchat.SqliteMessageStore(PATH) (the key kept beside it)"
+)
+"""Told to a peer whose name the server binds to another key, when its own key is new."""
 
 # A certificate made from a key is the same every time: fixed fields, deterministic Ed25519.
 _NOT_BEFORE: Final = datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC)

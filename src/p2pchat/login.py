@@ -126,7 +126,10 @@ async def authenticate(
             fingerprint(key),
             fingerprint(binding.key),
         )
-        raise AuthenticationError(f"{hello.name} is registered to another key")
+        raise AuthenticationError(
+            f"{hello.name} is registered to another key: log in with the key it was "
+            "registered with, or choose another name"
+        )
     if mailbox is not None and binding.mailbox_key != mailbox[0]:
         await store.set_mailbox_key(hello.name, *mailbox)  # published anew
     return hello, key

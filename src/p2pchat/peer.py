@@ -25,12 +25,13 @@ from typing import Any
 from .connection import Connection
 from .conversation import ChatSettings, Conversation
 from .errors import (
+    AuthenticationError,
     ConnectionClosed,
     ConversationClosed,
     IdentityError,
     KeyChanged,
 )
-from .identity import Identity, fingerprint
+from .identity import NEW_KEY_EACH_RUN, Identity, fingerprint
 from .invitation import Invitation, InvitationDesk
 from .link import ServerLink, ServerSession, server_list
 from .postbox import Postbox
@@ -117,7 +118,8 @@ class Peer:
         """The servers this peer may log in to, in the order it tries them."""
         self.listen_address = listen
         self.store: MessageStore = store if store is not None else MemoryMessageStore()
-        if identity is None and self.store.identity_file is None:
+        self._made_key = identity is None and self.store.identity_file is None
+        if self._made_key:
             identity = Identity.generate()  # nothing persistent to keep it with
         self._identity = identity
         self.server_ssl = server_ssl
@@ -183,11 +185,13 @@ class Peer:
             await self._reach.listen(*self.listen_address)
             session = self._make_session()
             await session.start()
-        except BaseException:
+        except BaseException as exc:
             if self._reach is not None:
                 await self._reach.close()
                 self._reach = None
             await self.store.close()
+            if isinstance(exc, AuthenticationError) and self._made_key:
+                raise AuthenticationError(f"{exc}. {NEW_KEY_EACH_RUN}") from exc
             raise
         self._session = session
         logger.info("%s logged in; listening on %s", self.name, self.listening)

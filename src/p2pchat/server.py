@@ -62,8 +62,9 @@ from .rendezvous import Rendezvous
 from .request_loop import RequestLoop
 from .session import PresenceLog, Session, Sessions
 from .sockets import format_address, is_wildcard, listen
+from .sqlite_server import mailbox_for
 from .stats import ServerStats
-from .store import Mailbox, MemoryMailbox, MemoryUserStore, UserStore
+from .store import Mailbox, MemoryUserStore, UserStore
 
 __all__ = ["DEFAULT_PORT", "SignallingServer"]
 
@@ -75,9 +76,9 @@ NODE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 class SignallingServer:
     """Accepts peers, keeps presence, passes invitations between them, keeps sealed mail.
 
-    ``store`` (default: a new MemoryUserStore) and ``mailbox`` (default: a new
-    MemoryMailbox) are opened by ``start()`` and closed by ``close()``. Use
-    ``async with SignallingServer(...) as server`` or start/close.
+    ``store`` (default: in memory) and ``mailbox`` (default: a SqliteMailbox beside a
+    SqliteUserStore, else in memory) are opened by start() and closed by close(), or by
+    ``async with SignallingServer(...) as server``.
 
     ``redis="redis://HOST:PORT/DB"`` (or ``rediss://`` for TLS, ``unix://PATH``) makes this
     server one node of several sharing that Redis (under ``redis_prefix``): then ``store``
@@ -228,7 +229,7 @@ class SignallingServer:
         self.mail = MailService(
             self.cluster,
             self.store,
-            mailbox if mailbox is not None else MemoryMailbox(),
+            mailbox if mailbox is not None else mailbox_for(self.store),
             max_items=mailbox_items,
             max_bytes=mailbox_bytes,
             item_size=mail_item_size,

@@ -9,7 +9,10 @@ A value of ``off`` turns a bound off where the library takes None.
 from __future__ import annotations
 
 import argparse
+import functools
 import inspect
+import ipaddress
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -18,39 +21,75 @@ from typing import Any
 __all__ = ["SERVER_SETTINGS", "Setting", "add_server_settings", "server_settings"]
 
 
-def _rate(text: str) -> tuple[float, int] | None:
-    """RATE/BURST (per second, at once), or off."""
-    if text == "off":
-        return None
-    rate, sep, burst = text.partition("/")
+_UNITS = {"s": 1.0, "second": 1.0, "min": 60.0, "minute": 60.0, "h": 3600.0}
+_UNITS |= {"hour": 3600.0, "d": 86400.0, "day": 86400.0}
+_SHOWN_UNITS = (("s", 1.0), ("min", 60.0), ("hour", 3600.0), ("day", 86400.0))
+
+
+def _number(text: str, kind: Callable[[str], Any], minimum: float) -> Any:
+    """A finite number of ``kind``: an int at least ``minimum``, or a float above 0."""
+    noun = "a whole number" if kind is int else "a number"
     try:
-        return float(rate), int(burst) if sep else max(1, int(float(rate)))
+        value = kind(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected RATE/BURST or off, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected {noun}, got {text!r}") from None
+    if kind is int and value < minimum:
+        raise argparse.ArgumentTypeError(f"expected {minimum:g} or more, got {text!r}")
+    if kind is float and not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected {noun} above 0, got {text!r}")
+    return value
 
 
-def _optional(kind: Callable[[str], Any]) -> Callable[[str], Any]:
-    def parse(text: str) -> Any:
-        if text == "off":
-            return None
-        try:
-            return kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number or off, got {text!r}") from None
+def _rate(text: str) -> tuple[float, int]:
+    """N/UNIT[/BURST] (10/hour/20, 20/s/200), or N[/BURST] per second (20/200).
 
-    parse.__name__ = kind.__name__
-    return parse
+    The burst (how many at once) defaults to N, at least 1."""
+    parts = [part.strip() for part in text.split("/")]
+    unit = 1.0
+    if len(parts) >= 2 and parts[1].lower() in _UNITS:
+        unit = _UNITS[parts.pop(1).lower()]
+    try:
+        if len(parts) > 2:
+            raise argparse.ArgumentTypeError("too many parts")
+        count = _number(parts[0], float, 0)
+        burst = _number(parts[1], int, 1) if len(parts) == 2 else max(1, int(count))
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected N/UNIT/BURST (N above 0 per UNIT s, min, hour or day; BURST 1 or more; "
+            f"e.g. 10/hour/20) or off, got {text!r}"
+        ) from None
+    return count / unit, burst
+
+
+def _show_rate(rate: float, burst: int) -> str:
+    """The rate in the largest unit of these that makes it a whole number: 10/hour/20."""
+    for unit, seconds in _SHOWN_UNITS:
+        count = rate * seconds
+        if count >= 1 and abs(count - round(count)) < 1e-6 * count:
+            return f"{round(count)}/{unit}/{burst}"
+    return f"{rate * 86400:g}/day/{burst}"
 
 
 def _networks(text: str) -> tuple[str, ...]:
-    return tuple(n.strip() for n in text.split(",") if n.strip())
+    """CIDR[,CIDR...]: each a network (10.0.0.0/8, fd00::/8); an empty list trusts none."""
+    networks = tuple(n.strip() for n in text.split(",") if n.strip())
+    for network in networks:
+        try:
+            ipaddress.ip_network(network)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"expected CIDR[,CIDR...]: {exc}") from None
+    return networks
 
 
 @dataclass(frozen=True)
 class Setting:
+    """One keyword of SignallingServer as an option: ``kind`` is int (at least
+    ``minimum``), float (seconds, above 0), rate or networks."""
+
     name: str
-    parse: Callable[[str], Any]
+    kind: str
     help: str
+    minimum: float = 1
 
     @property
     def option(self) -> str:
@@ -60,33 +99,53 @@ class Setting:
     def variable(self) -> str:
         return "P2PCHAT_" + self.name.upper()
 
+    @property
+    def optional(self) -> bool:
+        """True if the library takes None for it: then ``off`` turns it off."""
+        return self.name in _optional_names()
 
-INT, FLOAT = _optional(int), _optional(float)
+    @property
+    def metavar(self) -> str:
+        shown = {"int": "N", "float": "SECONDS", "rate": "N/UNIT/BURST", "networks": "CIDR,..."}
+        return shown[self.kind] + ("|off" if self.optional else "")
+
+    def parse(self, text: str) -> Any:
+        """The value of ``text``; ArgumentTypeError, in one line, if it is not one."""
+        if text.strip().lower() == "off" and self.optional:
+            return None
+        if self.kind == "rate":
+            return _rate(text)
+        if self.kind == "networks":
+            return _networks(text)
+        return _number(text, int if self.kind == "int" else float, self.minimum)
+
+
+INT, FLOAT, RATE = "int", "float", "rate"
 
 SERVER_SETTINGS: tuple[Setting, ...] = (
     # Limits
     Setting("max_connections", INT, "connections at once; beyond: server_busy"),
     Setting("max_connections_per_address", INT, "connections per address (IPv6: per /64)"),
-    Setting("trusted_networks", _networks, "comma-separated networks with no per-address bounds"),
-    Setting("registration_rate", _rate, "new names per address, RATE/BURST per second"),
+    Setting("trusted_networks", "networks", "networks with no per-address bounds", 0),
+    Setting("registration_rate", RATE, "new names per address"),
     Setting("backlog", INT, "connections waiting to be accepted"),
-    Setting("rate_limit", _rate, "requests per connection, RATE/BURST per second"),
-    Setting("max_frame", INT, "largest frame, in bytes"),
+    Setting("rate_limit", RATE, "requests per connection"),
+    Setting("max_frame", INT, "largest frame, in bytes", 1024),
     Setting("max_list", INT, "names in one answer to ls"),
     Setting(
-        "presence_broadcast", INT, "users online beyond which logins are told to watchers only"
+        "presence_broadcast", INT, "users online beyond which logins are told to watchers only", 0
     ),
     Setting("outbox_size", INT, "messages' worth (256 bytes each) unsent to a peer: then dropped"),
     Setting("max_invitations", INT, "pending invitations per user, sent and received"),
     Setting("max_invitations_per_pair", INT, "pending invitations from one user to one"),
-    Setting("max_relays", INT, "relayed conversations at once"),
-    Setting("max_relays_per_user", INT, "relayed conversations per user"),
+    Setting("max_relays", INT, "relayed conversations at once (0: no relay)", 0),
+    Setting("max_relays_per_user", INT, "relayed conversations per user", 0),
     Setting("relay_rate", INT, "bytes per second each way in one relay"),
-    Setting("max_punches", INT, "hole punch requests passed on per invitation and side"),
-    Setting("mailbox_items", INT, "mail items kept per recipient"),
-    Setting("mailbox_bytes", INT, "bytes of mail kept per recipient"),
+    Setting("max_punches", INT, "hole punch requests passed on per invitation and side", 0),
+    Setting("mailbox_items", INT, "mail items kept per recipient (0: no mail)", 0),
+    Setting("mailbox_bytes", INT, "bytes of mail kept per recipient", 0),
     Setting("mail_item_size", INT, "largest sealed mail item, in bytes"),
-    Setting("deposit_rate", _rate, "mail deposits per sender, RATE/BURST per second"),
+    Setting("deposit_rate", RATE, "mail deposits per sender"),
     Setting("redis_connections", INT, "connections to Redis at most (with --redis)"),
     # Timeouts
     Setting("hello_timeout", FLOAT, "seconds a new connection has to log in"),
@@ -104,10 +163,22 @@ SERVER_SETTINGS: tuple[Setting, ...] = (
 )
 
 
-def _defaults() -> Mapping[str, Any]:
+def _parameters() -> Mapping[str, inspect.Parameter]:
     from .server import SignallingServer
 
-    parameters = inspect.signature(SignallingServer.__init__).parameters
+    return inspect.signature(SignallingServer.__init__).parameters
+
+
+@functools.cache
+def _optional_names() -> frozenset[str]:
+    """The keywords the library takes None for (``... | None`` in the signature)."""
+    return frozenset(
+        name for name, p in _parameters().items() if "None" in str(p.annotation).split(" | ")
+    )
+
+
+def _defaults() -> Mapping[str, Any]:
+    parameters = _parameters()
     return {s.name: parameters[s.name].default for s in SERVER_SETTINGS}
 
 
@@ -115,7 +186,7 @@ def _shown(value: Any) -> str:
     if value is None:
         return "off"
     if isinstance(value, tuple) and len(value) == 2 and not isinstance(value[0], str):
-        return f"{value[0]:g}/{value[1]}"
+        return _show_rate(*value)
     if isinstance(value, tuple):
         return ",".join(value)
     return f"{value:g}" if isinstance(value, float) else str(value)
@@ -128,18 +199,22 @@ def add_server_settings(
     group = parser.add_argument_group(
         "limits and timeouts",
         "each also from the environment: P2PCHAT_<NAME>, e.g. "
-        "P2PCHAT_MAX_CONNECTIONS; 'off' turns a bound off",
+        "P2PCHAT_MAX_CONNECTIONS; 'off' turns a bound off where |off is shown; a rate is "
+        "N/UNIT/BURST: N per UNIT (s, min, hour, day), BURST at once (e.g. 10/hour/20)",
     )
     defaults = _defaults()
     for setting in SERVER_SETTINGS:
         default = defaults[setting.name]
         if setting.variable in environ:
-            default = setting.parse(environ[setting.variable])
+            try:
+                default = setting.parse(environ[setting.variable])
+            except argparse.ArgumentTypeError as exc:
+                parser.error(f"${setting.variable}: {exc}")
         group.add_argument(
             setting.option,
             type=setting.parse,
             default=default,
-            metavar="N",
+            metavar=setting.metavar,
             help=f"{setting.help} (default {_shown(default)}; ${setting.variable})",
         )
 

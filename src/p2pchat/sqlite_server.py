@@ -5,15 +5,26 @@ the mailbox. The commands' defaults; a peer's message store is in ``sqlite.py``.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 
 from .errors import MailboxFull
 from .sqlite import SqliteStore
-from .store import Binding, MailboxItem, UserRecord
+from .store import (
+    Binding,
+    Mailbox,
+    MailboxItem,
+    MemoryMailbox,
+    MemoryUserStore,
+    UserRecord,
+    UserStore,
+)
 
-__all__ = ["SqliteMailbox", "SqliteUserStore"]
+__all__ = ["SqliteMailbox", "SqliteUserStore", "mailbox_for"]
+
+logger = logging.getLogger(__name__)
 
 
 class SqliteUserStore(SqliteStore):
@@ -238,3 +249,19 @@ class SqliteMailbox(SqliteStore):
             "SELECT count(*), coalesce(sum(length(sealed)), 0) FROM items", ()
         )
         return int(rows[0][0]), int(rows[0][1])
+
+
+def mailbox_for(store: UserStore) -> Mailbox:
+    """The mailbox a server keeps when given ``store`` and no mailbox: what outlives the
+    process beside a store that does (a SqliteMailbox next to a SqliteUserStore, as the
+    command keeps them), else one in memory. Sealed mail must not vanish at a restart
+    while the users it is for are remembered."""
+    if isinstance(store, SqliteUserStore):
+        return SqliteMailbox(SqliteMailbox.beside(store.path))
+    if not isinstance(store, MemoryUserStore):
+        logger.warning(
+            "%s given and no mailbox: sealed mail is kept in memory and lost at a restart; "
+            "pass mailbox= a persistent one",
+            type(store).__name__,
+        )
+    return MemoryMailbox()
