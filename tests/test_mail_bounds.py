@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import p2pchat
 from p2pchat.identity import Identity
@@ -23,6 +22,7 @@ from p2pchat.protocol import (
     Ping,
     Pong,
     Receipt,
+    Settle,
     WireMessage,
 )
 from p2pchat.rates import LocalRates
@@ -213,21 +213,24 @@ async def test_rates_forget_only_what_is_full_again() -> None:
 
 async def _pushed_or_collected(bob: RawClient, expected: set[str]) -> set[str]:
     """Read bob's pushes until every expected item came, pushed or (after a notice that
-    more waits) collected; fails if the server drops bob on the way."""
+    more waits) collected, page by page, as a peer does (each page settled before the
+    next); fails if the server drops bob on the way."""
     got: set[str] = set()
     collecting = False
     while got < expected:
-        message: Any = await bob.recv(timeout=10)
-        if isinstance(message, Mail):
-            got.update(item.item for item in message.items)
-            if message.id is None and message.more and not collecting:
-                collecting = True
+        message = await bob.recv(timeout=10)
+        if not isinstance(message, Mail):
+            continue
+        got.update(item.item for item in message.items)
+        if message.id is not None:  # a page collected
+            if message.items:
+                await bob.send(Settle(id="s", items=[item.item for item in message.items]))
+            collecting = message.more
+            if collecting:
                 await bob.send(Collect(id="c"))
-            elif message.id is not None:
-                collecting = False
-                if message.more:
-                    collecting = True
-                    await bob.send(Collect(id="c"))
+        elif message.more and not collecting:  # more waits: collect it
+            collecting = True
+            await bob.send(Collect(id="c"))
     return got
 
 
@@ -256,3 +259,17 @@ async def test_a_burst_of_mail_never_drops_a_reader_that_keeps_reading(
         await bob.send(Ping(id="still here"))
         assert isinstance(await bob.recv_until(Pong), Pong)
         assert "bob" in server.online_users
+
+
+async def test_a_peer_told_that_more_mail_waits_collects_it() -> None:
+    """Mail too big for bob's outbox is not pushed: bob is told that more waits, and his
+    peer collects it then, without a new login."""
+    async with p2pchat.SignallingServer(port=0, outbox_size=64) as server:  # 16 KiB
+        where = ("127.0.0.1", server.port)
+        async with p2pchat.Peer("bob", server=where) as bob:
+            async with p2pchat.Peer("alice", server=where) as alice:
+                bodies = [f"{n} " + "x" * 10_000 for n in range(3)]  # over half the outbox
+                for body in bodies:
+                    await alice.send("bob", body)
+                got = [(await asyncio.wait_for(bob.next_message(), 10)).body for _ in bodies]
+                assert got == bodies

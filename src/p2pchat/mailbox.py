@@ -175,6 +175,7 @@ class MailService:
         self.cluster.push(recipient, Mail(items=[_wire(item)]))  # if they are online
 
     async def _on_collect(self, session: Session, message: Collect) -> None:
+        session.mail_waiting = False  # what is deposited from now on may be pushed again
         items, more = await self.mailbox.pending(
             session.name, now=self.clock(), limit=PAGE_ITEMS, max_bytes=PAGE_BYTES
         )

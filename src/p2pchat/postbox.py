@@ -99,13 +99,14 @@ class Postbox:
             self._queue.put_nowait(None)  # None: collect
 
     def pushed(self, mail: Mail) -> None:
-        """The server pushed new items (someone deposited while we are logged in)."""
+        """The server pushed new items (someone deposited while we are logged in); with
+        ``more``, others wait there (too many to push at once): collect them."""
         if not self._collected:
             self._held.extend(mail.items)
             del self._held[:-MAX_QUEUED]  # the rest waits on the server for the next collect
             return
         try:
-            self._queue.put_nowait(list(mail.items))
+            self._queue.put_nowait(list(mail.items) if not mail.more else None)
         except asyncio.QueueFull:
             logger.warning("%s: too much mail at once; the rest waits on the server", self.name)
 
