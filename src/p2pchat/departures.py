@@ -61,13 +61,18 @@ class Departures:
     async def reaped(self, name: str) -> None:
         """``name`` was logged in on a node that died, and this node noticed: end their
         invitations (telling the other sides) and record them offline; unless they are
-        logged in again by now, here or elsewhere."""
+        logged in again by now, here or elsewhere.
+
+        A login of theirs under way here (this very login, when it found the dead node
+        holding its name) is not "again": it has made no invitation yet, so what stands
+        is all the dead login's, and it is settled before that login is welcomed."""
 
         def back() -> bool:
-            return name in self.sessions
+            return self.sessions.get(name) is not None
 
-        if back() or await self.cluster.lookup(name) is not None:
+        logging_in = name in self.sessions and not back()
+        if back() or (not logging_in and await self.cluster.lookup(name) is not None):
             return
         await self.rendezvous.logout(name, unless=back)
-        if not back():
+        if name not in self.sessions:  # a login under way records itself online next
             await self.presence.offline(name)
