@@ -11,18 +11,25 @@ import asyncio
 import itertools
 from collections.abc import Awaitable, Callable
 
+import pytest
+
 import p2pchat
-from p2pchat.identity import Identity
+from p2pchat.identity import Identity, b64encode, login_challenge_payload, mailbox_key_payload
 from p2pchat.protocol import (
+    PROTOCOL_VERSION,
+    Auth,
+    Challenge,
     Collect,
     Deposit,
     Error,
+    Hello,
     Mail,
     Ok,
     Ping,
     Pong,
     Receipt,
     Settle,
+    Welcome,
     WireMessage,
 )
 from p2pchat.rates import LocalRates
@@ -266,10 +273,63 @@ async def test_a_peer_told_that_more_mail_waits_collects_it() -> None:
     peer collects it then, without a new login."""
     async with p2pchat.SignallingServer(port=0, outbox_size=64) as server:  # 16 KiB
         where = ("127.0.0.1", server.port)
-        async with p2pchat.Peer("bob", server=where) as bob:
-            async with p2pchat.Peer("alice", server=where) as alice:
-                bodies = [f"{n} " + "x" * 10_000 for n in range(3)]  # over half the outbox
-                for body in bodies:
-                    await alice.send("bob", body)
-                got = [(await asyncio.wait_for(bob.next_message(), 10)).body for _ in bodies]
-                assert got == bodies
+        async with (
+            p2pchat.Peer("bob", server=where) as bob,
+            p2pchat.Peer("alice", server=where) as alice,
+        ):
+            bodies = [f"{n} " + "x" * 10_000 for n in range(3)]  # over half the outbox
+            for body in bodies:
+                await alice.send("bob", body)
+            got = [(await asyncio.wait_for(bob.next_message(), 10)).body for _ in bodies]
+            assert got == bodies
+
+
+# Finding 12: docs/protocol.md said the server checks a mailbox key's signature at login.
+
+
+@pytest.mark.parametrize("bad", ["someone else's", "not a key"])
+async def test_a_login_with_a_mailbox_key_its_key_did_not_sign_is_refused(
+    raw_clients: RawFactory, bad: str
+) -> None:
+    mallory, other = Identity.generate(), Identity.generate()
+    if bad == "not a key":  # signed, but 16 bytes
+        mailbox_key = b64encode(b"\x01" * 16)
+        signature = mallory.sign(mailbox_key_payload(mailbox_key))
+    else:
+        mailbox_key, signature = other.mailbox_key, other.mailbox_signature
+    async with p2pchat.SignallingServer(port=0) as server:
+        client = await raw_clients(server.port)
+        await client.send(
+            Hello(
+                version=PROTOCOL_VERSION,
+                name="mallory",
+                certificate=b64encode(mallory.certificate),
+                mailbox_key=mailbox_key,
+                mailbox_sig=signature,
+            )
+        )
+        challenge = await client.recv()
+        assert isinstance(challenge, Challenge)
+        payload = login_challenge_payload(challenge.nonce, "mallory", mallory.key)
+        await client.send(Auth(signature=mallory.sign(payload)))
+        refused = await client.recv()
+        assert isinstance(refused, Error)
+        assert refused.code == "authentication_failed"
+        assert "mailbox key" in refused.reason
+        assert await server.store.get("mallory") is None  # nothing bound, nothing kept
+        # Its own, signed by it: welcome.
+        good = await raw_clients(server.port)
+        await good.send(
+            Hello(
+                version=PROTOCOL_VERSION,
+                name="mallory",
+                certificate=b64encode(mallory.certificate),
+                mailbox_key=mallory.mailbox_key,
+                mailbox_sig=mallory.mailbox_signature,
+            )
+        )
+        challenge = await good.recv()
+        assert isinstance(challenge, Challenge)
+        payload = login_challenge_payload(challenge.nonce, "mallory", mallory.key)
+        await good.send(Auth(signature=mallory.sign(payload)))
+        assert isinstance(await good.recv(), Welcome)
