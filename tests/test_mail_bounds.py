@@ -34,7 +34,7 @@ from p2pchat.protocol import (
 )
 from p2pchat.rates import LocalRates
 
-from .conftest import NodeFactory, RawClient
+from .conftest import NodeFactory, RawClient, eventually
 
 RawFactory = Callable[[int], Awaitable[RawClient]]
 
@@ -333,3 +333,32 @@ async def test_a_login_with_a_mailbox_key_its_key_did_not_sign_is_refused(
         payload = login_challenge_payload(challenge.nonce, "mallory", mallory.key)
         await good.send(Auth(signature=mallory.sign(payload)))
         assert isinstance(await good.recv(), Welcome)
+
+
+async def test_a_peer_paces_its_receipts_and_every_sender_hears_back() -> None:
+    """Receipts are paced now: bob, collecting mail from three senders at a receipt rate
+    of one at once, waits for his turn and sends every receipt."""
+    async with p2pchat.SignallingServer(port=0, receipt_rate=(2.0, 1)) as server:
+        where = ("127.0.0.1", server.port)
+        async with p2pchat.Peer("bob", server=where) as bob:
+            bob_identity = bob.identity
+        senders = [p2pchat.Peer(name, server=where) for name in ("alice", "carol", "dave")]
+        for sender in senders:
+            await sender.start()
+        try:
+            for sender in senders:
+                await sender.send("bob", f"from {sender.name}")
+            async with p2pchat.Peer("bob", server=where, identity=bob_identity) as bob:
+                for _ in senders:
+                    await asyncio.wait_for(bob.next_message(), 10)
+
+                async def all_heard() -> bool:
+                    for sender in senders:
+                        if [m.shipped for m in await sender.history("bob")] != [True]:
+                            return False
+                    return True
+
+                await eventually(all_heard, timeout=10)
+        finally:
+            for sender in senders:
+                await sender.close()

@@ -222,15 +222,22 @@ class Postbox:
                 await self._send_receipt(sender, effect.ids)
 
     async def _send_receipt(self, sender: str, ids: Sequence[str]) -> None:
-        link = self.peer._link()
         signed = receipt(self.peer.identity, self.name, sender, ids)
-        try:
-            await link.request(
-                Receipt(id=link.next_id(), recipient=sender, item=_receipt_id(ids), sealed=signed),
-                Ok,
-            )
-        except ServerRefused as exc:  # it stays unshipped there and goes at the next talk
-            logger.info("%s: no receipt for %s: %s", self.name, sender, exc)
+        for _ in range(60):
+            link = self.peer._link()
+            try:
+                await link.request(
+                    Receipt(
+                        id=link.next_id(), recipient=sender, item=_receipt_id(ids), sealed=signed
+                    ),
+                    Ok,
+                )
+                return
+            except RateLimited:
+                await asyncio.sleep(1.0)  # the server's receipt rate: wait for our turn
+            except ServerRefused as exc:  # it stays unshipped there, goes at the next talk
+                logger.info("%s: no receipt for %s: %s", self.name, sender, exc)
+                return
 
     async def _take_receipt(self, item: MailItem) -> None:
         try:
