@@ -421,3 +421,24 @@ async def test_after_pub_sub_is_lost_a_node_catches_up_on_presence(
     chat_d, chat_a = await connect(dave, alice)  # pushes reach node A again
     await chat_d.send("hello again")
     assert (await asyncio.wait_for(chat_a.receive(), 5)).body == "hello again"
+
+
+async def test_a_login_that_finds_its_node_dead_settles_its_own_invitations(
+    node: NodeFactory, peer: PeerMaker
+) -> None:
+    """Alice's node died while she had invited bob and carol had invited her. Her login
+    on A finds the dead node first (A's own check is seconds away): before she is let in,
+    both invitations end and the other sides are told (they used to stand for
+    ``invitation_ttl``, counted against both users)."""
+    a = await node("A", heartbeat_interval=3.0, node_ttl=10.0)
+    assert a.redis is not None
+    await peer("bob", a)
+    await peer("carol", a)
+    book = a.rendezvous.book
+    sent = await book.open("alice", "bob", ttl=120.0)
+    received = await book.open("carol", "alice", ttl=120.0)
+    await leave_a_dead_node(a.redis, "Z", ["alice"])
+    await asyncio.wait_for(peer("alice", a), 5.0)
+    assert await book.of_user("alice") == []  # settled before she was let in
+    assert await book.get(sent.id) is None
+    assert await book.get(received.id) is None

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import p2pchat
+from p2pchat.limits import AddressLimits
 from p2pchat.protocol import Error, Invite, ListUsers, Msg, Refused, Users
 from p2pchat.reach import Reach
 
@@ -363,3 +364,22 @@ def test_an_invitee_dials_only_what_a_hostile_inviter_cannot_turn_against_it(
     )
     assert why in (reach.refuse_to_dial(host, port) or "")
     assert reach.refuse_to_dial("198.51.100.4", 4000) is None
+
+
+def test_registration_records_are_never_forgotten_while_they_count(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Past PRUNE_AT addresses the oldest record was forgotten, and with it what its
+    address had used: it could register names afresh. Now a record that still counts
+    stays; while every record counts, new addresses share one."""
+    monkeypatch.setattr(AddressLimits, "PRUNE_AT", 4)
+    now = [0.0]
+    limits = AddressLimits(registrations=(1 / 3600, 1), trusted=(), clock=lambda: now[0])
+    for n in range(4):
+        assert limits.reserve_registration(f"192.0.2.{n}")  # each uses its one name
+    assert limits.reserve_registration("198.51.100.1")  # the table is full: the shared one
+    assert not limits.reserve_registration("198.51.100.2")  # ... which is used up now
+    assert not limits.reserve_registration("192.0.2.0")  # remembered: no fresh allowance
+    now[0] = 3600.0  # an hour on: every record is full again, and may be forgotten
+    assert limits.reserve_registration("198.51.100.3")
+    assert limits.reserve_registration("192.0.2.0")

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 import p2pchat
+from p2pchat.protocol import Accept, Error, Invite, Invited, Ok, RelayRequest, RelayTicket
 
-from .conftest import RecordingProxy, connect, server_certificate
+from .conftest import RawClient, RecordingProxy, connect, server_certificate
 
 UNREACHABLE = [("127.0.0.1", 1)]  # an advertised address where nobody listens (NAT, firewall)
 # ... and alice takes no part in reversal or hole punching (as behind a NAT that defeats
@@ -100,3 +101,30 @@ async def test_a_direct_path_that_hangs_does_not_delay_the_relay() -> None:
                 assert (await asyncio.wait_for(chat_b.receive(), 5)).body == "no waiting"
     finally:
         silent.close()
+
+
+async def test_an_invitee_gets_one_relay_per_invitation() -> None:
+    """An invitee asking for a relay again and again within the dial window held the
+    inviter's relay slots (2) for all of it: one invitation now gives one relay."""
+    async with p2pchat.SignallingServer(port=0, max_relays_per_user=2) as server:
+        alice, bob = await RawClient.open(server.port), await RawClient.open(server.port)
+        try:
+            await alice.login("alice", 1)
+            await bob.login("bob", 1)
+            await alice.send(Invite(id="i", user="bob"))
+            invited = await bob.recv_until(Invited)
+            await bob.send(Accept(id="a", invitation=invited.invitation))
+            await bob.recv_until(Ok)
+            await bob.send(RelayRequest(id="r1", invitation=invited.invitation))
+            assert isinstance(await bob.recv_until((RelayTicket, Error)), RelayTicket)
+            await bob.send(RelayRequest(id="r2", invitation=invited.invitation))
+            again = await bob.recv_until((RelayTicket, Error))
+            assert isinstance(again, Error)
+            assert (again.code, again.reason) == (
+                "relay_unavailable",
+                "this invitation was given a relay already",
+            )
+            assert server.relays.active == 1  # alice holds one slot, not both
+        finally:
+            await alice.close()
+            await bob.close()

@@ -308,12 +308,14 @@ async def mailbox(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
     await store.close()
 
 
-def item(n: int, *, to: str = "bob", size: int = 10, expires: float = 2000.0) -> MailboxItem:
+def item(
+    n: int, *, to: str = "bob", size: int = 10, expires: float = 2000.0, sender: str = "alice"
+) -> MailboxItem:
     return MailboxItem(
         recipient=to,
         item=f"i{n}",
         kind="msg",
-        sender="alice",
+        sender=sender,
         sealed="x" * size,
         at=1000.0 + n,
         expires=expires,
@@ -353,6 +355,29 @@ async def test_mailbox_bounds_items_and_bytes_per_recipient(mailbox: Mailbox) ->
     with pytest.raises(p2pchat.MailboxFull, match="holds 20 bytes"):
         await mailbox.deposit(item(3), max_items=None, max_bytes=25)
     await mailbox.deposit(item(3, to="carol"), max_items=2, max_bytes=25)  # per recipient
+
+
+async def test_mailbox_bounds_each_senders_share(mailbox: Mailbox) -> None:
+    share = {"max_items": 10, "max_bytes": 1000, "max_sender_items": 2, "max_sender_bytes": 25}
+    await mailbox.deposit(item(1), **share)
+    await mailbox.deposit(item(2), **share)
+    with pytest.raises(p2pchat.MailboxFull, match="alice's share of bob's mailbox holds 2 items"):
+        await mailbox.deposit(item(3), **share)
+    with pytest.raises(p2pchat.MailboxFull, match="alice's share of bob's mailbox holds 20 bytes"):
+        await mailbox.deposit(item(3), **{**share, "max_sender_items": None})
+    assert await mailbox.deposit(item(3, sender="carol"), **share)  # another sender's share
+    assert await mailbox.deposit(item(4, to="dave"), **share)  # another recipient's
+    assert await mailbox.deposit(item(2), **share) is False  # kept already: no refusal
+    # What is settled or expires frees the share.
+    assert await mailbox.remove("bob", ["i1"]) == 1
+    assert await mailbox.deposit(item(5), **share)
+    await mailbox.deposit(item(6, expires=100.0, sender="erin"), **share)
+    await mailbox.deposit(item(7, expires=100.0, sender="erin"), **share)
+    with pytest.raises(p2pchat.MailboxFull, match="erin's share"):
+        await mailbox.deposit(item(8, sender="erin"), **share)
+    assert await mailbox.expire(200.0) == 2
+    assert await mailbox.deposit(item(8, sender="erin"), **share)
+    assert await mailbox.usage("bob") == (4, 40)
 
 
 async def test_mailbox_expires_items(mailbox: Mailbox) -> None:

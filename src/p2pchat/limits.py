@@ -66,7 +66,12 @@ class AddressLimits:
     """Connections open per address, and new names registered per address over time."""
 
     PRUNE_AT = 4096
-    """Buckets kept before the idle (full) ones are forgotten."""
+    """Registration records kept at most. Beyond, the idle (full) ones are forgotten (a new
+    one would be the same); a record still counting something never is (its address would
+    get a fresh allowance): while every record counts, new addresses share one."""
+
+    PRUNE_EVERY = 10.0
+    """Seconds between two looks for idle records while the table is full."""
 
     def __init__(
         self,
@@ -82,6 +87,8 @@ class AddressLimits:
         self._clock = clock
         self._open: dict[str, int] = {}
         self._buckets: dict[str, TokenBucket] = {}
+        self._shared: TokenBucket | None = None  # new addresses', while the table is full
+        self._pruned = float("-inf")
         self._keys: dict[str, str | None] = {}
 
     def key(self, host: str) -> str | None:
@@ -143,13 +150,17 @@ class AddressLimits:
 
     def _bucket(self, host: str) -> TokenBucket:
         bucket = self._buckets.get(host)
-        if bucket is None:
-            if len(self._buckets) >= self.PRUNE_AT:
-                for idle in [h for h, b in self._buckets.items() if b.full]:
-                    del self._buckets[idle]
-                while len(self._buckets) >= self.PRUNE_AT:  # still: forget the oldest
-                    del self._buckets[next(iter(self._buckets))]
-            assert self.registrations is not None
-            bucket = TokenBucket(*self.registrations, clock=self._clock)
-            self._buckets[host] = bucket
+        if bucket is not None:
+            return bucket
+        assert self.registrations is not None
+        if len(self._buckets) >= self.PRUNE_AT and self._clock() >= self._pruned + self.PRUNE_EVERY:
+            self._pruned = self._clock()
+            for idle in [h for h, b in self._buckets.items() if b.full]:
+                del self._buckets[idle]
+        if len(self._buckets) >= self.PRUNE_AT:  # every record counts: share one
+            if self._shared is None:
+                self._shared = TokenBucket(*self.registrations, clock=self._clock)
+            return self._shared
+        bucket = TokenBucket(*self.registrations, clock=self._clock)
+        self._buckets[host] = bucket
         return bucket

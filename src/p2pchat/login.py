@@ -9,8 +9,10 @@
 The peer signs a fresh 32-byte nonce with the key of its certificate, so a login cannot be
 replayed. The first key to log in with a name is bound to it (names are unique whatever
 their case), and every other key is refused. New names are bounded per address. The
-mailbox key the peer publishes (signed by its key) is kept and handed out: whoever seals
-to it checks that signature, so the server does not need to.
+mailbox key the peer publishes must be a 32-byte key signed by its identity key: checked
+here, where it enters, so that a login with a bad one fails at once with a reason (rather
+than every sender failing later to seal to it); whoever seals to it checks the signature
+again, against the key it knows for this user, since nobody need trust the server.
 
 ``LoginDesk`` runs a login from the first message to the welcomed session: the proof
 (``authenticate``), the name taken across the cluster (a second login of a logged-in name
@@ -45,6 +47,7 @@ from .identity import (
     certificate_key,
     fingerprint,
     login_challenge_payload,
+    mailbox_key_payload,
     verify_signature,
 )
 from .limits import AddressLimits
@@ -54,6 +57,8 @@ from .stats import ServerStats
 from .store import UserStore
 
 __all__ = ["FEATURES", "LoginDesk", "authenticate"]
+
+MAILBOX_KEY_BYTES: Final = 32
 
 FEATURES: Final = ("watch",)
 """What this server understands beyond version 3's first messages, told in ``welcome``."""
@@ -93,8 +98,6 @@ async def authenticate(
     if hello.mailbox_key is not None:
         if hello.mailbox_sig is None:
             raise AuthenticationError("a mailbox key must come with its signature")
-        # Passed on as given: whoever seals to it checks the signature against the key
-        # it knows for this user, so a server's check would add nothing but a cost.
         mailbox = (hello.mailbox_key, hello.mailbox_sig)
     nonce = b64encode(secrets.token_bytes(32))
     await connection.send(Challenge(nonce=nonce))
@@ -104,6 +107,9 @@ async def authenticate(
     if not verify_signature(key, login_challenge_payload(nonce, hello.name, key), auth.signature):
         connection.log.warning("refused a login as %s: bad signature", hello.name)
         raise AuthenticationError("the signature does not prove that key")
+    if mailbox is not None and not _vouched(key, *mailbox):
+        connection.log.warning("refused a login as %s: bad mailbox key", hello.name)
+        raise AuthenticationError("the mailbox key is not a key signed by the login's key")
     # The key is checked before the name's presence: an impostor learns nothing more.
     host = connection.remote_address[0] if connection.remote_address else ""
     may_create = limits.reserve_registration(host)
@@ -133,6 +139,16 @@ async def authenticate(
     if mailbox is not None and binding.mailbox_key != mailbox[0]:
         await store.set_mailbox_key(hello.name, *mailbox)  # published anew
     return hello, key
+
+
+def _vouched(key: str, mailbox_key: str, signature: str) -> bool:
+    """True if ``mailbox_key`` is an X25519 key (32 bytes) signed by ``key``."""
+    try:
+        if len(b64decode(mailbox_key)) != MAILBOX_KEY_BYTES:
+            return False
+    except IdentityError:
+        return False
+    return verify_signature(key, mailbox_key_payload(mailbox_key), signature)
 
 
 class LoginDesk:

@@ -12,10 +12,18 @@ The server keeps what it is given and cannot open it: a message is sealed to the
 recipient's key and signed inside by its sender; a receipt is signed by whoever stored
 the messages. It sees who writes to whom, when, and how much.
 
-Bounds, each a setting with a default and a typed refusal: items and bytes per recipient
-(``MailboxFull``), the size of one item (``ItemTooLarge``), deposits per second per sender
-(``RateLimited``), and the time an item is kept (``ttl``: then it is dropped, unread; its
-sender's copy stays unshipped and goes at the next direct talk).
+Bounds, each a setting with a default and a typed refusal: items and bytes per recipient,
+and of those, items and bytes per sender (its share: one sender cannot fill a mailbox for
+all others) (``MailboxFull``); the size of one item (``ItemTooLarge``); deposits and
+receipts per second per user, kept by name beyond the session (``rates.py``: a new login
+does not start them afresh; with several nodes, kept in Redis) (``RateLimited``); and the
+time an item is kept (``ttl``: then it is dropped, unread; its sender's copy stays
+unshipped and goes at the next direct talk).
+
+Pushes: an item is pushed to its recipient only while that session's outbox has room for
+it (``Session.push_mail``); beyond, the session is told once that more waits
+(``mail{items: [], more: true}``) and collects it, so that a burst of mail never
+disconnects a reader that keeps reading.
 """
 
 from __future__ import annotations
@@ -29,8 +37,8 @@ from typing import Any, Final
 
 from .cluster import Cluster
 from .errors import ItemTooLarge, P2PChatError, RateLimited, ServerRefused, UnknownUser
-from .limits import TokenBucket
 from .protocol import Collect, Deposit, Mail, MailItem, Ok, Receipt, Settle
+from .rates import LocalRates, Rate, UserRates
 from .session import Session
 from .store import Mailbox, MailboxItem, UserStore
 
@@ -57,8 +65,12 @@ class MailService:
         # Limits
         max_items: int | None = 1000,
         max_bytes: int | None = 8 << 20,
+        max_sender_items: int | None = 250,
+        max_sender_bytes: int | None = 2 << 20,
         item_size: int = 32 * 1024,
-        deposit_rate: tuple[float, int] | None = (10.0, 100),
+        deposit_rate: Rate | None = (10.0, 100),
+        receipt_rate: Rate | None = (10.0, 100),
+        rates: UserRates | None = None,
         # Timeouts
         ttl: float = 7 * 86400.0,
         clock: Callable[[], float] = time.time,
@@ -68,14 +80,18 @@ class MailService:
         self.mailbox = mailbox
         self.max_items = max_items
         self.max_bytes = max_bytes
+        self.max_sender_items = max_sender_items
+        self.max_sender_bytes = max_sender_bytes
         self.item_size = item_size
         self.deposit_rate = deposit_rate
+        self.receipt_rate = receipt_rate
+        self.rates: UserRates = rates if rates is not None else LocalRates()
+        """Per user, kept beyond the session (and across nodes, in Redis, when given)."""
         self.ttl = ttl
         self.clock = clock
         self.deposits = 0
         self.deposited_bytes = 0
         self.collections = 0
-        self._buckets: dict[str, TokenBucket] = {}  # per logged-in sender
         self._sweeper: asyncio.Task[None] | None = None
 
     def handlers(self) -> dict[type[Any], Handler]:
@@ -98,9 +114,6 @@ class MailService:
             self._sweeper = None
         await self.mailbox.close()
 
-    def logout(self, name: str) -> None:
-        self._buckets.pop(name, None)
-
     async def _sweep(self) -> None:
         """Drop expired items now and then."""
         while True:
@@ -109,20 +122,23 @@ class MailService:
                     logger.info("dropped %d mailbox items past their time", dropped)
             await asyncio.sleep(min(self.ttl / 10, 60.0))
 
+    async def _pace(self, session: Session, kind: str, rate: Rate | None) -> None:
+        """Take one of the user's ``kind`` tokens, or refuse (RateLimited)."""
+        if rate is not None and not await self.rates.take(kind, session.name, rate):
+            raise RateLimited(
+                f"more than {rate[0]:g} {kind}s/s (burst {rate[1]}): the message stays "
+                f"unshipped; send the {kind} again later"
+            )
+
     async def _on_deposit(self, session: Session, message: Deposit) -> None:
-        if self.deposit_rate is not None:
-            bucket = self._buckets.setdefault(session.name, TokenBucket(*self.deposit_rate))
-            if not bucket.take():
-                raise RateLimited(
-                    f"more than {self.deposit_rate[0]:g} deposits/s: the message stays "
-                    "unshipped; deposit it again later"
-                )
+        await self._pace(session, "deposit", self.deposit_rate)
         await self._keep(session, message.recipient, message.item, "msg", message.sealed)
         self.deposits += 1
         self.deposited_bytes += len(message.sealed)
         await session.reply(Ok(id=message.id))
 
     async def _on_receipt(self, session: Session, message: Receipt) -> None:
+        await self._pace(session, "receipt", self.receipt_rate)
         await self._keep(session, message.recipient, message.item, "receipt", message.sealed)
         await session.reply(Ok(id=message.id))
 
@@ -148,11 +164,18 @@ class MailService:
             at=now,
             expires=now + self.ttl,
         )
-        if not await self.mailbox.deposit(item, max_items=self.max_items, max_bytes=self.max_bytes):
+        if not await self.mailbox.deposit(
+            item,
+            max_items=self.max_items,
+            max_bytes=self.max_bytes,
+            max_sender_items=self.max_sender_items,
+            max_sender_bytes=self.max_sender_bytes,
+        ):
             return  # kept already (a sender depositing again after a restart)
         self.cluster.push(recipient, Mail(items=[_wire(item)]))  # if they are online
 
     async def _on_collect(self, session: Session, message: Collect) -> None:
+        session.mail_waiting = False  # what is deposited from now on may be pushed again
         items, more = await self.mailbox.pending(
             session.name, now=self.clock(), limit=PAGE_ITEMS, max_bytes=PAGE_BYTES
         )

@@ -99,13 +99,14 @@ class Postbox:
             self._queue.put_nowait(None)  # None: collect
 
     def pushed(self, mail: Mail) -> None:
-        """The server pushed new items (someone deposited while we are logged in)."""
+        """The server pushed new items (someone deposited while we are logged in); with
+        ``more``, others wait there (too many to push at once): collect them."""
         if not self._collected:
             self._held.extend(mail.items)
             del self._held[:-MAX_QUEUED]  # the rest waits on the server for the next collect
             return
         try:
-            self._queue.put_nowait(list(mail.items))
+            self._queue.put_nowait(list(mail.items) if not mail.more else None)
         except asyncio.QueueFull:
             logger.warning("%s: too much mail at once; the rest waits on the server", self.name)
 
@@ -221,15 +222,22 @@ class Postbox:
                 await self._send_receipt(sender, effect.ids)
 
     async def _send_receipt(self, sender: str, ids: Sequence[str]) -> None:
-        link = self.peer._link()
         signed = receipt(self.peer.identity, self.name, sender, ids)
-        try:
-            await link.request(
-                Receipt(id=link.next_id(), recipient=sender, item=_receipt_id(ids), sealed=signed),
-                Ok,
-            )
-        except ServerRefused as exc:  # it stays unshipped there and goes at the next talk
-            logger.info("%s: no receipt for %s: %s", self.name, sender, exc)
+        for _ in range(60):
+            link = self.peer._link()
+            try:
+                await link.request(
+                    Receipt(
+                        id=link.next_id(), recipient=sender, item=_receipt_id(ids), sealed=signed
+                    ),
+                    Ok,
+                )
+                return
+            except RateLimited:
+                await asyncio.sleep(1.0)  # the server's receipt rate: wait for our turn
+            except ServerRefused as exc:  # it stays unshipped there, goes at the next talk
+                logger.info("%s: no receipt for %s: %s", self.name, sender, exc)
+                return
 
     async def _take_receipt(self, item: MailItem) -> None:
         try:

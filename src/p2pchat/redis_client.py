@@ -28,6 +28,9 @@ deployments, or several tests, apart)::
     p2pchat:mail:RECIPIENT:items       hash  item id -> "SIZE:JSON" of the sealed item
     p2pchat:mail:RECIPIENT:order       zset  item ids by deposit sequence
     p2pchat:mail:RECIPIENT:bytes       str   sealed bytes kept for RECIPIENT
+    p2pchat:mail:RECIPIENT:senders     hash  n:SENDER, b:SENDER: items and bytes of each
+                                             sender kept there (its share)
+    p2pchat:mail:RECIPIENT:from        hash  item id -> its sender
     p2pchat:mail:expiry                zset  "RECIPIENT\\nITEM" by expiry (epoch seconds)
     p2pchat:mail:seq                   str   the deposit sequence
     p2pchat:mail:totals                hash  items, bytes: everything kept

@@ -173,10 +173,18 @@ class RedisMailbox:
             c.key(*box, "bytes"),
             c.key("mail", "expiry"),
             c.key("mail", "totals"),
+            c.key(*box, "senders"),
+            c.key(*box, "from"),
         ]
 
     async def deposit(
-        self, item: MailboxItem, *, max_items: int | None, max_bytes: int | None
+        self,
+        item: MailboxItem,
+        *,
+        max_items: int | None,
+        max_bytes: int | None,
+        max_sender_items: int | None = None,
+        max_sender_bytes: int | None = None,
     ) -> bool:
         size = len(item.sealed)
         value = f"{size}:{msgspec.json.encode(item).decode()}"
@@ -188,16 +196,20 @@ class RedisMailbox:
                 item.item,
                 value,
                 size,
-                -1 if max_items is None else max_items,
-                -1 if max_bytes is None else max_bytes,
+                _bound(max_items),
+                _bound(max_bytes),
                 repr(item.expires),
+                item.sender,
+                _bound(max_sender_items),
+                _bound(max_sender_bytes),
             ],
         )
         if isinstance(answer, list):
             code, held = int(answer[0]), int(answer[1])
-            if code == -1:
-                raise MailboxFull(f"{item.recipient}'s mailbox holds {held} items, its limit")
-            raise MailboxFull(f"{item.recipient}'s mailbox holds {held} bytes, near its limit")
+            whose = f"{item.sender}'s share of " if code in (-3, -4) else ""
+            limit = "the limit per sender" if whose else "its limit"
+            what = f"{held} items," if code in (-1, -3) else f"{held} bytes, near"
+            raise MailboxFull(f"{whose}{item.recipient}'s mailbox holds {what} {limit}")
         return int(answer) == 1
 
     async def pending(
@@ -278,6 +290,10 @@ class RedisMailbox:
             self.client.redis.hmget(self.client.key("mail", "totals"), ["items", "bytes"])
         )
         return _int(items), _int(used)
+
+
+def _bound(limit: int | None) -> int:
+    return -1 if limit is None else limit
 
 
 def _int(value: str | None) -> int:

@@ -21,7 +21,10 @@ its users are settled by whichever node notices (``logout``), and Redis drops th
 when their time is up.
 
 A relay is held by the node of the invitee who asks for it: both tickets name that node's
-address (``relay_address``, when set), so that the inviter joins the relay there.
+address (``relay_address``, when set), so that the inviter joins the relay there. One
+relay per invitation: an invitee cannot hold the inviter's relay slots by asking again and
+again for as long as the dial window lasts (the node that gave it remembers; an invitee
+who logs in again on another node could ask once more there).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from .errors import (
     InvitationGone,
     P2PChatError,
     RateLimited,
+    RelayUnavailable,
     ServerRefused,
     UnknownUser,
     UserOffline,
@@ -73,8 +77,8 @@ logger = logging.getLogger(__name__)
 Handler = Callable[[Session, Any], Awaitable[None]]
 
 PUNCHES_KEPT = 10_000
-"""Invitations whose punch requests are counted at once (a bound on memory: one settled
-on another node is forgotten here only when newer ones push it out)."""
+"""Invitations whose punch requests (or relay) are counted at once (a bound on memory: one
+settled on another node is forgotten here only when newer ones push it out)."""
 
 
 class Rendezvous:
@@ -106,6 +110,7 @@ class Rendezvous:
         self.max_punches = max_punches
         """Punch requests passed on per invitation and side (three DCUtR rounds)."""
         self._punches: dict[tuple[str, str], int] = {}  # (invitation, side) -> passed on
+        self._relayed: dict[str, None] = {}  # invitations given a relay here, oldest first
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -225,10 +230,15 @@ class Rendezvous:
         invitation = await self._invitation_for(message.invitation, recipient=session.name)
         if not invitation.accepted:
             raise InvitationGone("accept the invitation before asking for a relay")
+        if invitation.id in self._relayed:
+            raise RelayUnavailable("this invitation was given a relay already")
         inviter = await self.cluster.lookup(invitation.sender)
         if inviter is None:
             raise UserOffline(f"{invitation.sender} is not online")
         inviter_ticket, invitee_ticket = self.relays.open(inviter.name, session.name)
+        self._relayed[invitation.id] = None
+        while len(self._relayed) > PUNCHES_KEPT:  # settled elsewhere: forget the oldest
+            del self._relayed[next(iter(self._relayed))]
         here = self.relay_address
         self.cluster.push(
             inviter.name, RelayOffer(invitation=invitation.id, ticket=inviter_ticket, server=here)
@@ -318,6 +328,7 @@ class Rendezvous:
             timer.cancel()
         for side in (invitation.sender, invitation.recipient):
             self._punches.pop((invitation.id, side), None)
+        self._relayed.pop(invitation.id, None)
         if await self.book.settle(invitation.id, pending_only=pending_only) is None:
             return
         if outcome is not None:

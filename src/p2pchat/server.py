@@ -56,6 +56,7 @@ from .protocol import (
     Watch,
     Whois,
 )
+from .rates import RedisRates
 from .redis_client import RedisClient
 from .relay import RelayHub
 from .rendezvous import Rendezvous
@@ -121,8 +122,11 @@ class SignallingServer:
         max_invitations_per_pair: int = 2,
         mailbox_items: int | None = 1000,
         mailbox_bytes: int | None = 8 << 20,
+        mailbox_items_per_sender: int | None = 250,
+        mailbox_bytes_per_sender: int | None = 2 << 20,
         mail_item_size: int = 32 * 1024,
         deposit_rate: tuple[float, int] | None = (10.0, 100),
+        receipt_rate: tuple[float, int] | None = (10.0, 100),
         redis_connections: int = 32,
         # Timeouts
         hello_timeout: float | None = 10.0,
@@ -232,13 +236,18 @@ class SignallingServer:
             mailbox if mailbox is not None else mailbox_for(self.store),
             max_items=mailbox_items,
             max_bytes=mailbox_bytes,
+            max_sender_items=mailbox_items_per_sender,
+            max_sender_bytes=mailbox_bytes_per_sender,
             item_size=mail_item_size,
             deposit_rate=deposit_rate,
+            receipt_rate=receipt_rate,
+            rates=RedisRates(self.redis) if self.redis is not None else None,
             ttl=mail_ttl,
             clock=clock,
         )
-        """Sealed mail for users who are away: bounded per recipient (items, bytes), per
-        item, per second of deposits, and in time (``mail_ttl``)."""
+        """Sealed mail for users who are away: bounded per recipient and per sender's share
+        (items, bytes), per item, per second per user (kept by name: in Redis with several
+        nodes), and in time (``mail_ttl``)."""
         self.hello_timeout = hello_timeout
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
@@ -262,7 +271,6 @@ class SignallingServer:
             sessions=self.sessions,
             cluster=self.cluster,
             rendezvous=self.rendezvous,
-            mail=self.mail,
             presence=self._presence,
         )
         """Logouts, and the clean-up after users of dead nodes."""

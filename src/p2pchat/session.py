@@ -5,6 +5,9 @@ What is sent to it is written to its connection at once (a burst in one write, a
 of the loop's turn), bounded by ``outbox_bytes`` not yet taken by its socket: answers to
 the peer's own requests then wait for room (back-pressure on that peer alone); news
 caused by others never waits: a peer that far behind has stopped reading and is dropped.
+Mail is news that others can make big at will, so it is pushed only while half the
+outbox is free; beyond, the peer is told once that more waits, and collects it (a request:
+its answers wait for room), so that no burst of mail drops a peer that keeps reading.
 No task and no queue of its own: a server holds many of these.
 
 ``Sessions`` are those logged in on this server (this node), as the cluster reaches them:
@@ -26,13 +29,16 @@ from typing import Final
 from .cluster import Entry
 from .connection import Connection
 from .errors import ConnectionClosed, P2PChatError
-from .protocol import Presence, WireMessage, encode
+from .protocol import Mail, Presence, WireMessage, encode
 from .store import UserStore
 
 __all__ = ["FRAME_BYTES", "PresenceLog", "Session", "Sessions", "dial_addresses"]
 
 FRAME_BYTES: Final = 256
 """What one queued message is counted as, to turn ``outbox_size`` (messages) into bytes."""
+
+MORE_MAIL: Final = Mail(items=[], more=True)
+"""Pushed instead of mail that does not fit: more waits in the mailbox; collect it."""
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +52,7 @@ class Session:
         "connection",
         "key",
         "leaving",
+        "mail_waiting",
         "name",
         "observed",
         "outbox_bytes",
@@ -81,6 +88,8 @@ class Session:
         news drops it."""
         self.watching: frozenset[str] = frozenset()
         """Users whose logins and logouts this peer hears of, however many are online."""
+        self.mail_waiting = False
+        """Told that mail waits for it to collect: none is pushed until it does."""
         self.pinged = 0.0  # when the keepalive last pinged it (monotonic)
         self.serving = asyncio.current_task()  # the task reading this peer's requests
         self.leaving = False
@@ -106,6 +115,20 @@ class Session:
             self.drop(f"{self.name} is not reading; disconnecting it")
             return
         connection.write_soon(data)
+
+    def push_mail(self, mail: Mail) -> None:
+        """Push mail deposited for this peer while half the outbox is free; beyond, tell it
+        once that more waits (``mail{items: [], more: true}``) and push none until it
+        collects: what is not pushed waits in the mailbox, in order."""
+        connection = self.connection
+        if connection.closing or self.mail_waiting:
+            return
+        data = encode(mail)
+        if connection.pending + len(data) <= self.outbox_bytes // 2:
+            connection.write_soon(data)
+            return
+        self.mail_waiting = True
+        self.push(MORE_MAIL)
 
     def drop(self, reason: str) -> None:
         """Disconnect at once, also stopping a reader that waits for room."""
@@ -165,7 +188,7 @@ class Sessions:
         """``session`` is welcomed (its ``welcome`` is queued): it gets what was held."""
         self.by_name[session.name] = session
         for message in self._early.pop(session.name, ()):
-            session.push(message)
+            _hand(session, message)
 
     def remove(self, session: Session) -> str | None:
         """``session`` leaves: its login's token, or None if it was not here (any more)."""
@@ -193,9 +216,14 @@ class Sessions:
     def deliver(self, name: str, message: WireMessage) -> bool:
         session = self.by_name.get(name)
         if session is not None:
-            session.push(message)
+            _hand(session, message)
             return True
         held = self._early.get(name)
+        if held is not None and _is_mail(message):
+            # Not held: it is in the mailbox, which a peer collects after each login.
+            if MORE_MAIL not in held and len(held) < self.early_limit:
+                held.append(MORE_MAIL)
+            return True
         if held is not None and len(held) < self.early_limit:
             held.append(message)
             return True
@@ -248,6 +276,19 @@ class Sessions:
     async def reaped(self, name: str) -> None:
         if self.on_reaped is not None:
             await self.on_reaped(name)
+
+
+def _is_mail(message: WireMessage) -> bool:
+    """A mail push (not an answer to ``collect``)."""
+    return isinstance(message, Mail) and message.id is None
+
+
+def _hand(session: Session, message: WireMessage) -> None:
+    """Push news caused by someone else to ``session``; mail only while it has room."""
+    if isinstance(message, Mail) and message.id is None:
+        session.push_mail(message)
+    else:
+        session.push(message)
 
 
 class PresenceLog:

@@ -144,8 +144,11 @@ SERVER_SETTINGS: tuple[Setting, ...] = (
     Setting("max_punches", INT, "hole punch requests passed on per invitation and side", 0),
     Setting("mailbox_items", INT, "mail items kept per recipient (0: no mail)", 0),
     Setting("mailbox_bytes", INT, "bytes of mail kept per recipient", 0),
+    Setting("mailbox_items_per_sender", INT, "of those, mail items from one sender"),
+    Setting("mailbox_bytes_per_sender", INT, "of those, bytes of mail from one sender"),
     Setting("mail_item_size", INT, "largest sealed mail item, in bytes"),
     Setting("deposit_rate", RATE, "mail deposits per sender"),
+    Setting("receipt_rate", RATE, "mail receipts per user"),
     Setting("redis_connections", INT, "connections to Redis at most (with --redis)"),
     # Timeouts
     Setting("hello_timeout", FLOAT, "seconds a new connection has to log in"),

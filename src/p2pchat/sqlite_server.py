@@ -10,7 +10,6 @@ import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 
-from .errors import MailboxFull
 from .sqlite import SqliteStore
 from .store import (
     Binding,
@@ -20,6 +19,7 @@ from .store import (
     MemoryUserStore,
     UserRecord,
     UserStore,
+    check_room,
 )
 
 __all__ = ["SqliteMailbox", "SqliteUserStore", "mailbox_for"]
@@ -159,23 +159,36 @@ class SqliteMailbox(SqliteStore):
         return path.with_name(f"{path.stem}-mailbox{path.suffix or '.sqlite3'}")
 
     async def deposit(
-        self, item: MailboxItem, *, max_items: int | None, max_bytes: int | None
+        self,
+        item: MailboxItem,
+        *,
+        max_items: int | None,
+        max_bytes: int | None,
+        max_sender_items: int | None = None,
+        max_sender_bytes: int | None = None,
     ) -> bool:
         def job(db: sqlite3.Connection) -> bool:
             cursor = db.execute(
-                "SELECT count(*), coalesce(sum(length(sealed)), 0),"
-                " sum(item = ?) FROM items WHERE recipient = ?",
-                (item.item, item.recipient),
+                "SELECT count(*), coalesce(sum(length(sealed)), 0), sum(item = ?),"
+                " coalesce(sum(sender = ?), 0),"
+                " coalesce(sum(CASE WHEN sender = ? THEN length(sealed) END), 0)"
+                " FROM items WHERE recipient = ?",
+                (item.item, item.sender, item.sender, item.recipient),
             )
             row = cursor.fetchone()
             assert row is not None
-            count, used, known = int(row[0]), int(row[1]), int(row[2] or 0)
+            count, used, known, mine, mine_bytes = (int(v or 0) for v in row)
             if known:
                 return False
-            if max_items is not None and count + 1 > max_items:
-                raise MailboxFull(f"{item.recipient}'s mailbox holds {count} items, its limit")
-            if max_bytes is not None and used + len(item.sealed) > max_bytes:
-                raise MailboxFull(f"{item.recipient}'s mailbox holds {used} bytes, near its limit")
+            check_room(item, count, used, max_items=max_items, max_bytes=max_bytes)
+            check_room(
+                item,
+                mine,
+                mine_bytes,
+                max_items=max_sender_items,
+                max_bytes=max_sender_bytes,
+                share=True,
+            )
             db.execute(
                 f"INSERT INTO items ({_ITEM_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (

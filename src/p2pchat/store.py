@@ -86,6 +86,25 @@ class MailboxItem(msgspec.Struct, frozen=True, kw_only=True):
     expires: float
 
 
+def check_room(
+    item: MailboxItem,
+    count: int,
+    used: int,
+    *,
+    max_items: int | None,
+    max_bytes: int | None,
+    share: bool = False,
+) -> None:
+    """Raise MailboxFull if ``item`` does not fit beside ``count`` items of ``used`` bytes:
+    those of its recipient's whole mailbox, or (``share``) those its sender holds there."""
+    whose = f"{item.sender}'s share of " if share else ""
+    limit = "the limit per sender" if share else "its limit"
+    if max_items is not None and count + 1 > max_items:
+        raise MailboxFull(f"{whose}{item.recipient}'s mailbox holds {count} items, {limit}")
+    if max_bytes is not None and used + len(item.sealed) > max_bytes:
+        raise MailboxFull(f"{whose}{item.recipient}'s mailbox holds {used} bytes, near {limit}")
+
+
 class UserStore(Protocol):
     """The signalling server's table of users and their presence."""
 
@@ -181,12 +200,20 @@ class Mailbox(Protocol):
     async def start(self) -> None: ...
     async def close(self) -> None: ...
     async def deposit(
-        self, item: MailboxItem, *, max_items: int | None, max_bytes: int | None
+        self,
+        item: MailboxItem,
+        *,
+        max_items: int | None,
+        max_bytes: int | None,
+        max_sender_items: int | None = None,
+        max_sender_bytes: int | None = None,
     ) -> bool:
         """Keep ``item``; False if one with its id is kept already for its recipient.
 
         Raises MailboxFull (nothing kept) if the recipient would hold more than
-        ``max_items`` items or ``max_bytes`` of sealed data. Atomic."""
+        ``max_items`` items or ``max_bytes`` of sealed data, or more than
+        ``max_sender_items`` / ``max_sender_bytes`` from ``item.sender`` (one sender's
+        share, so that one sender cannot fill the mailbox for all others). Atomic."""
 
     async def pending(
         self, recipient: str, *, now: float, limit: int, max_bytes: int
@@ -379,16 +406,28 @@ class MemoryMailbox:
         pass
 
     async def deposit(
-        self, item: MailboxItem, *, max_items: int | None, max_bytes: int | None
+        self,
+        item: MailboxItem,
+        *,
+        max_items: int | None,
+        max_bytes: int | None,
+        max_sender_items: int | None = None,
+        max_sender_bytes: int | None = None,
     ) -> bool:
         box = self._items.setdefault(item.recipient, {})
         if item.item in box:
             return False
-        if max_items is not None and len(box) + 1 > max_items:
-            raise MailboxFull(f"{item.recipient}'s mailbox holds {len(box)} items, its limit")
         used = sum(len(i.sealed) for i in box.values())
-        if max_bytes is not None and used + len(item.sealed) > max_bytes:
-            raise MailboxFull(f"{item.recipient}'s mailbox holds {used} bytes, near its limit")
+        check_room(item, len(box), used, max_items=max_items, max_bytes=max_bytes)
+        mine = [len(i.sealed) for i in box.values() if i.sender == item.sender]
+        check_room(
+            item,
+            len(mine),
+            sum(mine),
+            max_items=max_sender_items,
+            max_bytes=max_sender_bytes,
+            share=True,
+        )
         box[item.item] = item
         return True
 

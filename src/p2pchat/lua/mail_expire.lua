@@ -16,6 +16,15 @@ for _, entry in ipairs(entries) do
       if redis.call('DECRBY', box .. ':bytes', size) <= 0 then
         redis.call('DEL', box .. ':bytes')
       end
+      local sender = redis.call('HGET', box .. ':from', item)
+      if sender then
+        redis.call('HDEL', box .. ':from', item)
+        if redis.call('HINCRBY', box .. ':senders', 'n:' .. sender, -1) <= 0 then
+          redis.call('HDEL', box .. ':senders', 'n:' .. sender, 'b:' .. sender)
+        else
+          redis.call('HINCRBY', box .. ':senders', 'b:' .. sender, -size)
+        end
+      end
       redis.call('HINCRBY', KEYS[2], 'items', -1)
       redis.call('HINCRBY', KEYS[2], 'bytes', -size)
       dropped = dropped + 1
