@@ -110,9 +110,16 @@ class RawClient:
     """A hand-driven protocol client on a real socket: sends what the test says."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
         self.connection = Connection(reader, writer)
+
+    @property
+    def reader(self) -> asyncio.StreamReader:
+        """The connection's stream (the TLS one once it is upgraded)."""
+        return self.connection.streams[0]
+
+    @property
+    def writer(self) -> asyncio.StreamWriter:
+        return self.connection.streams[1]
 
     @classmethod
     async def open(cls, port: int) -> RawClient:
@@ -148,7 +155,8 @@ class RawClient:
         await self.send(StartTls(invitation=invited.invitation))
         assert isinstance(await self.recv(), Proceed)
         trusted = b64decode(invited.certificate)
-        await self.connection.start_tls(direct_tls_context(identity, trusted, server_side=False))
+        context = direct_tls_context(identity, trusted, server_side=False)
+        await self.connection.start_tls(context, server_side=False)
         await self.send(Hello(version=PROTOCOL_VERSION, name=name, invitation=invited.invitation))
         assert isinstance(await self.recv(), Welcome)
 

@@ -345,7 +345,7 @@ async def test_a_dial_in_with_a_stolen_invitation_and_another_key_is_refused(
     anything.check_hostname, anything.verify_mode = False, ssl.CERT_NONE
     mallory.load_into(anything)
     with contextlib.suppress(p2pchat.ConnectionClosed):
-        await direct.connection.start_tls(anything)
+        await direct.connection.start_tls(anything, server_side=False)
         await direct.send(Hello(version=PROTOCOL_VERSION, name="bob", invitation=invitation.id))
         await direct.send(Msg(id="evil", ts=0.0, body="hi alice, it's really me"))
     assert await direct.closed_by_other_side()  # alice's TLS refused mallory's certificate

@@ -65,6 +65,7 @@ class Connection:
         self.id = next(self._ids)
         self._soon: list[bytes] = []  # written by write_soon(), not yet handed to the transport
         self._soon_size = 0
+        self._clear_writer: asyncio.StreamWriter | None = None  # see start_tls()
         self.last_heard = time.monotonic()
         """When bytes last arrived (monotonic): any traffic proves the other side is there."""
         where = f"{peer[0]}:{peer[1]}" if peer else "?"
@@ -79,25 +80,19 @@ class Connection:
         max_frame: int | None = DEFAULT_MAX_FRAME,
         timeout: float | None = 10.0,
         tls: ssl.SSLContext | None = None,
-        tls_server_side: bool = False,
         sources: Sequence[tuple[str, int]] = (),
         from_source: bool = False,
     ) -> Connection:
         """Dial ``host:port`` (over TLS with ``tls``, checking the certificate for ``host``).
 
-        ``tls_server_side``: a later ``start_tls()`` takes the server's part although we
-        dialled (an inviter reached through the relay). ``sources``: the listener's
-        addresses; the connection comes from the listening port (of the destination's
-        family) if it can, so that a NAT maps it as it maps the listener, else from any
-        port; with ``from_source`` only from the listening port (a hole punch). Raises
-        ConnectionClosed if it cannot be reached, or verified, in time.
+        ``sources``: the listener's addresses; the connection comes from the listening port
+        (of the destination's family) if it can, so that a NAT maps it as it maps the
+        listener, else from any port; with ``from_source`` only from the listening port (a
+        hole punch). Raises ConnectionClosed if it cannot be reached, or verified, in time.
         """
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader(limit=READ_SIZE)
-        dialled: asyncio.Future[asyncio.StreamWriter] = loop.create_future()
-        protocol = asyncio.StreamReaderProtocol(
-            reader, (lambda _, writer: dialled.set_result(writer)) if tls_server_side else None
-        )
+        protocol = asyncio.StreamReaderProtocol(reader)
         sock: socket.socket | None = None
         try:
             async with asyncio.timeout(timeout):
@@ -112,17 +107,14 @@ class Connection:
                     transport, _ = await loop.create_connection(
                         lambda: protocol, host, port, ssl=tls, server_hostname=host if tls else None
                     )
-                writer = (
-                    await dialled
-                    if tls_server_side
-                    else asyncio.StreamWriter(transport, protocol, reader, loop)
-                )
         except (OSError, TimeoutError) as exc:
             if sock is not None:
                 sock.close()
             reason = "timed out" if isinstance(exc, TimeoutError) else str(exc)
             raise ConnectionClosed(f"cannot connect to {host}:{port}: {reason}") from exc
-        return cls(reader, writer, max_frame=max_frame)
+        return cls(
+            reader, asyncio.StreamWriter(transport, protocol, reader, loop), max_frame=max_frame
+        )
 
     async def recv_last_clear(
         self, *, skip: Callable[[WireMessage], bool] | None = None
@@ -131,14 +123,15 @@ class Connection:
 
         Reading stops at once (before anything else can run), so that whatever follows in
         clear stays in the socket and reaches the TLS layer, which refuses it; bytes
-        already received after the message fail the connection here (STARTTLS injection).
+        already read past the message fail the connection here, and bytes received but not
+        read yet fail ``start_tls()`` (STARTTLS injection).
         ``skip``: one message it accepts may come first, and is passed over.
         """
         message = await self.recv()
         if skip is not None and skip(message):
             message = await self.recv()
         self._read_transport().pause_reading()
-        self._check_nothing_buffered("after the last clear message")
+        self._check_nothing_decoded("after the last clear message")
         return message
 
     def resume_reading(self) -> None:
@@ -170,46 +163,72 @@ class Connection:
             )
         return message
 
-    def _check_nothing_buffered(self, when: str) -> None:
-        # The StreamReader's own buffer has no public size; an empty read buffer is what
-        # makes an in-place upgrade safe, so it is checked as well as the decoder's.
-        # (Private: tests/test_defects.py fails if a Python release renames it.)
-        pending = self._decoder.buffered + len(getattr(self._reader, "_buffer", b""))
-        if pending:
+    def _check_nothing_decoded(self, when: str) -> None:
+        if pending := self._decoder.buffered:
             raise ProtocolError(f"{pending} bytes arrived in clear {when}; refusing them")
 
     async def start_tls(
         self,
         context: ssl.SSLContext,
         *,
-        server_side: bool | None = None,
+        server_side: bool,
         timeout: float | None = 10.0,
     ) -> None:
-        """Upgrade this connection to TLS in place. ``server_side``: which part to take
-        (by default the side that accepted the TCP connection is the server; on a reversed
-        or punched connection the invitee accepted, or both dialled, and the inviter is
-        still the TLS server).
+        """Upgrade this connection to TLS in place, taking the server's part or the
+        client's (the inviter is the TLS server, whichever side dialled).
 
         Call after ``recv_last_clear()``: any clear byte received meanwhile fails the
-        connection instead of being read as if it came through TLS.
+        connection (ProtocolError) instead of being read as if it came through TLS. Bytes
+        received later reach the TLS layer, which refuses them (ConnectionClosed).
         """
-        self._check_nothing_buffered("before the TLS handshake")
-        if server_side is not None:
-            # StreamWriter.start_tls() takes the server's part when its protocol has a
-            # client-connected callback (the stream was accepted); there is no public way
-            # to choose, so the callback (already used, or never needed) is set to match.
-            protocol = self._writer.transport.get_protocol()
-            setattr(protocol, "_client_connected_cb", _no_callback if server_side else None)  # noqa: B010
+        await self.drain()  # what we wrote in clear leaves before the handshake
+        if self._writer.is_closing():
+            raise ConnectionClosed("connection is closed")
+        transport = self._writer.transport
+        self._read_transport().pause_reading()  # nothing more reaches the clear stream
+        self._check_nothing_decoded("before the TLS handshake")
+        # The clear stream may hold bytes we have not read yet. A StreamReader has no
+        # public size, so it is ended and emptied: read() returns at once after an EOF.
+        self._reader.feed_eof()
+        held = len(await self._reader.read())
+        self._read_transport().pause_reading()  # (emptying it may have resumed reading)
+        if held:
+            raise ProtocolError(f"{held} bytes arrived in clear before the TLS handshake")
+        # The TLS layer gets a transport with nothing buffered, and a stream of its own.
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=READ_SIZE)
+        protocol = asyncio.StreamReaderProtocol(reader)
         try:
-            await self._writer.start_tls(context, ssl_handshake_timeout=timeout)
+            tls = await loop.start_tls(
+                transport,
+                protocol,
+                context,
+                server_side=server_side,
+                ssl_handshake_timeout=timeout,
+            )
         except (OSError, TimeoutError) as exc:  # ssl.SSLError is an OSError
             self.abort()
             raise ConnectionClosed(f"TLS handshake failed: {exc}") from exc
+        if tls is None:
+            self.abort()
+            raise ConnectionClosed("connection lost during the TLS handshake")
+        protocol.connection_made(tls)  # start_tls() does not: the stream reads from `tls`
+        # The clear writer is kept: when collected, an open StreamWriter closes its
+        # transport, which is the one the TLS layer runs on.
+        self._clear_writer = self._writer
+        self._reader = reader
+        self._writer = asyncio.StreamWriter(tls, protocol, reader, loop)
 
     def detach(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         """Hand over the raw streams (to pass bytes along unread). Nothing may be buffered."""
         if self._decoder.buffered:
             raise ProtocolError("bytes arrived before they were expected")
+        return self.streams
+
+    @property
+    def streams(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """The streams the connection runs on now (new ones after ``start_tls()``), for
+        raw bytes past the framing."""
         return self._reader, self._writer
 
     def peer_certificate(self) -> bytes | None:
@@ -334,10 +353,6 @@ class Connection:
     def abort(self) -> None:
         """Drop the connection at once, without flushing."""
         self._writer.transport.abort()
-
-
-def _no_callback(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """Stands for the client-connected callback of an accepted stream (see start_tls)."""
 
 
 async def keep_alive(

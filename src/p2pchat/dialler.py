@@ -68,7 +68,6 @@ class Dialler:
         *,
         timeout: float | None,
         from_listener: bool = False,
-        tls_server_side: bool = False,
     ) -> Connection:
         """A connection to ``host:port`` (``from_listener``: from our listening port, for a
         punch). Raises ConnectionClosed, also for an address ``refuse_to_dial`` refuses."""
@@ -79,7 +78,6 @@ class Dialler:
             port,
             max_frame=self.max_frame,
             timeout=timeout,
-            tls_server_side=tls_server_side,
             sources=self.sources() if from_listener else (),
             from_source=from_listener,
         )

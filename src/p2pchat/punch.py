@@ -79,14 +79,12 @@ def punch_targets(note: PunchNote) -> list[tuple[str, int]]:
     return targets[:MAX_TARGETS]
 
 
-async def simultaneous_open(
-    kit: PunchKit, targets: list[tuple[str, int]], *, tls_server_side: bool
-) -> Connection:
+async def simultaneous_open(kit: PunchKit, targets: list[tuple[str, int]]) -> Connection:
     """Connect to the first of ``targets`` that answers, from our listening port, while the
     other side does the same towards us. Raises ConnectionClosed."""
     race = Race()
     for host, port in targets:
-        race.start(f"{host}:{port}", _syn(kit, host, port, tls_server_side=tls_server_side))
+        race.start(f"{host}:{port}", _syn(kit, host, port))
     try:
         won = await race.wait(None)
     finally:
@@ -96,7 +94,7 @@ async def simultaneous_open(
     return won[0]
 
 
-async def _syn(kit: PunchKit, host: str, port: int, *, tls_server_side: bool) -> Won:
+async def _syn(kit: PunchKit, host: str, port: int) -> Won:
     """One target, until the punch times out. A NAT that answers a SYN it has no mapping
     for with a reset (rather than dropping it) refuses the first try of the side that was
     early: that side tries again, shortly, from the same port."""
@@ -110,7 +108,6 @@ async def _syn(kit: PunchKit, host: str, port: int, *, tls_server_side: bool) ->
                 port,
                 timeout=max(deadline - loop.time(), 0.0),
                 from_listener=True,
-                tls_server_side=tls_server_side,
             )
         except ConnectionClosed as exc:
             refused = isinstance(exc.__cause__, ConnectionRefusedError | ConnectionResetError)
@@ -228,7 +225,7 @@ class Traversal:
             await asyncio.sleep(rtt / 2)  # the time sync takes to reach the inviter
             targets = punch_targets(note)
             logger.info("%s punches to %s (rtt %.1f ms)", self.kit.door.name, targets, rtt * 1e3)
-            connection = await simultaneous_open(self.kit, targets, tls_server_side=False)
+            connection = await simultaneous_open(self.kit, targets)
         except ConnectionClosed as exc:
             logger.info("punching to %s failed: %s", self.target.sender, exc)
             return
@@ -280,9 +277,7 @@ class CallBack:
 
     async def _reverse(self, host: str, port: int) -> None:
         try:
-            connection = await self.kit.dialler.connect(
-                host, port, timeout=self.kit.direct_timeout, tls_server_side=True
-            )
+            connection = await self.kit.dialler.connect(host, port, timeout=self.kit.direct_timeout)
         except ConnectionClosed as exc:
             logger.info("calling back %s failed: %s", self.outgoing.user, exc)
             return
@@ -292,7 +287,7 @@ class CallBack:
 
     async def _punch(self) -> None:
         try:
-            connection = await simultaneous_open(self.kit, self.targets, tls_server_side=True)
+            connection = await simultaneous_open(self.kit, self.targets)
         except ConnectionClosed as exc:
             logger.info("punching to %s failed: %s", self.outgoing.user, exc)
             return

@@ -165,7 +165,7 @@ class Reach:
     async def _answer_relay(self, offer: RelayOffer) -> None:
         try:
             at = self._relay_node(offer.server)
-            connection = await self._relay_connection(offer.ticket, at, tls_server_side=True)
+            connection = await self._relay_connection(offer.ticket, at)
         except (P2PChatError, TimeoutError, OSError) as exc:
             logger.warning("%s cannot join the relay: %s", self.name, exc)
             return
@@ -267,7 +267,7 @@ class Reach:
                 RelayRequest(id=link.next_id(), invitation=target.id), RelayTicket
             )
             at = self._relay_node(ticket.server)
-            connection = await self._relay_connection(ticket.ticket, at, tls_server_side=False)
+            connection = await self._relay_connection(ticket.ticket, at)
             await self.door.present(connection, target)
         except RelayUnavailable as exc:
             raise PeerUnreachable(f"the relay: {exc}", relay_refusal=str(exc)) from exc
@@ -276,9 +276,7 @@ class Reach:
         logger.info("%s reaches %s through the relay", self.name, target.sender)
         return connection, "relayed"
 
-    async def _relay_connection(
-        self, ticket: str, at: tuple[str, int], *, tls_server_side: bool
-    ) -> Connection:
+    async def _relay_connection(self, ticket: str, at: tuple[str, int]) -> Connection:
         """A new connection to the server node ``at``, joined by it to the other peer's."""
         host, port = at
         connection = await Connection.open(
@@ -287,7 +285,6 @@ class Reach:
             max_frame=self.max_frame,
             timeout=self.connect_timeout,
             tls=self.server_ssl,
-            tls_server_side=tls_server_side,
         )
         try:
             await connection.send(Relay(ticket=ticket))
