@@ -32,12 +32,13 @@ from .errors import (
     RateLimited,
     SealError,
     ServerRefused,
+    StoreError,
     UnknownUser,
 )
 from .identity import Identity, fingerprint
 from .link import ServerLink
 from .protocol import Collect, Deposit, Key, Mail, MailItem, Ok, Receipt, Settle, Whois
-from .seal import check_mailbox_key, open_receipt, open_seal, receipt, seal
+from .seal import MAX_RECEIPT_IDS, check_mailbox_key, open_receipt, open_seal, receipt, seal
 from .store import Message, MessageStore
 
 __all__ = ["Postbox"]
@@ -46,6 +47,8 @@ logger = logging.getLogger(__name__)
 
 MAX_QUEUED: Final = 4096
 """Pushed items waiting to be opened; beyond, they wait on the server for the next collect."""
+SETTLE_ITEMS: Final = 256
+"""Items dropped by one ``settle`` (the most the server takes in one)."""
 
 
 class Host(Protocol):
@@ -157,28 +160,39 @@ class Postbox:
     # Receiving.
 
     async def _receive(self, items: Sequence[MailItem]) -> None:
+        """Take in ``items``, each on its own: one that is refused, or that cannot be
+        stored, never holds back the others.
+
+        What each ends as: stored (and, once its receipt is on the server, dropped from our
+        mailbox); refused (not stored, no receipt: it was not stored; dropped from our
+        mailbox, so that it does not come back at every login; its sender keeps it
+        unshipped, for a talk); or kept on the server for the next login (a store write
+        that failed, a receipt refused, a key not trusted yet)."""
         messages: dict[str, list[tuple[MailItem, Message]]] = {}
         done: list[str] = []  # items to drop from our mailbox
         for item in items:
-            if item.kind == "receipt":
-                await self._take_receipt(item)
-                done.append(item.item)
-                continue
             try:
+                if item.kind == "receipt":
+                    await self._take_receipt(item)
+                    done.append(item.item)
+                    continue
                 opened = await self._open(item)
             except KeyChanged as exc:  # kept on the server until the new key is trusted
                 logger.warning("%s keeps mail from %s unopened: %s", self.name, item.sender, exc)
+                continue
+            except (StoreError, ServerRefused) as exc:  # kept for the next login
+                logger.warning("%s: mail item %s waits: %s", self.name, item.item, exc)
                 continue
             if opened is None:
                 done.append(item.item)  # refused: logged
             else:
                 messages.setdefault(item.sender, []).append((item, opened))
         for sender, batch in messages.items():
-            await self._store(sender, batch)
-            done.extend(item.item for item, _ in batch)
-        if done:
-            link = self.peer._link()
-            await link.request(Settle(id=link.next_id(), items=done), Ok)
+            done.extend(await self._store(sender, batch))
+        link = self.peer._link()
+        for start in range(0, len(done), SETTLE_ITEMS):
+            chunk = done[start : start + SETTLE_ITEMS]
+            await link.request(Settle(id=link.next_id(), items=chunk), Ok)
 
     async def _open(self, item: MailItem) -> Message | None:
         """The message in ``item``, or None if it is refused (and logged). KeyChanged if
@@ -203,33 +217,92 @@ class Postbox:
             logger.warning("%s refused a mail item: %s", self.name, exc)
             return None
 
-    async def _store(self, sender: str, batch: list[tuple[MailItem, Message]]) -> None:
-        """Store, hand over, then send the receipt (the delivery rules decide each step)."""
+    async def _store(self, sender: str, batch: list[tuple[MailItem, Message]]) -> list[str]:
+        """Store, hand over, then send the receipt (the delivery rules decide each step).
+        Returns the items to drop from our mailbox: those refused, and those stored whose
+        receipt the server has taken."""
         delivery = Delivery(self.name, sender, max_message_size=self.peer.max_message_size)
-        opened = [message for _, message in batch]
-        try:
-            delivery.receive_messages(opened)
-        except ProtocolError as exc:
-            logger.warning("%s refused mail from %s: %s", self.name, sender, exc)
-            return
-        new = await self.peer.store.add_many(opened, unread=True)
+        refused: list[str] = []
+        good: list[Message] = []
+        for item, message in batch:
+            try:
+                delivery.check_incoming(message)
+            except ProtocolError as exc:
+                logger.warning(
+                    "%s refused mail item %s from %s: %s", self.name, item.item, sender, exc
+                )
+                refused.append(item.item)
+            else:
+                good.append(message)
+        stored, new = await self._add(good)
         self.peer._watch_also(sender)
-        for effect in delivery.stored_incoming(opened, new):
+        settled = list(refused)
+        for effect in delivery.stored_incoming(stored, new):
             if isinstance(effect, Deliver):
                 self._arrived.set()
             elif isinstance(effect, Acknowledge):
-                await self._send_receipt(sender, effect.ids)
+                settled.extend(await self._send_receipts(sender, effect.ids))
+        return settled
 
-    async def _send_receipt(self, sender: str, ids: Sequence[str]) -> None:
-        link = self.peer._link()
-        signed = receipt(self.peer.identity, self.name, sender, ids)
+    async def _add(self, messages: list[Message]) -> tuple[list[Message], list[Message]]:
+        """Store ``messages`` (unread): (those stored, those new among them). If the batch
+        cannot be written, each is written alone, so that one that fails fails alone (it
+        stays on the server for the next login)."""
+        if not messages:
+            return [], []
         try:
-            await link.request(
-                Receipt(id=link.next_id(), recipient=sender, item=_receipt_id(ids), sealed=signed),
-                Ok,
+            return messages, await self.peer.store.add_many(messages, unread=True)
+        except StoreError as exc:
+            logger.warning(
+                "%s: storing %d mail items failed, one by one now: %s",
+                self.name,
+                len(messages),
+                exc,
             )
-        except ServerRefused as exc:  # it stays unshipped there and goes at the next talk
-            logger.info("%s: no receipt for %s: %s", self.name, sender, exc)
+        stored: list[Message] = []
+        new: list[Message] = []
+        for message in messages:
+            try:
+                new.extend(await self.peer.store.add_many([message], unread=True))
+            except StoreError as exc:
+                logger.error(
+                    "%s: mail %s from %s not stored (kept on the server): %s",
+                    self.name,
+                    message.id,
+                    message.sender,
+                    exc,
+                )
+                continue
+            stored.append(message)
+        return stored, new
+
+    async def _send_receipts(self, sender: str, ids: Sequence[str]) -> list[str]:
+        """Receipts to ``sender`` for ``ids`` (stored), ``MAX_RECEIPT_IDS`` at a time; the ids
+        whose receipt the server took. One it refuses leaves its messages on the server:
+        collected again at the next login, receipted again, so that the sender learns
+        they are stored without waiting for a talk."""
+        taken: list[str] = []
+        link = self.peer._link()
+        for start in range(0, len(ids), MAX_RECEIPT_IDS):
+            chunk = list(ids[start : start + MAX_RECEIPT_IDS])
+            signed = receipt(self.peer.identity, self.name, sender, chunk)
+            try:
+                await link.request(
+                    Receipt(
+                        id=link.next_id(), recipient=sender, item=_receipt_id(chunk), sealed=signed
+                    ),
+                    Ok,
+                )
+            except ServerRefused as exc:
+                logger.info(
+                    "%s: no receipt for %s now (again after the next login): %s",
+                    self.name,
+                    sender,
+                    exc,
+                )
+                continue
+            taken.extend(chunk)
+        return taken
 
     async def _take_receipt(self, item: MailItem) -> None:
         try:
