@@ -573,7 +573,7 @@ async def test_a_letter_with_an_impossible_time_is_refused_alone_and_not_sent_ag
             await eventually(lambda: "refused" in caplog.text)
             assert server.server is not None
             # Settled: it does not come back at every login (no receipt: not stored).
-            await eventually(lambda: _usage(server.server, "bob", 0))  # type: ignore[arg-type]
+            await eventually(lambda: _usage(server.server, "bob", 0))
             assert [m.body for m in await bob.history("alice")] == ["from alice, after"]
     async with server.peer("alice") as alice:  # the good one came back shipped
         await eventually(lambda: all_shipped(alice, "bob"))
@@ -611,7 +611,7 @@ async def test_a_store_write_that_fails_for_one_item_does_not_stop_the_others(
         got = [(await asyncio.wait_for(bob.next_message(), 5)).body for _ in range(2)]
         assert got == ["one", "three"]
         assert server.server is not None  # the one not stored waits on the server
-        await eventually(lambda: _usage(server.server, "bob", 1))  # type: ignore[arg-type]
+        await eventually(lambda: _usage(server.server, "bob", 1))
     async with server.peer("bob") as bob:  # the disk is fine again: it arrives
         assert (await asyncio.wait_for(bob.next_message(), 5)).body == "cannot be written"
     async with server.peer("alice") as alice:
