@@ -657,3 +657,66 @@ def test_letters_and_receipts_with_a_bad_field_do_not_open(field: str) -> None:
     sealed = b64encode(SUITE.encrypt(msgspec.msgpack.encode(raw), public, info=info))
     with pytest.raises(p2pchat.SealError, match="does not open"):
         open_seal(bob, "bob", item="m1", sender="alice", sealed=sealed, sender_key=alice.key)
+
+
+# Names checked before anything is stored or sent (issue 18, finding 10).
+
+
+async def test_an_invalid_name_is_refused_before_anything_is_stored_or_sent(
+    server: Server,
+) -> None:
+    async with server.peer("alice") as alice:
+        states: list[str] = []
+        alice.on_state = states.append
+        with pytest.raises(p2pchat.InvalidName):
+            await alice.send("Bad Name!", "hello")
+        with pytest.raises(p2pchat.InvalidName):
+            await alice.invite("bad name!")
+        with pytest.raises(p2pchat.InvalidName):
+            await alice.whois("bad name!")
+        assert await alice.correspondents() == []
+        assert await alice.online() == ["alice"]  # the session never dropped
+        assert states == []
+
+
+async def test_a_stored_item_the_server_refuses_is_set_aside_not_retried(
+    server: Server,
+) -> None:
+    await meet(server)
+    store = p2pchat.SqliteMessageStore(server.directory / "alice.sqlite3")
+    await store.start()
+    # As an older p2pchat stored them: to a name outside the rule, and to herself (the
+    # server refuses to fill one's own mailbox). Then one that can go.
+    await store.add(p2pchat.Message.new("alice", "Bad Name!", "never sent"))
+    await store.add(p2pchat.Message.new("alice", "alice", "refused by the server"))
+    await store.add(p2pchat.Message.new("alice", "bob", "goes"))
+    await store.close()
+    for _ in range(2):  # and again after a restart
+        async with server.peer("alice") as alice:
+            states: list[str] = []
+            alice.on_state = states.append
+            assert server.server is not None
+            await eventually(lambda: _usage(server.server, "bob", 1))
+            assert await alice.online() == ["alice"]
+            assert states == []  # no session was dropped on the way
+    async with server.peer("bob") as bob:
+        assert (await asyncio.wait_for(bob.next_message(), 5)).body == "goes"
+
+
+# Many sends at once to someone away (issue 18, finding 15).
+
+
+async def test_many_sends_at_once_to_someone_away_are_all_stored(server: Server) -> None:
+    await meet(server)
+    async with server.peer("alice") as alice:
+        bodies = [f"m{n:03d}" for n in range(200)]
+        sent = await asyncio.gather(*(alice.send("bob", body) for body in bodies))
+        assert sorted(m.body for m in sent) == bodies
+        assert len(await alice.history("bob")) == 200
+        with pytest.raises(p2pchat.UnknownUser):  # what the caller got wrong still raises
+            await alice.send("nobody", "hello?")
+        assert server.server is not None  # paced by the deposit rate: 100, then 10/s
+        await eventually(lambda: _usage(server.server, "bob", 200), timeout=30)
+    async with server.peer("bob") as bob:
+        got = [(await asyncio.wait_for(bob.next_message(), 5)).body for _ in bodies]
+        assert sorted(got) == bodies

@@ -29,6 +29,9 @@ from .errors import (
     ConversationClosed,
     IdentityError,
     KeyChanged,
+    ProtocolError,
+    ServerRefused,
+    UnknownUser,
 )
 from .identity import Identity, fingerprint
 from .invitation import Invitation, InvitationDesk
@@ -332,7 +335,7 @@ class Peer:
     async def whois(self, user: str) -> str:
         """The key the server has bound to ``user`` (compare ``fingerprint(key)`` with them)."""
         link = self._link()
-        return (await link.request(Whois(id=link.next_id(), user=user), Key)).key
+        return (await link.request(Whois(id=link.next_id(), user=check_name(user)), Key)).key
 
     async def known_key(self, user: str) -> str | None:
         """The key remembered for ``user`` from earlier conversations, if any."""
@@ -364,9 +367,10 @@ class Peer:
         invite each other at once, both get the same one conversation. Raises UnknownUser,
         UserOffline, InviteRefused, KeyChanged (the invitation is cancelled) if ``user``'s
         key is not the one remembered, unless ``trust_new_key``, or InviteTimeout (after
-        cancelling) if there is no answer within ``timeout`` seconds.
+        cancelling) if there is no answer within ``timeout`` seconds. Raises InvalidName
+        (nothing is sent) for a name outside the rule.
         """
-        return await self._desk.invite(user, timeout, trust_new_key=trust_new_key)
+        return await self._desk.invite(check_name(user), timeout, trust_new_key=trust_new_key)
 
     async def next_invitation(self) -> Invitation:
         """Wait for the next invitation received."""
@@ -455,12 +459,16 @@ class Peer:
     async def send(self, user: str, body: str) -> Message:
         """Send ``body`` to ``user``: in the conversation if one is open, else through the
         server's mailbox, sealed to them (and, until they have it, kept unshipped for the
-        next conversation too). Returns the stored message. Raises UnknownUser (nothing
-        stored) if the server has never seen ``user``.
+        next conversation too). Returns the stored message.
 
-        The message is stored whatever happens to the conversation meanwhile: only a store
-        that fails raises (then nothing is kept and the caller may retry).
+        Raises only for what the caller got wrong, before anything is stored: InvalidName
+        for a name outside the rule, MessageTooLarge, UnknownUser if the server has never
+        seen ``user`` (asked once for many sends at once, and remembered for the login).
+        Whatever else happens (no server, a server busy or refusing, the conversation
+        ending meanwhile), the message is stored and goes later: only a store that fails
+        raises (then nothing is kept and the caller may retry).
         """
+        check_name(user)
         self.check_body(body)
         self._watch_also(user)
         chat = self._conversations.get(user)
@@ -468,8 +476,14 @@ class Peer:
             with contextlib.suppress(ConversationClosed):  # it just ended: keep it for later
                 return await chat.send(body)
         if self.connected:
-            with contextlib.suppress(ConnectionClosed):  # UnknownUser: nothing is stored
+            try:
                 await self._postbox.check_recipient(user)
+            except UnknownUser:
+                raise  # nothing is stored
+            except (ConnectionClosed, ServerRefused, ProtocolError) as exc:
+                logger.info(
+                    "%s: cannot check %s now (stored, sent later): %s", self.name, user, exc
+                )
         message = Message.new(self.name, user, body)
         await self.store.add(message)
         if (chat := self._conversations.get(user)) is not None:

@@ -24,7 +24,7 @@ from typing import Any, Final, Protocol
 
 from .delivery import Acknowledge, Deliver, Delivery
 from .errors import (
-    ItemTooLarge,
+    InvalidName,
     KeyChanged,
     MailboxFull,
     P2PChatError,
@@ -32,12 +32,24 @@ from .errors import (
     RateLimited,
     SealError,
     ServerRefused,
+    ServerUnavailable,
     StoreError,
     UnknownUser,
 )
 from .identity import Identity, fingerprint
 from .link import ServerLink
-from .protocol import Collect, Deposit, Key, Mail, MailItem, Ok, Receipt, Settle, Whois
+from .protocol import (
+    Collect,
+    Deposit,
+    Key,
+    Mail,
+    MailItem,
+    Ok,
+    Receipt,
+    Settle,
+    Whois,
+    check_name,
+)
 from .seal import MAX_RECEIPT_IDS, check_mailbox_key, open_receipt, open_seal, receipt, seal
 from .store import Message, MessageStore
 
@@ -75,6 +87,7 @@ class Postbox:
     def __init__(self, peer: Host) -> None:
         self.peer = peer
         self._keys: dict[str, Key] = {}  # this login's answers to whois
+        self._asking: dict[str, asyncio.Future[Key]] = {}  # whois under way, one per user
         self._queue: asyncio.Queue[list[MailItem] | None] = asyncio.Queue(MAX_QUEUED)
         self._held: list[MailItem] = []  # pushed before this login's collect is done
         self._collected = False
@@ -374,11 +387,17 @@ class Postbox:
             if self.peer._talking_with(recipient):
                 continue  # the conversation carries it (and if it ends first: next pass)
             try:
+                check_name(recipient)
                 await self._deposit(message)
+            except InvalidName as exc:  # stored by an older p2pchat: never sent to the server
+                logger.warning("%s: %s is set aside: %s", self.name, message.id, exc)
+                self._undepositable.add(message.id)
             except (KeyChanged, SealError, MailboxFull, UnknownUser) as exc:
                 logger.warning("%s: mail to %s waits for a talk: %s", self.name, recipient, exc)
                 skipped.add(recipient)
-            except ItemTooLarge as exc:
+            except (RateLimited, ServerUnavailable):
+                raise  # the server, not this item: the next pass (or login) tries again
+            except ServerRefused as exc:  # this item, refused: never again in a loop
                 logger.warning("%s: %s goes at the next talk only: %s", self.name, message.id, exc)
                 self._undepositable.add(message.id)
 
@@ -405,11 +424,29 @@ class Postbox:
         await self.peer.store.mark_deposited([message.id])
 
     async def _whois(self, user: str) -> Key:
-        if (known := self._keys.get(user)) is None:
-            link = self.peer._link()
-            known = await link.request(Whois(id=link.next_id(), user=user), Key)
+        """What the server says of ``user``: asked once per login, and once for all the
+        callers that want it at the same time (200 sends at once are one request)."""
+        if (known := self._keys.get(user)) is not None:
+            return known
+        asking = self._asking.get(user)
+        if asking is None:
+            asking = asyncio.ensure_future(self._ask_whois(user))
+            self._asking[user] = asking
+            asking.add_done_callback(lambda done: self._asked(user, done))
+        return await asyncio.shield(asking)  # one caller cancelled cancels no other
+
+    async def _ask_whois(self, user: str) -> Key:
+        link = self.peer._link()
+        known = await link.request(Whois(id=link.next_id(), user=check_name(user)), Key)
+        if link is self.peer._link():  # still this login's answer
             self._keys[user] = known
         return known
+
+    def _asked(self, user: str, done: asyncio.Future[Key]) -> None:
+        if self._asking.get(user) is done:
+            del self._asking[user]
+        if not done.cancelled():
+            done.exception()  # retrieved: its callers (if any are left) have it
 
     async def _identity_key(self, user: str) -> str:
         """The identity key of ``user``: the one remembered, or (the first time) the one
