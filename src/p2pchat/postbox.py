@@ -344,7 +344,9 @@ class Postbox:
             while (message := await self.peer.store.next_unread(self.name)) is None:
                 self._arrived.clear()
                 await self._arrived.wait()
-            self._marking = asyncio.ensure_future(self.peer.store.mark_read([message.id]))
+            self._marking = asyncio.ensure_future(
+                self.peer.store.mark_read(message.sender, [message.id])
+            )
             try:
                 await asyncio.shield(self._marking)
             except asyncio.CancelledError:
