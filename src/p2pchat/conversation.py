@@ -38,6 +38,7 @@ from .errors import (
     ProtocolError,
     RemoteProtocolError,
 )
+from .messages import MAX_ACK_IDS
 from .protocol import Ack, Bye, Error, Msg, Ping, Pong
 from .queues import Inbox, Sending, resolve_stored
 from .store import Message, MessageStore
@@ -65,6 +66,10 @@ class ChatSettings:
     ping_timeout: float = 20.0
     on_shipped: Callable[[str, list[str]], None] | None = None
     on_end: Callable[[Conversation], None] | None = None
+    on_unsent: Callable[[str, list[Message]], None] | None = None
+    """Called with (contact, messages) for messages of ours that this conversation stored
+    after it ended: too late for it, and perhaps for the next one's backlog (read when it
+    starts), so whoever holds the conversations sends them on (the talk open now, or mail)."""
 
     def check_body(self, body: str) -> None:
         size = len(body.encode("utf-8"))
@@ -212,7 +217,7 @@ class Conversation:
                     await self._work.wait()
                 if self._acks:
                     ids, self._acks = self._acks, []
-                    await self._connection.send(Ack(ids=ids))
+                    await self._acknowledge(ids)
                 if self._stored:  # stored elsewhere (a message for someone away, say)
                     stored, self._stored = self._stored, []
                     await self._run(self._delivery.stored_outgoing(stored))
@@ -249,7 +254,10 @@ class Conversation:
                 self.log.error("cannot store messages to %s: %s", self.peer, error)
                 self._finish(f"store failed: {error}")
                 return
-            self._ready.extend(messages)  # completions come in the order of the writes
+            if self.closed:  # stored after the end: not to be left behind
+                self._hand_on(messages)
+            else:
+                self._ready.extend(messages)  # completions come in the order of the writes
 
         self._write(batch).add_done_callback(stored)
 
@@ -259,7 +267,25 @@ class Conversation:
             return
         batch = list(self._queue)
         self._queue.clear()
-        self._write(batch)
+        messages = [message for message, _ in batch]
+
+        def stored(writing: asyncio.Task[list[Message]]) -> None:
+            if not writing.cancelled() and writing.exception() is None:
+                self._hand_on(messages)
+
+        self._write(batch).add_done_callback(stored)
+
+    def _hand_on(self, messages: list[Message]) -> None:
+        """Messages of ours stored after this conversation ended: for the next one."""
+        if self._settings.on_unsent is not None:
+            self._settings.on_unsent(self.peer, messages)
+
+    async def _acknowledge(self, ids: list[str]) -> None:
+        """Tell the other side these are stored, ``MAX_ACK_IDS`` per ack: one ack of all
+        that piled up while a slow disk held several batches would not fit a frame."""
+        await self._connection.send_many(
+            [Ack(ids=ids[start : start + MAX_ACK_IDS]) for start in range(0, len(ids), MAX_ACK_IDS)]
+        )
 
     def _write(self, batch: list[tuple[Message, Sending]]) -> asyncio.Task[list[Message]]:
         """Store ``batch`` in the background; its senders learn the outcome."""
@@ -365,7 +391,7 @@ class Conversation:
                     if self._acks:
                         # If they are gone already: unacked, they resend, and we dedup.
                         with contextlib.suppress(ConnectionClosed, ProtocolError):
-                            await self._connection.send(Ack(ids=self._acks))
+                            await self._acknowledge(self._acks)
                         self._acks = []
                     reason = leaving
                     return
@@ -415,7 +441,7 @@ class Conversation:
                     chunk = effect.messages[start : start + BATCH]
                     await self._connection.send_many([_to_wire(m) for m in chunk])
             elif isinstance(effect, Acknowledge):
-                await self._connection.send(Ack(ids=list(effect.ids)))
+                await self._acknowledge(list(effect.ids))
             elif isinstance(effect, MarkShipped):
                 ids = list(effect.ids)
                 await asyncio.shield(self._keep(self._mark_shipped(ids)))

@@ -439,12 +439,23 @@ class Peer:
                 self.on_shipped(contact, ids) if self.on_shipped else None
             ),
             on_end=self._forget,
+            on_unsent=self._unsent,
         )
 
     def _forget(self, chat: Conversation) -> None:
         if self._conversations.get(chat.peer) is chat:
             del self._conversations[chat.peer]
         self._postbox.kick()  # what it left unacknowledged goes by mail
+
+    def _unsent(self, contact: str, messages: list[Message]) -> None:
+        """A conversation that has ended stored these (ours) since: the talk open now sends
+        them (it may have read its backlog before they were written), else the mail."""
+        chat = self._conversations.get(contact)
+        if chat is not None and not chat.closed:
+            for message in messages:
+                chat.transmit(message)  # once per connection, whatever its backlog held
+        else:
+            self._postbox.kick()
 
     def _talking_with(self, user: str) -> bool:
         chat = self._conversations.get(user)
