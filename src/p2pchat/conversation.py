@@ -30,6 +30,8 @@ from .delivery import (
     Effect,
     MarkShipped,
     Transmit,
+    from_wire,
+    to_wire,
 )
 from .errors import (
     ConnectionClosed,
@@ -67,9 +69,7 @@ class ChatSettings:
     on_shipped: Callable[[str, list[str]], None] | None = None
     on_end: Callable[[Conversation], None] | None = None
     on_unsent: Callable[[str, list[Message]], None] | None = None
-    """Called with (contact, messages) for messages of ours that this conversation stored
-    after it ended: too late for it, and perhaps for the next one's backlog (read when it
-    starts), so whoever holds the conversations sends them on (the talk open now, or mail)."""
+    """Called with (contact, messages of ours) stored after the end: for the next talk."""
 
     def check_body(self, body: str) -> None:
         size = len(body.encode("utf-8"))
@@ -268,21 +268,16 @@ class Conversation:
         batch = list(self._queue)
         self._queue.clear()
         messages = [message for message, _ in batch]
+        self._write(batch).add_done_callback(lambda writing: self._hand_on(messages, writing))
 
-        def stored(writing: asyncio.Task[list[Message]]) -> None:
-            if not writing.cancelled() and writing.exception() is None:
-                self._hand_on(messages)
-
-        self._write(batch).add_done_callback(stored)
-
-    def _hand_on(self, messages: list[Message]) -> None:
-        """Messages of ours stored after this conversation ended: for the next one."""
-        if self._settings.on_unsent is not None:
+    def _hand_on(self, messages: list[Message], writing: asyncio.Task[Any] | None = None) -> None:
+        """Ours, stored after the end (unless ``writing`` failed): for the next talk."""
+        failed = writing is not None and (writing.cancelled() or writing.exception() is not None)
+        if not failed and self._settings.on_unsent is not None:
             self._settings.on_unsent(self.peer, messages)
 
     async def _acknowledge(self, ids: list[str]) -> None:
-        """Tell the other side these are stored, ``MAX_ACK_IDS`` per ack: one ack of all
-        that piled up while a slow disk held several batches would not fit a frame."""
+        """Acknowledge ``ids``, ``MAX_ACK_IDS`` per ack (all at once might not fit a frame)."""
         await self._connection.send_many(
             [Ack(ids=ids[start : start + MAX_ACK_IDS]) for start in range(0, len(ids), MAX_ACK_IDS)]
         )
@@ -363,7 +358,7 @@ class Conversation:
                 leaving: str | None = None
                 for wire in await self._connection.recv_batch():
                     if isinstance(wire, Msg):
-                        arrived.append(_from_wire(wire, self.peer, self.me))
+                        arrived.append(from_wire(wire, self.peer, self.me))
                     elif isinstance(wire, Ack):
                         acked.extend(wire.ids)
                     elif isinstance(wire, Ping):
@@ -439,7 +434,7 @@ class Conversation:
             if isinstance(effect, Transmit):
                 for start in range(0, len(effect.messages), BATCH):
                     chunk = effect.messages[start : start + BATCH]
-                    await self._connection.send_many([_to_wire(m) for m in chunk])
+                    await self._connection.send_many([to_wire(m) for m in chunk])
             elif isinstance(effect, Acknowledge):
                 await self._acknowledge(list(effect.ids))
             elif isinstance(effect, MarkShipped):
@@ -503,18 +498,3 @@ class Conversation:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
-
-
-def _to_wire(message: Message) -> Msg:
-    return Msg(id=message.id, ts=message.sent_at, body=message.body)
-
-
-def _from_wire(wire: Msg, sender: str, recipient: str) -> Message:
-    return Message(
-        id=wire.id,
-        sender=sender,
-        recipient=recipient,
-        body=wire.body,
-        sent_at=wire.ts,
-        shipped=True,
-    )

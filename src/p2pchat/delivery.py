@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from .errors import ProtocolError
-from .messages import MAX_TIME, MESSAGE_ID_PATTERN
+from .messages import MAX_TIME, MESSAGE_ID_PATTERN, Msg
 from .store import Message
 
 __all__ = [
@@ -44,6 +44,8 @@ __all__ = [
     "StoreIncoming",
     "StoreOutgoing",
     "Transmit",
+    "from_wire",
+    "to_wire",
 ]
 
 
@@ -187,3 +189,20 @@ class Delivery:
         if batch:
             effects.append(Acknowledge(tuple(m.id for m in batch)))
         return effects
+
+
+def to_wire(message: Message) -> Msg:
+    """``message`` as it goes on a conversation's connection."""
+    return Msg(id=message.id, ts=message.sent_at, body=message.body)
+
+
+def from_wire(wire: Msg, sender: str, recipient: str) -> Message:
+    """A message received on a conversation's connection, as it is stored."""
+    return Message(
+        id=wire.id,
+        sender=sender,
+        recipient=recipient,
+        body=wire.body,
+        sent_at=wire.ts,
+        shipped=True,
+    )

@@ -29,9 +29,6 @@ from .errors import (
     ConversationClosed,
     IdentityError,
     KeyChanged,
-    ProtocolError,
-    ServerRefused,
-    UnknownUser,
 )
 from .identity import Identity, fingerprint
 from .invitation import Invitation, InvitationDesk
@@ -448,12 +445,12 @@ class Peer:
         self._postbox.kick()  # what it left unacknowledged goes by mail
 
     def _unsent(self, contact: str, messages: list[Message]) -> None:
-        """A conversation that has ended stored these (ours) since: the talk open now sends
-        them (it may have read its backlog before they were written), else the mail."""
+        """Ours, stored, sent by no talk (an ended one stored them late): the talk open now
+        sends them, once, whether its backlog had them or not; else the mail, in order."""
         chat = self._conversations.get(contact)
         if chat is not None and not chat.closed:
             for message in messages:
-                chat.transmit(message)  # once per connection, whatever its backlog held
+                chat.transmit(message)
         else:
             self._postbox.kick()
 
@@ -472,12 +469,10 @@ class Peer:
         server's mailbox, sealed to them (and, until they have it, kept unshipped for the
         next conversation too). Returns the stored message.
 
-        Raises only for what the caller got wrong, before anything is stored: InvalidName
-        for a name outside the rule, MessageTooLarge, UnknownUser if the server has never
-        seen ``user`` (asked once for many sends at once, and remembered for the login).
-        Whatever else happens (no server, a server busy or refusing, the conversation
-        ending meanwhile), the message is stored and goes later: only a store that fails
-        raises (then nothing is kept and the caller may retry).
+        Raises, with nothing stored, only for what the caller got wrong: InvalidName,
+        MessageTooLarge, UnknownUser if the server has never seen ``user`` (asked once for
+        many sends at once). Whatever else happens (no server, a server refusing, the talk
+        ending), the message is stored and goes later; only a store that fails raises.
         """
         check_name(user)
         self.check_body(body)
@@ -487,20 +482,10 @@ class Peer:
             with contextlib.suppress(ConversationClosed):  # it just ended: keep it for later
                 return await chat.send(body)
         if self.connected:
-            try:
-                await self._postbox.check_recipient(user)
-            except UnknownUser:
-                raise  # nothing is stored
-            except (ConnectionClosed, ServerRefused, ProtocolError) as exc:
-                logger.info(
-                    "%s: cannot check %s now (stored, sent later): %s", self.name, user, exc
-                )
+            await self._postbox.check_recipient(user)  # UnknownUser: nothing is stored
         message = Message.new(self.name, user, body)
         await self.store.add(message)
-        if (chat := self._conversations.get(user)) is not None:
-            chat.transmit(message)  # opened meanwhile: sent once, backlog or not
-        else:
-            self._postbox.kick()  # deposited in order, in the background
+        self._unsent(user, [message])
         return message
 
     async def next_message(self) -> Message:

@@ -24,6 +24,7 @@ from typing import Any, Final, Protocol
 
 from .delivery import Acknowledge, Deliver, Delivery
 from .errors import (
+    ConnectionClosed,
     InvalidName,
     KeyChanged,
     MailboxFull,
@@ -358,8 +359,14 @@ class Postbox:
     # Sending.
 
     async def check_recipient(self, user: str) -> None:
-        """Raise UnknownUser (or another refusal) if mail cannot be left for ``user``."""
-        await self._whois(user)
+        """Raise UnknownUser if the server has never seen ``user``. Anything else (no
+        answer now, a refusal) is only logged: a message is stored whatever happens."""
+        try:
+            await self._whois(user)
+        except UnknownUser:
+            raise
+        except (ConnectionClosed, ServerRefused, ProtocolError) as exc:
+            logger.info("%s: %s unchecked (stored, sent later): %s", self.name, user, exc)
 
     def kick(self) -> None:
         """Something may wait to be deposited: a message stored for someone with no
