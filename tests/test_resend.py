@@ -116,3 +116,37 @@ async def test_a_receiver_killed_early_in_a_burst_ends_with_everything_shipped(
         await eventually(lambda: _all_shipped(alice), timeout=60)
         stop.set()
         await talking
+
+
+async def test_the_server_killed_mid_deposit_leaves_every_stored_message_shipped(
+    launch: Launch, tmp_path: Path
+) -> None:
+    """The server SIGKILLed while alice's mail to bob (away) is being deposited, then
+    started again: bob gets each once, in order, and alice learns of every one (by
+    receipt, with no talk)."""
+    db = tmp_path / "server.sqlite3"
+    server, port = await start_server(launch, db)
+    bodies = [f"m{n:04d}" for n in range(150)]  # beyond the burst of deposits: paced
+
+    def peer(name: str) -> p2pchat.Peer:
+        return fast_peer(name, port, store=p2pchat.SqliteMessageStore(tmp_path / f"{name}.db"))
+
+    async with peer("bob"):
+        pass  # bob is known, and away
+    async with peer("alice") as alice:
+        for body in bodies:
+            await alice.send("bob", body)
+
+        async def deposited(at_least: int) -> bool:
+            return len(bodies) - len(await alice.store.undeposited("alice")) >= at_least
+
+        await eventually(lambda: deposited(110), timeout=30)  # paced now: mid-deposit
+        server.process.send_signal(signal.SIGKILL)
+        await server.process.wait()
+        await start_server(launch, db, port)
+        async with peer("bob") as bob:
+            got = [(await asyncio.wait_for(bob.next_message(), 30)).body for _ in bodies]
+            assert got == bodies
+            await eventually(lambda: _all_shipped(alice), timeout=30)
+            assert "bob" not in alice.conversations
+        assert [m.body for m in await alice.history("bob")] == bodies
