@@ -203,8 +203,8 @@ class Postbox:
                 messages.setdefault(item.sender, []).append((item, opened))
         for sender, batch in messages.items():
             done.extend(await self._store(sender, batch))
-        link = self.peer._link()
         for start in range(0, len(done), SETTLE_ITEMS):
+            link = self.peer._link()
             chunk = done[start : start + SETTLE_ITEMS]
             await link.request(Settle(id=link.next_id(), items=chunk), Ok)
 
