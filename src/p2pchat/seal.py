@@ -35,8 +35,8 @@ _SEAL_INFO: Final = b"p2pchat mail v1"
 _LETTER: Final = b"p2pchat letter v1"
 _RECEIPT: Final = b"p2pchat receipt v1"
 MAX_RECEIPT_IDS: Final = 256
-"""Message ids in one receipt: 256 UUIDs seal to about 13 KiB, well under the server's
-item size; more go as several receipts."""
+"""Message ids we put in one receipt: 256 UUIDs seal to about 13 KiB, well under the
+server's item size; more go as several receipts. One received may hold up to 4096."""
 
 
 class Letter(msgspec.Struct, frozen=True, kw_only=True):
@@ -56,7 +56,7 @@ class SignedReceipt(msgspec.Struct, frozen=True, kw_only=True):
 
     recipient: UserName
     sender: UserName
-    ids: Annotated[list[MessageId], msgspec.Meta(min_length=1, max_length=MAX_RECEIPT_IDS)]
+    ids: Annotated[list[MessageId], msgspec.Meta(min_length=1, max_length=4096)]
     signature: Base64
 
 
@@ -131,7 +131,7 @@ def open_seal(
 
 
 def receipt(identity: Identity, me: str, sender: str, ids: Sequence[str]) -> str:
-    """Our signed statement that we stored ``ids`` from ``sender`` (base64url JSON)."""
+    """Our signed statement that we stored ``ids`` from ``sender`` (base64url MessagePack)."""
     signature = identity.sign(_fields(_RECEIPT, me, sender, *ids))
     signed = SignedReceipt(recipient=me, sender=sender, ids=list(ids), signature=signature)
     return b64encode(msgspec.msgpack.encode(signed))
