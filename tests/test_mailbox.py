@@ -12,22 +12,25 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 
 import msgspec
 import pytest
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
 import p2pchat
 from p2pchat.demo import ScriptedProcess
-from p2pchat.identity import Identity
+from p2pchat.identity import Identity, b64decode, b64encode
 from p2pchat.protocol import (
     Deposit,
     Error,
+    Key,
     Ok,
+    Whois,
     WireMessage,
 )
-from p2pchat.seal import receipt
+from p2pchat.seal import _SEAL_INFO, SUITE, _fields, open_receipt, open_seal, receipt, seal
 from p2pchat.store import MailboxItem
 
 from .conftest import GatedMessageStore, Launch, RawClient, eventually, let_the_loop_run
@@ -557,3 +560,188 @@ async def test_mail_signed_by_a_changed_key_waits_until_the_key_is_trusted(
         async with bob_peer() as bob:
             message = await asyncio.wait_for(bob.next_message(), 5)
             assert message.body == "it is really me, with a new key"
+
+
+# One bad item fails alone (issue 18, finding 1).
+
+
+async def deposit_letter(sender: p2pchat.Peer, recipient: str, message: p2pchat.Message) -> None:
+    """Seal ``message`` as ``sender`` signs it, whatever it holds (a hostile sender's
+    letter: a NaN time, say), and leave it for ``recipient``."""
+    link = sender._link()
+    key = await link.request(Whois(id=link.next_id(), user=recipient), Key)
+    assert key.mailbox_key is not None
+    sealed = seal(sender.identity, message, key.mailbox_key)
+    await link.request(
+        Deposit(id=link.next_id(), recipient=recipient, item=message.id, sealed=sealed), Ok
+    )
+
+
+def letter(body: str, *, ts: float, sender: str = "alice") -> p2pchat.Message:
+    return msgspec.structs.replace(p2pchat.Message.new(sender, "bob", body), sent_at=ts)
+
+
+@pytest.mark.parametrize("ts", [float("nan"), float("inf"), -1.0, 1e300])
+async def test_a_letter_with_an_impossible_time_is_refused_alone_and_not_sent_again(
+    server: Server, ts: float, caplog: pytest.LogCaptureFixture
+) -> None:
+    await meet(server)
+    async with server.peer("carol") as carol:
+        await carol.send("bob", "from carol, before")
+    async with server.peer("alice") as alice:
+        await deposit_letter(alice, "bob", letter("poison", ts=ts))
+        await alice.send("bob", "from alice, after")
+    with caplog.at_level(logging.WARNING, logger="p2pchat"):
+        async with server.peer("bob") as bob:
+            got = {(await asyncio.wait_for(bob.next_message(), 5)).body for _ in range(2)}
+            assert got == {"from carol, before", "from alice, after"}
+            await eventually(lambda: "refused" in caplog.text)
+            assert server.server is not None
+            # Settled: it does not come back at every login (no receipt: not stored).
+            await eventually(lambda: _usage(server.server, "bob", 0))
+            assert [m.body for m in await bob.history("alice")] == ["from alice, after"]
+    async with server.peer("alice") as alice:  # the good one came back shipped
+        await eventually(lambda: all_shipped(alice, "bob"))
+
+
+class FailingStore(p2pchat.SqliteMessageStore):
+    """A store whose disk refuses any write holding a message with ``body``."""
+
+    def __init__(self, path: Path, body: str) -> None:
+        super().__init__(path)
+        self.body = body
+
+    async def add_many(
+        self, messages: Sequence[p2pchat.Message], *, unread: bool = False
+    ) -> list[p2pchat.Message]:
+        if any(m.body == self.body for m in messages):
+            raise p2pchat.StoreError("disk I/O error")
+        return await super().add_many(messages, unread=unread)
+
+
+async def test_a_store_write_that_fails_for_one_item_does_not_stop_the_others(
+    server: Server,
+) -> None:
+    await meet(server)
+    async with server.peer("alice") as alice:
+        for body in ("one", "cannot be written", "three"):
+            await alice.send("bob", body)
+    bob = p2pchat.Peer(
+        "bob",
+        server=("127.0.0.1", server.port),
+        store=FailingStore(server.directory / "bob.sqlite3", "cannot be written"),
+        reconnect_delay=(0.05, 0.3),
+    )
+    async with bob:
+        got = [(await asyncio.wait_for(bob.next_message(), 5)).body for _ in range(2)]
+        assert got == ["one", "three"]
+        assert server.server is not None  # the one not stored waits on the server
+        await eventually(lambda: _usage(server.server, "bob", 1))
+    async with server.peer("bob") as bob:  # the disk is fine again: it arrives
+        assert (await asyncio.wait_for(bob.next_message(), 5)).body == "cannot be written"
+    async with server.peer("alice") as alice:
+        await eventually(lambda: all_shipped(alice, "bob"))
+
+
+@pytest.mark.parametrize(
+    "field",
+    ["sender", "recipient", "id", "ts", "signature", "body-type", "ids"],
+)
+def test_letters_and_receipts_with_a_bad_field_do_not_open(field: str) -> None:
+    alice, bob = Identity.generate(), Identity.generate()
+    good = {
+        "sender": "alice",
+        "recipient": "bob",
+        "id": "m1",
+        "ts": 1.0,
+        "body": "hi",
+        "signature": "AAAA",
+    }
+    bad = {
+        "sender": ("sender", "Bad Name!"),
+        "recipient": ("recipient", "x" * 40),
+        "id": ("id", "has space"),
+        "ts": ("ts", float("nan")),
+        "signature": ("signature", "not base64!"),
+        "body-type": ("body", 12),
+        "ids": ("ids", ["ok", "bad id"]),
+    }[field]
+    if field == "ids":
+        signed = {"recipient": "bob", "sender": "alice", "ids": bad[1], "signature": "AAAA"}
+        with pytest.raises(p2pchat.SealError, match="is not one"):
+            open_receipt(
+                "alice",
+                recipient="bob",
+                sealed=b64encode(msgspec.msgpack.encode(signed)),
+                recipient_key=bob.key,
+            )
+        return
+    raw = {**good, bad[0]: bad[1]}
+    public = X25519PublicKey.from_public_bytes(b64decode(bob.mailbox_key))
+    info = _fields(_SEAL_INFO, "bob", "m1")
+    sealed = b64encode(SUITE.encrypt(msgspec.msgpack.encode(raw), public, info=info))
+    with pytest.raises(p2pchat.SealError, match="does not open"):
+        open_seal(bob, "bob", item="m1", sender="alice", sealed=sealed, sender_key=alice.key)
+
+
+# Names checked before anything is stored or sent (issue 18, finding 10).
+
+
+async def test_an_invalid_name_is_refused_before_anything_is_stored_or_sent(
+    server: Server,
+) -> None:
+    async with server.peer("alice") as alice:
+        states: list[str] = []
+        alice.on_state = states.append
+        with pytest.raises(p2pchat.InvalidName):
+            await alice.send("Bad Name!", "hello")
+        with pytest.raises(p2pchat.InvalidName):
+            await alice.invite("bad name!")
+        with pytest.raises(p2pchat.InvalidName):
+            await alice.whois("bad name!")
+        assert await alice.correspondents() == []
+        assert await alice.online() == ["alice"]  # the session never dropped
+        assert states == []
+
+
+async def test_a_stored_item_the_server_refuses_is_set_aside_not_retried(
+    server: Server,
+) -> None:
+    await meet(server)
+    store = p2pchat.SqliteMessageStore(server.directory / "alice.sqlite3")
+    await store.start()
+    # As an older p2pchat stored them: to a name outside the rule, and to herself (the
+    # server refuses to fill one's own mailbox). Then one that can go.
+    await store.add(p2pchat.Message.new("alice", "Bad Name!", "never sent"))
+    await store.add(p2pchat.Message.new("alice", "alice", "refused by the server"))
+    await store.add(p2pchat.Message.new("alice", "bob", "goes"))
+    await store.close()
+    for _ in range(2):  # and again after a restart
+        async with server.peer("alice") as alice:
+            states: list[str] = []
+            alice.on_state = states.append
+            assert server.server is not None
+            await eventually(lambda: _usage(server.server, "bob", 1))
+            assert await alice.online() == ["alice"]
+            assert states == []  # no session was dropped on the way
+    async with server.peer("bob") as bob:
+        assert (await asyncio.wait_for(bob.next_message(), 5)).body == "goes"
+
+
+# Many sends at once to someone away (issue 18, finding 15).
+
+
+async def test_many_sends_at_once_to_someone_away_are_all_stored(server: Server) -> None:
+    await meet(server)
+    async with server.peer("alice") as alice:
+        bodies = [f"m{n:03d}" for n in range(200)]
+        sent = await asyncio.gather(*(alice.send("bob", body) for body in bodies))
+        assert sorted(m.body for m in sent) == bodies
+        assert len(await alice.history("bob")) == 200
+        with pytest.raises(p2pchat.UnknownUser):  # what the caller got wrong still raises
+            await alice.send("nobody", "hello?")
+        assert server.server is not None  # paced by the deposit rate: 100, then 10/s
+        await eventually(lambda: _usage(server.server, "bob", 200), timeout=30)
+    async with server.peer("bob") as bob:
+        got = [(await asyncio.wait_for(bob.next_message(), 5)).body for _ in bodies]
+        assert sorted(got) == bodies

@@ -481,3 +481,25 @@ async def test_a_request_cancelled_as_its_answer_arrives_leaves_the_link_up(
         await asking
     assert await alice.online() == ["alice"]  # the link's reader did not die of it
     assert alice.state == "connected"
+
+
+async def test_an_id_squatted_by_another_sender_hides_nothing_and_acks_nothing(
+    make_peer: PeerFactory,
+) -> None:
+    """Issue 18, finding 6: zed plants carol's next id first; carol's message still
+    arrives, and bob acknowledges it because it is carol's that he stored."""
+    bob, zed = await make_peer("bob"), await make_peer("zed")
+    carol = await make_peer("carol")
+    real = p2pchat.Message.new("carol", "bob", "the real one")
+    chat_z, chat_bz = await connect(zed, bob)
+    await chat_z._connection.send(Msg(id=real.id, ts=real.sent_at, body="squatted"))
+    assert (await asyncio.wait_for(chat_bz.receive(), 5)).body == "squatted"
+    await carol.store.add(real)  # unshipped: it goes first in the next talk
+    shipped = asyncio.Event()
+    carol.on_shipped = lambda contact, ids: shipped.set() if real.id in ids else None
+    _, chat_bc = await connect(carol, bob)
+    got = await asyncio.wait_for(chat_bc.receive(), 5)
+    assert (got.id, got.sender, got.body) == (real.id, "carol", "the real one")
+    await asyncio.wait_for(shipped.wait(), 5)
+    assert [m.body for m in await bob.history("carol")] == ["the real one"]
+    assert [m.body for m in await bob.history("zed")] == ["squatted"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import struct
 
 import msgspec
@@ -194,3 +195,31 @@ def test_json_nested_beyond_the_decoders_bound_is_a_protocol_error() -> None:
         Decoder().feed(len(deep).to_bytes(4, "big") + deep)
     with pytest.raises(msgspec.DecodeError, match="nested too deeply"):
         decode_command(deep.decode())
+
+
+@pytest.mark.parametrize(
+    ("body", "where"),
+    [
+        (b'{"type":"msg","id":"m1","ts":1e999,"body":"x"}', "$.ts"),
+        (b'{"type":"msg","id":"m1","ts":-1,"body":"x"}', "$.ts"),
+        (b'{"type":"msg","id":"m1","ts":1e300,"body":"x"}', "$.ts"),
+        (b'{"type":"msg","id":"m 1","ts":1,"body":"x"}', "$.id"),
+        (b'{"type":"msg","id":"","ts":1,"body":"x"}', "$.id"),
+        (b'{"type":"ack","ids":["ok","\\u001b[2J"]}', "$.ids[1]"),
+        (
+            b'{"type":"mail","items":[{"item":"i1","kind":"msg","sender":"alice",'
+            b'"sealed":"AA","at":1e999}]}',
+            "$.items[0].at",
+        ),
+        (
+            b'{"type":"mail","items":[{"item":"i1","kind":"msg","sender":"Bad Name!",'
+            b'"sealed":"AA","at":1}]}',
+            "$.items[0].sender",
+        ),
+        (b'{"type":"settle","id":"1","items":["a/b"]}', "$.items[0]"),
+    ],
+)
+def test_times_ids_and_names_are_checked_where_they_enter(body: bytes, where: str) -> None:
+    """Issue 18: a time must be finite and within bounds, an id of the form p2pchat makes."""
+    with pytest.raises(ProtocolError, match=re.escape(where)):
+        Decoder().feed(frame(body))

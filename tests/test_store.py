@@ -176,7 +176,7 @@ async def test_sqlite_files_are_private_wal_and_versioned(tmp_path: Path) -> Non
     await store.close()
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 3  # messages: version 3
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 4  # messages: version 4
 
 
 @pytest.mark.parametrize("kind", [p2pchat.SqliteMessageStore, p2pchat.SqliteUserStore])
@@ -405,7 +405,7 @@ async def test_unread_and_deposited_marks(messages: MessageStore) -> None:
     first = await messages.next_unread("alice")
     assert first is not None
     assert first.id == "m1"
-    await messages.mark_read(["m1"])
+    await messages.mark_read("bob", ["m1"])
     second = await messages.next_unread("alice")
     assert second is not None
     assert second.id == "m3"
@@ -438,7 +438,75 @@ async def test_a_shipped_mark_alone_skips_the_fsync_and_a_message_never_does(
         # Both at once share one commit: it is durable.
         await asyncio.gather(store.mark_shipped("bob", ["m1"]), store.add(message(2)))
         assert await writer.run(synchronous) == 2
-        await store.mark_read(["m2"])  # if lost, it would show again: durable
+        await store.mark_read("alice", ["m2"])  # if lost, it would show again: durable
         assert await writer.run(synchronous) == 2
     finally:
         await store.close()
+
+
+# Received messages are known by (sender, id) (issue 18, finding 6).
+
+
+async def test_the_same_id_from_another_sender_is_another_message(messages: MessageStore) -> None:
+    squatted = Message(id="x1", sender="zed", recipient="alice", body="first", sent_at=1.0)
+    real = Message(id="x1", sender="carol", recipient="alice", body="real", sent_at=2.0)
+    assert await messages.add_many([squatted], unread=True) == [squatted]
+    assert await messages.add_many([real, real], unread=True) == [real]  # new; once
+    assert await messages.add(real) is False
+    assert [m.body for m in await messages.history("alice", "carol")] == ["real"]
+    assert [m.body for m in await messages.history("alice", "zed")] == ["first"]
+    await messages.mark_read("zed", ["x1"])  # zed's only: carol's is still unread
+    unread = await messages.next_unread("alice")
+    assert unread is not None
+    assert (unread.sender, unread.body) == ("carol", "real")
+    # An ack counts for the message to whoever sends it, whoever else used the id.
+    mine = Message(id="x1", sender="alice", recipient="bob", body="mine", sent_at=3.0)
+    assert await messages.add(mine) is True
+    await messages.mark_shipped("bob", ["x1"])
+    assert [m.shipped for m in await messages.history("alice", "bob")] == [True]
+    assert [m.shipped for m in await messages.history("alice", "carol")] == [False]
+
+
+SCHEMA = Path(p2pchat.__file__).with_name("schema")
+
+
+async def test_a_store_made_by_the_version_3_schema_is_migrated_keeping_everything(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "old.sqlite3"
+    with sqlite3.connect(path) as db:  # as p2pchat made it before keys by (sender, id)
+        for version in (1, 2, 3):
+            db.executescript((SCHEMA / f"messages-{version}.sql").read_text())
+        db.execute("PRAGMA user_version = 3")
+        db.executemany(
+            "INSERT INTO messages (id, sender, recipient, body, sent_at, shipped, unread,"
+            " deposited) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                ("a1", "alice", "bob", "sent, shipped", 1.0, 1, 0, 1),
+                ("b1", "bob", "alice", "received, unread", 2.0, 1, 1, 0),
+                ("a2", "alice", "bob", "sent, waiting", 3.0, 0, 0, 0),
+            ],
+        )
+        db.execute("INSERT INTO contacts VALUES ('alice', 'bob', 'key-of-bob', 1.0, 1.0)")
+    store = p2pchat.SqliteMessageStore(path)
+    await store.start()
+    try:
+        history = await store.history("alice", "bob")
+        assert [(m.id, m.body, m.shipped) for m in history] == [
+            ("a1", "sent, shipped", True),
+            ("b1", "received, unread", True),
+            ("a2", "sent, waiting", False),
+        ]
+        unread = await store.next_unread("alice")
+        assert unread is not None
+        assert unread.id == "b1"
+        assert [m.id for m in await store.undeposited("alice")] == ["a2"]
+        assert await store.known_key("alice", "bob") == "key-of-bob"
+        # Now another sender's a1 is another message, and it comes after the old ones.
+        theirs = Message(id="a1", sender="carol", recipient="alice", body="hi", sent_at=4.0)
+        assert await store.add(theirs) is True
+        assert await store.correspondents("alice") == ["carol", "bob"]
+    finally:
+        await store.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 4

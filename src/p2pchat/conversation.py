@@ -30,6 +30,8 @@ from .delivery import (
     Effect,
     MarkShipped,
     Transmit,
+    from_wire,
+    to_wire,
 )
 from .errors import (
     ConnectionClosed,
@@ -38,6 +40,7 @@ from .errors import (
     ProtocolError,
     RemoteProtocolError,
 )
+from .messages import MAX_ACK_IDS
 from .protocol import Ack, Bye, Error, Msg, Ping, Pong
 from .queues import Inbox, Sending, resolve_stored
 from .store import Message, MessageStore
@@ -65,6 +68,8 @@ class ChatSettings:
     ping_timeout: float = 20.0
     on_shipped: Callable[[str, list[str]], None] | None = None
     on_end: Callable[[Conversation], None] | None = None
+    on_unsent: Callable[[str, list[Message]], None] | None = None
+    """Called with (contact, messages of ours) stored after the end: for the next talk."""
 
     def check_body(self, body: str) -> None:
         size = len(body.encode("utf-8"))
@@ -212,7 +217,7 @@ class Conversation:
                     await self._work.wait()
                 if self._acks:
                     ids, self._acks = self._acks, []
-                    await self._connection.send(Ack(ids=ids))
+                    await self._acknowledge(ids)
                 if self._stored:  # stored elsewhere (a message for someone away, say)
                     stored, self._stored = self._stored, []
                     await self._run(self._delivery.stored_outgoing(stored))
@@ -249,7 +254,10 @@ class Conversation:
                 self.log.error("cannot store messages to %s: %s", self.peer, error)
                 self._finish(f"store failed: {error}")
                 return
-            self._ready.extend(messages)  # completions come in the order of the writes
+            if self.closed:  # stored after the end: not to be left behind
+                self._hand_on(messages)
+            else:
+                self._ready.extend(messages)  # completions come in the order of the writes
 
         self._write(batch).add_done_callback(stored)
 
@@ -259,7 +267,20 @@ class Conversation:
             return
         batch = list(self._queue)
         self._queue.clear()
-        self._write(batch)
+        messages = [message for message, _ in batch]
+        self._write(batch).add_done_callback(lambda writing: self._hand_on(messages, writing))
+
+    def _hand_on(self, messages: list[Message], writing: asyncio.Task[Any] | None = None) -> None:
+        """Ours, stored after the end (unless ``writing`` failed): for the next talk."""
+        failed = writing is not None and (writing.cancelled() or writing.exception() is not None)
+        if not failed and self._settings.on_unsent is not None:
+            self._settings.on_unsent(self.peer, messages)
+
+    async def _acknowledge(self, ids: list[str]) -> None:
+        """Acknowledge ``ids``, ``MAX_ACK_IDS`` per ack (all at once might not fit a frame)."""
+        await self._connection.send_many(
+            [Ack(ids=ids[start : start + MAX_ACK_IDS]) for start in range(0, len(ids), MAX_ACK_IDS)]
+        )
 
     def _write(self, batch: list[tuple[Message, Sending]]) -> asyncio.Task[list[Message]]:
         """Store ``batch`` in the background; its senders learn the outcome."""
@@ -337,7 +358,7 @@ class Conversation:
                 leaving: str | None = None
                 for wire in await self._connection.recv_batch():
                     if isinstance(wire, Msg):
-                        arrived.append(_from_wire(wire, self.peer, self.me))
+                        arrived.append(from_wire(wire, self.peer, self.me))
                     elif isinstance(wire, Ack):
                         acked.extend(wire.ids)
                     elif isinstance(wire, Ping):
@@ -365,7 +386,7 @@ class Conversation:
                     if self._acks:
                         # If they are gone already: unacked, they resend, and we dedup.
                         with contextlib.suppress(ConnectionClosed, ProtocolError):
-                            await self._connection.send(Ack(ids=self._acks))
+                            await self._acknowledge(self._acks)
                         self._acks = []
                     reason = leaving
                     return
@@ -413,9 +434,9 @@ class Conversation:
             if isinstance(effect, Transmit):
                 for start in range(0, len(effect.messages), BATCH):
                     chunk = effect.messages[start : start + BATCH]
-                    await self._connection.send_many([_to_wire(m) for m in chunk])
+                    await self._connection.send_many([to_wire(m) for m in chunk])
             elif isinstance(effect, Acknowledge):
-                await self._connection.send(Ack(ids=list(effect.ids)))
+                await self._acknowledge(list(effect.ids))
             elif isinstance(effect, MarkShipped):
                 ids = list(effect.ids)
                 await asyncio.shield(self._keep(self._mark_shipped(ids)))
@@ -477,18 +498,3 @@ class Conversation:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
-
-
-def _to_wire(message: Message) -> Msg:
-    return Msg(id=message.id, ts=message.sent_at, body=message.body)
-
-
-def _from_wire(wire: Msg, sender: str, recipient: str) -> Message:
-    return Message(
-        id=wire.id,
-        sender=sender,
-        recipient=recipient,
-        body=wire.body,
-        sent_at=wire.ts,
-        shipped=True,
-    )

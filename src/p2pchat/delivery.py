@@ -26,10 +26,13 @@ and handed over once; an acknowledgement counts only for messages sent here. The
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Final
 
 from .errors import ProtocolError
+from .messages import MAX_TIME, MESSAGE_ID_PATTERN, Msg
 from .store import Message
 
 __all__ = [
@@ -41,6 +44,8 @@ __all__ = [
     "StoreIncoming",
     "StoreOutgoing",
     "Transmit",
+    "from_wire",
+    "to_wire",
 ]
 
 
@@ -73,6 +78,8 @@ class Acknowledge:
 class MarkShipped:
     ids: tuple[str, ...]
 
+
+_MESSAGE_ID: Final = re.compile(MESSAGE_ID_PATTERN)
 
 Effect = StoreOutgoing | Transmit | StoreIncoming | Deliver | Acknowledge | MarkShipped
 
@@ -148,22 +155,29 @@ class Delivery:
     # Receiving.
 
     def receive_messages(self, messages: Sequence[Message]) -> list[Effect]:
-        """Messages from ``contact`` arrived: check them, then store them.
-
-        Raises ProtocolError for one over the size limit or not between these two.
-        """
+        """Messages from ``contact`` arrived: check them (``check_incoming``), then store
+        them. Raises ProtocolError for the first that breaks a rule."""
         for message in messages:
-            if (message.sender, message.recipient) != (self.contact, self.me):
-                raise ProtocolError(f"message {message.id} is not from {self.contact} to {self.me}")
-            if self.max_message_size is not None:
-                size = len(message.body.encode("utf-8"))
-                if size > self.max_message_size:
-                    raise ProtocolError(
-                        f"message of {size} bytes is over the limit of "
-                        f"{self.max_message_size} bytes"
-                    )
+            self.check_incoming(message)
         unique = tuple({m.id: m for m in messages}.values())
         return [StoreIncoming(unique)] if unique else []
+
+    def check_incoming(self, message: Message) -> None:
+        """Raise ProtocolError unless ``message`` is from ``contact`` to ``me``, within the
+        size limit, with an id of the wire's form and a finite time within bounds (what
+        the wire decoder checks, for messages that came another way: a mail letter)."""
+        if (message.sender, message.recipient) != (self.contact, self.me):
+            raise ProtocolError(f"message {message.id} is not from {self.contact} to {self.me}")
+        if _MESSAGE_ID.match(message.id) is None:
+            raise ProtocolError(f"message id {message.id[:80]!r} is not of the wire's form")
+        if not 0.0 <= message.sent_at <= MAX_TIME:  # False for NaN too
+            raise ProtocolError(f"message {message.id} has an impossible time {message.sent_at!r}")
+        if self.max_message_size is not None:
+            size = len(message.body.encode("utf-8", "surrogatepass"))
+            if size > self.max_message_size:
+                raise ProtocolError(
+                    f"message of {size} bytes is over the limit of {self.max_message_size} bytes"
+                )
 
     def stored_incoming(self, batch: Sequence[Message], new: Sequence[Message]) -> list[Effect]:
         """``batch`` is stored; ``new`` are those the store did not have before. Hand the
@@ -175,3 +189,20 @@ class Delivery:
         if batch:
             effects.append(Acknowledge(tuple(m.id for m in batch)))
         return effects
+
+
+def to_wire(message: Message) -> Msg:
+    """``message`` as it goes on a conversation's connection."""
+    return Msg(id=message.id, ts=message.sent_at, body=message.body)
+
+
+def from_wire(wire: Msg, sender: str, recipient: str) -> Message:
+    """A message received on a conversation's connection, as it is stored."""
+    return Message(
+        id=wire.id,
+        sender=sender,
+        recipient=recipient,
+        body=wire.body,
+        sent_at=wire.ts,
+        shipped=True,
+    )

@@ -17,6 +17,13 @@ r"""User names: 1 to 32 ASCII letters, digits, ``.``, ``_``, ``-``, starting wit
 digit. ASCII only, so that no two names look alike; ``\Z``, not ``$``, so that no trailing
 newline slips through. The server also keeps names unique whatever their case."""
 
+MESSAGE_ID_PATTERN: Final = r"^[A-Za-z0-9._:-]{1,64}\Z"
+"""Message and mail item ids: 1 to 64 ASCII letters, digits, ``.``, ``_``, ``:``, ``-``."""
+
+MAX_ACK_IDS: Final = 512
+"""Ids a sender puts in one ``ack``: 512 ids of 64 characters make about 34 KiB, under the
+default frame limit (64 KiB); a longer acknowledgement goes as several acks. A receiver
+takes up to 4096 (what fits a larger frame)."""
 # Field types. Validation happens in the decoder, so a handler never sees a malformed value.
 UserName: TypeAlias = Annotated[
     str, msgspec.Meta(min_length=1, max_length=32, pattern=NAME_PATTERN)
@@ -32,6 +39,14 @@ Sealed: TypeAlias = Annotated[
     str, msgspec.Meta(min_length=1, max_length=60_000, pattern=r"^[A-Za-z0-9_-]*$")
 ]
 """A sealed mailbox item, base64 as above; the server bounds it further (mail_item_size)."""
+MessageId: TypeAlias = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=64, pattern=MESSAGE_ID_PATTERN)
+]
+"""A message's id (a UUID from p2pchat) or a mail item's: printable ASCII, no spaces."""
+MAX_TIME: Final = 253_402_300_799.0
+"""The last second of the year 9999, in epoch seconds: the latest time a field may hold."""
+Timestamp: TypeAlias = Annotated[float, msgspec.Meta(ge=0.0, le=MAX_TIME)]
+"""Epoch seconds: finite (never NaN or infinite), not before 1970, not after ``MAX_TIME``."""
 
 
 class _Base(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
@@ -298,11 +313,11 @@ class MailItem(msgspec.Struct, frozen=True, kw_only=True):
     ``sender`` is who deposited it, as the server saw them log in; ``at`` when.
     """
 
-    item: Token
+    item: MessageId
     kind: Literal["msg", "receipt"]
     sender: UserName
     sealed: Sealed
-    at: float
+    at: Timestamp
 
 
 class Deposit(_Base, tag="deposit", frozen=True):
@@ -310,7 +325,7 @@ class Deposit(_Base, tag="deposit", frozen=True):
 
     id: Token
     recipient: UserName
-    item: Token
+    item: MessageId
     sealed: Sealed
 
 
@@ -333,7 +348,7 @@ class Settle(_Base, tag="settle", frozen=True):
     """These items of our mailbox are stored on our side: the server drops them."""
 
     id: Token
-    items: Annotated[list[Token], msgspec.Meta(max_length=256)]
+    items: Annotated[list[MessageId], msgspec.Meta(max_length=256)]
 
 
 class Receipt(_Base, tag="receipt", frozen=True):
@@ -342,7 +357,7 @@ class Receipt(_Base, tag="receipt", frozen=True):
 
     id: Token
     recipient: UserName
-    item: Token
+    item: MessageId
     sealed: Sealed
 
 
@@ -352,15 +367,15 @@ class Receipt(_Base, tag="receipt", frozen=True):
 class Msg(_Base, tag="msg", frozen=True):
     """One chat message. ``id`` is globally unique; ``ts`` is the sender's clock."""
 
-    id: Token
-    ts: float
+    id: MessageId
+    ts: Timestamp
     body: str
 
 
 class Ack(_Base, tag="ack", frozen=True):
-    """The receiver has stored these messages durably."""
+    """The receiver has stored these messages durably (``MAX_ACK_IDS`` at most per ack)."""
 
-    ids: Annotated[list[Token], msgspec.Meta(max_length=4096)]
+    ids: Annotated[list[MessageId], msgspec.Meta(max_length=4096)]
 
 
 WireMessage: TypeAlias = (

@@ -336,7 +336,7 @@ class Peer:
     async def whois(self, user: str) -> str:
         """The key the server has bound to ``user`` (compare ``fingerprint(key)`` with them)."""
         link = self._link()
-        return (await link.request(Whois(id=link.next_id(), user=user), Key)).key
+        return (await link.request(Whois(id=link.next_id(), user=check_name(user)), Key)).key
 
     async def known_key(self, user: str) -> str | None:
         """The key remembered for ``user`` from earlier conversations, if any."""
@@ -368,9 +368,10 @@ class Peer:
         invite each other at once, both get the same one conversation. Raises UnknownUser,
         UserOffline, InviteRefused, KeyChanged (the invitation is cancelled) if ``user``'s
         key is not the one remembered, unless ``trust_new_key``, or InviteTimeout (after
-        cancelling) if there is no answer within ``timeout`` seconds.
+        cancelling) if there is no answer within ``timeout`` seconds. Raises InvalidName
+        (nothing is sent) for a name outside the rule.
         """
-        return await self._desk.invite(user, timeout, trust_new_key=trust_new_key)
+        return await self._desk.invite(check_name(user), timeout, trust_new_key=trust_new_key)
 
     async def next_invitation(self) -> Invitation:
         """Wait for the next invitation received."""
@@ -439,12 +440,23 @@ class Peer:
                 self.on_shipped(contact, ids) if self.on_shipped else None
             ),
             on_end=self._forget,
+            on_unsent=self._unsent,
         )
 
     def _forget(self, chat: Conversation) -> None:
         if self._conversations.get(chat.peer) is chat:
             del self._conversations[chat.peer]
         self._postbox.kick()  # what it left unacknowledged goes by mail
+
+    def _unsent(self, contact: str, messages: list[Message]) -> None:
+        """Ours, stored, sent by no talk (an ended one stored them late): the talk open now
+        sends them, once, whether its backlog had them or not; else the mail, in order."""
+        chat = self._conversations.get(contact)
+        if chat is not None and not chat.closed:
+            for message in messages:
+                chat.transmit(message)
+        else:
+            self._postbox.kick()
 
     def _talking_with(self, user: str) -> bool:
         chat = self._conversations.get(user)
@@ -459,12 +471,14 @@ class Peer:
     async def send(self, user: str, body: str) -> Message:
         """Send ``body`` to ``user``: in the conversation if one is open, else through the
         server's mailbox, sealed to them (and, until they have it, kept unshipped for the
-        next conversation too). Returns the stored message. Raises UnknownUser (nothing
-        stored) if the server has never seen ``user``.
+        next conversation too). Returns the stored message.
 
-        The message is stored whatever happens to the conversation meanwhile: only a store
-        that fails raises (then nothing is kept and the caller may retry).
+        Raises, with nothing stored, only for what the caller got wrong: InvalidName,
+        MessageTooLarge, UnknownUser if the server has never seen ``user`` (asked once for
+        many sends at once). Whatever else happens (no server, a server refusing, the talk
+        ending), the message is stored and goes later; only a store that fails raises.
         """
+        check_name(user)
         self.check_body(body)
         self._watch_also(user)
         chat = self._conversations.get(user)
@@ -472,14 +486,10 @@ class Peer:
             with contextlib.suppress(ConversationClosed):  # it just ended: keep it for later
                 return await chat.send(body)
         if self.connected:
-            with contextlib.suppress(ConnectionClosed):  # UnknownUser: nothing is stored
-                await self._postbox.check_recipient(user)
+            await self._postbox.check_recipient(user)  # UnknownUser: nothing is stored
         message = Message.new(self.name, user, body)
         await self.store.add(message)
-        if (chat := self._conversations.get(user)) is not None:
-            chat.transmit(message)  # opened meanwhile: sent once, backlog or not
-        else:
-            self._postbox.kick()  # deposited in order, in the background
+        self._unsent(user, [message])
         return message
 
     async def next_message(self) -> Message:

@@ -24,7 +24,8 @@ from typing import Any, Final, Protocol
 
 from .delivery import Acknowledge, Deliver, Delivery
 from .errors import (
-    ItemTooLarge,
+    ConnectionClosed,
+    InvalidName,
     KeyChanged,
     MailboxFull,
     P2PChatError,
@@ -32,12 +33,25 @@ from .errors import (
     RateLimited,
     SealError,
     ServerRefused,
+    ServerUnavailable,
+    StoreError,
     UnknownUser,
 )
 from .identity import Identity, fingerprint
 from .link import ServerLink
-from .protocol import Collect, Deposit, Key, Mail, MailItem, Ok, Receipt, Settle, Whois
-from .seal import check_mailbox_key, open_receipt, open_seal, receipt, seal
+from .protocol import (
+    Collect,
+    Deposit,
+    Key,
+    Mail,
+    MailItem,
+    Ok,
+    Receipt,
+    Settle,
+    Whois,
+    check_name,
+)
+from .seal import MAX_RECEIPT_IDS, check_mailbox_key, open_receipt, open_seal, receipt, seal
 from .store import Message, MessageStore
 
 __all__ = ["Postbox"]
@@ -46,6 +60,8 @@ logger = logging.getLogger(__name__)
 
 MAX_QUEUED: Final = 4096
 """Pushed items waiting to be opened; beyond, they wait on the server for the next collect."""
+SETTLE_ITEMS: Final = 256
+"""Items dropped by one ``settle`` (the most the server takes in one)."""
 
 
 class Host(Protocol):
@@ -72,6 +88,7 @@ class Postbox:
     def __init__(self, peer: Host) -> None:
         self.peer = peer
         self._keys: dict[str, Key] = {}  # this login's answers to whois
+        self._asking: dict[str, asyncio.Future[Key]] = {}  # whois under way, one per user
         self._queue: asyncio.Queue[list[MailItem] | None] = asyncio.Queue(MAX_QUEUED)
         self._held: list[MailItem] = []  # pushed before this login's collect is done
         self._collected = False
@@ -158,28 +175,39 @@ class Postbox:
     # Receiving.
 
     async def _receive(self, items: Sequence[MailItem]) -> None:
+        """Take in ``items``, each on its own: one that is refused, or that cannot be
+        stored, never holds back the others.
+
+        What each ends as: stored (and, once its receipt is on the server, dropped from our
+        mailbox); refused (not stored, no receipt: it was not stored; dropped from our
+        mailbox, so that it does not come back at every login; its sender keeps it
+        unshipped, for a talk); or kept on the server for the next login (a store write
+        that failed, a receipt refused, a key not trusted yet)."""
         messages: dict[str, list[tuple[MailItem, Message]]] = {}
         done: list[str] = []  # items to drop from our mailbox
         for item in items:
-            if item.kind == "receipt":
-                await self._take_receipt(item)
-                done.append(item.item)
-                continue
             try:
+                if item.kind == "receipt":
+                    await self._take_receipt(item)
+                    done.append(item.item)
+                    continue
                 opened = await self._open(item)
             except KeyChanged as exc:  # kept on the server until the new key is trusted
                 logger.warning("%s keeps mail from %s unopened: %s", self.name, item.sender, exc)
+                continue
+            except (StoreError, ServerRefused) as exc:  # kept for the next login
+                logger.warning("%s: mail item %s waits: %s", self.name, item.item, exc)
                 continue
             if opened is None:
                 done.append(item.item)  # refused: logged
             else:
                 messages.setdefault(item.sender, []).append((item, opened))
         for sender, batch in messages.items():
-            await self._store(sender, batch)
-            done.extend(item.item for item, _ in batch)
-        if done:
+            done.extend(await self._store(sender, batch))
+        for start in range(0, len(done), SETTLE_ITEMS):
             link = self.peer._link()
-            await link.request(Settle(id=link.next_id(), items=done), Ok)
+            chunk = done[start : start + SETTLE_ITEMS]
+            await link.request(Settle(id=link.next_id(), items=chunk), Ok)
 
     async def _open(self, item: MailItem) -> Message | None:
         """The message in ``item``, or None if it is refused (and logged). KeyChanged if
@@ -204,25 +232,81 @@ class Postbox:
             logger.warning("%s refused a mail item: %s", self.name, exc)
             return None
 
-    async def _store(self, sender: str, batch: list[tuple[MailItem, Message]]) -> None:
-        """Store, hand over, then send the receipt (the delivery rules decide each step)."""
+    async def _store(self, sender: str, batch: list[tuple[MailItem, Message]]) -> list[str]:
+        """Store, hand over, then send the receipt (the delivery rules decide each step).
+        Returns the items to drop from our mailbox: those refused, and those stored whose
+        receipt the server has taken."""
         delivery = Delivery(self.name, sender, max_message_size=self.peer.max_message_size)
-        opened = [message for _, message in batch]
-        try:
-            delivery.receive_messages(opened)
-        except ProtocolError as exc:
-            logger.warning("%s refused mail from %s: %s", self.name, sender, exc)
-            return
-        new = await self.peer.store.add_many(opened, unread=True)
+        refused: list[str] = []
+        good: list[Message] = []
+        for item, message in batch:
+            try:
+                delivery.check_incoming(message)
+            except ProtocolError as exc:
+                logger.warning(
+                    "%s refused mail item %s from %s: %s", self.name, item.item, sender, exc
+                )
+                refused.append(item.item)
+            else:
+                good.append(message)
+        stored, new = await self._add(good)
         self.peer._watch_also(sender)
-        for effect in delivery.stored_incoming(opened, new):
+        settled = list(refused)
+        for effect in delivery.stored_incoming(stored, new):
             if isinstance(effect, Deliver):
                 self._arrived.set()
             elif isinstance(effect, Acknowledge):
-                await self._send_receipt(sender, effect.ids)
+                settled.extend(await self._send_receipts(sender, effect.ids))
+        return settled
 
-    async def _send_receipt(self, sender: str, ids: Sequence[str]) -> None:
-        signed = receipt(self.peer.identity, self.name, sender, ids)
+    async def _add(self, messages: list[Message]) -> tuple[list[Message], list[Message]]:
+        """Store ``messages`` (unread): (those stored, those new among them). If the batch
+        cannot be written, each is written alone, so that one that fails fails alone (it
+        stays on the server for the next login)."""
+        if not messages:
+            return [], []
+        try:
+            return messages, await self.peer.store.add_many(messages, unread=True)
+        except StoreError as exc:
+            logger.warning(
+                "%s: storing %d mail items failed, one by one now: %s",
+                self.name,
+                len(messages),
+                exc,
+            )
+        stored: list[Message] = []
+        new: list[Message] = []
+        for message in messages:
+            try:
+                new.extend(await self.peer.store.add_many([message], unread=True))
+            except StoreError as exc:
+                logger.error(
+                    "%s: mail %s from %s not stored (kept on the server): %s",
+                    self.name,
+                    message.id,
+                    message.sender,
+                    exc,
+                )
+                continue
+            stored.append(message)
+        return stored, new
+
+    async def _send_receipts(self, sender: str, ids: Sequence[str]) -> list[str]:
+        """Receipts to ``sender`` for ``ids`` (stored), ``MAX_RECEIPT_IDS`` at a time; the ids
+        whose receipt the server took. One it refuses leaves its messages on the server:
+        collected again at the next login, receipted again, so that the sender learns
+        they are stored without waiting for a talk."""
+        taken: list[str] = []
+        for start in range(0, len(ids), MAX_RECEIPT_IDS):
+            chunk = list(ids[start : start + MAX_RECEIPT_IDS])
+            signed = receipt(self.peer.identity, self.name, sender, chunk)
+            if await self._send_receipt(sender, chunk, signed):
+                taken.extend(chunk)
+        return taken
+
+    async def _send_receipt(self, sender: str, ids: list[str], signed: str) -> bool:
+        """One receipt; True once the server took it. Refused for its rate, it waits its
+        turn (receipts are paced per user as deposits are)."""
         for _ in range(60):
             link = self.peer._link()
             try:
@@ -232,12 +316,18 @@ class Postbox:
                     ),
                     Ok,
                 )
-                return
+                return True
             except RateLimited:
                 await asyncio.sleep(1.0)  # the server's receipt rate: wait for our turn
-            except ServerRefused as exc:  # it stays unshipped there, goes at the next talk
-                logger.info("%s: no receipt for %s: %s", self.name, sender, exc)
-                return
+            except ServerRefused as exc:
+                logger.info(
+                    "%s: no receipt for %s now (again after the next login): %s",
+                    self.name,
+                    sender,
+                    exc,
+                )
+                return False
+        return False
 
     async def _take_receipt(self, item: MailItem) -> None:
         try:
@@ -266,7 +356,9 @@ class Postbox:
             while (message := await self.peer.store.next_unread(self.name)) is None:
                 self._arrived.clear()
                 await self._arrived.wait()
-            self._marking = asyncio.ensure_future(self.peer.store.mark_read([message.id]))
+            self._marking = asyncio.ensure_future(
+                self.peer.store.mark_read(message.sender, [message.id])
+            )
             try:
                 await asyncio.shield(self._marking)
             except asyncio.CancelledError:
@@ -278,8 +370,14 @@ class Postbox:
     # Sending.
 
     async def check_recipient(self, user: str) -> None:
-        """Raise UnknownUser (or another refusal) if mail cannot be left for ``user``."""
-        await self._whois(user)
+        """Raise UnknownUser if the server has never seen ``user``. Anything else (no
+        answer now, a refusal) is only logged: a message is stored whatever happens."""
+        try:
+            await self._whois(user)
+        except UnknownUser:
+            raise
+        except (ConnectionClosed, ServerRefused, ProtocolError) as exc:
+            logger.info("%s: %s unchecked (stored, sent later): %s", self.name, user, exc)
 
     def kick(self) -> None:
         """Something may wait to be deposited: a message stored for someone with no
@@ -309,11 +407,17 @@ class Postbox:
             if self.peer._talking_with(recipient):
                 continue  # the conversation carries it (and if it ends first: next pass)
             try:
+                check_name(recipient)
                 await self._deposit(message)
+            except InvalidName as exc:  # stored by an older p2pchat: never sent to the server
+                logger.warning("%s: %s is set aside: %s", self.name, message.id, exc)
+                self._undepositable.add(message.id)
             except (KeyChanged, SealError, MailboxFull, UnknownUser) as exc:
                 logger.warning("%s: mail to %s waits for a talk: %s", self.name, recipient, exc)
                 skipped.add(recipient)
-            except ItemTooLarge as exc:
+            except (RateLimited, ServerUnavailable):
+                raise  # the server, not this item: the next pass (or login) tries again
+            except ServerRefused as exc:  # this item, refused: never again in a loop
                 logger.warning("%s: %s goes at the next talk only: %s", self.name, message.id, exc)
                 self._undepositable.add(message.id)
 
@@ -340,11 +444,29 @@ class Postbox:
         await self.peer.store.mark_deposited([message.id])
 
     async def _whois(self, user: str) -> Key:
-        if (known := self._keys.get(user)) is None:
-            link = self.peer._link()
-            known = await link.request(Whois(id=link.next_id(), user=user), Key)
+        """What the server says of ``user``: asked once per login, and once for all the
+        callers that want it at the same time (200 sends at once are one request)."""
+        if (known := self._keys.get(user)) is not None:
+            return known
+        asking = self._asking.get(user)
+        if asking is None:
+            asking = asyncio.ensure_future(self._ask_whois(user))
+            self._asking[user] = asking
+            asking.add_done_callback(lambda done: self._asked(user, done))
+        return await asyncio.shield(asking)  # one caller cancelled cancels no other
+
+    async def _ask_whois(self, user: str) -> Key:
+        link = self.peer._link()
+        known = await link.request(Whois(id=link.next_id(), user=check_name(user)), Key)
+        if link is self.peer._link():  # still this login's answer
             self._keys[user] = known
         return known
+
+    def _asked(self, user: str, done: asyncio.Future[Key]) -> None:
+        if self._asking.get(user) is done:
+            del self._asking[user]
+        if not done.cancelled():
+            done.exception()  # retrieved: its callers (if any are left) have it
 
     async def _identity_key(self, user: str) -> str:
         """The identity key of ``user``: the one remembered, or (the first time) the one

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
-from typing import Final
+from typing import Annotated, Final
 
 import msgspec
 from cryptography.exceptions import InvalidTag
@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.hpke import AEAD, KDF, KEM, Suite
 
 from .errors import IdentityError, SealError
 from .identity import Identity, b64decode, b64encode, mailbox_key_payload, verify_signature
+from .messages import Base64, MessageId, Timestamp, UserName
 from .store import Message
 
 __all__ = ["Letter", "SignedReceipt", "open_receipt", "open_seal", "receipt", "seal"]
@@ -33,26 +34,30 @@ SUITE: Final = Suite(KEM.X25519, KDF.HKDF_SHA256, AEAD.CHACHA20_POLY1305)
 _SEAL_INFO: Final = b"p2pchat mail v1"
 _LETTER: Final = b"p2pchat letter v1"
 _RECEIPT: Final = b"p2pchat receipt v1"
+MAX_RECEIPT_IDS: Final = 256
+"""Message ids we put in one receipt: 256 UUIDs seal to about 13 KiB, well under the
+server's item size; more go as several receipts. One received may hold up to 4096."""
 
 
 class Letter(msgspec.Struct, frozen=True, kw_only=True):
-    """What a seal holds: the message, and its sender's signature of it."""
+    """What a seal holds: the message, and its sender's signature of it. Every field is
+    checked as it is decoded (names, id, a finite time), before any signature is."""
 
-    sender: str
-    recipient: str
-    id: str
-    ts: float
+    sender: UserName
+    recipient: UserName
+    id: MessageId
+    ts: Timestamp
     body: str
-    signature: str
+    signature: Base64
 
 
 class SignedReceipt(msgspec.Struct, frozen=True, kw_only=True):
     """What a receipt item holds: who stored which messages of whom, signed by them."""
 
-    recipient: str
-    sender: str
-    ids: list[str]
-    signature: str
+    recipient: UserName
+    sender: UserName
+    ids: Annotated[list[MessageId], msgspec.Meta(min_length=1, max_length=4096)]
+    signature: Base64
 
 
 # MessagePack, not JSON: a body is carried as it is, never grown by escaping.
@@ -126,7 +131,7 @@ def open_seal(
 
 
 def receipt(identity: Identity, me: str, sender: str, ids: Sequence[str]) -> str:
-    """Our signed statement that we stored ``ids`` from ``sender`` (base64url JSON)."""
+    """Our signed statement that we stored ``ids`` from ``sender`` (base64url MessagePack)."""
     signature = identity.sign(_fields(_RECEIPT, me, sender, *ids))
     signed = SignedReceipt(recipient=me, sender=sender, ids=list(ids), signature=signature)
     return b64encode(msgspec.msgpack.encode(signed))
@@ -137,7 +142,7 @@ def open_receipt(me: str, *, recipient: str, sealed: str, recipient_key: str) ->
     signed by ``recipient_key`` as ``recipient``, about messages from ``me``."""
     try:
         signed = _receipts.decode(b64decode(sealed))
-    except (IdentityError, msgspec.DecodeError) as exc:
+    except (IdentityError, msgspec.DecodeError) as exc:  # ValidationError among them
         raise SealError(f"a receipt from {recipient} is not one: {exc}") from None
     payload = _fields(_RECEIPT, signed.recipient, signed.sender, *signed.ids)
     if (signed.recipient, signed.sender) != (recipient, me) or not verify_signature(

@@ -295,7 +295,7 @@ class SqliteMessageStore(SqliteStore):
     """
 
     KIND = "messages"
-    VERSION = 3
+    VERSION = 4
     SYNCHRONOUS = "FULL"
 
     @property
@@ -313,17 +313,18 @@ class SqliteMessageStore(SqliteStore):
 
         def job(db: sqlite3.Connection) -> list[Message]:
             # Inside the write transaction, so nothing can insert between check and insert.
-            known: set[str] = set()
-            ids = [m.id for m in messages]
+            # A message is known by (sender, id): another sender's id is not this one.
+            known: set[tuple[str, str]] = set()
+            ids = list(dict.fromkeys(m.id for m in messages))
             for start in range(0, len(ids), _SQL_CHUNK):
                 chunk = ids[start : start + _SQL_CHUNK]
                 marks = ", ".join("?" * len(chunk))
-                c = db.execute(f"SELECT id FROM messages WHERE id IN ({marks})", chunk)
-                known.update(row[0] for row in c.fetchall())
+                c = db.execute(f"SELECT sender, id FROM messages WHERE id IN ({marks})", chunk)
+                known.update((str(row[0]), str(row[1])) for row in c.fetchall())
             added = []
             for m in messages:
-                if m.id not in known:
-                    known.add(m.id)
+                if (m.sender, m.id) not in known:
+                    known.add((m.sender, m.id))
                     added.append(m)
             db.executemany(
                 f"INSERT INTO messages ({_MESSAGE_COLUMNS}, unread) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -354,8 +355,15 @@ class SqliteMessageStore(SqliteStore):
         )
         return _message_from_row(rows[0]) if rows else None
 
-    async def mark_read(self, ids: Iterable[str]) -> None:
-        await self._set_flag("unread = 0", ids)  # durable: if lost, it would show again
+    async def mark_read(self, sender: str, ids: Iterable[str]) -> None:
+        rows = [(message_id, sender) for message_id in ids]
+        if not rows:
+            return
+
+        def job(db: sqlite3.Connection) -> None:
+            db.executemany("UPDATE messages SET unread = 0 WHERE id = ? AND sender = ?", rows)
+
+        await self._database.write(job)  # durable: if lost, it would show again
 
     async def mark_deposited(self, ids: Iterable[str]) -> None:
         # If lost: deposited again, and the server (and the recipient) ignore the copy.

@@ -156,10 +156,12 @@ class MessageStore(Protocol):
     async def start(self) -> None: ...
     async def close(self) -> None: ...
     async def add(self, message: Message) -> bool:
-        """Store ``message`` unless its id is known; True if it was new."""
+        """Store ``message`` unless it is known; True if it was new. A message is known by
+        its sender and its id: the same id from another sender is another message."""
 
     async def add_many(self, messages: Sequence[Message], *, unread: bool = False) -> list[Message]:
-        """Store several in one transaction; return those that were new, in order.
+        """Store several in one transaction; return those that were new (by sender and
+        id), in order.
 
         ``unread``: received outside a conversation (the mailbox), to be handed over by
         ``next_unread()`` until ``mark_read()``, across restarts."""
@@ -167,7 +169,9 @@ class MessageStore(Protocol):
     async def next_unread(self, user: str) -> Message | None:
         """The oldest message received by ``user`` and still unread."""
 
-    async def mark_read(self, ids: Iterable[str]) -> None: ...
+    async def mark_read(self, sender: str, ids: Iterable[str]) -> None:
+        """These messages from ``sender`` are handed over: ``next_unread`` skips them."""
+
     async def mark_deposited(self, ids: Iterable[str]) -> None:
         """These were left in the recipients' mailboxes (not to be deposited again)."""
 
@@ -316,9 +320,10 @@ class MemoryMessageStore:
     identity_file = None
 
     def __init__(self) -> None:
-        self._messages: dict[str, Message] = {}
+        self._messages: dict[tuple[str, str], Message] = {}  # by (sender, id)
+        self._by_id: dict[str, list[tuple[str, str]]] = {}  # id -> keys holding it
         self._keys: dict[tuple[str, str], str] = {}
-        self._unread: dict[str, None] = {}  # ids, in the order received
+        self._unread: dict[tuple[str, str], None] = {}  # keys, in the order received
         self._deposited: set[str] = set()
 
     async def start(self) -> None:
@@ -333,22 +338,24 @@ class MemoryMessageStore:
     async def add_many(self, messages: Sequence[Message], *, unread: bool = False) -> list[Message]:
         added = []
         for message in messages:
-            if message.id not in self._messages:
-                self._messages[message.id] = message
+            key = (message.sender, message.id)
+            if key not in self._messages:
+                self._messages[key] = message
+                self._by_id.setdefault(message.id, []).append(key)
                 added.append(message)
                 if unread:
-                    self._unread[message.id] = None
+                    self._unread[key] = None
         return added
 
     async def next_unread(self, user: str) -> Message | None:
-        for message_id in self._unread:
-            if (message := self._messages[message_id]).recipient == user:
+        for key in self._unread:
+            if (message := self._messages[key]).recipient == user:
                 return message
         return None
 
-    async def mark_read(self, ids: Iterable[str]) -> None:
+    async def mark_read(self, sender: str, ids: Iterable[str]) -> None:
         for message_id in ids:
-            self._unread.pop(message_id, None)
+            self._unread.pop((sender, message_id), None)
 
     async def mark_deposited(self, ids: Iterable[str]) -> None:
         self._deposited.update(ids)
@@ -362,9 +369,10 @@ class MemoryMessageStore:
 
     async def mark_shipped(self, recipient: str, ids: Iterable[str]) -> None:
         for message_id in ids:
-            message = self._messages.get(message_id)
-            if message is not None and not message.shipped and message.recipient == recipient:
-                self._messages[message_id] = msgspec.structs.replace(message, shipped=True)
+            for key in self._by_id.get(message_id, ()):
+                message = self._messages[key]
+                if not message.shipped and message.recipient == recipient:
+                    self._messages[key] = msgspec.structs.replace(message, shipped=True)
 
     async def unshipped(self, sender: str, recipient: str) -> list[Message]:
         return [

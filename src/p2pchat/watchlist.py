@@ -14,9 +14,9 @@ import contextlib
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any, Final
 
-from .errors import P2PChatError
+from .errors import InvalidName, P2PChatError
 from .link import ServerLink
-from .protocol import Ok, Watch
+from .protocol import Ok, Watch, check_name
 
 __all__ = ["WATCHED", "WatchList"]
 
@@ -46,7 +46,7 @@ class WatchList:
 
     def also(self, user: str) -> None:
         """``user`` is someone the peer now has messages with: watched from now on."""
-        if user not in self._told:
+        if user not in self._told and _valid(user):
             self._told.add(user)
             self._spawn(self.send())
 
@@ -56,6 +56,16 @@ class WatchList:
             link = self._link()
             if "watch" not in link.features:
                 return  # an older server: it tells everyone of everyone
-            users = sorted(self._asked | set(await self._known()) | self._told)[:WATCHED]
+            known = {user for user in await self._known() if _valid(user)}  # an old store's
+            users = sorted(self._asked | known | self._told)[:WATCHED]
             self._told = set(users)
             await link.request(Watch(id=link.next_id(), users=users), Ok)
+
+
+def _valid(user: str) -> bool:
+    """A name the server takes in ``watch`` (one outside the rule would end the session)."""
+    try:
+        check_name(user)
+    except InvalidName:
+        return False
+    return True
