@@ -76,6 +76,8 @@ async def test_pages_opened_all_at_once_stay_within_max_tabs(
             opened = [p for p in pages if not isinstance(p, int)]
             assert len(opened) == 3
             assert sorted(p for p in pages if isinstance(p, int)) == [503] * 9
+            for page in opened:  # each is counted once its snapshot is on its way
+                assert json.loads((await page.receive(timeout=10)).data)["type"] == "snapshot"
             assert len(ui.tabs) == 3
             for page in opened:
                 await page.close()
