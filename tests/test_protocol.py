@@ -217,6 +217,8 @@ def test_json_nested_beyond_the_decoders_bound_is_a_protocol_error() -> None:
             "$.items[0].sender",
         ),
         (b'{"type":"settle","id":"1","items":["a/b"]}', "$.items[0]"),
+        (b'{"type":"welcome","version":123456789012345678901,"name":"a"}', "$.version"),
+        (b'{"type":"hello","version":-1,"name":"a"}', "$.version"),
     ],
 )
 def test_times_ids_and_names_are_checked_where_they_enter(body: bytes, where: str) -> None:

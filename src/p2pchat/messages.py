@@ -31,6 +31,8 @@ UserName: TypeAlias = Annotated[
 Token: TypeAlias = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 Host: TypeAlias = Annotated[str, msgspec.Meta(max_length=255)]
 Port: TypeAlias = Annotated[int, msgspec.Meta(ge=0, le=65535)]
+Version: TypeAlias = Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]
+"""A protocol version: a number of our own, never one past what any store or log takes."""
 Address: TypeAlias = tuple[Host, Port]
 Reason: TypeAlias = Annotated[str, msgspec.Meta(max_length=1024)]
 Base64: TypeAlias = Annotated[str, msgspec.Meta(max_length=2048, pattern=r"^[A-Za-z0-9_-]*$")]
@@ -59,7 +61,7 @@ class _Base(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
 class Hello(_Base, tag="hello", frozen=True):
     """First message of every connection. ``invitation`` is set on direct connections only."""
 
-    version: int
+    version: Version
     name: UserName
     addresses: Annotated[list[Address], msgspec.Meta(max_length=8)] = []
     invitation: Token | None = None
@@ -76,7 +78,7 @@ class Welcome(_Base, tag="welcome", frozen=True):
     """Answer to ``hello``. From the server, ``observed`` and ``observed_port`` are where it
     sees the peer's connection come from (behind a NAT: the NAT's mapping)."""
 
-    version: int
+    version: Version
     name: UserName
     observed: Host = ""
     observed_port: Port = 0
