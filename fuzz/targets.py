@@ -3,16 +3,35 @@ findings) -> accepted``."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import struct
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import msgspec
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
-from p2pchat.errors import ProtocolError
+from p2pchat.delivery import Delivery
+from p2pchat.errors import ProtocolError, SealError
+from p2pchat.identity import Identity, b64decode, b64encode
 from p2pchat.protocol import Decoder, WireMessage
+from p2pchat.seal import (
+    _LETTER,
+    _RECEIPT,
+    _SEAL_INFO,
+    SUITE,
+    Letter,
+    SignedReceipt,
+    _fields,
+    open_receipt,
+    open_seal,
+)
+from p2pchat.sqlite import SqliteMessageStore
+from p2pchat.store import Message
 from p2pchat.webevents import Command, decode_command
 
 from .generate import Generator
@@ -109,3 +128,139 @@ def web(seed: int, count: int, findings: Findings) -> int:
 
 
 TARGETS: dict[str, Callable[[int, int, Findings], int]] = {"wire": wire, "web": web}
+"""Each target by name (the mail ones are added below)."""
+
+
+def _sign(identity: Identity, context: bytes, parts: list[Any]) -> str:
+    """``parts`` signed as a peer signs them, if each is of a type it can sign."""
+    if not all(isinstance(p, str) or (isinstance(p, float | int) and p is not True) for p in parts):
+        return "AAAA"
+    try:
+        return identity.sign(
+            _fields(context, *(float(p) if isinstance(p, int) else p for p in parts))
+        )
+    except (UnicodeEncodeError, OverflowError):
+        return "AAAA"
+
+
+def _msgpack(generator: Generator, value: Any) -> bytes:
+    try:
+        data = msgspec.msgpack.encode(value)
+    except (OverflowError, TypeError, UnicodeEncodeError):  # past 64 bits, surrogates
+        data = generator.rng.randbytes(32)
+    return generator.damage(data) if generator.rng.random() < 0.2 else data
+
+
+def letters(seed: int, count: int, findings: Findings) -> int:
+    """Mail as a peer opens it (``seal.open_seal``, then the checks of a received message),
+    each accepted one stored in a real SQLite store, as the postbox does."""
+    return asyncio.run(_letters(seed, count, findings))
+
+
+async def _letters(seed: int, count: int, findings: Findings) -> int:
+    generator = Generator(seed)
+    rng = generator.rng
+    alice, bob = Identity.generate(), Identity.generate()
+    public = X25519PublicKey.from_public_bytes(b64decode(bob.mailbox_key))
+    schema = msgspec.inspect.type_info(Letter)
+    delivery = Delivery("bob", "alice", max_message_size=16 * 1024)
+    accepted = 0
+    with tempfile.TemporaryDirectory() as folder:
+        store = SqliteMessageStore(Path(folder) / "bob.sqlite3")
+        await store.start()
+        batch: list[Message] = []
+        try:
+            for number in range(count):
+                fields = generator.message(schema, hostile=0.15)
+                item = f"i{number}"
+                if isinstance(fields, dict) and rng.random() < 0.8:  # addressed right
+                    fields.update(sender="alice", recipient="bob", id=item)
+                if isinstance(fields, dict):
+                    parts = [fields.get(k) for k in ("sender", "recipient", "id", "ts", "body")]
+                    fields["signature"] = _sign(alice, _LETTER, parts)
+                plain = _msgpack(generator, fields)
+                info = _fields(_SEAL_INFO, "bob", item)
+                sealed = b64encode(SUITE.encrypt(plain, public, info=info))
+                try:
+                    message = open_seal(
+                        bob, "bob", item=item, sender="alice", sealed=sealed, sender_key=alice.key
+                    )
+                    delivery.check_incoming(message)
+                except (SealError, ProtocolError):
+                    findings.rejected += 1
+                    continue
+                except Exception as exc:
+                    findings.add(number, f"{type(exc).__name__}: {exc}", plain)
+                    continue
+                if (why := bad_value(message)) is not None:
+                    findings.add(number, f"let through {why}", plain)
+                batch.append(message)
+                accepted += 1
+                if len(batch) >= 512:
+                    await _store(store, batch, number, findings)
+            await _store(store, batch, count, findings)
+        finally:
+            await store.close()
+    return accepted
+
+
+async def _store(
+    store: SqliteMessageStore, batch: list[Message], number: int, findings: Findings
+) -> None:
+    """Store what was accepted, as the postbox does; no write may fail."""
+    try:
+        await store.add_many(batch, unread=True)
+    except Exception as exc:
+        findings.add(number, f"a store write failed: {type(exc).__name__}: {exc}", batch[:2])
+    batch.clear()
+
+
+def receipts(seed: int, count: int, findings: Findings) -> int:
+    """Receipts as a sender opens them (``seal.open_receipt``), the ids each names then
+    marked shipped in a real SQLite store, as the postbox does."""
+    return asyncio.run(_receipts(seed, count, findings))
+
+
+async def _receipts(seed: int, count: int, findings: Findings) -> int:
+    generator = Generator(seed)
+    rng = generator.rng
+    bob = Identity.generate()
+    schema = msgspec.inspect.type_info(SignedReceipt)
+    accepted = 0
+    with tempfile.TemporaryDirectory() as folder:
+        store = SqliteMessageStore(Path(folder) / "alice.sqlite3")
+        await store.start()
+        try:
+            for number in range(count):
+                fields = generator.message(schema, hostile=0.15)
+                if isinstance(fields, dict) and rng.random() < 0.8:
+                    fields.update(recipient="bob", sender="alice")
+                if isinstance(fields, dict):
+                    ids = fields.get("ids")
+                    parts = [fields.get("recipient"), fields.get("sender")]
+                    parts += ids if isinstance(ids, list) else [None]
+                    fields["signature"] = _sign(bob, _RECEIPT, parts)
+                data = _msgpack(generator, fields)
+                try:
+                    shipped = open_receipt(
+                        "alice", recipient="bob", sealed=b64encode(data), recipient_key=bob.key
+                    )
+                except SealError:
+                    findings.rejected += 1
+                    continue
+                except Exception as exc:
+                    findings.add(number, f"{type(exc).__name__}: {exc}", data)
+                    continue
+                if (why := bad_value(shipped)) is not None:
+                    findings.add(number, f"let through {why}", data)
+                try:
+                    await store.mark_shipped("bob", shipped)
+                except Exception as exc:
+                    findings.add(number, f"a store write failed: {type(exc).__name__}: {exc}", data)
+                accepted += 1
+        finally:
+            await store.close()
+    return accepted
+
+
+TARGETS.update(letters=letters, receipts=receipts)
