@@ -116,3 +116,19 @@ async def test_ctrl_c_gives_the_terminal_back_as_it_was(launch: Launch, tmp_path
 
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX terminals")
+
+
+async def test_a_name_outside_the_rule_is_an_error_line_and_the_session_stays(
+    launch: Launch,
+) -> None:
+    server = await launch("server", [*command("p2pchat-server"), "--port", "0", "--memory"])
+    port = (await server.expect(r"listening on 127\.0\.0\.1:(\d+)")).group(1)
+    carol = await launch(
+        "carol", [*command("p2pchat-peer"), "carol", "--server", f"127.0.0.1:{port}", "--memory"]
+    )
+    await carol.expect("logged in as carol")
+    await carol.say("t Bad!Name")
+    await carol.expect("error: .*Bad!Name")
+    await carol.say("ls")
+    await carol.expect("^online: carol$")  # the same session: never dropped, never flapping
+    assert not any("reconnecting" in line for line in carol.output)
