@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import p2pchat
+from p2pchat import cli
 from p2pchat.demo import command
 from p2pchat.terminal import CONTINUATION, message_lines, visible
 
@@ -132,3 +134,13 @@ async def test_a_name_outside_the_rule_is_an_error_line_and_the_session_stays(
     await carol.say("ls")
     await carol.expect("^online: carol$")  # the same session: never dropped, never flapping
     assert not any("reconnecting" in line for line in carol.output)
+
+
+def test_log_lines_quote_what_others_sent_as_text() -> None:
+    # A server's reason in a warning reaches the terminal too (stderr): as text.
+    formatter = cli._TerminalFormatter("%(levelname)s %(message)s")
+    reason = "bye\x1b[2J\r\nWARNING forged"
+    record = logging.LogRecord(
+        "p2pchat.link", logging.WARNING, "", 0, "refused: %s", (reason,), None
+    )
+    assert formatter.format(record) == "WARNING refused: bye\\x1b[2J\\r\\nWARNING forged"

@@ -12,7 +12,7 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Sequence
 from pathlib import Path
 
 import msgspec
@@ -281,9 +281,18 @@ class TamperingMailbox(p2pchat.MemoryMailbox):
         self.how = how
 
     async def pending(
-        self, recipient: str, *, now: float, limit: int, max_bytes: int
+        self,
+        recipient: str,
+        *,
+        now: float,
+        limit: int,
+        max_bytes: int,
+        skip: Collection[str] = (),
     ) -> tuple[list[MailboxItem], bool]:
-        items, more = await super().pending(recipient, now=now, limit=limit, max_bytes=max_bytes)
+        skip = () if self.how == "replay" else skip  # a replaying server skips nothing
+        items, more = await super().pending(
+            recipient, now=now, limit=limit, max_bytes=max_bytes, skip=skip
+        )
         if self.how == "alter":
             items = [_flip(i) if i.kind == "msg" else i for i in items]
         elif self.how == "relabel":

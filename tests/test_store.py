@@ -510,3 +510,17 @@ async def test_a_store_made_by_the_version_3_schema_is_migrated_keeping_everythi
         await store.close()
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == 4
+
+
+async def test_mailbox_pages_go_on_past_what_was_handed_out(mailbox: Mailbox) -> None:
+    # A session's next page skips what its earlier pages handed out and the peer kept
+    # (a receipt refused): never the same page again.
+    for n in range(1, 6):
+        await mailbox.deposit(item(n), max_items=None, max_bytes=None)
+    page, more = await mailbox.pending("bob", now=0.0, limit=2, max_bytes=1000)
+    assert ([i.item for i in page], more) == (["i1", "i2"], True)
+    page, more = await mailbox.pending("bob", now=0.0, limit=2, max_bytes=1000, skip={"i1", "i2"})
+    assert ([i.item for i in page], more) == (["i3", "i4"], True)
+    skip = {"i1", "i2", "i3", "i4"}
+    page, more = await mailbox.pending("bob", now=0.0, limit=2, max_bytes=1000, skip=skip)
+    assert ([i.item for i in page], more) == (["i5"], False)

@@ -46,6 +46,7 @@ from . import (
 )
 from .console import PeerConsole, PipeScreen, Screen, TerminalScreen
 from .settings import add_server_settings, server_settings
+from .terminal import visible
 
 __all__ = ["peer_main", "server_main"]
 
@@ -123,11 +124,18 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 
 def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_TerminalFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler])
+
+
+class _TerminalFormatter(logging.Formatter):
+    """Log lines bound for a terminal: what others sent that a line quotes (a server's
+    reason, a peer's name) shows its control characters, as the console does; a
+    traceback keeps its lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return visible(super().formatMessage(record))
 
 
 def _run(main: Awaitable[int]) -> int:

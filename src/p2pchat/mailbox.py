@@ -177,13 +177,22 @@ class MailService:
     async def _on_collect(self, session: Session, message: Collect) -> None:
         session.mail_waiting = False  # what is deposited from now on may be pushed again
         items, more = await self.mailbox.pending(
-            session.name, now=self.clock(), limit=PAGE_ITEMS, max_bytes=PAGE_BYTES
+            session.name,
+            now=self.clock(),
+            limit=PAGE_ITEMS,
+            max_bytes=PAGE_BYTES,
+            skip=session.collected,
         )
+        # Each page goes on from the last, whatever the peer settles: an item it keeps
+        # (its receipt refused, its store failing) comes again at its next login only,
+        # never in a loop of the same page.
+        session.collected.update(i.item for i in items)
         self.collections += len(items)
         await session.reply(Mail(id=message.id, items=[_wire(i) for i in items], more=more))
 
     async def _on_settle(self, session: Session, message: Settle) -> None:
         await self.mailbox.remove(session.name, message.items)
+        session.collected.difference_update(message.items)
         await session.reply(Ok(id=message.id))
 
 

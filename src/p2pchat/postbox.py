@@ -92,6 +92,7 @@ class Postbox:
         self._queue: asyncio.Queue[list[MailItem] | None] = asyncio.Queue(MAX_QUEUED)
         self._held: list[MailItem] = []  # pushed before this login's collect is done
         self._collected = False
+        self._collect_again = False  # told "more waits" before this login's collect was done
         self._worker: asyncio.Task[None] | None = None
         self._arrived = asyncio.Event()
         self._taking = asyncio.Lock()
@@ -107,7 +108,7 @@ class Postbox:
     def logged_in(self) -> None:
         """A new login: collect what waited, then deposit what could not go before."""
         self._keys.clear()
-        self._collected = False
+        self._collected = self._collect_again = False
         if self._worker is None or self._worker.done():
             self._worker = asyncio.create_task(self._work())
         if self._depositor is None or self._depositor.done():
@@ -121,6 +122,7 @@ class Postbox:
         if not self._collected:
             self._held.extend(mail.items)
             del self._held[:-MAX_QUEUED]  # the rest waits on the server for the next collect
+            self._collect_again |= mail.more  # told while collecting: collect once more
             return
         try:
             self._queue.put_nowait(list(mail.items) if not mail.more else None)
@@ -159,6 +161,8 @@ class Postbox:
                     await self._receive(job)
             except (P2PChatError, OSError) as exc:
                 logger.info("%s: mail: %s (again after the next login)", self.name, exc)
+            except Exception:  # a bug's: logged, and the worker goes on with the next job
+                logger.exception("%s: mail", self.name)
 
     async def _collect(self) -> None:
         more = True
@@ -171,6 +175,9 @@ class Postbox:
         held, self._held = self._held, []
         if held:
             await self._receive(held)  # newer than all collected: their order is kept
+        if self._collect_again:  # the server stopped pushing meanwhile, until we collect
+            self._collect_again = False
+            await self._collect()
 
     # Receiving.
 
@@ -197,6 +204,11 @@ class Postbox:
                 continue
             except (StoreError, ServerRefused) as exc:  # kept for the next login
                 logger.warning("%s: mail item %s waits: %s", self.name, item.item, exc)
+                continue
+            except ConnectionClosed:
+                raise
+            except Exception:  # a bug's: this item alone waits, for the next login
+                logger.exception("%s: mail item %s from %s", self.name, item.item, item.sender)
                 continue
             if opened is None:
                 done.append(item.item)  # refused: logged

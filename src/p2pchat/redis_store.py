@@ -18,7 +18,7 @@ deposits may be lost (their senders' copies stay unshipped and go at the next ta
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 import msgspec
 
@@ -213,7 +213,13 @@ class RedisMailbox:
         return int(answer) == 1
 
     async def pending(
-        self, recipient: str, *, now: float, limit: int, max_bytes: int
+        self,
+        recipient: str,
+        *,
+        now: float,
+        limit: int,
+        max_bytes: int,
+        skip: Collection[str] = (),
     ) -> tuple[list[MailboxItem], bool]:
         items_key, order_key = self._keys(recipient)[:2]
         valid: list[MailboxItem] = []
@@ -231,7 +237,7 @@ class RedisMailbox:
             )
             for item_id, value in zip(ids, values, strict=True):
                 item = self._read(recipient, item_id, value)
-                if item is not None and item.expires > now:
+                if item is not None and item.expires > now and item_id not in skip:
                     valid.append(item)
         page: list[MailboxItem] = []
         size = 0

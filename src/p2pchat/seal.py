@@ -108,6 +108,8 @@ def open_seal(
             b64decode(sealed), identity.mailbox_private_key, info=_fields(_SEAL_INFO, me, item)
         )
         letter = _letters.decode(plain)
+    except RecursionError:  # msgspec's bound on nesting, on [[[[... a stranger sealed
+        raise SealError(f"item {item} from {sender} does not open: nested too deeply") from None
     except (InvalidTag, ValueError, IdentityError, msgspec.DecodeError) as exc:
         raise SealError(
             f"item {item} from {sender} does not open: {str(exc) or 'altered'}"
@@ -142,6 +144,8 @@ def open_receipt(me: str, *, recipient: str, sealed: str, recipient_key: str) ->
     signed by ``recipient_key`` as ``recipient``, about messages from ``me``."""
     try:
         signed = _receipts.decode(b64decode(sealed))
+    except RecursionError:
+        raise SealError(f"a receipt from {recipient} is not one: nested too deeply") from None
     except (IdentityError, msgspec.DecodeError) as exc:  # ValidationError among them
         raise SealError(f"a receipt from {recipient} is not one: {exc}") from None
     payload = _fields(_RECEIPT, signed.recipient, signed.sender, *signed.ids)

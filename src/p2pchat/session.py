@@ -49,6 +49,7 @@ class Session:
     __slots__ = (
         "addresses",
         "certificate",
+        "collected",
         "connection",
         "key",
         "leaving",
@@ -90,6 +91,8 @@ class Session:
         """Users whose logins and logouts this peer hears of, however many are online."""
         self.mail_waiting = False
         """Told that mail waits for it to collect: none is pushed until it does."""
+        self.collected: set[str] = set()
+        """Mail items handed to it by ``collect`` and not settled: the next page skips them."""
         self.pinged = 0.0  # when the keepalive last pinged it (monotonic)
         self.serving = asyncio.current_task()  # the task reading this peer's requests
         self.leaving = False

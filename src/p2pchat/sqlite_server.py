@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from pathlib import Path
 
 from .sqlite import SqliteStore
@@ -206,13 +206,20 @@ class SqliteMailbox(SqliteStore):
         return await self._database.write(job)
 
     async def pending(
-        self, recipient: str, *, now: float, limit: int, max_bytes: int
+        self,
+        recipient: str,
+        *,
+        now: float,
+        limit: int,
+        max_bytes: int,
+        skip: Collection[str] = (),
     ) -> tuple[list[MailboxItem], bool]:
         rows = await self._database.fetch(
             f"SELECT {_ITEM_COLUMNS} FROM items WHERE recipient = ? AND expires > ?"
             " ORDER BY seq LIMIT ?",
-            (recipient, now, limit + 1),
+            (recipient, now, limit + 1 + len(skip)),  # those skipped are among the first
         )
+        rows = [row for row in rows if row[1] not in skip]
         page: list[MailboxItem] = []
         size = 0
         for row in rows[:limit]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -220,10 +220,17 @@ class Mailbox(Protocol):
         share, so that one sender cannot fill the mailbox for all others). Atomic."""
 
     async def pending(
-        self, recipient: str, *, now: float, limit: int, max_bytes: int
+        self,
+        recipient: str,
+        *,
+        now: float,
+        limit: int,
+        max_bytes: int,
+        skip: Collection[str] = (),
     ) -> tuple[list[MailboxItem], bool]:
-        """Items for ``recipient`` not expired, oldest first: at most ``limit`` and about
-        ``max_bytes`` (at least one); and whether more wait."""
+        """Items for ``recipient`` not expired, oldest first, but those in ``skip`` (handed
+        out already in this session): at most ``limit`` and about ``max_bytes`` (at least
+        one); and whether more wait."""
 
     async def remove(self, recipient: str, items: Iterable[str]) -> int:
         """Drop those of ``items`` kept for ``recipient``; how many were."""
@@ -440,9 +447,16 @@ class MemoryMailbox:
         return True
 
     async def pending(
-        self, recipient: str, *, now: float, limit: int, max_bytes: int
+        self,
+        recipient: str,
+        *,
+        now: float,
+        limit: int,
+        max_bytes: int,
+        skip: Collection[str] = (),
     ) -> tuple[list[MailboxItem], bool]:
-        waiting = [i for i in self._items.get(recipient, {}).values() if i.expires > now]
+        box = self._items.get(recipient, {}).values()
+        waiting = [i for i in box if i.expires > now and i.item not in skip]
         page: list[MailboxItem] = []
         size = 0
         for item in waiting[:limit]:
