@@ -45,7 +45,7 @@ endif
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m p2pchat.demo
+	$(BIN)/python -m p2pchat.frontends.demo
 
 test: check pytest
 

@@ -22,8 +22,6 @@ import time
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any
 
-from .connection import Connection
-from .conversation import ChatSettings, Conversation
 from .errors import (
     AuthenticationError,
     ConnectionClosed,
@@ -31,10 +29,12 @@ from .errors import (
     IdentityError,
     KeyChanged,
 )
-from .identity import NEW_KEY_EACH_RUN, Identity, fingerprint
-from .invitation import Invitation, InvitationDesk
-from .link import ServerLink, ServerSession, server_list
-from .postbox import Postbox
+from .peering.conversation import ChatSettings, Conversation
+from .peering.invitation import Invitation, InvitationDesk
+from .peering.link import ServerLink, ServerSession, server_list
+from .peering.postbox import Postbox
+from .peering.reach import Reach, route_of
+from .peering.watchlist import WATCHED, WatchList
 from .protocol import (
     DEFAULT_MAX_FRAME,
     DEFAULT_PORT,
@@ -53,9 +53,9 @@ from .protocol import (
     WireMessage,
     check_name,
 )
-from .reach import Reach, route_of
+from .shared.connection import Connection
+from .shared.identity import NEW_KEY_EACH_RUN, Identity, fingerprint
 from .store import MemoryMessageStore, Message, MessageStore
-from .watchlist import WATCHED, WatchList
 
 __all__ = ["Conversation", "Invitation", "Peer"]
 

@@ -27,9 +27,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .cluster import Cluster, LocalCluster
-from .connection import Connection
-from .departures import Departures
+from .cluster.base import Cluster, LocalCluster
+from .cluster.redis_client import RedisClient
 from .errors import (
     ConnectionClosed,
     ProtocolError,
@@ -37,10 +36,6 @@ from .errors import (
     TooManyConnections,
     UnknownUser,
 )
-from .invitation_book import InvitationBook, Invitations, LocalInvitations
-from .limits import AddressLimits
-from .login import LoginDesk
-from .mailbox import MailService
 from .protocol import (
     DEFAULT_MAX_FRAME,
     DEFAULT_PORT,
@@ -56,16 +51,21 @@ from .protocol import (
     Watch,
     Whois,
 )
-from .rates import RedisRates
-from .redis_client import RedisClient
-from .relay import RelayHub
-from .rendezvous import Rendezvous
-from .request_loop import RequestLoop
-from .session import PresenceLog, Session, Sessions
-from .sockets import format_address, is_wildcard, listen
-from .sqlite_server import mailbox_for
-from .stats import ServerStats
+from .serving.departures import Departures
+from .serving.limits import AddressLimits
+from .serving.login import LoginDesk
+from .serving.mailbox import MailService
+from .serving.rates import RedisRates
+from .serving.relay import RelayHub
+from .serving.rendezvous import Rendezvous
+from .serving.request_loop import RequestLoop
+from .serving.session import PresenceLog, Session, Sessions
+from .serving.stats import ServerStats
+from .shared.connection import Connection
+from .shared.sockets import format_address, is_wildcard, listen
 from .store import Mailbox, MemoryUserStore, UserStore
+from .stores.invitations import InvitationBook, Invitations, LocalInvitations
+from .stores.sqlite_server import mailbox_for
 
 __all__ = ["DEFAULT_PORT", "SignallingServer"]
 
@@ -188,7 +188,7 @@ class SignallingServer:
         if redis is not None:
             if store is not None or mailbox is not None:
                 raise ValueError("with redis=..., users and mail are kept in Redis: no store")
-            from .redis_cluster import redis_backends
+            from .cluster.redis_cluster import redis_backends
 
             self.redis, store, mailbox, book, self.cluster = redis_backends(
                 redis,
@@ -318,7 +318,7 @@ class SignallingServer:
             undo.push_async_callback(self._stop_listening)
             self.rendezvous.relay_address = self._relay_address()  # from the bound address
             if self.metrics_address is not None:
-                from .metrics import MetricsServer
+                from .serving.metrics import MetricsServer
 
                 self._metrics = MetricsServer(self, *self.metrics_address)
                 await self._metrics.start()

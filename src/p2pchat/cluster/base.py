@@ -26,7 +26,7 @@ from typing import Protocol
 
 import msgspec
 
-from .protocol import Presence, WireMessage
+from ..protocol import Presence, WireMessage
 
 __all__ = ["Cluster", "Entry", "LocalCluster", "Node"]
 

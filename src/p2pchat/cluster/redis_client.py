@@ -50,7 +50,7 @@ from importlib import resources
 from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
-from .errors import StoreError
+from ..errors import StoreError
 
 try:
     import redis.asyncio as aioredis
@@ -208,7 +208,7 @@ class RedisClient:
 
 def _read_scripts() -> dict[str, str]:
     """Every ``lua/*.lua`` of the package, by name (read off the event loop)."""
-    folder = resources.files("p2pchat").joinpath("lua")
+    folder = resources.files("p2pchat.cluster").joinpath("lua")
     return {
         entry.name.removesuffix(".lua"): entry.read_text()
         for entry in folder.iterdir()

@@ -39,9 +39,9 @@ from typing import Any
 
 import msgspec
 
-from .cluster import Entry, Node
-from .errors import P2PChatError, StoreError
-from .protocol import WireMessage
+from ..errors import P2PChatError, StoreError
+from ..protocol import WireMessage
+from .base import Entry, Node
 from .redis_client import RedisClient
 from .redis_heartbeat import Heartbeat, Trouble
 from .redis_invitations import RedisInvitations

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .errors import StoreError
+from ..errors import StoreError
 from .redis_client import RedisClient
 
 __all__ = ["Heartbeat", "Trouble"]

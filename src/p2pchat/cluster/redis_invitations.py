@@ -9,7 +9,7 @@ if that node dies, Redis drops what it left when its time is up.
 
 from __future__ import annotations
 
-from .invitation_book import Invitation, new_invitation_id, too_many
+from ..stores.invitations import Invitation, new_invitation_id, too_many
 from .redis_client import RedisClient
 
 __all__ = ["RedisInvitations"]

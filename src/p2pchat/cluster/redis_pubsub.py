@@ -30,10 +30,10 @@ from typing import Any
 
 import msgspec
 
-from .cluster import Node
-from .errors import ProtocolError, StoreError
-from .messages import UserName
-from .protocol import Presence, WireMessage, decode_body, encode
+from ..errors import ProtocolError, StoreError
+from ..messages import UserName
+from ..protocol import Presence, WireMessage, decode_body, encode
+from .base import Node
 from .redis_client import RedisClient
 
 __all__ = ["PUSH_QUEUE", "NodeChannels"]

@@ -22,9 +22,9 @@ from collections.abc import Collection, Iterable
 
 import msgspec
 
-from .errors import MailboxFull
+from ..errors import MailboxFull
+from ..store import Binding, MailboxItem, UserRecord
 from .redis_client import DEFAULT_PREFIX, RedisClient
-from .store import Binding, MailboxItem, UserRecord
 
 __all__ = ["RedisMailbox", "RedisUserStore"]
 

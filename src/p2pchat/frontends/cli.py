@@ -24,7 +24,7 @@ from pathlib import Path
 
 import platformdirs
 
-from . import (
+from .. import (
     DEFAULT_PORT,
     AuthenticationError,
     Identity,

@@ -18,7 +18,7 @@ from typing import Any
 
 import aioconsole
 
-from . import (
+from .. import (
     Conversation,
     Invitation,
     KeyChanged,

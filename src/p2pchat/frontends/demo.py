@@ -1,4 +1,4 @@
-"""``python -m p2pchat.demo`` (``make demo``): a scripted chat between two real peers.
+"""``python -m p2pchat.frontends.demo`` (``make demo``): a scripted chat between two real peers.
 
 Starts ``p2pchat-server`` and two ``p2pchat-peer`` processes, drives their consoles through
 pipes exactly as a person would type, and prints the transcript. Along the way: a list, an
@@ -129,7 +129,7 @@ def command(name: str) -> list[str]:
     if script.exists():
         return [str(script)]
     entry = {"p2pchat-server": "server_main", "p2pchat-peer": "peer_main"}[name]
-    return [sys.executable, "-c", f"import sys, p2pchat.cli as c; sys.exit(c.{entry}())"]
+    return [sys.executable, "-c", f"import sys, p2pchat.frontends.cli as c; sys.exit(c.{entry}())"]
 
 
 async def run_demo(workdir: Path, transcript: list[str]) -> None:
@@ -227,7 +227,7 @@ async def run_demo(workdir: Path, transcript: list[str]) -> None:
 
 
 def main() -> int:
-    """``python -m p2pchat.demo`` (``make demo``): run the scripted chat, print its transcript."""
+    """``python -m p2pchat.frontends.demo``: run the scripted chat, print its transcript."""
     transcript: list[str] = []
     with tempfile.TemporaryDirectory(prefix="p2pchat-demo-") as workdir:
         try:

@@ -167,7 +167,7 @@ SERVER_SETTINGS: tuple[Setting, ...] = (
 
 
 def _parameters() -> Mapping[str, inspect.Parameter]:
-    from .server import SignallingServer
+    from ..server import SignallingServer
 
     return inspect.signature(SignallingServer.__init__).parameters
 

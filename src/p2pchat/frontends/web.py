@@ -1,6 +1,6 @@
 """The chat in a web page: a small local web server for one ``Peer``.
 
-``WebUI(peer, host, port)`` serves the page (``p2pchat/web/``: one HTML file, ES modules,
+``WebUI(peer, host, port)`` serves the page (``p2pchat/frontends/web/``: one HTML file, ES modules,
 one stylesheet; no build step, nothing from elsewhere) and one WebSocket that carries
 typed events both ways (``webevents.py``). It uses the public ``Peer`` API only, like the
 console: it is another front end, not another peer. Who may come in (the token, ``Host``,
@@ -20,7 +20,7 @@ from typing import Any, Final
 import msgspec
 from aiohttp import web
 
-from . import (
+from .. import (
     Conversation,
     Invitation,
     InviteRefused,

@@ -12,8 +12,8 @@ from typing import Annotated, Final, Literal, TypeAlias
 
 import msgspec
 
-from .messages import NAME_PATTERN
-from .store import Message
+from ..messages import NAME_PATTERN
+from ..store import Message
 
 __all__ = ["Command", "Event", "decode_command", "encode_event", "encode_messages"]
 

@@ -179,7 +179,7 @@ async def _asset(request: web.Request) -> web.StreamResponse:
 
 
 def _serve(name: str) -> web.Response:
-    data = resources.files("p2pchat").joinpath(f"web/{name}").read_bytes()
+    data = resources.files("p2pchat.frontends").joinpath(f"web/{name}").read_bytes()
     return web.Response(body=data, content_type=ASSETS[name], charset="utf-8")
 
 

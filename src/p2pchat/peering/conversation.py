@@ -22,7 +22,17 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from .connection import Connection, keep_alive
+from ..errors import (
+    ConnectionClosed,
+    ConversationClosed,
+    MessageTooLarge,
+    ProtocolError,
+    RemoteProtocolError,
+)
+from ..messages import MAX_ACK_IDS
+from ..protocol import Ack, Bye, Error, Msg, Ping, Pong
+from ..shared.connection import Connection, keep_alive
+from ..store import Message, MessageStore
 from .delivery import (
     Acknowledge,
     Deliver,
@@ -33,17 +43,7 @@ from .delivery import (
     from_wire,
     to_wire,
 )
-from .errors import (
-    ConnectionClosed,
-    ConversationClosed,
-    MessageTooLarge,
-    ProtocolError,
-    RemoteProtocolError,
-)
-from .messages import MAX_ACK_IDS
-from .protocol import Ack, Bye, Error, Msg, Ping, Pong
 from .queues import Inbox, Sending, resolve_stored
-from .store import Message, MessageStore
 
 __all__ = ["ChatSettings", "Conversation"]
 

@@ -31,9 +31,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from .errors import ProtocolError
-from .messages import MAX_TIME, MESSAGE_ID_PATTERN, Msg
-from .store import Message
+from ..errors import ProtocolError
+from ..messages import MAX_TIME, MESSAGE_ID_PATTERN, Msg
+from ..store import Message
 
 __all__ = [
     "Acknowledge",

@@ -15,9 +15,9 @@ import ipaddress
 import socket
 from collections.abc import Callable
 
-from .connection import Connection
-from .errors import ConnectionClosed
-from .protocol import DEFAULT_MAX_FRAME
+from ..errors import ConnectionClosed
+from ..protocol import DEFAULT_MAX_FRAME
+from ..shared.connection import Connection
 
 __all__ = ["Dialler", "is_loopback", "is_own_address"]
 

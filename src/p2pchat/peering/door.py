@@ -22,8 +22,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Final, Protocol
 
-from .connection import Connection
-from .errors import (
+from ..errors import (
     ConnectionClosed,
     IdentityError,
     InvitationGone,
@@ -31,8 +30,7 @@ from .errors import (
     ServerRefused,
     StoreError,
 )
-from .identity import Identity, certificate_key, direct_tls_context
-from .protocol import (
+from ..protocol import (
     DEFAULT_MAX_FRAME,
     PROTOCOL_VERSION,
     Hello,
@@ -42,7 +40,9 @@ from .protocol import (
     Welcome,
     WireMessage,
 )
-from .sockets import listen
+from ..shared.connection import Connection
+from ..shared.identity import Identity, certificate_key, direct_tls_context
+from ..shared.sockets import listen
 
 if TYPE_CHECKING:
     from .conversation import Conversation

@@ -17,7 +17,7 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .errors import (
+from ..errors import (
     IdentityError,
     InvitationGone,
     InviteRefused,
@@ -27,12 +27,12 @@ from .errors import (
     PeerUnreachable,
     ProtocolError,
 )
-from .identity import b64decode, certificate_key, fingerprint
-from .protocol import Accept, Cancel, Cancelled, Invite, Invited, Ok, Refuse, Refused, Ringing
+from ..protocol import Accept, Cancel, Cancelled, Invite, Invited, Ok, Refuse, Refused, Ringing
+from ..shared.identity import b64decode, certificate_key, fingerprint
 from .reach import OutgoingInvite
 
 if TYPE_CHECKING:
-    from .connection import Connection
+    from ..shared.connection import Connection
     from .conversation import Conversation
     from .link import ServerLink
     from .reach import Reach

@@ -21,8 +21,7 @@ import ssl
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from .connection import Connection, keep_alive
-from .errors import (
+from ..errors import (
     AuthenticationError,
     ConnectionClosed,
     P2PChatError,
@@ -33,8 +32,7 @@ from .errors import (
     TooManyConnections,
     error_for_code,
 )
-from .identity import Identity, b64encode, login_challenge_payload
-from .protocol import (
+from ..protocol import (
     DEFAULT_MAX_FRAME,
     PROTOCOL_VERSION,
     Auth,
@@ -48,6 +46,8 @@ from .protocol import (
     Welcome,
     WireMessage,
 )
+from ..shared.connection import Connection, keep_alive
+from ..shared.identity import Identity, b64encode, login_challenge_payload
 
 __all__ = ["ServerLink", "ServerSession", "server_list"]
 

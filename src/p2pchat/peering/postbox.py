@@ -22,8 +22,7 @@ import logging
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Final, Protocol
 
-from .delivery import Acknowledge, Deliver, Delivery
-from .errors import (
+from ..errors import (
     ConnectionClosed,
     InvalidName,
     KeyChanged,
@@ -37,9 +36,7 @@ from .errors import (
     StoreError,
     UnknownUser,
 )
-from .identity import Identity, fingerprint
-from .link import ServerLink
-from .protocol import (
+from ..protocol import (
     Collect,
     Deposit,
     Key,
@@ -51,8 +48,11 @@ from .protocol import (
     Whois,
     check_name,
 )
-from .seal import MAX_RECEIPT_IDS, check_mailbox_key, open_receipt, open_seal, receipt, seal
-from .store import Message, MessageStore
+from ..shared.identity import Identity, fingerprint
+from ..shared.seal import MAX_RECEIPT_IDS, check_mailbox_key, open_receipt, open_seal, receipt, seal
+from ..store import Message, MessageStore
+from .delivery import Acknowledge, Deliver, Delivery
+from .link import ServerLink
 
 __all__ = ["Postbox"]
 

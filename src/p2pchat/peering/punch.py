@@ -36,10 +36,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Final
 
-from .connection import Connection
-from .dialler import Dialler
-from .door import Door, OutgoingInvite, Target
-from .errors import (
+from ..errors import (
     ConnectionClosed,
     InvitationGone,
     P2PChatError,
@@ -47,8 +44,11 @@ from .errors import (
     ProtocolError,
     ServerRefused,
 )
+from ..protocol import Ok, PunchNote, PunchRequest, Reverse
+from ..shared.connection import Connection
+from .dialler import Dialler
+from .door import Door, OutgoingInvite, Target
 from .link import ServerLink
-from .protocol import Ok, PunchNote, PunchRequest, Reverse
 from .race import Race, Won
 
 __all__ = ["CallBack", "PunchKit", "Traversal", "punch_targets", "simultaneous_open"]

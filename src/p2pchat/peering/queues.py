@@ -12,8 +12,8 @@ import asyncio
 import collections
 from collections.abc import Iterable
 
-from .errors import ConversationClosed
-from .store import Message
+from ..errors import ConversationClosed
+from ..store import Message
 
 __all__ = ["Inbox", "Sending", "resolve_stored"]
 

@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any
 
-from .connection import Connection
+from ..shared.connection import Connection
 
 __all__ = ["Race", "Won"]
 

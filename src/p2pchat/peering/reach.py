@@ -22,19 +22,14 @@ import logging
 import ssl
 from collections.abc import Callable, Sequence
 
-from .connection import Connection
-from .dialler import Dialler
-from .door import Door, Opened, OutgoingInvite, Target
-from .errors import (
+from ..errors import (
     ConnectionClosed,
     P2PChatError,
     PeerUnreachable,
     ProtocolError,
     RelayUnavailable,
 )
-from .identity import Identity
-from .link import ServerLink
-from .protocol import (
+from ..protocol import (
     DEFAULT_MAX_FRAME,
     PunchNote,
     Relay,
@@ -43,6 +38,11 @@ from .protocol import (
     RelayRequest,
     RelayTicket,
 )
+from ..shared.connection import Connection
+from ..shared.identity import Identity
+from .dialler import Dialler
+from .door import Door, Opened, OutgoingInvite, Target
+from .link import ServerLink
 from .punch import CallBack, PunchKit, Traversal
 from .race import Race, Won
 

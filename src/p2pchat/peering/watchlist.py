@@ -14,9 +14,9 @@ import contextlib
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any, Final
 
-from .errors import InvalidName, P2PChatError
+from ..errors import InvalidName, P2PChatError
+from ..protocol import Ok, Watch, check_name
 from .link import ServerLink
-from .protocol import Ok, Watch, check_name
 
 __all__ = ["WATCHED", "WatchList"]
 

@@ -11,8 +11,8 @@ login's, so the clean-up stops there, and the cluster lets go of the old login o
 
 from __future__ import annotations
 
-from .cluster import Cluster
-from .errors import P2PChatError
+from ..cluster.base import Cluster
+from ..errors import P2PChatError
 from .rendezvous import Rendezvous
 from .session import PresenceLog, Session, Sessions
 

@@ -28,9 +28,8 @@ import secrets
 from collections.abc import Callable
 from typing import Final
 
-from .cluster import Cluster, Entry
-from .connection import Connection
-from .errors import (
+from ..cluster.base import Cluster, Entry
+from ..errors import (
     AuthenticationError,
     IdentityError,
     NameTaken,
@@ -41,7 +40,9 @@ from .errors import (
     ServerUnavailable,
     StoreError,
 )
-from .identity import (
+from ..protocol import PROTOCOL_VERSION, Auth, Challenge, Hello, Welcome, WireMessage
+from ..shared.connection import Connection
+from ..shared.identity import (
     b64decode,
     b64encode,
     certificate_key,
@@ -50,11 +51,10 @@ from .identity import (
     mailbox_key_payload,
     verify_signature,
 )
+from ..store import UserStore
 from .limits import AddressLimits
-from .protocol import PROTOCOL_VERSION, Auth, Challenge, Hello, Welcome, WireMessage
 from .session import PresenceLog, Session, Sessions, dial_addresses
 from .stats import ServerStats
-from .store import UserStore
 
 __all__ = ["FEATURES", "LoginDesk", "authenticate"]
 

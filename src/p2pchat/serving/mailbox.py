@@ -35,12 +35,12 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
-from .cluster import Cluster
-from .errors import ItemTooLarge, P2PChatError, RateLimited, ServerRefused, UnknownUser
-from .protocol import Collect, Deposit, Mail, MailItem, Ok, Receipt, Settle
+from ..cluster.base import Cluster
+from ..errors import ItemTooLarge, P2PChatError, RateLimited, ServerRefused, UnknownUser
+from ..protocol import Collect, Deposit, Mail, MailItem, Ok, Receipt, Settle
+from ..store import Mailbox, MailboxItem, UserStore
 from .rates import LocalRates, Rate, UserRates
 from .session import Session
-from .store import Mailbox, MailboxItem, UserStore
 
 __all__ = ["MailService"]
 

@@ -30,12 +30,12 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from .errors import P2PChatError
+from ..errors import P2PChatError
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
-    from .server import SignallingServer
+    from ..server import SignallingServer
 
 __all__ = ["MetricsServer", "registry_for"]
 

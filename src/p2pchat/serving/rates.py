@@ -19,8 +19,8 @@ import time
 from collections.abc import Callable
 from typing import Final, Protocol
 
+from ..cluster.redis_client import RedisClient
 from .limits import TokenBucket
-from .redis_client import RedisClient
 
 __all__ = ["LocalRates", "Rate", "RedisRates", "UserRates"]
 

@@ -21,9 +21,9 @@ import secrets
 import time
 from typing import Final
 
-from .connection import Connection
-from .errors import ConnectionClosed, ProtocolError, RelayUnavailable
-from .protocol import Relaying
+from ..errors import ConnectionClosed, ProtocolError, RelayUnavailable
+from ..protocol import Relaying
+from ..shared.connection import Connection
 
 __all__ = ["RelayHub"]
 

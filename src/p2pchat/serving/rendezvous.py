@@ -35,8 +35,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .cluster import Cluster
-from .errors import (
+from ..cluster.base import Cluster
+from ..errors import (
     InvitationGone,
     P2PChatError,
     RateLimited,
@@ -45,9 +45,8 @@ from .errors import (
     UnknownUser,
     UserOffline,
 )
-from .invitation_book import Invitation, Invitations
-from .messages import Address
-from .protocol import (
+from ..messages import Address
+from ..protocol import (
     Accept,
     Accepted,
     Cancel,
@@ -65,10 +64,11 @@ from .protocol import (
     Ringing,
     WireMessage,
 )
+from ..store import UserStore
+from ..stores.invitations import Invitation, Invitations
 from .relay import RelayHub
 from .session import Session
 from .stats import ServerStats
-from .store import UserStore
 
 __all__ = ["Rendezvous"]
 

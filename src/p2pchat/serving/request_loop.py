@@ -19,15 +19,15 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .errors import (
+from ..errors import (
     ProtocolError,
     RateLimited,
     ServerRefused,
     ServerUnavailable,
     StoreError,
 )
+from ..protocol import REQUEST_TYPES, Bye, Error, Ping, Pong
 from .limits import TokenBucket
-from .protocol import REQUEST_TYPES, Bye, Error, Ping, Pong
 from .session import Session, Sessions
 from .stats import ServerStats
 

@@ -26,11 +26,11 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Final
 
-from .cluster import Entry
-from .connection import Connection
-from .errors import ConnectionClosed, P2PChatError
-from .protocol import Mail, Presence, WireMessage, encode
-from .store import UserStore
+from ..cluster.base import Entry
+from ..errors import ConnectionClosed, P2PChatError
+from ..protocol import Mail, Presence, WireMessage, encode
+from ..shared.connection import Connection
+from ..store import UserStore
 
 __all__ = ["FRAME_BYTES", "PresenceLog", "Session", "Sessions", "dial_addresses"]
 

@@ -18,8 +18,8 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any, TypeVar, cast
 
-from .errors import ConnectionClosed, ProtocolError, error_for_code
-from .protocol import DEFAULT_MAX_FRAME, Decoder, Error, Ping, WireMessage, encode
+from ..errors import ConnectionClosed, ProtocolError, error_for_code
+from ..protocol import DEFAULT_MAX_FRAME, Decoder, Error, Ping, WireMessage, encode
 from .sockets import connected_socket
 
 __all__ = ["Connection", "ConnectionLogger", "keep_alive"]

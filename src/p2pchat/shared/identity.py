@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.x509.oid import NameOID
 
-from .errors import IdentityError
+from ..errors import IdentityError
 
 __all__ = [
     "NEW_KEY_EACH_RUN",

@@ -23,10 +23,10 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from cryptography.hazmat.primitives.hpke import AEAD, KDF, KEM, Suite
 
-from .errors import IdentityError, SealError
+from ..errors import IdentityError, SealError
+from ..messages import Base64, MessageId, Timestamp, UserName
+from ..store import Message
 from .identity import Identity, b64decode, b64encode, mailbox_key_payload, verify_signature
-from .messages import Base64, MessageId, Timestamp, UserName
-from .store import Message
 
 __all__ = ["Letter", "SignedReceipt", "open_receipt", "open_seal", "receipt", "seal"]
 

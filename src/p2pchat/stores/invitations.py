@@ -24,7 +24,7 @@ import secrets
 from collections import Counter
 from typing import Protocol
 
-from .errors import TooManyInvitations
+from ..errors import TooManyInvitations
 
 __all__ = ["Invitation", "InvitationBook", "Invitations", "LocalInvitations", "too_many"]
 

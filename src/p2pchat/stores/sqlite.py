@@ -31,8 +31,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .errors import StoreError
-from .store import Message
+from ..errors import StoreError
+from ..store import Message
 
 __all__ = ["SqliteDatabase", "SqliteMessageStore", "SqliteStore"]
 
@@ -118,7 +118,7 @@ class SqliteDatabase:
                 f"p2pchat knows ({self.version}): upgrade p2pchat"
             )
         for version in range(current + 1, self.version + 1):
-            script = resources.files("p2pchat").joinpath(f"schema/{self.kind}-{version}.sql")
+            script = resources.files("p2pchat.stores").joinpath(f"schema/{self.kind}-{version}.sql")
             sql = script.read_text(encoding="utf-8")
             db.executescript(f"BEGIN;\n{sql}\nPRAGMA user_version = {version};\nCOMMIT;")
             logger.info("%s store %s: schema now at version %d", self.kind, self.path, version)

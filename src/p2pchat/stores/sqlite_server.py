@@ -10,8 +10,7 @@ import sqlite3
 from collections.abc import Collection, Iterable
 from pathlib import Path
 
-from .sqlite import SqliteStore
-from .store import (
+from ..store import (
     Binding,
     Mailbox,
     MailboxItem,
@@ -21,6 +20,7 @@ from .store import (
     UserStore,
     check_room,
 )
+from .sqlite import SqliteStore
 
 __all__ = ["SqliteMailbox", "SqliteUserStore", "mailbox_for"]
 
