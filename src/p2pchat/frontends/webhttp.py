@@ -29,15 +29,12 @@ import ipaddress
 import logging
 import secrets
 from importlib import resources
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, Protocol
 
 import msgspec
 from aiohttp import WSMsgType, web
 
 from . import webevents as ev
-
-if TYPE_CHECKING:
-    from .web import WebUI
 
 __all__ = ["ASSETS", "SECURITY_HEADERS", "Door", "Tab", "make_app"]
 
@@ -126,10 +123,32 @@ class Tab:
                 await self.socket.send_str(await self.queue.get())
 
 
-UI: Final = web.AppKey["WebUI"]("ui")
+class Page(Protocol):
+    """What the HTTP side needs of the page's state (``web.WebUI`` is one): a protocol,
+    so that this module, which ``web`` builds on, does not import it back."""
+
+    opening: int
+
+    @property
+    def door(self) -> Door: ...
+    @property
+    def tabs(self) -> set[Tab]: ...
+    @property
+    def max_tabs(self) -> int: ...
+    @property
+    def tab_queue(self) -> int: ...
+    @property
+    def max_event_size(self) -> int: ...
+    @property
+    def heartbeat(self) -> float: ...
+    async def snapshot(self) -> ev.Snapshot: ...
+    async def handle(self, tab: Tab, command: ev.Command) -> None: ...
 
 
-def make_app(ui: WebUI) -> web.Application:
+UI: Final = web.AppKey["Page"]("ui")
+
+
+def make_app(ui: Page) -> web.Application:
     """The aiohttp application of ``ui``: the page, its assets, and the WebSocket."""
     app = web.Application(middlewares=[_guard], client_max_size=16 * 1024)
     app[UI] = ui

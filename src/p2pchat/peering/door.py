@@ -35,6 +35,7 @@ from ..protocol import (
     PROTOCOL_VERSION,
     Hello,
     Proceed,
+    PunchNote,
     Reverse,
     StartTls,
     Welcome,
@@ -46,7 +47,6 @@ from ..shared.sockets import listen
 
 if TYPE_CHECKING:
     from .conversation import Conversation
-    from .punch import CallBack
 
 __all__ = ["Door", "OutgoingInvite", "Target"]
 
@@ -66,6 +66,17 @@ class Target(Protocol):
     key: str
 
 
+class Traversing(Protocol):
+    """Reversal and punching for one invitation we sent (``punch.CallBack``, which builds
+    on this module: a protocol here, so that the door does not import it back)."""
+
+    @property
+    def punches(self) -> int:
+        """Punches made so far (bounded)."""
+
+    def noted(self, note: PunchNote) -> None: ...
+
+
 class OutgoingInvite:
     """An invitation this peer sent: who should dial in, with which certificate, and the
     waiting ``invite()``. ``vetted`` is set once the invitee's key passed our check."""
@@ -80,7 +91,7 @@ class OutgoingInvite:
         self.conversation: asyncio.Future[Conversation] = asyncio.get_running_loop().create_future()
         self.attempts: set[asyncio.Task[None]] = set()
         """Our own connections to the invitee under way (reversal, punches)."""
-        self.traversal: CallBack | None = None
+        self.traversal: Traversing | None = None
         """Reversal and punching for this invitation, once the invitee asked for them."""
 
     def settle(self, chat: Conversation | None, error: BaseException | None = None) -> bool:

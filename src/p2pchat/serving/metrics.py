@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -35,18 +35,47 @@ from ..errors import P2PChatError
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
-    from ..server import SignallingServer
+    from ..cluster.base import Cluster
+    from ..cluster.redis_client import RedisClient
+    from .mailbox import MailService
+    from .relay import RelayHub
+    from .session import Sessions
+    from .stats import ServerStats
 
-__all__ = ["MetricsServer", "registry_for"]
+__all__ = ["MetricsServer", "Observed", "registry_for"]
 
 logger = logging.getLogger(__name__)
+
+
+class Observed(Protocol):
+    """What the metrics read of a server: ``SignallingServer`` is one. A protocol, so that
+    this module (which the server starts) does not import the server back."""
+
+    @property
+    def node_id(self) -> str: ...
+    @property
+    def started_at(self) -> float: ...
+    @property
+    def connection_count(self) -> int: ...
+    @property
+    def stats(self) -> ServerStats: ...
+    @property
+    def sessions(self) -> Sessions: ...
+    @property
+    def relays(self) -> RelayHub: ...
+    @property
+    def mail(self) -> MailService: ...
+    @property
+    def cluster(self) -> Cluster: ...
+    @property
+    def redis(self) -> RedisClient | None: ...
 
 
 class _Collector(Collector):
     """Reads one server's numbers when scraped; ``refresh()`` first fetches those that
     live in a store (Redis, SQLite): collecting itself never waits."""
 
-    def __init__(self, server: SignallingServer) -> None:
+    def __init__(self, server: Observed) -> None:
         self.server = server
         self.cluster_online = 0
         self.mailbox = (0, 0)
@@ -108,7 +137,7 @@ class _Collector(Collector):
         yield latency
 
 
-def registry_for(server: SignallingServer) -> tuple[CollectorRegistry, _Collector]:
+def registry_for(server: Observed) -> tuple[CollectorRegistry, _Collector]:
     """A registry of ``server``'s own, and its collector (``await collector.refresh()``
     before ``generate_latest(registry)`` to include what lives in the stores)."""
     registry = CollectorRegistry(auto_describe=True)
@@ -120,7 +149,7 @@ def registry_for(server: SignallingServer) -> tuple[CollectorRegistry, _Collecto
 class MetricsServer:
     """``/metrics`` (Prometheus text) and ``/healthz`` of one server, over HTTP."""
 
-    def __init__(self, server: SignallingServer, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, server: Observed, host: str = "127.0.0.1", port: int = 0) -> None:
         self.server = server
         self.host = host
         self.requested_port = port
