@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import StoreError
+from ..shared.tasks import cancel_and_wait
 from .redis_client import RedisClient
 
 __all__ = ["Heartbeat", "Trouble"]
@@ -95,11 +96,8 @@ class Heartbeat:
 
     async def close(self) -> None:
         """Stop beating (the key expires, unless the node's leaving drops it first)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         if self._via is not None:
             via, self._via = self._via, None
             with contextlib.suppress(Exception):

@@ -34,6 +34,7 @@ from typing import Any, Final, Protocol
 import msgspec
 from aiohttp import WSMsgType, web
 
+from ..shared.tasks import cancel_and_wait
 from . import webevents as ev
 
 __all__ = ["ASSETS", "SECURITY_HEADERS", "Door", "Tab", "make_app"]
@@ -231,9 +232,7 @@ async def _socket(request: web.Request) -> web.StreamResponse:
             await ui.handle(tab, command)
     finally:
         ui.tabs.discard(tab)
-        writer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await writer
+        await cancel_and_wait(writer)
     return socket
 
 

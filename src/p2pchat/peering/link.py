@@ -48,6 +48,7 @@ from ..protocol import (
 )
 from ..shared.connection import Connection, keep_alive
 from ..shared.identity import Identity, b64encode, login_challenge_payload
+from ..shared.tasks import cancel_and_wait
 
 __all__ = ["ServerLink", "ServerSession", "server_list"]
 
@@ -187,9 +188,7 @@ class ServerLink:
             with contextlib.suppress(asyncio.TimeoutError):
                 async with asyncio.timeout(2.0):
                     await asyncio.shield(self._reader)
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+            await cancel_and_wait(self._reader)
         await self.connection.close()
 
 
@@ -382,11 +381,8 @@ class ServerSession:
     async def close(self) -> None:
         """Log out and stop logging in again."""
         self._closing = True
-        if self._supervisor is not None:
-            self._supervisor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._supervisor
-            self._supervisor = None
+        await cancel_and_wait(self._supervisor)
+        self._supervisor = None
         if self._link is not None:
             link, self._link = self._link, None
             await link.close()

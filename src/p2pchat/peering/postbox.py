@@ -50,6 +50,7 @@ from ..protocol import (
 )
 from ..shared.identity import Identity, fingerprint
 from ..shared.seal import MAX_RECEIPT_IDS, check_mailbox_key, open_receipt, open_seal, receipt, seal
+from ..shared.tasks import cancel_and_wait
 from ..store import Message, MessageStore
 from .delivery import Acknowledge, Deliver, Delivery
 from .link import ServerLink
@@ -139,10 +140,7 @@ class Postbox:
                 async with asyncio.timeout(flush):
                     await self._idle.wait()
         for task in (self._worker, self._depositor):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await cancel_and_wait(task)
         self._worker = self._depositor = None
 
     @property

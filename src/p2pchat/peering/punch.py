@@ -46,6 +46,7 @@ from ..errors import (
 )
 from ..protocol import Ok, PunchNote, PunchRequest, Reverse
 from ..shared.connection import Connection
+from ..shared.tasks import cancel_and_wait
 from .dialler import Dialler
 from .door import Door, OutgoingInvite, Target
 from .link import ServerLink
@@ -169,9 +170,7 @@ class Traversal:
         finally:
             if door.calls.get(self.target.id) == self._called:
                 del door.calls[self.target.id]
-            punch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await punch
+            await cancel_and_wait(punch)
             if not self._won.done():
                 self._won.cancel()  # a connection that proves itself later is dropped
             elif not kept and not self._won.cancelled() and self._won.exception() is None:

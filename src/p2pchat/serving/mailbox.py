@@ -38,6 +38,7 @@ from typing import Any, Final
 from ..cluster.base import Cluster
 from ..errors import ItemTooLarge, P2PChatError, RateLimited, ServerRefused, UnknownUser
 from ..protocol import Collect, Deposit, Mail, MailItem, Ok, Receipt, Settle
+from ..shared.tasks import cancel_and_wait
 from ..store import Mailbox, MailboxItem, UserStore
 from .rates import LocalRates, Rate, UserRates
 from .session import Session
@@ -107,11 +108,8 @@ class MailService:
         self._sweeper = asyncio.create_task(self._sweep())
 
     async def close(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-            self._sweeper = None
+        await cancel_and_wait(self._sweeper)
+        self._sweeper = None
         await self.mailbox.close()
 
     async def _sweep(self) -> None:

@@ -13,7 +13,6 @@ goes on either way. How long each request took is counted by type (``stats.py``)
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import time
 from collections.abc import Awaitable, Callable
@@ -27,6 +26,7 @@ from ..errors import (
     StoreError,
 )
 from ..protocol import REQUEST_TYPES, Bye, Error, Ping, Pong
+from ..shared.tasks import cancel_and_wait
 from .limits import TokenBucket
 from .session import Session, Sessions
 from .stats import ServerStats
@@ -62,11 +62,8 @@ class RequestLoop:
         self._sweeper = asyncio.create_task(self._sweep(sessions))
 
     async def close(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-            self._sweeper = None
+        await cancel_and_wait(self._sweeper)
+        self._sweeper = None
 
     async def _sweep(self, sessions: Sessions) -> None:
         """Now and then (a quarter of the shorter timeout, at most a second): ping each

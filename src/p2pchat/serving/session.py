@@ -20,7 +20,6 @@ news: other peers hear of a login or a logout at once, whatever the disk is doin
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -30,6 +29,7 @@ from ..cluster.base import Entry
 from ..errors import ConnectionClosed, P2PChatError
 from ..protocol import Mail, Presence, WireMessage, encode
 from ..shared.connection import Connection
+from ..shared.tasks import cancel_and_wait
 from ..store import UserStore
 
 __all__ = ["FRAME_BYTES", "PresenceLog", "Session", "Sessions", "dial_addresses"]
@@ -344,9 +344,7 @@ class PresenceLog:
         if self._task is None:
             return
         await self._queue.join()
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        await cancel_and_wait(self._task)
         self._task = None
 
 
