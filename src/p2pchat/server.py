@@ -34,24 +34,16 @@ from .errors import (
     ProtocolError,
     RateLimited,
     TooManyConnections,
-    UnknownUser,
 )
 from .protocol import (
     DEFAULT_MAX_FRAME,
     DEFAULT_PORT,
     Bye,
     Error,
-    Key,
-    ListUsers,
-    Ok,
-    Ping,
-    Pong,
     Relay,
-    Users,
-    Watch,
-    Whois,
 )
 from .serving.departures import Departures
+from .serving.directory import Directory
 from .serving.limits import AddressLimits
 from .serving.login import LoginDesk
 from .serving.mailbox import MailService
@@ -278,10 +270,7 @@ class SignallingServer:
         self._connections: set[asyncio.Task[None]] = set()
         self.requests = RequestLoop(
             {
-                ListUsers: self._on_list,
-                Whois: self._on_whois,
-                Ping: self._on_ping,
-                Watch: self._on_watch,
+                **Directory(self.store, self.cluster, self.sessions, max_list=max_list).handlers(),
                 **self.rendezvous.handlers(),
                 **self.mail.handlers(),
             },
@@ -480,30 +469,3 @@ class SignallingServer:
             finally:
                 self._connections.discard(task)
                 self.address_limits.disconnect(host)
-
-    # Requests.
-
-    async def _on_ping(self, session: Session, message: Ping) -> None:
-        await session.reply(Pong(id=message.id))
-
-    async def _on_watch(self, session: Session, message: Watch) -> None:
-        self.sessions.watch(session, message.users)
-        await session.reply(Ok(id=message.id))
-
-    async def _on_whois(self, session: Session, message: Whois) -> None:
-        user = await self.store.get(message.user)
-        if user is None or user.key is None:
-            raise UnknownUser(f"no user named {message.user} has ever logged in")
-        await session.reply(
-            Key(
-                id=message.id,
-                user=user.name,
-                key=user.key,
-                mailbox_key=user.mailbox_key,
-                mailbox_sig=user.mailbox_sig,
-            )
-        )
-
-    async def _on_list(self, session: Session, message: ListUsers) -> None:
-        names, total = await self.cluster.online(self.max_list)
-        await session.reply(Users(id=message.id, users=names, truncated=total > self.max_list))
