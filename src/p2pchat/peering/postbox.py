@@ -39,20 +39,19 @@ from ..errors import (
 from ..protocol import (
     Collect,
     Deposit,
-    Key,
     Mail,
     MailItem,
     Ok,
     Receipt,
     Settle,
-    Whois,
     check_name,
 )
 from ..shared.identity import Identity, fingerprint
-from ..shared.seal import MAX_RECEIPT_IDS, check_mailbox_key, open_receipt, open_seal, receipt, seal
+from ..shared.seal import MAX_RECEIPT_IDS, open_receipt, open_seal, receipt, seal
 from ..shared.tasks import cancel_and_wait
 from ..store import Message, MessageStore
 from .delivery import Acknowledge, Deliver, Delivery
+from .keys import KeyBook
 from .link import ServerLink
 
 __all__ = ["Postbox"]
@@ -88,8 +87,7 @@ class Postbox:
 
     def __init__(self, peer: Host) -> None:
         self.peer = peer
-        self._keys: dict[str, Key] = {}  # this login's answers to whois
-        self._asking: dict[str, asyncio.Future[Key]] = {}  # whois under way, one per user
+        self.keys = KeyBook(peer)
         self._queue: asyncio.Queue[list[MailItem] | None] = asyncio.Queue(MAX_QUEUED)
         self._held: list[MailItem] = []  # pushed before this login's collect is done
         self._collected = False
@@ -108,7 +106,7 @@ class Postbox:
 
     def logged_in(self) -> None:
         """A new login: collect what waited, then deposit what could not go before."""
-        self._keys.clear()
+        self.keys.logged_in()
         self._collected = self._collect_again = False
         if self._worker is None or self._worker.done():
             self._worker = asyncio.create_task(self._work())
@@ -223,7 +221,7 @@ class Postbox:
         """The message in ``item``, or None if it is refused (and logged). KeyChanged if
         it is signed by a key the server vouches for and we do not trust: it is kept on
         the server, opened once the user trusts that key (``trust_key``)."""
-        sender_key = await self._identity_key(item.sender)
+        sender_key = await self.keys.identity_key(item.sender)
         try:
             return open_seal(
                 self.peer.identity,
@@ -234,7 +232,7 @@ class Postbox:
                 sender_key=sender_key,
             )
         except SealError as exc:
-            vouched = (await self._whois(item.sender)).key
+            vouched = (await self.keys.whois(item.sender)).key
             if vouched != sender_key:  # not forged: signed by a key we do not trust (yet)
                 raise KeyChanged(
                     item.sender, fingerprint(sender_key), fingerprint(vouched), vouched
@@ -383,7 +381,7 @@ class Postbox:
         """Raise UnknownUser if the server has never seen ``user``. Anything else (no
         answer now, a refusal) is only logged: a message is stored whatever happens."""
         try:
-            await self._whois(user)
+            await self.keys.whois(user)
         except UnknownUser:
             raise
         except (ConnectionClosed, ServerRefused, ProtocolError) as exc:
@@ -432,7 +430,7 @@ class Postbox:
                 self._undepositable.add(message.id)
 
     async def _deposit(self, message: Message) -> None:
-        mailbox_key = await self._mailbox_key(message.recipient)
+        mailbox_key = await self.keys.mailbox_key(message.recipient)
         sealed = seal(self.peer.identity, message, mailbox_key)
         for _ in range(60):
             link = self.peer._link()
@@ -452,55 +450,6 @@ class Postbox:
         else:
             raise RateLimited("the server kept refusing deposits")
         await self.peer.store.mark_deposited([message.id])
-
-    async def _whois(self, user: str) -> Key:
-        """What the server says of ``user``: asked once per login, and once for all the
-        callers that want it at the same time (200 sends at once are one request)."""
-        if (known := self._keys.get(user)) is not None:
-            return known
-        asking = self._asking.get(user)
-        if asking is None:
-            asking = asyncio.ensure_future(self._ask_whois(user))
-            self._asking[user] = asking
-            asking.add_done_callback(lambda done: self._asked(user, done))
-        return await asyncio.shield(asking)  # one caller cancelled cancels no other
-
-    async def _ask_whois(self, user: str) -> Key:
-        link = self.peer._link()
-        known = await link.request(Whois(id=link.next_id(), user=check_name(user)), Key)
-        if link is self.peer._link():  # still this login's answer
-            self._keys[user] = known
-        return known
-
-    def _asked(self, user: str, done: asyncio.Future[Key]) -> None:
-        if self._asking.get(user) is done:
-            del self._asking[user]
-        if not done.cancelled():
-            done.exception()  # retrieved: its callers (if any are left) have it
-
-    async def _identity_key(self, user: str) -> str:
-        """The identity key of ``user``: the one remembered, or (the first time) the one
-        the server vouches for, remembered from now on."""
-        if (remembered := await self.peer.known_key(user)) is not None:
-            return remembered
-        answer = await self._whois(user)
-        await self.peer.trust_key(user, answer.key)
-        return answer.key
-
-    async def _mailbox_key(self, user: str) -> str:
-        """``user``'s mailbox key, vouched for by their identity key (the remembered one:
-        KeyChanged if the server vouches for another)."""
-        answer = await self._whois(user)
-        remembered = await self.peer.known_key(user)
-        if remembered is not None and remembered != answer.key:
-            raise KeyChanged(user, fingerprint(remembered), fingerprint(answer.key), answer.key)
-        if not answer.mailbox_key or not answer.mailbox_sig:
-            raise SealError(f"{user} has no mailbox key yet (they never logged in since)")
-        if not check_mailbox_key(answer.key, answer.mailbox_key, answer.mailbox_sig):
-            raise SealError(f"the mailbox key given for {user} is not signed by them")
-        if remembered is None:
-            await self.peer.trust_key(user, answer.key)  # first contact: as a first talk
-        return answer.mailbox_key
 
 
 def _receipt_id(ids: Sequence[str]) -> str:
