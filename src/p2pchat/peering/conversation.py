@@ -18,14 +18,12 @@ import asyncio
 import collections
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Coroutine, Iterable
 from typing import Any, TypeVar
 
 from ..errors import (
     ConnectionClosed,
     ConversationClosed,
-    MessageTooLarge,
     ProtocolError,
     RemoteProtocolError,
 )
@@ -44,6 +42,7 @@ from .delivery import (
     to_wire,
 )
 from .queues import Inbox, Sending, resolve_stored
+from .settings import ChatSettings
 
 __all__ = ["ChatSettings", "Conversation"]
 
@@ -56,27 +55,6 @@ WRITES_IN_FLIGHT = 4
 """Batches being stored at once, each way (a slow disk gathers them into one commit)."""
 CLOSE_GRACE = 1.0
 """How long ``close()`` lets what was sent be acknowledged before it says bye."""
-
-
-@dataclass(frozen=True, slots=True)
-class ChatSettings:
-    """What a peer's conversations share: its limits, timeouts and callbacks."""
-
-    max_queue: int = 1024
-    max_message_size: int = 16 * 1024
-    ping_interval: float = 20.0
-    ping_timeout: float = 20.0
-    on_shipped: Callable[[str, list[str]], None] | None = None
-    on_end: Callable[[Conversation], None] | None = None
-    on_unsent: Callable[[str, list[Message]], None] | None = None
-    """Called with (contact, messages of ours) stored after the end: for the next talk."""
-
-    def check_body(self, body: str) -> None:
-        size = len(body.encode("utf-8"))
-        if size > self.max_message_size:
-            raise MessageTooLarge(
-                f"message of {size} bytes is over the limit of {self.max_message_size} bytes"
-            )
 
 
 class Conversation:
