@@ -113,4 +113,4 @@ test-latest:
 	@cat .venv-latest/versions.txt
 
 clean:
-	rm -rf $(VENV) .venv-latest $(TOOLS) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-latest $(TOOLS) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

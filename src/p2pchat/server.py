@@ -3,16 +3,18 @@
 It never sees chat content: peers talk over direct connections, encrypted end to end.
 Names are bound to keys on first use: a login proves the key by signing a fresh challenge,
 and a name bound to one key (whatever its case) is refused to every other. For each peer
-connection the server reads messages and dispatches them by type (``request_loop.py``);
-answers and pushes are written by the session, bounded (``session.py``). Invitations live
-in ``invitation_book.py``, relays in ``relay.py``, per-address bounds in ``limits.py``,
-logouts in ``departures.py``.
+connection the server reads messages and dispatches them by type
+(``serving/request_loop.py``); answers and pushes are written by the session, bounded
+(``serving/session.py``). Invitations live in ``stores/invitations.py``, relays in
+``serving/relay.py``, per-address bounds in ``serving/limits.py``, logouts in
+``serving/departures.py``: this module puts the parts in ``serving/`` together.
 
 Alone, a server keeps who is online and the pending invitations in its own memory. Given
 ``redis=URL`` it is one node of several: users and keys, the mailbox, pending invitations
-and who is logged in where live in that Redis (``redis_store.py``, ``redis_cluster.py``):
-any node serves any user, a push reaches them on whichever node they are, and the domain
-logic only talks to the ``Cluster`` interface (``cluster.py``).
+and who is logged in where live in that Redis (``cluster/redis_store.py``,
+``cluster/redis_cluster.py``): any node serves any user, a push reaches them on whichever
+node they are, and the domain logic only talks to the ``Cluster`` interface
+(``cluster/base.py``).
 """
 
 from __future__ import annotations
@@ -79,7 +81,7 @@ class SignallingServer:
     ``advertise`` is the address other peers reach this node at, named in relay tickets
     (default with Redis: the address it listens on; a wildcard host needs it, else
     ValueError). ``metrics=(host, port)`` serves Prometheus metrics and ``/healthz`` there
-    (``metrics.py``; needs prometheus-client).
+    (``serving/metrics.py``; needs prometheus-client).
     """
 
     def __init__(

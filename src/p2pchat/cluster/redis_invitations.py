@@ -1,6 +1,6 @@
 """The pending invitations of several server nodes, in Redis.
 
-``RedisInvitations`` implements ``invitation_book.Invitations`` with one Lua script per
+``RedisInvitations`` implements ``stores.invitations.Invitations`` with one Lua script per
 change (``lua/inv_*.lua``), so that the bounds (per sender, per recipient, per pair) are
 checked and counted atomically across nodes, and exactly one caller settles each
 invitation. Each invitation's hash carries a TTL a little longer than its node's timer:

@@ -13,8 +13,8 @@ Requests (``invite``, ``accept``, ``refuse``, ``cancel``, ``relay_request``)::
     either  -> punch_request{id, invitation, step}  <- ok{id}
                           the other <- punch_note{invitation, step, addresses, observed}
 
-The invitations live behind ``Invitations`` (``invitation_book.py``: in this process, or in
-Redis for several nodes), the users behind ``Cluster`` (``cluster.py``): the other side of
+The invitations live behind ``Invitations`` (``stores/invitations.py``: in this process, or in
+Redis for several nodes), the users behind ``Cluster`` (``cluster/base.py``): the other side of
 an invitation may be logged in on another node; a push reaches them there. Expiry and the
 dial window are timers of the node that set them; if that node dies, the invitations of
 its users are settled by whichever node notices (``logout``), and Redis drops the rest
