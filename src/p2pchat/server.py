@@ -38,7 +38,6 @@ from .errors import (
     TooManyConnections,
 )
 from .protocol import (
-    DEFAULT_MAX_FRAME,
     DEFAULT_PORT,
     Bye,
     Error,
@@ -54,6 +53,7 @@ from .serving.relay import RelayHub
 from .serving.rendezvous import Rendezvous
 from .serving.request_loop import RequestLoop
 from .serving.session import PresenceLog, Session, Sessions
+from .serving.settings import DEFAULTS, ServerSettings
 from .serving.stats import ServerStats
 from .shared.connection import Connection
 from .shared.sockets import format_address, is_wildcard, listen
@@ -61,7 +61,7 @@ from .store import Mailbox, MemoryUserStore, UserStore
 from .stores.invitations import InvitationBook, Invitations, LocalInvitations
 from .stores.sqlite_server import mailbox_for
 
-__all__ = ["DEFAULT_PORT", "SignallingServer"]
+__all__ = ["DEFAULT_PORT", "ServerSettings", "SignallingServer"]
 
 logger = logging.getLogger(__name__)
 
@@ -98,45 +98,47 @@ class SignallingServer:
         advertise: tuple[str, int] | None = None,
         metrics: tuple[str, int] | None = None,
         # Limits
-        max_frame: int | None = DEFAULT_MAX_FRAME,
-        max_list: int = 1000,
-        presence_broadcast: int | None = 250,
-        outbox_size: int = 1024,
-        rate_limit: tuple[float, int] | None = (20.0, 200),
-        backlog: int = 1024,
-        max_connections: int = 4096,
-        max_connections_per_address: int | None = 256,
-        registration_rate: tuple[float, int] | None = (10 / 3600, 20),
-        trusted_networks: Sequence[str] = ("127.0.0.0/8", "::1/128"),
-        max_relays: int = 100,
-        max_relays_per_user: int = 2,
-        relay_rate: int | None = 1 << 20,
-        max_punches: int = 6,
-        max_invitations: int = 16,
-        max_invitations_per_pair: int = 2,
-        mailbox_items: int | None = 1000,
-        mailbox_bytes: int | None = 8 << 20,
-        mailbox_items_per_sender: int | None = 250,
-        mailbox_bytes_per_sender: int | None = 2 << 20,
-        mail_item_size: int = 32 * 1024,
-        deposit_rate: tuple[float, int] | None = (10.0, 100),
-        receipt_rate: tuple[float, int] | None = (10.0, 100),
-        redis_connections: int = 32,
+        max_frame: int | None = DEFAULTS.max_frame,
+        max_list: int = DEFAULTS.max_list,
+        presence_broadcast: int | None = DEFAULTS.presence_broadcast,
+        outbox_size: int = DEFAULTS.outbox_size,
+        rate_limit: tuple[float, int] | None = DEFAULTS.rate_limit,
+        backlog: int = DEFAULTS.backlog,
+        max_connections: int = DEFAULTS.max_connections,
+        max_connections_per_address: int | None = DEFAULTS.max_connections_per_address,
+        registration_rate: tuple[float, int] | None = DEFAULTS.registration_rate,
+        trusted_networks: Sequence[str] = DEFAULTS.trusted_networks,
+        max_relays: int = DEFAULTS.max_relays,
+        max_relays_per_user: int = DEFAULTS.max_relays_per_user,
+        relay_rate: int | None = DEFAULTS.relay_rate,
+        max_punches: int = DEFAULTS.max_punches,
+        max_invitations: int = DEFAULTS.max_invitations,
+        max_invitations_per_pair: int = DEFAULTS.max_invitations_per_pair,
+        mailbox_items: int | None = DEFAULTS.mailbox_items,
+        mailbox_bytes: int | None = DEFAULTS.mailbox_bytes,
+        mailbox_items_per_sender: int | None = DEFAULTS.mailbox_items_per_sender,
+        mailbox_bytes_per_sender: int | None = DEFAULTS.mailbox_bytes_per_sender,
+        mail_item_size: int = DEFAULTS.mail_item_size,
+        deposit_rate: tuple[float, int] | None = DEFAULTS.deposit_rate,
+        receipt_rate: tuple[float, int] | None = DEFAULTS.receipt_rate,
+        redis_connections: int = DEFAULTS.redis_connections,
         # Timeouts
-        hello_timeout: float | None = 10.0,
-        invitation_ttl: float = 120.0,
-        dial_window: float = 60.0,
-        ping_interval: float = 20.0,
-        ping_timeout: float = 20.0,
-        relay_timeout: float = 10.0,
-        relay_idle: float | None = 60.0,
-        relay_lifetime: float | None = 4 * 3600.0,
-        mail_ttl: float = 7 * 86400.0,
-        redis_timeout: float = 5.0,
-        heartbeat_interval: float = 1.0,
-        node_ttl: float = 5.0,
+        hello_timeout: float | None = DEFAULTS.hello_timeout,
+        invitation_ttl: float = DEFAULTS.invitation_ttl,
+        dial_window: float = DEFAULTS.dial_window,
+        ping_interval: float = DEFAULTS.ping_interval,
+        ping_timeout: float = DEFAULTS.ping_timeout,
+        relay_timeout: float = DEFAULTS.relay_timeout,
+        relay_idle: float | None = DEFAULTS.relay_idle,
+        relay_lifetime: float | None = DEFAULTS.relay_lifetime,
+        mail_ttl: float = DEFAULTS.mail_ttl,
+        redis_timeout: float = DEFAULTS.redis_timeout,
+        heartbeat_interval: float = DEFAULTS.heartbeat_interval,
+        node_ttl: float = DEFAULTS.node_ttl,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self.settings = ServerSettings.pick(locals())
+        """Every limit and timeout, checked (ValueError for one out of range)."""
         node_id = node_id if node_id is not None else secrets.token_hex(4)
         if NODE_ID.match(node_id) is None:
             raise ValueError(f"invalid node id {node_id!r}: 1 to 64 letters, digits, . _ -")

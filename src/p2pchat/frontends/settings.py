@@ -1,22 +1,23 @@
 """Every limit and timeout of the server, as command-line options and environment variables.
 
-One table says what each ``SignallingServer`` keyword means; the defaults come from the
-signature itself, so the two cannot disagree. ``p2pchat-server --max-connections 20000``
-or ``P2PCHAT_MAX_CONNECTIONS=20000 p2pchat-server`` (options win over the environment).
+One table says what each ``SignallingServer`` keyword means; the defaults, which ones
+``off`` turns off, and the range of each come from ``ServerSettings`` (where the library
+checks them too), so the command and the library cannot disagree.
+``p2pchat-server --max-connections 20000`` or ``P2PCHAT_MAX_CONNECTIONS=20000
+p2pchat-server`` (options win over the environment).
 A value of ``off`` turns a bound off where the library takes None.
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
-import inspect
-import ipaddress
-import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from ..server import ServerSettings
+from ..shared.checks import check_int, check_networks, check_seconds
 
 __all__ = ["SERVER_SETTINGS", "Setting", "add_server_settings", "server_settings"]
 
@@ -26,17 +27,16 @@ _UNITS |= {"hour": 3600.0, "d": 86400.0, "day": 86400.0}
 _SHOWN_UNITS = (("s", 1.0), ("min", 60.0), ("hour", 3600.0), ("day", 86400.0))
 
 
-def _number(text: str, kind: Callable[[str], Any], minimum: float) -> Any:
+def _number(text: str, kind: Callable[[str], Any], minimum: int) -> Any:
     """A finite number of ``kind``: an int at least ``minimum``, or a float above 0."""
     noun = "a whole number" if kind is int else "a number"
     try:
         value = kind(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected {noun}, got {text!r}") from None
-    if kind is int and value < minimum:
-        raise argparse.ArgumentTypeError(f"expected {minimum:g} or more, got {text!r}")
-    if kind is float and not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected {noun} above 0, got {text!r}")
+    reason = check_int(value, minimum) if kind is int else check_seconds(value)
+    if reason is not None:
+        raise argparse.ArgumentTypeError(f"{reason}, got {text!r}")
     return value
 
 
@@ -73,23 +73,27 @@ def _show_rate(rate: float, burst: int) -> str:
 def _networks(text: str) -> tuple[str, ...]:
     """CIDR[,CIDR...]: each a network (10.0.0.0/8, fd00::/8); an empty list trusts none."""
     networks = tuple(n.strip() for n in text.split(",") if n.strip())
-    for network in networks:
-        try:
-            ipaddress.ip_network(network)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(f"expected CIDR[,CIDR...]: {exc}") from None
+    if (reason := check_networks(networks)) is not None:
+        raise argparse.ArgumentTypeError(reason)
     return networks
 
 
 @dataclass(frozen=True)
 class Setting:
-    """One keyword of SignallingServer as an option: ``kind`` is int (at least
-    ``minimum``), float (seconds, above 0), rate or networks."""
+    """One keyword of SignallingServer as an option, with its help; what it takes is
+    ``ServerSettings``'s: ``kind`` is int (at least ``minimum``), float (seconds, above
+    0), rate or networks."""
 
     name: str
-    kind: str
     help: str
-    minimum: float = 1
+
+    @property
+    def kind(self) -> str:
+        return ServerSettings.kind(self.name)
+
+    @property
+    def minimum(self) -> int:
+        return ServerSettings.minimum(self.name)
 
     @property
     def option(self) -> str:
@@ -102,7 +106,7 @@ class Setting:
     @property
     def optional(self) -> bool:
         """True if the library takes None for it: then ``off`` turns it off."""
-        return self.name in _optional_names()
+        return ServerSettings.optional(self.name)
 
     @property
     def metavar(self) -> str:
@@ -120,69 +124,51 @@ class Setting:
         return _number(text, int if self.kind == "int" else float, self.minimum)
 
 
-INT, FLOAT, RATE = "int", "float", "rate"
-
 SERVER_SETTINGS: tuple[Setting, ...] = (
     # Limits
-    Setting("max_connections", INT, "connections at once; beyond: server_busy"),
-    Setting("max_connections_per_address", INT, "connections per address (IPv6: per /64)"),
-    Setting("trusted_networks", "networks", "networks with no per-address bounds", 0),
-    Setting("registration_rate", RATE, "new names per address"),
-    Setting("backlog", INT, "connections waiting to be accepted"),
-    Setting("rate_limit", RATE, "requests per connection"),
-    Setting("max_frame", INT, "largest frame, in bytes", 1024),
-    Setting("max_list", INT, "names in one answer to ls"),
-    Setting(
-        "presence_broadcast", INT, "users online beyond which logins are told to watchers only", 0
-    ),
-    Setting("outbox_size", INT, "messages' worth (256 bytes each) unsent to a peer: then dropped"),
-    Setting("max_invitations", INT, "pending invitations per user, sent and received"),
-    Setting("max_invitations_per_pair", INT, "pending invitations from one user to one"),
-    Setting("max_relays", INT, "relayed conversations at once (0: no relay)", 0),
-    Setting("max_relays_per_user", INT, "relayed conversations per user", 0),
-    Setting("relay_rate", INT, "bytes per second each way in one relay"),
-    Setting("max_punches", INT, "hole punch requests passed on per invitation and side", 0),
-    Setting("mailbox_items", INT, "mail items kept per recipient (0: no mail)", 0),
-    Setting("mailbox_bytes", INT, "bytes of mail kept per recipient", 0),
-    Setting("mailbox_items_per_sender", INT, "of those, mail items from one sender"),
-    Setting("mailbox_bytes_per_sender", INT, "of those, bytes of mail from one sender"),
-    Setting("mail_item_size", INT, "largest sealed mail item, in bytes"),
-    Setting("deposit_rate", RATE, "mail deposits per sender"),
-    Setting("receipt_rate", RATE, "mail receipts per user"),
-    Setting("redis_connections", INT, "connections to Redis at most (with --redis)"),
+    Setting("max_connections", "connections at once; beyond: server_busy"),
+    Setting("max_connections_per_address", "connections per address (IPv6: per /64)"),
+    Setting("trusted_networks", "networks with no per-address bounds"),
+    Setting("registration_rate", "new names per address"),
+    Setting("backlog", "connections waiting to be accepted"),
+    Setting("rate_limit", "requests per connection"),
+    Setting("max_frame", "largest frame, in bytes"),
+    Setting("max_list", "names in one answer to ls"),
+    Setting("presence_broadcast", "users online beyond which logins are told to watchers only"),
+    Setting("outbox_size", "messages' worth (256 bytes each) unsent to a peer: then dropped"),
+    Setting("max_invitations", "pending invitations per user, sent and received"),
+    Setting("max_invitations_per_pair", "pending invitations from one user to one"),
+    Setting("max_relays", "relayed conversations at once (0: no relay)"),
+    Setting("max_relays_per_user", "relayed conversations per user"),
+    Setting("relay_rate", "bytes per second each way in one relay"),
+    Setting("max_punches", "hole punch requests passed on per invitation and side"),
+    Setting("mailbox_items", "mail items kept per recipient (0: no mail)"),
+    Setting("mailbox_bytes", "bytes of mail kept per recipient"),
+    Setting("mailbox_items_per_sender", "of those, mail items from one sender"),
+    Setting("mailbox_bytes_per_sender", "of those, bytes of mail from one sender"),
+    Setting("mail_item_size", "largest sealed mail item, in bytes"),
+    Setting("deposit_rate", "mail deposits per sender"),
+    Setting("receipt_rate", "mail receipts per user"),
+    Setting("redis_connections", "connections to Redis at most (with --redis)"),
     # Timeouts
-    Setting("hello_timeout", FLOAT, "seconds a new connection has to log in"),
-    Setting("invitation_ttl", FLOAT, "seconds an unanswered invitation lives"),
-    Setting("dial_window", FLOAT, "seconds an accepted invitation allows a relay request"),
-    Setting("ping_interval", FLOAT, "seconds of quiet before a ping"),
-    Setting("ping_timeout", FLOAT, "seconds more without an answer before a drop"),
-    Setting("relay_timeout", FLOAT, "seconds the first side of a relay waits for the second"),
-    Setting("relay_idle", FLOAT, "seconds a relay may pass nothing before it ends"),
-    Setting("relay_lifetime", FLOAT, "seconds one relayed conversation may last"),
-    Setting("mail_ttl", FLOAT, "seconds a mail item is kept"),
-    Setting("redis_timeout", FLOAT, "seconds any Redis call may take (with --redis)"),
-    Setting("heartbeat_interval", FLOAT, "seconds between a node's heartbeats (with --redis)"),
-    Setting("node_ttl", FLOAT, "seconds without a heartbeat before a node counts as dead"),
+    Setting("hello_timeout", "seconds a new connection has to log in"),
+    Setting("invitation_ttl", "seconds an unanswered invitation lives"),
+    Setting("dial_window", "seconds an accepted invitation allows a relay request"),
+    Setting("ping_interval", "seconds of quiet before a ping"),
+    Setting("ping_timeout", "seconds more without an answer before a drop"),
+    Setting("relay_timeout", "seconds the first side of a relay waits for the second"),
+    Setting("relay_idle", "seconds a relay may pass nothing before it ends"),
+    Setting("relay_lifetime", "seconds one relayed conversation may last"),
+    Setting("mail_ttl", "seconds a mail item is kept"),
+    Setting("redis_timeout", "seconds any Redis call may take (with --redis)"),
+    Setting("heartbeat_interval", "seconds between a node's heartbeats (with --redis)"),
+    Setting("node_ttl", "seconds without a heartbeat before a node counts as dead"),
 )
 
 
-def _parameters() -> Mapping[str, inspect.Parameter]:
-    from ..server import SignallingServer
-
-    return inspect.signature(SignallingServer.__init__).parameters
-
-
-@functools.cache
-def _optional_names() -> frozenset[str]:
-    """The keywords the library takes None for (``... | None`` in the signature)."""
-    return frozenset(
-        name for name, p in _parameters().items() if "None" in str(p.annotation).split(" | ")
-    )
-
-
 def _defaults() -> Mapping[str, Any]:
-    parameters = _parameters()
-    return {s.name: parameters[s.name].default for s in SERVER_SETTINGS}
+    defaults = ServerSettings()
+    return {s.name: getattr(defaults, s.name) for s in SERVER_SETTINGS}
 
 
 def _shown(value: Any) -> str:
