@@ -34,11 +34,10 @@ from .peering.invitation import Invitation, InvitationDesk
 from .peering.link import ServerLink, ServerSession, server_list
 from .peering.postbox import Postbox
 from .peering.reach import Reach
-from .peering.settings import ChatSettings
+from .peering.settings import PEER_DEFAULTS, ChatSettings, PeerSettings
 from .peering.talks import Talks
 from .peering.watchlist import WATCHED, WatchList
 from .protocol import (
-    DEFAULT_MAX_FRAME,
     DEFAULT_PORT,
     Accepted,
     Cancelled,
@@ -59,11 +58,11 @@ from .shared.connection import Connection
 from .shared.identity import NEW_KEY_EACH_RUN, Identity, fingerprint
 from .store import MemoryMessageStore, Message, MessageStore
 
-__all__ = ["Conversation", "Invitation", "Peer"]
+__all__ = ["Conversation", "Invitation", "Peer", "PeerSettings"]
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024
+DEFAULT_MAX_MESSAGE_SIZE = PEER_DEFAULTS.max_message_size
 """Largest chat message body, in UTF-8 bytes; well under the frame limit."""
 
 
@@ -98,23 +97,25 @@ class Peer:
         advertise: Sequence[tuple[str, int]] | None = None,
         traversal: bool = True,
         # Limits
-        max_frame: int | None = DEFAULT_MAX_FRAME,
-        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
-        max_queue: int = 1024,
-        max_invitations: int = 64,
-        max_handshakes: int = 64,
+        max_frame: int | None = PEER_DEFAULTS.max_frame,
+        max_message_size: int = PEER_DEFAULTS.max_message_size,
+        max_queue: int = PEER_DEFAULTS.max_queue,
+        max_invitations: int = PEER_DEFAULTS.max_invitations,
+        max_handshakes: int = PEER_DEFAULTS.max_handshakes,
         # Timeouts
-        connect_timeout: float | None = 10.0,
-        request_timeout: float | None = 15.0,
-        hello_timeout: float | None = 10.0,
-        direct_timeout: float | None = 3.0,
-        traverse_after: float = 0.3,
-        punch_timeout: float = 3.0,
-        relay_after: float = 1.0,
-        ping_interval: float = 20.0,
-        ping_timeout: float = 20.0,
-        reconnect_delay: tuple[float, float] | None = (0.2, 10.0),
+        connect_timeout: float | None = PEER_DEFAULTS.connect_timeout,
+        request_timeout: float | None = PEER_DEFAULTS.request_timeout,
+        hello_timeout: float | None = PEER_DEFAULTS.hello_timeout,
+        direct_timeout: float | None = PEER_DEFAULTS.direct_timeout,
+        traverse_after: float = PEER_DEFAULTS.traverse_after,
+        punch_timeout: float = PEER_DEFAULTS.punch_timeout,
+        relay_after: float = PEER_DEFAULTS.relay_after,
+        ping_interval: float = PEER_DEFAULTS.ping_interval,
+        ping_timeout: float = PEER_DEFAULTS.ping_timeout,
+        reconnect_delay: tuple[float, float] | None = PEER_DEFAULTS.reconnect_delay,
     ) -> None:
+        self.settings = PeerSettings.pick(locals())
+        """Every limit and timeout, checked (ValueError for one out of range)."""
         self.name = check_name(name)
         self.servers = server_list(server)
         """The servers this peer may log in to, in the order it tries them."""
