@@ -1,5 +1,5 @@
 # make demo: install into .venv and run a scripted chat between two peers.
-# make test: install into .venv, lint, type-check and run the whole suite.
+# make test: install into .venv, lint, type-check, check the import rules and run the whole suite.
 # make bench: p2pchat beside a raw-asyncio baseline, measured in the same run (a table).
 # make screenshot: docs/web.png, as the web page's test sees it.
 # make system-deps: install (as root, with apt-get) the programs some tests drive:
@@ -25,7 +25,7 @@ TOOLS := .venv-tools
 
 SYSTEM_DEPS := chromium redis-server iptables iproute2
 
-.PHONY: demo test check lint typecheck pytest clean system-deps screenshot bench lock test-latest fuzz
+.PHONY: demo test check lint typecheck imports pytest clean system-deps screenshot bench lock test-latest fuzz
 
 # The environment is made anew whenever the lock, pyproject.toml or the Python changes,
 # so that it holds exactly what the lock says (nothing left over from an older one).
@@ -45,11 +45,11 @@ endif
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m p2pchat.demo
+	$(BIN)/python -m p2pchat.frontends.demo
 
 test: check pytest
 
-check: lint typecheck
+check: lint typecheck imports
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks fuzz
@@ -57,6 +57,11 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+
+# The layout's rules (docs/architecture.md): layers, sides apart, no circles; the
+# contracts are in pyproject.toml's [tool.importlinter].
+imports: $(STAMP)
+	$(BIN)/lint-imports
 
 # Two test processes: most tests wait on sockets and child processes, so two share a
 # 2-core machine well (TEST_WORKERS=0: one process, as pytest runs by default).
@@ -108,4 +113,4 @@ test-latest:
 	@cat .venv-latest/versions.txt
 
 clean:
-	rm -rf $(VENV) .venv-latest $(TOOLS) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-latest $(TOOLS) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

@@ -118,7 +118,7 @@ async def start_server(*args: str) -> tuple[Worker, int]:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
-        "import sys, p2pchat.cli as c; sys.exit(c.server_main())",
+        "import sys, p2pchat.frontends.cli as c; sys.exit(c.server_main())",
         "--port",
         "0",
         *args,

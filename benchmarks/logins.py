@@ -1,5 +1,5 @@
 """Many lean clients in one process: real logins (challenge, signature), then idle, then
-``list`` requests. Built from ``p2pchat.protocol`` and ``p2pchat.identity`` only.
+``list`` requests. Built from ``p2pchat.protocol`` and ``p2pchat.shared.identity`` only.
 
 ``python -m benchmarks.logins PORT FIRST COUNT``: makes COUNT identities (one per client,
 so that every login is a first login of a new user), prints ``ready``, then waits for
@@ -14,7 +14,6 @@ import sys
 import time
 
 import p2pchat
-from p2pchat.identity import b64encode, login_challenge_payload
 from p2pchat.protocol import (
     PROTOCOL_VERSION,
     Auth,
@@ -29,6 +28,7 @@ from p2pchat.protocol import (
     WireMessage,
     encode,
 )
+from p2pchat.shared.identity import b64encode, login_challenge_payload
 
 from .common import raise_fd_limit, say
 

@@ -15,11 +15,12 @@ from typing import Any
 import msgspec
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
-from p2pchat.delivery import Delivery
 from p2pchat.errors import ProtocolError, SealError
-from p2pchat.identity import Identity, b64decode, b64encode
+from p2pchat.frontends.webevents import Command, decode_command
+from p2pchat.peering.delivery import Delivery
 from p2pchat.protocol import Decoder, WireMessage
-from p2pchat.seal import (
+from p2pchat.shared.identity import Identity, b64decode, b64encode
+from p2pchat.shared.seal import (
     _LETTER,
     _RECEIPT,
     _SEAL_INFO,
@@ -30,9 +31,8 @@ from p2pchat.seal import (
     open_receipt,
     open_seal,
 )
-from p2pchat.sqlite import SqliteMessageStore
 from p2pchat.store import Message
-from p2pchat.webevents import Command, decode_command
+from p2pchat.stores.sqlite import SqliteMessageStore
 
 from .generate import Generator
 

@@ -23,15 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 import p2pchat
-from p2pchat.connection import Connection
-from p2pchat.demo import ScriptedProcess
-from p2pchat.identity import (
-    Identity,
-    b64decode,
-    b64encode,
-    direct_tls_context,
-    login_challenge_payload,
-)
+from p2pchat.frontends.demo import ScriptedProcess
 from p2pchat.protocol import (
     PROTOCOL_VERSION,
     Auth,
@@ -42,6 +34,14 @@ from p2pchat.protocol import (
     StartTls,
     Welcome,
     WireMessage,
+)
+from p2pchat.shared.connection import Connection
+from p2pchat.shared.identity import (
+    Identity,
+    b64decode,
+    b64encode,
+    direct_tls_context,
+    login_challenge_payload,
 )
 
 from .redisserver import RedisServer, redis_available

@@ -20,7 +20,6 @@ import sys
 import time
 
 import p2pchat
-from p2pchat.identity import b64encode, login_challenge_payload
 from p2pchat.protocol import (
     PROTOCOL_VERSION,
     Auth,
@@ -34,6 +33,7 @@ from p2pchat.protocol import (
     decode_body,
     encode,
 )
+from p2pchat.shared.identity import b64encode, login_challenge_payload
 
 AGAIN = {"unavailable", "timeout", "server_busy"}
 """Refusals a peer answers by trying again (with its backoff)."""

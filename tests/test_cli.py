@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from p2pchat import SqliteMessageStore, cli
-from p2pchat.demo import ScriptedProcess, command, run_demo
+from p2pchat import SqliteMessageStore
+from p2pchat.frontends import cli
+from p2pchat.frontends.demo import ScriptedProcess, command, run_demo
+from p2pchat.frontends.settings import SERVER_SETTINGS
 from p2pchat.protocol import Error, ListUsers, Users
-from p2pchat.settings import SERVER_SETTINGS
 
 from .conftest import Launch, RawClient
 

@@ -15,8 +15,8 @@ import aiohttp
 import pytest
 
 import p2pchat
-from p2pchat.redis_client import RedisClient
-from p2pchat.redis_cluster import RedisCluster
+from p2pchat.cluster.redis_client import RedisClient
+from p2pchat.cluster.redis_cluster import RedisCluster
 
 from .conftest import NodeFactory, PeerMaker, connect, eventually, require
 from .redisserver import RedisServer, redis_available

@@ -17,7 +17,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import p2pchat
-from p2pchat.demo import ScriptedProcess, command
+from p2pchat.frontends.demo import ScriptedProcess, command
 
 from .conftest import Launch, connect, eventually
 

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 
 import p2pchat
-from p2pchat.demo import command
-from p2pchat.redis_client import RedisClient
-from p2pchat.redis_cluster import RedisCluster
+from p2pchat.cluster.redis_client import RedisClient
+from p2pchat.cluster.redis_cluster import RedisCluster
+from p2pchat.frontends.demo import command
 
 from .conftest import Launch, NodeFactory, PeerMaker, connect, eventually
 from .redisserver import answers, free_port

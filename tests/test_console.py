@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 import p2pchat
-from p2pchat import cli
-from p2pchat.demo import command
-from p2pchat.terminal import CONTINUATION, message_lines, visible
+from p2pchat.frontends import cli
+from p2pchat.frontends.demo import command
+from p2pchat.frontends.terminal import CONTINUATION, message_lines, visible
 
 from .conftest import Launch, eventually
 
@@ -141,6 +141,6 @@ def test_log_lines_quote_what_others_sent_as_text() -> None:
     formatter = cli._TerminalFormatter("%(levelname)s %(message)s")
     reason = "bye\x1b[2J\r\nWARNING forged"
     record = logging.LogRecord(
-        "p2pchat.link", logging.WARNING, "", 0, "refused: %s", (reason,), None
+        "p2pchat.peering.link", logging.WARNING, "", 0, "refused: %s", (reason,), None
     )
     assert formatter.format(record) == "WARNING refused: bye\\x1b[2J\\r\\nWARNING forged"

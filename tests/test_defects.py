@@ -18,8 +18,6 @@ import msgspec
 import pytest
 
 import p2pchat
-from p2pchat.connection import Connection
-from p2pchat.identity import Identity, b64decode, direct_tls_context
 from p2pchat.protocol import (
     PROTOCOL_VERSION,
     Accept,
@@ -49,7 +47,9 @@ from p2pchat.protocol import (
 from p2pchat.protocol import (
     Relay as RelayHello,
 )
-from p2pchat.session import Session
+from p2pchat.serving.session import Session
+from p2pchat.shared.connection import Connection
+from p2pchat.shared.identity import Identity, b64decode, direct_tls_context
 
 from .conftest import (
     GatedMessageStore,

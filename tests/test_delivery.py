@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import p2pchat
-from p2pchat.delivery import (
+from p2pchat.peering.delivery import (
     Acknowledge,
     Deliver,
     Delivery,

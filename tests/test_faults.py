@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import p2pchat
-from p2pchat.demo import ScriptedProcess, command
+from p2pchat.frontends.demo import ScriptedProcess, command
 
 from .conftest import Launch, RecordingProxy, connect, eventually, let_the_loop_run
 

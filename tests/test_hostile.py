@@ -8,7 +8,6 @@ import random
 import struct
 
 import p2pchat
-from p2pchat.identity import b64encode
 from p2pchat.protocol import (
     PROTOCOL_VERSION,
     Accept,
@@ -29,6 +28,7 @@ from p2pchat.protocol import (
     WireMessage,
     encode,
 )
+from p2pchat.shared.identity import b64encode
 
 from .conftest import RawClient, connect
 

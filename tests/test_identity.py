@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import p2pchat
-from p2pchat.identity import (
+from p2pchat.shared.identity import (
     CONTEXTS_KEPT,
     Identity,
     certificate_key,

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 import p2pchat
-from p2pchat.limits import AddressLimits
+from p2pchat.peering.reach import Reach
 from p2pchat.protocol import Error, Invite, ListUsers, Msg, Refused, Users
-from p2pchat.reach import Reach
+from p2pchat.serving.limits import AddressLimits
 
 from .conftest import PeerFactory, RawClient, connect, eventually, hand_driven_invitee
 

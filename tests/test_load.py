@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import p2pchat
-from p2pchat.demo import ScriptedProcess, command
+from p2pchat.frontends.demo import ScriptedProcess, command
 
 from .conftest import Launch
 

@@ -6,8 +6,8 @@ import asyncio
 import itertools
 
 import p2pchat
-from p2pchat.identity import Identity
 from p2pchat.protocol import Deposit, Error, Ok
+from p2pchat.shared.identity import Identity
 
 from .conftest import RawClient, eventually
 
@@ -85,9 +85,9 @@ async def test_a_letter_nested_too_deeply_kills_the_victims_mail_for_good(
     in every collect: no mail reaches bob again, at this login or any later one."""
     from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
-    from p2pchat.identity import b64decode, b64encode
     from p2pchat.protocol import Key, Whois
-    from p2pchat.seal import _SEAL_INFO, SUITE, _fields
+    from p2pchat.shared.identity import b64decode, b64encode
+    from p2pchat.shared.seal import _SEAL_INFO, SUITE, _fields
 
     where = ("127.0.0.1", server.port)
     async with p2pchat.Peer("bob", server=where) as bob:

@@ -15,7 +15,6 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 import p2pchat
-from p2pchat.identity import Identity, b64encode, login_challenge_payload, mailbox_key_payload
 from p2pchat.protocol import (
     PROTOCOL_VERSION,
     Auth,
@@ -33,7 +32,13 @@ from p2pchat.protocol import (
     Welcome,
     WireMessage,
 )
-from p2pchat.rates import LocalRates
+from p2pchat.serving.rates import LocalRates
+from p2pchat.shared.identity import (
+    Identity,
+    b64encode,
+    login_challenge_payload,
+    mailbox_key_payload,
+)
 
 from .conftest import POLL_INTERVAL, NodeFactory, RawClient, eventually
 

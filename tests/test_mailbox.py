@@ -20,8 +20,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
 import p2pchat
-from p2pchat.demo import ScriptedProcess
-from p2pchat.identity import Identity, b64decode, b64encode
+from p2pchat.frontends.demo import ScriptedProcess
 from p2pchat.protocol import (
     Deposit,
     Error,
@@ -30,7 +29,8 @@ from p2pchat.protocol import (
     Whois,
     WireMessage,
 )
-from p2pchat.seal import _SEAL_INFO, SUITE, _fields, open_receipt, open_seal, receipt, seal
+from p2pchat.shared.identity import Identity, b64decode, b64encode
+from p2pchat.shared.seal import _SEAL_INFO, SUITE, _fields, open_receipt, open_seal, receipt, seal
 from p2pchat.store import MailboxItem
 
 from .conftest import GatedMessageStore, Launch, RawClient, eventually, let_the_loop_run
@@ -262,7 +262,7 @@ async def test_a_mailbox_key_its_owner_did_not_sign_is_never_sealed_to(
     await client.login("mallory", 1)
     assert server.server is not None
     await server.server.store.set_mailbox_key("mallory", other.mailbox_key, other.mailbox_signature)
-    caplog.set_level(logging.WARNING, logger="p2pchat.postbox")
+    caplog.set_level(logging.WARNING, logger="p2pchat.peering.postbox")
     async with server.peer("alice") as alice:
         await alice.send("mallory", "sealed to whom?")
         await eventually(lambda: "is not signed by them" in caplog.text)

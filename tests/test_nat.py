@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from p2pchat.demo import ScriptedProcess, command
+from p2pchat.frontends.demo import ScriptedProcess, command
 
 from .conftest import Launch, require
 from .netns import Host, Internet, available
@@ -165,7 +165,7 @@ async def test_a_peer_listening_on_loopback_only_still_logs_in_to_a_remote_serve
 
 OWN_ADDRESSES = """
 import sys
-from p2pchat.dialler import Dialler
+from p2pchat.peering.dialler import Dialler
 own, neighbour, server = sys.argv[1:4]
 remote = Dialler(lambda: (server, 5535), sources=list)
 local = Dialler(lambda: ("127.0.0.1", 5535), sources=list)

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from p2pchat.errors import FrameTooLarge, ProtocolError
+from p2pchat.frontends.webevents import decode_command
 from p2pchat.protocol import (
     PROTOCOL_VERSION,
     Ack,
@@ -30,7 +31,6 @@ from p2pchat.protocol import (
     WireMessage,
     encode,
 )
-from p2pchat.webevents import decode_command
 
 SAMPLES: list[WireMessage] = [
     Hello(version=PROTOCOL_VERSION, name="alice", addresses=[("127.0.0.1", 4000), ("::1", 4000)]),

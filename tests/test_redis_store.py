@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 import p2pchat
-from p2pchat.redis_client import RedisClient, redacted
-from p2pchat.redis_store import RedisMailbox, RedisUserStore
+from p2pchat.cluster.redis_client import RedisClient, redacted
+from p2pchat.cluster.redis_store import RedisMailbox, RedisUserStore
 
 from .conftest import require, server_certificate
 from .redisserver import RedisServer, redis_available

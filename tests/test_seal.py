@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import p2pchat
-from p2pchat.seal import check_mailbox_key, open_receipt, open_seal, receipt, seal
+from p2pchat.shared.seal import check_mailbox_key, open_receipt, open_seal, receipt, seal
 from p2pchat.store import Message
 
 ALICE = p2pchat.Identity.generate()

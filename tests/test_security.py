@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 import p2pchat
-from p2pchat.demo import command
-from p2pchat.identity import b64encode, login_challenge_payload, tls13_only
+from p2pchat.frontends.demo import command
 from p2pchat.protocol import PROTOCOL_VERSION, Auth, Challenge, Error, Hello, Welcome
+from p2pchat.shared.identity import b64encode, login_challenge_payload, tls13_only
 
 from .conftest import (
     Launch,

@@ -234,7 +234,7 @@ async def test_server_users_survive_a_restart_on_sqlite(
 
 
 def test_advertised_addresses_are_checked_and_the_observed_host_comes_first() -> None:
-    from p2pchat.session import dial_addresses
+    from p2pchat.serving.session import dial_addresses
 
     remote = ("203.0.113.7", 50000)
     advertised = [
@@ -260,7 +260,7 @@ def test_advertised_addresses_are_checked_and_the_observed_host_comes_first() ->
 
 
 def test_a_wildcard_stands_for_the_observed_host_only_in_its_own_family() -> None:
-    from p2pchat.session import dial_addresses
+    from p2pchat.serving.session import dial_addresses
 
     both = [("0.0.0.0", 4000), ("::", 4000)]
     assert dial_addresses(both, ("203.0.113.7", 1)) == [("203.0.113.7", 4000)]
@@ -290,7 +290,7 @@ async def test_presence_news_does_not_wait_for_the_disk() -> None:
 
 
 def test_invitation_bounds_count_each_direction_and_pair() -> None:
-    from p2pchat.invitation_book import InvitationBook
+    from p2pchat.stores.invitations import InvitationBook
 
     book = InvitationBook(max_sent=3, max_received=3, max_per_pair=2)
     first = book.add("carol", "victim")

@@ -8,9 +8,9 @@ import inspect
 import pytest
 
 import p2pchat
-from p2pchat import cli
-from p2pchat.demo import command
-from p2pchat.settings import SERVER_SETTINGS
+from p2pchat.frontends import cli
+from p2pchat.frontends.demo import command
+from p2pchat.frontends.settings import SERVER_SETTINGS
 
 from .conftest import Launch, eventually
 

@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from p2pchat.connection import Connection
 from p2pchat.errors import ConnectionClosed, ProtocolError
-from p2pchat.identity import Identity, direct_tls_context
 from p2pchat.protocol import Msg, Proceed, StartTls, encode
+from p2pchat.shared.connection import Connection
+from p2pchat.shared.identity import Identity, direct_tls_context
 
 from .conftest import let_the_loop_run
 

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 import p2pchat
+import p2pchat.stores
 from p2pchat import Mailbox, MailboxItem, Message, MessageStore, StoreError, UserStore
-from p2pchat.redis_store import RedisMailbox, RedisUserStore
+from p2pchat.cluster.redis_store import RedisMailbox, RedisUserStore
 
 
 def message(n: int, sender: str = "alice", recipient: str = "bob") -> Message:
@@ -467,7 +468,7 @@ async def test_the_same_id_from_another_sender_is_another_message(messages: Mess
     assert [m.shipped for m in await messages.history("alice", "carol")] == [False]
 
 
-SCHEMA = Path(p2pchat.__file__).with_name("schema")
+SCHEMA = Path(p2pchat.stores.__file__).with_name("schema")
 
 
 async def test_a_store_made_by_the_version_3_schema_is_migrated_keeping_everything(

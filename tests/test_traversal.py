@@ -13,15 +13,7 @@ from typing import Any, Literal
 import pytest
 
 import p2pchat
-from p2pchat import connection as connection_module
-from p2pchat.dialler import Dialler
-from p2pchat.identity import (
-    Identity,
-    b64decode,
-    b64encode,
-    direct_tls_context,
-    login_challenge_payload,
-)
+from p2pchat.peering.dialler import Dialler
 from p2pchat.protocol import (
     PROTOCOL_VERSION,
     Accept,
@@ -41,6 +33,14 @@ from p2pchat.protocol import (
     StartTls,
     Welcome,
     encode,
+)
+from p2pchat.shared import connection as connection_module
+from p2pchat.shared.identity import (
+    Identity,
+    b64decode,
+    b64encode,
+    direct_tls_context,
+    login_challenge_payload,
 )
 
 from .conftest import PeerFactory, RawClient, connect, eventually
@@ -236,7 +236,7 @@ async def test_every_address_from_a_remote_server_goes_through_the_dial_rules() 
 
 
 async def test_listeners_on_one_machine_never_share_a_port() -> None:
-    from p2pchat.sockets import listen
+    from p2pchat.shared.sockets import listen
 
     async def nothing(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.close()
@@ -280,7 +280,7 @@ async def test_a_wildcard_host_listens_on_both_families_on_one_port() -> None:
 
 
 async def test_connections_to_hand_made_listeners_do_not_wait_for_nagle() -> None:
-    from p2pchat.sockets import listen
+    from p2pchat.shared.sockets import listen
 
     delays: asyncio.Queue[int] = asyncio.Queue()
 

@@ -18,10 +18,10 @@ import msgspec
 import pytest
 
 import p2pchat
-from p2pchat.demo import ScriptedProcess, command
-from p2pchat.web import WebUI
-from p2pchat.webevents import decode_command
-from p2pchat.webhttp import SECURITY_HEADERS, Door
+from p2pchat.frontends.demo import ScriptedProcess, command
+from p2pchat.frontends.web import WebUI
+from p2pchat.frontends.webevents import decode_command
+from p2pchat.frontends.webhttp import SECURITY_HEADERS, Door
 
 from .conftest import Launch, eventually, require
 

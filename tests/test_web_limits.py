@@ -9,8 +9,8 @@ from pathlib import Path
 import aiohttp
 
 import p2pchat
+from p2pchat.frontends.web import PAST_TALKS, WebUI
 from p2pchat.store import Message
-from p2pchat.web import PAST_TALKS, WebUI
 
 BODY = "x" * 16_000
 

@@ -43,13 +43,11 @@ from .errors import (
     UnknownUser,
     UserOffline,
 )
-from .identity import Identity, fingerprint, tls13_only
 from .peer import Conversation, Invitation, Peer
 from .protocol import DEFAULT_MAX_FRAME, DEFAULT_PORT, PROTOCOL_VERSION, check_name
 from .server import SignallingServer
-from .sockets import format_address
-from .sqlite import SqliteMessageStore
-from .sqlite_server import SqliteMailbox, SqliteUserStore
+from .shared.identity import Identity, fingerprint, tls13_only
+from .shared.sockets import format_address
 from .store import (
     Binding,
     Mailbox,
@@ -62,6 +60,8 @@ from .store import (
     UserRecord,
     UserStore,
 )
+from .stores.sqlite import SqliteMessageStore
+from .stores.sqlite_server import SqliteMailbox, SqliteUserStore
 
 __version__ = "0.1.0"
 

@@ -22,8 +22,6 @@ import time
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any
 
-from .connection import Connection
-from .conversation import ChatSettings, Conversation
 from .errors import (
     AuthenticationError,
     ConnectionClosed,
@@ -31,12 +29,15 @@ from .errors import (
     IdentityError,
     KeyChanged,
 )
-from .identity import NEW_KEY_EACH_RUN, Identity, fingerprint
-from .invitation import Invitation, InvitationDesk
-from .link import ServerLink, ServerSession, server_list
-from .postbox import Postbox
+from .peering.conversation import Conversation
+from .peering.invitation import Invitation, InvitationDesk
+from .peering.link import ServerLink, ServerSession, server_list
+from .peering.postbox import Postbox
+from .peering.reach import Reach
+from .peering.settings import PEER_DEFAULTS, ChatSettings, PeerSettings
+from .peering.talks import Talks
+from .peering.watchlist import WATCHED, WatchList
 from .protocol import (
-    DEFAULT_MAX_FRAME,
     DEFAULT_PORT,
     Accepted,
     Cancelled,
@@ -53,15 +54,15 @@ from .protocol import (
     WireMessage,
     check_name,
 )
-from .reach import Reach, route_of
+from .shared.connection import Connection
+from .shared.identity import NEW_KEY_EACH_RUN, Identity, fingerprint
 from .store import MemoryMessageStore, Message, MessageStore
-from .watchlist import WATCHED, WatchList
 
-__all__ = ["Conversation", "Invitation", "Peer"]
+__all__ = ["Conversation", "Invitation", "Peer", "PeerSettings"]
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024
+DEFAULT_MAX_MESSAGE_SIZE = PEER_DEFAULTS.max_message_size
 """Largest chat message body, in UTF-8 bytes; well under the frame limit."""
 
 
@@ -96,23 +97,25 @@ class Peer:
         advertise: Sequence[tuple[str, int]] | None = None,
         traversal: bool = True,
         # Limits
-        max_frame: int | None = DEFAULT_MAX_FRAME,
-        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
-        max_queue: int = 1024,
-        max_invitations: int = 64,
-        max_handshakes: int = 64,
+        max_frame: int | None = PEER_DEFAULTS.max_frame,
+        max_message_size: int = PEER_DEFAULTS.max_message_size,
+        max_queue: int = PEER_DEFAULTS.max_queue,
+        max_invitations: int = PEER_DEFAULTS.max_invitations,
+        max_handshakes: int = PEER_DEFAULTS.max_handshakes,
         # Timeouts
-        connect_timeout: float | None = 10.0,
-        request_timeout: float | None = 15.0,
-        hello_timeout: float | None = 10.0,
-        direct_timeout: float | None = 3.0,
-        traverse_after: float = 0.3,
-        punch_timeout: float = 3.0,
-        relay_after: float = 1.0,
-        ping_interval: float = 20.0,
-        ping_timeout: float = 20.0,
-        reconnect_delay: tuple[float, float] | None = (0.2, 10.0),
+        connect_timeout: float | None = PEER_DEFAULTS.connect_timeout,
+        request_timeout: float | None = PEER_DEFAULTS.request_timeout,
+        hello_timeout: float | None = PEER_DEFAULTS.hello_timeout,
+        direct_timeout: float | None = PEER_DEFAULTS.direct_timeout,
+        traverse_after: float = PEER_DEFAULTS.traverse_after,
+        punch_timeout: float = PEER_DEFAULTS.punch_timeout,
+        relay_after: float = PEER_DEFAULTS.relay_after,
+        ping_interval: float = PEER_DEFAULTS.ping_interval,
+        ping_timeout: float = PEER_DEFAULTS.ping_timeout,
+        reconnect_delay: tuple[float, float] | None = PEER_DEFAULTS.reconnect_delay,
     ) -> None:
+        self.settings = PeerSettings.pick(locals())
+        """Every limit and timeout, checked (ValueError for one out of range)."""
         self.name = check_name(name)
         self.servers = server_list(server)
         """The servers this peer may log in to, in the order it tries them."""
@@ -158,8 +161,13 @@ class Peer:
         self._reach: Reach | None = None
         self._desk = InvitationDesk(self, max_invitations=max_invitations)
         self._postbox = Postbox(self)
-        self._conversations: dict[str, Conversation] = {}
-        self._opening: dict[str, asyncio.Lock] = {}
+        self._talks = Talks(
+            self.name,
+            self.store,
+            self._settings,
+            watch=self._watch_also,
+            kick=lambda: self._postbox.kick(),
+        )
         self._watchlist = WatchList(
             lambda: self._link(),
             lambda: self.correspondents(limit=WATCHED),
@@ -259,8 +267,7 @@ class Peer:
 
     async def close(self) -> None:
         """Leave every conversation, log out, stop listening, close the store."""
-        for chat in list(self._conversations.values()):
-            await chat.close("logging out")
+        await self._talks.close("logging out")
         await self._postbox.close()
         if self._session is not None:
             session, self._session = self._session, None
@@ -314,7 +321,7 @@ class Peer:
     @property
     def conversations(self) -> dict[str, Conversation]:
         """Open conversations by the other user's name (a copy)."""
-        return dict(self._conversations)
+        return dict(self._talks.open)
 
     # Server requests.
 
@@ -411,24 +418,7 @@ class Peer:
     async def _open_conversation(
         self, contact: str, connection: Connection, key: str, via: str = "dialled"
     ) -> Conversation:
-        await self.store.remember_key(self.name, contact, key, now=time.time())
-        self._watch_also(contact)
-        async with self._opening.setdefault(contact, asyncio.Lock()):
-            if (old := self._conversations.get(contact)) is not None:
-                await old.close("replaced by a new conversation")
-            chat = Conversation(
-                self.name,
-                contact,
-                connection,
-                store=self.store,
-                settings=self._settings(),
-                route=route_of(via),
-                via=via,
-            )
-            self._conversations[contact] = chat
-            chat.start()  # reads first, then resends the backlog, so neither side blocks
-        logger.info("%s is talking with %s (%s, %s)", self.name, contact, chat.route, via)
-        return chat
+        return await self._talks.start(contact, connection, key, via)
 
     def _settings(self) -> ChatSettings:
         return ChatSettings(
@@ -439,28 +429,10 @@ class Peer:
             on_shipped=lambda contact, ids: (
                 self.on_shipped(contact, ids) if self.on_shipped else None
             ),
-            on_end=self._forget,
-            on_unsent=self._unsent,
         )
 
-    def _forget(self, chat: Conversation) -> None:
-        if self._conversations.get(chat.peer) is chat:
-            del self._conversations[chat.peer]
-        self._postbox.kick()  # what it left unacknowledged goes by mail
-
-    def _unsent(self, contact: str, messages: list[Message]) -> None:
-        """Ours, stored, sent by no talk (an ended one stored them late): the talk open now
-        sends them, once, whether its backlog had them or not; else the mail, in order."""
-        chat = self._conversations.get(contact)
-        if chat is not None and not chat.closed:
-            for message in messages:
-                chat.transmit(message)
-        else:
-            self._postbox.kick()
-
     def _talking_with(self, user: str) -> bool:
-        chat = self._conversations.get(user)
-        return chat is not None and not chat.closed
+        return self._talks.talking_with(user)
 
     # Messages.
 
@@ -481,7 +453,7 @@ class Peer:
         check_name(user)
         self.check_body(body)
         self._watch_also(user)
-        chat = self._conversations.get(user)
+        chat = self._talks.open.get(user)
         if chat is not None:
             with contextlib.suppress(ConversationClosed):  # it just ended: keep it for later
                 return await chat.send(body)
@@ -489,7 +461,7 @@ class Peer:
             await self._postbox.check_recipient(user)  # UnknownUser: nothing is stored
         message = Message.new(self.name, user, body)
         await self.store.add(message)
-        self._unsent(user, [message])
+        self._talks.unsent(user, [message])
         return message
 
     async def next_message(self) -> Message:

@@ -3,16 +3,18 @@
 It never sees chat content: peers talk over direct connections, encrypted end to end.
 Names are bound to keys on first use: a login proves the key by signing a fresh challenge,
 and a name bound to one key (whatever its case) is refused to every other. For each peer
-connection the server reads messages and dispatches them by type (``request_loop.py``);
-answers and pushes are written by the session, bounded (``session.py``). Invitations live
-in ``invitation_book.py``, relays in ``relay.py``, per-address bounds in ``limits.py``,
-logouts in ``departures.py``.
+connection the server reads messages and dispatches them by type
+(``serving/request_loop.py``); answers and pushes are written by the session, bounded
+(``serving/session.py``). Invitations live in ``stores/invitations.py``, relays in
+``serving/relay.py``, per-address bounds in ``serving/limits.py``, logouts in
+``serving/departures.py``: this module puts the parts in ``serving/`` together.
 
 Alone, a server keeps who is online and the pending invitations in its own memory. Given
 ``redis=URL`` it is one node of several: users and keys, the mailbox, pending invitations
-and who is logged in where live in that Redis (``redis_store.py``, ``redis_cluster.py``):
-any node serves any user, a push reaches them on whichever node they are, and the domain
-logic only talks to the ``Cluster`` interface (``cluster.py``).
+and who is logged in where live in that Redis (``cluster/redis_store.py``,
+``cluster/redis_cluster.py``): any node serves any user, a push reaches them on whichever
+node they are, and the domain logic only talks to the ``Cluster`` interface
+(``cluster/base.py``).
 """
 
 from __future__ import annotations
@@ -27,47 +29,39 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .cluster import Cluster, LocalCluster
-from .connection import Connection
-from .departures import Departures
+from .cluster.base import Cluster, LocalCluster
+from .cluster.redis_client import RedisClient
 from .errors import (
     ConnectionClosed,
     ProtocolError,
     RateLimited,
     TooManyConnections,
-    UnknownUser,
 )
-from .invitation_book import InvitationBook, Invitations, LocalInvitations
-from .limits import AddressLimits
-from .login import LoginDesk
-from .mailbox import MailService
 from .protocol import (
-    DEFAULT_MAX_FRAME,
     DEFAULT_PORT,
     Bye,
     Error,
-    Key,
-    ListUsers,
-    Ok,
-    Ping,
-    Pong,
     Relay,
-    Users,
-    Watch,
-    Whois,
 )
-from .rates import RedisRates
-from .redis_client import RedisClient
-from .relay import RelayHub
-from .rendezvous import Rendezvous
-from .request_loop import RequestLoop
-from .session import PresenceLog, Session, Sessions
-from .sockets import format_address, is_wildcard, listen
-from .sqlite_server import mailbox_for
-from .stats import ServerStats
+from .serving.departures import Departures
+from .serving.directory import Directory
+from .serving.limits import AddressLimits
+from .serving.login import LoginDesk
+from .serving.mailbox import MailService
+from .serving.rates import RedisRates
+from .serving.relay import RelayHub
+from .serving.rendezvous import Rendezvous
+from .serving.request_loop import RequestLoop
+from .serving.session import PresenceLog, Session, Sessions
+from .serving.settings import DEFAULTS, ServerSettings
+from .serving.stats import ServerStats
+from .shared.connection import Connection
+from .shared.sockets import format_address, is_wildcard, listen
 from .store import Mailbox, MemoryUserStore, UserStore
+from .stores.invitations import InvitationBook, Invitations, LocalInvitations
+from .stores.sqlite_server import mailbox_for
 
-__all__ = ["DEFAULT_PORT", "SignallingServer"]
+__all__ = ["DEFAULT_PORT", "ServerSettings", "SignallingServer"]
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +81,7 @@ class SignallingServer:
     ``advertise`` is the address other peers reach this node at, named in relay tickets
     (default with Redis: the address it listens on; a wildcard host needs it, else
     ValueError). ``metrics=(host, port)`` serves Prometheus metrics and ``/healthz`` there
-    (``metrics.py``; needs prometheus-client).
+    (``serving/metrics.py``; needs prometheus-client).
     """
 
     def __init__(
@@ -104,45 +98,47 @@ class SignallingServer:
         advertise: tuple[str, int] | None = None,
         metrics: tuple[str, int] | None = None,
         # Limits
-        max_frame: int | None = DEFAULT_MAX_FRAME,
-        max_list: int = 1000,
-        presence_broadcast: int | None = 250,
-        outbox_size: int = 1024,
-        rate_limit: tuple[float, int] | None = (20.0, 200),
-        backlog: int = 1024,
-        max_connections: int = 4096,
-        max_connections_per_address: int | None = 256,
-        registration_rate: tuple[float, int] | None = (10 / 3600, 20),
-        trusted_networks: Sequence[str] = ("127.0.0.0/8", "::1/128"),
-        max_relays: int = 100,
-        max_relays_per_user: int = 2,
-        relay_rate: int | None = 1 << 20,
-        max_punches: int = 6,
-        max_invitations: int = 16,
-        max_invitations_per_pair: int = 2,
-        mailbox_items: int | None = 1000,
-        mailbox_bytes: int | None = 8 << 20,
-        mailbox_items_per_sender: int | None = 250,
-        mailbox_bytes_per_sender: int | None = 2 << 20,
-        mail_item_size: int = 32 * 1024,
-        deposit_rate: tuple[float, int] | None = (10.0, 100),
-        receipt_rate: tuple[float, int] | None = (10.0, 100),
-        redis_connections: int = 32,
+        max_frame: int | None = DEFAULTS.max_frame,
+        max_list: int = DEFAULTS.max_list,
+        presence_broadcast: int | None = DEFAULTS.presence_broadcast,
+        outbox_size: int = DEFAULTS.outbox_size,
+        rate_limit: tuple[float, int] | None = DEFAULTS.rate_limit,
+        backlog: int = DEFAULTS.backlog,
+        max_connections: int = DEFAULTS.max_connections,
+        max_connections_per_address: int | None = DEFAULTS.max_connections_per_address,
+        registration_rate: tuple[float, int] | None = DEFAULTS.registration_rate,
+        trusted_networks: Sequence[str] = DEFAULTS.trusted_networks,
+        max_relays: int = DEFAULTS.max_relays,
+        max_relays_per_user: int = DEFAULTS.max_relays_per_user,
+        relay_rate: int | None = DEFAULTS.relay_rate,
+        max_punches: int = DEFAULTS.max_punches,
+        max_invitations: int = DEFAULTS.max_invitations,
+        max_invitations_per_pair: int = DEFAULTS.max_invitations_per_pair,
+        mailbox_items: int | None = DEFAULTS.mailbox_items,
+        mailbox_bytes: int | None = DEFAULTS.mailbox_bytes,
+        mailbox_items_per_sender: int | None = DEFAULTS.mailbox_items_per_sender,
+        mailbox_bytes_per_sender: int | None = DEFAULTS.mailbox_bytes_per_sender,
+        mail_item_size: int = DEFAULTS.mail_item_size,
+        deposit_rate: tuple[float, int] | None = DEFAULTS.deposit_rate,
+        receipt_rate: tuple[float, int] | None = DEFAULTS.receipt_rate,
+        redis_connections: int = DEFAULTS.redis_connections,
         # Timeouts
-        hello_timeout: float | None = 10.0,
-        invitation_ttl: float = 120.0,
-        dial_window: float = 60.0,
-        ping_interval: float = 20.0,
-        ping_timeout: float = 20.0,
-        relay_timeout: float = 10.0,
-        relay_idle: float | None = 60.0,
-        relay_lifetime: float | None = 4 * 3600.0,
-        mail_ttl: float = 7 * 86400.0,
-        redis_timeout: float = 5.0,
-        heartbeat_interval: float = 1.0,
-        node_ttl: float = 5.0,
+        hello_timeout: float | None = DEFAULTS.hello_timeout,
+        invitation_ttl: float = DEFAULTS.invitation_ttl,
+        dial_window: float = DEFAULTS.dial_window,
+        ping_interval: float = DEFAULTS.ping_interval,
+        ping_timeout: float = DEFAULTS.ping_timeout,
+        relay_timeout: float = DEFAULTS.relay_timeout,
+        relay_idle: float | None = DEFAULTS.relay_idle,
+        relay_lifetime: float | None = DEFAULTS.relay_lifetime,
+        mail_ttl: float = DEFAULTS.mail_ttl,
+        redis_timeout: float = DEFAULTS.redis_timeout,
+        heartbeat_interval: float = DEFAULTS.heartbeat_interval,
+        node_ttl: float = DEFAULTS.node_ttl,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self.settings = ServerSettings.pick(locals())
+        """Every limit and timeout, checked (ValueError for one out of range)."""
         node_id = node_id if node_id is not None else secrets.token_hex(4)
         if NODE_ID.match(node_id) is None:
             raise ValueError(f"invalid node id {node_id!r}: 1 to 64 letters, digits, . _ -")
@@ -188,7 +184,7 @@ class SignallingServer:
         if redis is not None:
             if store is not None or mailbox is not None:
                 raise ValueError("with redis=..., users and mail are kept in Redis: no store")
-            from .redis_cluster import redis_backends
+            from .cluster.redis_cluster import redis_backends
 
             self.redis, store, mailbox, book, self.cluster = redis_backends(
                 redis,
@@ -278,10 +274,7 @@ class SignallingServer:
         self._connections: set[asyncio.Task[None]] = set()
         self.requests = RequestLoop(
             {
-                ListUsers: self._on_list,
-                Whois: self._on_whois,
-                Ping: self._on_ping,
-                Watch: self._on_watch,
+                **Directory(self.store, self.cluster, self.sessions, max_list=max_list).handlers(),
                 **self.rendezvous.handlers(),
                 **self.mail.handlers(),
             },
@@ -318,7 +311,7 @@ class SignallingServer:
             undo.push_async_callback(self._stop_listening)
             self.rendezvous.relay_address = self._relay_address()  # from the bound address
             if self.metrics_address is not None:
-                from .metrics import MetricsServer
+                from .serving.metrics import MetricsServer
 
                 self._metrics = MetricsServer(self, *self.metrics_address)
                 await self._metrics.start()
@@ -480,30 +473,3 @@ class SignallingServer:
             finally:
                 self._connections.discard(task)
                 self.address_limits.disconnect(host)
-
-    # Requests.
-
-    async def _on_ping(self, session: Session, message: Ping) -> None:
-        await session.reply(Pong(id=message.id))
-
-    async def _on_watch(self, session: Session, message: Watch) -> None:
-        self.sessions.watch(session, message.users)
-        await session.reply(Ok(id=message.id))
-
-    async def _on_whois(self, session: Session, message: Whois) -> None:
-        user = await self.store.get(message.user)
-        if user is None or user.key is None:
-            raise UnknownUser(f"no user named {message.user} has ever logged in")
-        await session.reply(
-            Key(
-                id=message.id,
-                user=user.name,
-                key=user.key,
-                mailbox_key=user.mailbox_key,
-                mailbox_sig=user.mailbox_sig,
-            )
-        )
-
-    async def _on_list(self, session: Session, message: ListUsers) -> None:
-        names, total = await self.cluster.online(self.max_list)
-        await session.reply(Users(id=message.id, users=names, truncated=total > self.max_list))

@@ -1,0 +1,478 @@
+"""One conversation: a direct (or relayed) connection with another user, on asyncio.
+
+A thin adapter around the sans-I/O ``delivery.Delivery``: it feeds it what the connection,
+the store and the application do, and carries out the effects it answers with. Three tasks
+per conversation: one reads, one sends (the backlog, new messages a batch at a time, acks),
+one watches that the other side is still there; store writes run beside them, a few
+batches at once each way, completing in order. ``queues.py`` holds what waits in between.
+
+What it promises: ``send()`` returns a message only once it is stored, and every message
+handed to it is stored, whatever happens to the connection (then it is resent next time);
+``receive()`` returns each message received once, in order, and every message stored
+reaches it, even if the conversation ends meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Coroutine, Iterable
+from typing import Any, TypeVar
+
+from ..errors import (
+    ConnectionClosed,
+    ConversationClosed,
+    ProtocolError,
+    RemoteProtocolError,
+)
+from ..messages import MAX_ACK_IDS
+from ..protocol import Ack, Bye, Error, Msg, Ping, Pong
+from ..shared.connection import Connection, keep_alive
+from ..store import Message, MessageStore
+from .delivery import (
+    Acknowledge,
+    Deliver,
+    Delivery,
+    Effect,
+    MarkShipped,
+    Transmit,
+    from_wire,
+    to_wire,
+)
+from .queues import Inbox, Sending, resolve_stored
+from .settings import ChatSettings
+
+__all__ = ["ChatSettings", "Conversation"]
+
+logger = logging.getLogger(__name__)
+_T = TypeVar("_T")
+
+BATCH = 256
+"""Messages stored in one transaction and written in one go."""
+WRITES_IN_FLIGHT = 4
+"""Batches being stored at once, each way (a slow disk gathers them into one commit)."""
+CLOSE_GRACE = 1.0
+"""How long ``close()`` lets what was sent be acknowledged before it says bye."""
+
+
+class Conversation:
+    """A direct connection with one other user.
+
+    ``send()`` stores then sends; ``receive()`` (or ``async for``) yields the messages
+    received, each exactly once. Either side may ``close()``; the other then sees
+    ConversationClosed once it has read what arrived before.
+    """
+
+    def __init__(
+        self,
+        me: str,
+        contact: str,
+        connection: Connection,
+        *,
+        store: MessageStore,
+        settings: ChatSettings,
+        route: str = "direct",
+        via: str = "",
+    ) -> None:
+        self.me = me
+        self.peer = contact
+        self.route = route
+        """``direct`` for any direct TCP path, or ``relay`` when joined through the server
+        (still end-to-end TLS)."""
+        self.via = via or ("relayed" if route == "relay" else "dialled")
+        """How it was made, as this side saw it: ``dialled`` (by the invitee), ``reversed``
+        (the inviter dialled back), ``punched`` (both at once, through NATs) or ``relayed``."""
+        self.close_reason = ""
+        self.log = connection.log
+        self._connection = connection
+        self._store = store
+        self._settings = settings
+        self._delivery = Delivery(me, contact, max_message_size=settings.max_message_size)
+        self._inbox = Inbox(settings.max_queue)
+        self._queue: collections.deque[tuple[Message, Sending]] = collections.deque()
+        self._stored: list[Message] = []  # stored elsewhere, to be sent here
+        self._work = asyncio.Event()  # queued, or stored elsewhere: the send loop's wake-up
+        self._room = asyncio.Event()  # taken from the queue (or closed): senders' wake-up
+        self._progress = asyncio.Event()  # acknowledged (or closed): wait_acknowledged's
+        self._closed = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._writes: set[asyncio.Task[object]] = set()  # store writes that must finish
+        self._storing = 0  # messages taken from the queue, being stored
+        self._outgoing = 0  # batches of ours being stored
+        self._ready: list[Message] = []  # ours, stored, to go on the wire (in order)
+        self._incoming: collections.deque[asyncio.Task[list[Message]]] = collections.deque()
+        self._acks: list[str] = []  # received and stored: to acknowledge
+
+    def __repr__(self) -> str:
+        state = f"closed: {self.close_reason}" if self.closed else "open"
+        return f"<Conversation {self.me} <-> {self.peer} {self.route} ({state})>"
+
+    @property
+    def remote_address(self) -> tuple[str, int] | None:
+        """Where the other side's connection comes from, as we see it (through a relay:
+        the server's address)."""
+        return self._connection.remote_address
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    def start(self) -> None:
+        """Start reading, sending (the backlog first) and watching."""
+        self._tasks = [
+            asyncio.create_task(self._receive_loop()),
+            asyncio.create_task(self._send_loop()),
+            asyncio.create_task(self._watch()),
+        ]
+
+    async def _watch(self) -> None:
+        """End the conversation once the other side has been silent too long."""
+        reason = await keep_alive(
+            self._connection,
+            interval=self._settings.ping_interval,
+            timeout=self._settings.ping_timeout,
+        )
+        self._finish(f"no answer from {self.peer}: {reason}")
+        self._connection.abort()
+
+    # Sending.
+
+    async def send(self, body: str) -> Message:
+        """Store ``body`` as a message to the other user, then send it; return the message.
+
+        Returns once the message is stored. If the connection drops, it stays unshipped and
+        is resent next time: a message handed to send() is never lost, even if the caller
+        stops waiting. Raises ConversationClosed (nothing stored) if the conversation was
+        closed already.
+        """
+        return (await self.send_many((body,)))[0]
+
+    async def send_many(self, bodies: Iterable[str]) -> list[Message]:
+        """Like ``send()`` for several bodies at once, in order: one wait for all of
+        them, as many transactions as they need (a burst from a bot, say)."""
+        texts = list(bodies)
+        for body in texts:
+            self._settings.check_body(body)
+        if self.closed:
+            raise ConversationClosed(
+                f"conversation with {self.peer} is closed: {self.close_reason}"
+            )
+        messages = [Message.new(self.me, self.peer, body) for body in texts]
+        if not messages:
+            return []
+        limit = self._settings.max_queue
+        while len(self._queue) >= limit and not self.closed:  # bounded: wait for the loop
+            self._room.clear()
+            await self._room.wait()
+        sending = Sending(messages)
+        self._queue.extend((message, sending) for message in messages)
+        self._work.set()
+        if self.closed:  # it closed while we waited for room: store it for next time
+            self._store_queued()
+        # Not shielded: a caller who stops waiting still has its messages stored and sent.
+        return await sending.future
+
+    def transmit(self, message: Message) -> None:
+        """Send ``message``, stored (unshipped) already; sent once, after the backlog."""
+        self._stored.append(message)
+        self._work.set()
+
+    async def _send_loop(self) -> None:
+        """Resend the backlog, then store and send new messages in order, and acknowledge
+        what was received and stored. New messages are stored a batch at a time, up to
+        ``WRITES_IN_FLIGHT`` batches at once; each goes on the wire once stored, in order.
+        """
+        try:
+            backlog = await self._store.unshipped(self.me, self.peer)
+            if backlog:
+                self.log.info("resending %d unshipped messages to %s", len(backlog), self.peer)
+            await self._run(self._delivery.resume(backlog))
+            while True:
+                while not (self._acks or self._stored or self._ready or self._may_store()):
+                    self._work.clear()
+                    await self._work.wait()
+                if self._acks:
+                    ids, self._acks = self._acks, []
+                    await self._acknowledge(ids)
+                if self._stored:  # stored elsewhere (a message for someone away, say)
+                    stored, self._stored = self._stored, []
+                    await self._run(self._delivery.stored_outgoing(stored))
+                    self._progress.set()  # (shipped already: nothing more to wait for)
+                if self._ready:
+                    ready, self._ready = self._ready, []
+                    await self._run(self._delivery.stored_outgoing(ready))
+                    self._progress.set()
+                while self._may_store():
+                    self._store_batch()
+        except (ConnectionClosed, ProtocolError) as exc:
+            self._finish(f"connection lost: {exc}")
+
+    def _may_store(self) -> bool:
+        return bool(self._queue) and self._outgoing < WRITES_IN_FLIGHT
+
+    def _store_batch(self) -> None:
+        """Take a batch from the queue and store it in the background (``_keep``); once
+        stored, it is ready for the wire (or, if the talk has ended, for the next one)."""
+        batch = [self._queue.popleft() for _ in range(min(BATCH, len(self._queue)))]
+        self._room.set()  # room for senders
+        messages = [message for message, _ in batch]
+        self._delivery.submit(messages)  # says: store them first
+        self._storing += len(messages)
+        self._outgoing += 1
+
+        def stored(writing: asyncio.Task[list[Message]]) -> None:
+            self._storing -= len(messages)
+            self._outgoing -= 1
+            self._work.set()
+            if writing.cancelled():
+                return
+            if (error := writing.exception()) is not None:
+                self.log.error("cannot store messages to %s: %s", self.peer, error)
+                self._finish(f"store failed: {error}")
+                return
+            if self.closed:  # stored after the end: not to be left behind
+                self._hand_on(messages)
+            else:
+                self._ready.extend(messages)  # completions come in the order of the writes
+
+        self._write(batch).add_done_callback(stored)
+
+    def _store_queued(self) -> None:
+        """The conversation has ended: store what is still queued, for the next talk."""
+        if not self._queue:
+            return
+        batch = list(self._queue)
+        self._queue.clear()
+        messages = [message for message, _ in batch]
+        self._write(batch).add_done_callback(lambda writing: self._hand_on(messages, writing))
+
+    def _hand_on(self, messages: list[Message], writing: asyncio.Task[Any] | None = None) -> None:
+        """Ours, stored after the end (unless ``writing`` failed): for the next talk."""
+        failed = writing is not None and (writing.cancelled() or writing.exception() is not None)
+        if not failed and self._settings.on_unsent is not None:
+            self._settings.on_unsent(self.peer, messages)
+
+    async def _acknowledge(self, ids: list[str]) -> None:
+        """Acknowledge ``ids``, ``MAX_ACK_IDS`` per ack (all at once might not fit a frame)."""
+        await self._connection.send_many(
+            [Ack(ids=ids[start : start + MAX_ACK_IDS]) for start in range(0, len(ids), MAX_ACK_IDS)]
+        )
+
+    def _write(self, batch: list[tuple[Message, Sending]]) -> asyncio.Task[list[Message]]:
+        """Store ``batch`` in the background; its senders learn the outcome."""
+        writing = self._keep(self._store.add_many([m for m, _ in batch]))
+        writing.add_done_callback(lambda task: resolve_stored(batch, task))
+        return writing
+
+    def _keep(self, write: Coroutine[Any, Any, _T]) -> asyncio.Task[_T]:
+        """Run store write ``write`` as a task that the end of the talk does not stop:
+        ``close()`` waits for every one."""
+        task = asyncio.create_task(write)
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+        return task
+
+    async def wait_acknowledged(self) -> None:
+        """Wait until the other side has acknowledged (stored) everything sent so far in
+        this conversation, backlog included. Raises ConversationClosed if it ends first:
+        what is not acknowledged stays unshipped and is resent next time."""
+        while not self.closed and self._sending():
+            self._progress.clear()
+            await self._progress.wait()  # set by each acknowledgement, step, and the end
+        if self._sending():
+            missing = (
+                len(self._queue)
+                + self._storing
+                + len(self._ready)
+                + len(self._delivery.unacknowledged)
+            )
+            raise ConversationClosed(
+                f"conversation with {self.peer} closed with {missing} messages "
+                f"unacknowledged: {self.close_reason}"
+            )
+
+    def _sending(self) -> bool:
+        """Something handed to send() is not acknowledged yet."""
+        return bool(
+            self._queue
+            or self._stored
+            or self._storing
+            or self._ready
+            or not self._delivery.all_acknowledged
+        )
+
+    # Receiving.
+
+    async def receive(self) -> Message:
+        """The next message from the other user. Raises ConversationClosed at the end,
+        once every message received before has been returned. Safe to cancel: a message
+        is taken only by the call that returns it."""
+        message = await self._inbox.get()
+        if message is None:
+            raise ConversationClosed(
+                f"conversation with {self.peer} is closed: {self.close_reason}"
+            )
+        return message
+
+    def __aiter__(self) -> AsyncIterator[Message]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Message]:
+        while True:
+            try:
+                yield await self.receive()
+            except ConversationClosed:
+                return
+
+    async def _receive_loop(self) -> None:
+        reason = "closed by the other side"
+        try:
+            while True:
+                await self._inbox.wait_for_room()  # a slow reader holds back the sender
+                arrived: list[Message] = []
+                acked: list[str] = []
+                leaving: str | None = None
+                for wire in await self._connection.recv_batch():
+                    if isinstance(wire, Msg):
+                        arrived.append(from_wire(wire, self.peer, self.me))
+                    elif isinstance(wire, Ack):
+                        acked.extend(wire.ids)
+                    elif isinstance(wire, Ping):
+                        await self._connection.send(Pong(id=wire.id))
+                    elif isinstance(wire, Pong):
+                        pass
+                    elif isinstance(wire, Bye):
+                        leaving = f"{self.peer} left" + (f": {wire.reason}" if wire.reason else "")
+                        break
+                    elif isinstance(wire, Error):
+                        leaving = f"{self.peer} reported an error: {wire.reason}"
+                        break
+                    else:
+                        raise ProtocolError(f"unexpected {type(wire).__name__.lower()} in a chat")
+                if arrived:
+                    self._delivery.receive_messages(arrived)  # checks them: store them
+                    self._store_incoming(arrived)
+                    while len(self._incoming) >= WRITES_IN_FLIGHT:  # a slow disk slows us
+                        await asyncio.wait({self._incoming[0]})
+                if acked:
+                    await self._run(self._delivery.receive_ack(acked))
+                if leaving is not None:
+                    if self._incoming:  # stored, handed over, acknowledged if still possible
+                        await asyncio.wait(set(self._incoming))
+                    if self._acks:
+                        # If they are gone already: unacked, they resend, and we dedup.
+                        with contextlib.suppress(ConnectionClosed, ProtocolError):
+                            await self._acknowledge(self._acks)
+                        self._acks = []
+                    reason = leaving
+                    return
+        except ProtocolError as exc:
+            reason = f"protocol error: {exc}"
+            if not isinstance(exc, RemoteProtocolError):
+                await self._connection.fail(exc)
+        except ConnectionClosed as exc:
+            reason = f"connection lost: {exc}"
+        finally:
+            self._finish(reason)
+            await self._connection.close()
+
+    def _store_incoming(self, arrived: list[Message]) -> None:
+        """Store a received batch in the background. Once stored, what is new goes to the
+        inbox, even if this conversation is closed meanwhile (the inbox closes only after
+        it), and the batch is acknowledged by the send loop. Writes complete in order."""
+
+        def stored(writing: asyncio.Task[list[Message]]) -> None:
+            self._incoming.remove(writing)
+            try:
+                if writing.cancelled():
+                    return
+                if (error := writing.exception()) is not None:
+                    self.log.error("conversation with %s: store failed: %s", self.peer, error)
+                    self._finish(f"store failed: {error}")
+                    return
+                for effect in self._delivery.stored_incoming(arrived, writing.result()):
+                    if isinstance(effect, Deliver):
+                        self._inbox.put_all(effect.messages)
+                    elif isinstance(effect, Acknowledge):
+                        self._acks.extend(effect.ids)
+                        self._work.set()
+            finally:
+                if self.closed and not self._incoming:
+                    self._inbox.close()
+
+        writing = self._keep(self._store.add_many(arrived))
+        self._incoming.append(writing)
+        writing.add_done_callback(stored)
+
+    async def _run(self, effects: list[Effect]) -> None:
+        """Carry out the effects that go to the connection or the store."""
+        for effect in effects:
+            if isinstance(effect, Transmit):
+                for start in range(0, len(effect.messages), BATCH):
+                    chunk = effect.messages[start : start + BATCH]
+                    await self._connection.send_many([to_wire(m) for m in chunk])
+            elif isinstance(effect, Acknowledge):
+                await self._acknowledge(list(effect.ids))
+            elif isinstance(effect, MarkShipped):
+                ids = list(effect.ids)
+                await asyncio.shield(self._keep(self._mark_shipped(ids)))
+                self._delivery.shipped(ids)
+                self._progress.set()
+            else:  # pragma: no cover - the adapter handles every effect it is given
+                raise AssertionError(f"unexpected effect {effect!r}")
+
+    async def _mark_shipped(self, ids: list[str]) -> None:
+        """Mark ``ids`` shipped, then tell the application: both, or neither."""
+        await self._store.mark_shipped(self.peer, ids)
+        if self._settings.on_shipped is not None:
+            self._settings.on_shipped(self.peer, ids)
+
+    # Closing.
+
+    def _finish(self, reason: str) -> None:
+        """Mark closed, stop the tasks; what is queued is stored for next time."""
+        if self.closed:
+            return
+        self.close_reason = reason
+        self._closed.set()
+        if not self._incoming:  # else once the last received batch is stored
+            self._inbox.close()
+        for event in (self._work, self._room, self._progress):
+            event.set()
+        self.log.info("conversation with %s ended: %s", self.peer, reason)
+        current = asyncio.current_task()
+        for task in self._tasks:
+            if task is not current:
+                task.cancel()
+        self._store_queued()
+        if self._settings.on_end is not None:
+            self._settings.on_end(self)
+
+    async def close(self, reason: str = "") -> None:
+        """Leave the conversation: tell the other side, close the connection. Returns once
+        every message handed to send() is stored. What was sent gets a moment
+        (``CLOSE_GRACE``) to be acknowledged first; what is not stays unshipped."""
+        if not self.closed:
+            with contextlib.suppress(TimeoutError, ConversationClosed):
+                async with asyncio.timeout(CLOSE_GRACE):
+                    await self.wait_acknowledged()
+            self._finish(reason or "closed")
+            with contextlib.suppress(ConnectionClosed, ProtocolError):
+                async with asyncio.timeout(1.0):
+                    await self._connection.send(Bye(reason=reason))
+        await self._connection.close()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._writes:
+            await asyncio.wait(set(self._writes))
+
+    async def wait_closed(self) -> None:
+        """Wait until the conversation ends, whoever ends it."""
+        await self._closed.wait()
+
+    async def __aenter__(self) -> Conversation:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()

@@ -1,0 +1,103 @@
+"""A peer's limits and timeouts (``PeerSettings``: defined, defaulted and checked here
+once; ``Peer`` takes its keywords' defaults from it and checks what it is given), and
+what its conversations share (``ChatSettings``: limits, timeouts and callbacks, in one
+frozen object that every ``Conversation`` it opens is handed)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..errors import MessageTooLarge
+from ..protocol import DEFAULT_MAX_FRAME
+from ..shared.checks import check_int, check_seconds
+from ..store import Message
+
+__all__ = ["ChatSettings", "Ended", "PeerSettings"]
+
+
+def _limit(default: int | None, minimum: int = 1) -> Any:
+    return field(default=default, metadata={"minimum": minimum})
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PeerSettings:
+    """A peer's limits and timeouts; None turns off those typed ``| None``."""
+
+    # Limits
+    max_frame: int | None = _limit(DEFAULT_MAX_FRAME, 1024)
+    max_message_size: int = _limit(16 * 1024)
+    """Largest chat message body, in UTF-8 bytes; well under the frame limit."""
+    max_queue: int = _limit(1024)
+    max_invitations: int = _limit(64)
+    max_handshakes: int = _limit(64)
+    # Timeouts
+    connect_timeout: float | None = 10.0
+    request_timeout: float | None = 15.0
+    hello_timeout: float | None = 10.0
+    direct_timeout: float | None = 3.0
+    traverse_after: float = 0.3
+    punch_timeout: float = 3.0
+    relay_after: float = 1.0
+    ping_interval: float = 20.0
+    ping_timeout: float = 20.0
+    reconnect_delay: tuple[float, float] | None = (0.2, 10.0)
+    """(first, longest) wait between attempts to log in again; None: no reconnecting."""
+
+    def __post_init__(self) -> None:
+        for name, spec in _FIELDS.items():
+            value = getattr(self, name)
+            if value is None:
+                reason = None if "None" in str(spec.type).split(" | ") else "expected a value"
+            elif "minimum" in spec.metadata:
+                reason = check_int(value, spec.metadata["minimum"])
+            elif name == "reconnect_delay":
+                ok = isinstance(value, tuple) and len(value) == 2
+                ok = ok and all(check_seconds(v) is None for v in value) and value[0] <= value[1]
+                reason = None if ok else "expected (first, longest) seconds above 0, in order"
+            else:
+                reason = check_seconds(value)
+            if reason is not None:
+                raise ValueError(f"{name}: {reason}, got {value!r}")
+
+    @classmethod
+    def pick(cls, keywords: Mapping[str, Any]) -> PeerSettings:
+        """The settings among ``keywords`` (a constructor's ``locals()``), checked."""
+        return cls(**{name: keywords[name] for name in _FIELDS})
+
+
+_FIELDS: Mapping[str, dataclasses.Field[Any]] = {
+    f.name: f for f in dataclasses.fields(PeerSettings)
+}
+PEER_DEFAULTS = PeerSettings()
+
+
+class Ended(Protocol):
+    """What ``on_end`` is told of the conversation that ended (a ``Conversation``)."""
+
+    @property
+    def peer(self) -> str:
+        """The other user's name."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChatSettings:
+    """What a peer's conversations share: its limits, timeouts and callbacks."""
+
+    max_queue: int = PEER_DEFAULTS.max_queue
+    max_message_size: int = PEER_DEFAULTS.max_message_size
+    ping_interval: float = PEER_DEFAULTS.ping_interval
+    ping_timeout: float = PEER_DEFAULTS.ping_timeout
+    on_shipped: Callable[[str, list[str]], None] | None = None
+    on_end: Callable[[Ended], None] | None = None
+    on_unsent: Callable[[str, list[Message]], None] | None = None
+    """Called with (contact, messages of ours) stored after the end: for the next talk."""
+
+    def check_body(self, body: str) -> None:
+        size = len(body.encode("utf-8"))
+        if size > self.max_message_size:
+            raise MessageTooLarge(
+                f"message of {size} bytes is over the limit of {self.max_message_size} bytes"
+            )

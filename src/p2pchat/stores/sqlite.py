@@ -1,0 +1,436 @@
+"""The SQLite backend of a peer's message store, and what every SQLite store shares.
+
+The server's stores (users, mailbox) are in ``sqlite_server.py``; they are the commands'
+defaults, as this one is.
+
+Each file has two connections, each on a thread of its own, so the event loop never
+blocks on the disk: one writes, one reads. Reads never see a write transaction half done
+(WAL gives them the last commit). Writes go through one writer that gathers the writes
+arriving while the previous transaction commits and runs them in the next one (group
+commit): one ``fsync`` serves many messages, and a whole transaction, jobs and commit,
+is one trip to the writer's thread. A write that fails is taken out of its group and
+fails alone; the others are run again and committed without it.
+
+A write that a power cut may lose without harm (marking a message shipped: it is then
+resent, and the other side ignores it) is not ``durable``: a group made only of such
+writes commits without an ``fsync`` (``synchronous = NORMAL`` for that commit; WAL keeps
+it consistent, and the next durable commit makes it durable too). A crash of the
+process loses neither kind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import functools
+import logging
+import os
+import sqlite3
+from collections.abc import Callable, Iterable, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ..errors import StoreError
+from ..store import Message
+
+__all__ = ["SqliteDatabase", "SqliteMessageStore", "SqliteStore"]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+Job = Callable[[sqlite3.Connection], Any]
+"""A piece of a write transaction: runs on the writer's thread, inside BEGIN ... COMMIT."""
+
+
+class _Thread:
+    """One SQLite connection and the one thread it is used on."""
+
+    def __init__(self, name: str) -> None:
+        self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=name)
+        self.connection: sqlite3.Connection | None = None
+
+    async def run(self, call: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.executor, call)
+
+    def close(self) -> None:
+        if self.connection is not None:
+            self.connection.close()
+            self.connection = None
+
+
+class SqliteDatabase:
+    """One SQLite file: opening, schema migration, a group-commit writer and a reader.
+
+    The schema of ``kind`` lives in ``schema/{kind}-{version}.sql``; ``PRAGMA user_version``
+    records which versions have been applied.
+    """
+
+    def __init__(self, path: str | Path, *, kind: str, version: int, synchronous: str) -> None:
+        self.path = Path(path)
+        self.kind = kind
+        self.version = version
+        self.synchronous = synchronous
+        self._writer_thread = _Thread(f"p2pchat-{kind}-writer")
+        self._reader_thread = _Thread(f"p2pchat-{kind}-reader")
+        self._open = False
+        self._pending: list[tuple[Job, asyncio.Future[Any], bool]] = []
+        self._synchronous_now = synchronous  # as the writer's connection has it set
+        self._writer: asyncio.Task[None] | None = None
+
+    async def open(self) -> None:
+        if self._open:
+            return
+        try:
+            await self._writer_thread.run(self._open_writer)
+            await self._reader_thread.run(self._open_reader)
+        except (OSError, sqlite3.Error, StoreError) as exc:
+            await self._writer_thread.run(self._writer_thread.close)
+            if isinstance(exc, StoreError):
+                raise
+            raise StoreError(f"cannot open {self.kind} store {self.path}: {exc}") from exc
+        self._open = True
+
+    def _open_writer(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Private from the start: SQLite gives its -wal and -shm files the same mode.
+        os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._writer_thread.connection = db
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute(f"PRAGMA synchronous = {self.synchronous}")
+        db.execute("PRAGMA busy_timeout = 5000")
+        self._migrate(db)
+
+    def _open_reader(self) -> None:
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA query_only = 1")
+        db.execute("PRAGMA busy_timeout = 5000")
+        self._reader_thread.connection = db
+
+    def _migrate(self, db: sqlite3.Connection) -> None:
+        row = db.execute("PRAGMA user_version").fetchone()
+        current = int(row[0]) if row else 0
+        if current > self.version:
+            raise StoreError(
+                f"{self.path} has {self.kind} schema version {current}, newer than this "
+                f"p2pchat knows ({self.version}): upgrade p2pchat"
+            )
+        for version in range(current + 1, self.version + 1):
+            script = resources.files("p2pchat.stores").joinpath(f"schema/{self.kind}-{version}.sql")
+            sql = script.read_text(encoding="utf-8")
+            db.executescript(f"BEGIN;\n{sql}\nPRAGMA user_version = {version};\nCOMMIT;")
+            logger.info("%s store %s: schema now at version %d", self.kind, self.path, version)
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            await asyncio.shield(self._writer)
+        if self._open:
+            self._open = False
+            await self._reader_thread.run(self._reader_thread.close)
+            await self._writer_thread.run(self._writer_thread.close)
+        self._reader_thread.executor.shutdown(wait=False)
+        self._writer_thread.executor.shutdown(wait=False)
+
+    async def write(self, job: Callable[[sqlite3.Connection], T], *, durable: bool = True) -> T:
+        """Run ``job`` inside a write transaction shared with the writes queued beside it.
+
+        ``durable=False``: losing it to a power cut does no harm, so, unless a durable
+        write shares its commit, that commit skips the ``fsync``."""
+        if not self._open:
+            raise StoreError(f"{self.kind} store {self.path} is not open: call start() first")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._pending.append((job, future, durable))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_batches())
+        # Shielded: a cancelled caller must not cancel a commit that serves others.
+        return await asyncio.shield(future)
+
+    async def _write_batches(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            jobs = [job for job, _, _ in batch]
+            durable = any(durable for _, _, durable in batch)
+            outcomes = await self._writer_thread.run(
+                functools.partial(self._transaction, jobs, durable=durable)
+            )
+            for (_, future, _), (result, error) in zip(batch, outcomes, strict=True):
+                if future.done():
+                    continue
+                if error is None:
+                    future.set_result(result)
+                else:
+                    future.set_exception(error)
+
+    def _transaction(
+        self, jobs: list[Job], *, durable: bool = True
+    ) -> list[tuple[Any, Exception | None]]:
+        """On the writer's thread: run ``jobs`` in one transaction. A job that raises is
+        left out, and the transaction is run again without it."""
+        db = self._writer_thread.connection
+        assert db is not None
+        outcomes: list[tuple[Any, Exception | None] | None] = [None] * len(jobs)
+        todo = list(range(len(jobs)))
+        synchronous = self.synchronous if durable or self.synchronous != "FULL" else "NORMAL"
+        while todo:
+            try:
+                if synchronous != self._synchronous_now:
+                    db.execute(f"PRAGMA synchronous = {synchronous}")
+                    self._synchronous_now = synchronous
+                db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                return self._failed(outcomes, todo, exc)
+            results = []
+            failed: int | None = None
+            for index in todo:
+                try:
+                    results.append(jobs[index](db))
+                except Exception as exc:
+                    failed = index
+                    outcomes[index] = (None, self._error(exc))
+                    break
+            if failed is not None:
+                self._rollback(db)
+                todo.remove(failed)
+                continue
+            try:
+                db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback(db)
+                return self._failed(outcomes, todo, exc)
+            for index, result in zip(todo, results, strict=True):
+                outcomes[index] = (result, None)
+            todo = []
+        return [outcome if outcome is not None else (None, None) for outcome in outcomes]
+
+    def _failed(
+        self,
+        outcomes: list[tuple[Any, Exception | None] | None],
+        todo: list[int],
+        exc: Exception,
+    ) -> list[tuple[Any, Exception | None]]:
+        """BEGIN or COMMIT failed: nothing of ``todo`` is written."""
+        error = self._error(exc)
+        for index in todo:
+            outcomes[index] = (None, error)
+        return [outcome if outcome is not None else (None, error) for outcome in outcomes]
+
+    def _error(self, exc: Exception) -> Exception:
+        if isinstance(exc, sqlite3.Error):
+            error = StoreError(f"write to {self.kind} store {self.path} failed: {exc}")
+            logger.error("%s", error)
+            return error
+        return exc
+
+    @staticmethod
+    def _rollback(db: sqlite3.Connection) -> None:
+        if db.in_transaction:
+            try:
+                db.execute("ROLLBACK")
+            except sqlite3.Error as exc:
+                logger.error("rollback failed: %s", exc)
+
+    async def fetch(self, sql: str, parameters: Sequence[object] = ()) -> list[Any]:
+        """Run a query on the reading connection: it sees committed data only."""
+        if not self._open:
+            raise StoreError(f"{self.kind} store {self.path} is not open: call start() first")
+
+        def query() -> list[Any]:
+            db = self._reader_thread.connection
+            assert db is not None
+            return db.execute(sql, parameters).fetchall()
+
+        try:
+            return await self._reader_thread.run(query)
+        except sqlite3.Error as exc:
+            raise StoreError(f"read from {self.kind} store {self.path} failed: {exc}") from exc
+
+
+class SqliteStore:
+    """What both SQLite stores share: one database file, opened by start()."""
+
+    KIND = ""
+    VERSION = 0
+    SYNCHRONOUS = "FULL"
+
+    def __init__(self, path: str | Path) -> None:
+        self._database = SqliteDatabase(
+            path, kind=self.KIND, version=self.VERSION, synchronous=self.SYNCHRONOUS
+        )
+
+    @property
+    def path(self) -> Path:
+        return self._database.path
+
+    async def start(self) -> None:
+        await self._database.open()
+
+    async def close(self) -> None:
+        await self._database.close()
+
+
+_MESSAGE_COLUMNS = "id, sender, recipient, body, sent_at, shipped"
+_SQL_CHUNK = 500  # ids per IN (...) query, well under SQLite's variable limit
+
+
+def _message_from_row(row: Sequence[object]) -> Message:
+    message_id, sender, recipient, body, sent_at, shipped = row
+    return Message(
+        id=str(message_id),
+        sender=str(sender),
+        recipient=str(recipient),
+        body=str(body),
+        sent_at=float(sent_at),  # type: ignore[arg-type]
+        shipped=bool(shipped),
+    )
+
+
+class SqliteMessageStore(SqliteStore):
+    """MessageStore in an SQLite file (WAL mode).
+
+    ``synchronous = FULL``: an ack promises the message is on disk, so every commit is
+    fsynced; group commit keeps that cheap under load (measured: awaited one-by-one sends
+    ~650/s with FULL against ~900/s with NORMAL, the rest being thread hops).
+    """
+
+    KIND = "messages"
+    VERSION = 4
+    SYNCHRONOUS = "FULL"
+
+    @property
+    def identity_file(self) -> Path:
+        """The key file beside the database (``alice.sqlite3`` -> ``alice.key``)."""
+        return self.path.with_suffix(".key")
+
+    async def add(self, message: Message) -> bool:
+        return bool(await self.add_many([message]))
+
+    async def add_many(self, messages: Sequence[Message], *, unread: bool = False) -> list[Message]:
+        if not messages:
+            return []
+        flag = int(unread)
+
+        def job(db: sqlite3.Connection) -> list[Message]:
+            # Inside the write transaction, so nothing can insert between check and insert.
+            # A message is known by (sender, id): another sender's id is not this one.
+            known: set[tuple[str, str]] = set()
+            ids = list(dict.fromkeys(m.id for m in messages))
+            for start in range(0, len(ids), _SQL_CHUNK):
+                chunk = ids[start : start + _SQL_CHUNK]
+                marks = ", ".join("?" * len(chunk))
+                c = db.execute(f"SELECT sender, id FROM messages WHERE id IN ({marks})", chunk)
+                known.update((str(row[0]), str(row[1])) for row in c.fetchall())
+            added = []
+            for m in messages:
+                if (m.sender, m.id) not in known:
+                    known.add((m.sender, m.id))
+                    added.append(m)
+            db.executemany(
+                f"INSERT INTO messages ({_MESSAGE_COLUMNS}, unread) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (m.id, m.sender, m.recipient, m.body, m.sent_at, int(m.shipped), flag)
+                    for m in added
+                ],
+            )
+            return added
+
+        return await self._database.write(job)
+
+    async def mark_shipped(self, recipient: str, ids: Iterable[str]) -> None:
+        rows = [(message_id, recipient) for message_id in ids]
+        if not rows:
+            return
+
+        def job(db: sqlite3.Connection) -> None:
+            db.executemany("UPDATE messages SET shipped = 1 WHERE id = ? AND recipient = ?", rows)
+
+        await self._database.write(job, durable=False)  # if lost: resent, and ignored there
+
+    async def next_unread(self, user: str) -> Message | None:
+        rows = await self._database.fetch(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages"
+            " WHERE recipient = ? AND unread = 1 ORDER BY seq LIMIT 1",
+            (user,),
+        )
+        return _message_from_row(rows[0]) if rows else None
+
+    async def mark_read(self, sender: str, ids: Iterable[str]) -> None:
+        rows = [(message_id, sender) for message_id in ids]
+        if not rows:
+            return
+
+        def job(db: sqlite3.Connection) -> None:
+            db.executemany("UPDATE messages SET unread = 0 WHERE id = ? AND sender = ?", rows)
+
+        await self._database.write(job)  # durable: if lost, it would show again
+
+    async def mark_deposited(self, ids: Iterable[str]) -> None:
+        # If lost: deposited again, and the server (and the recipient) ignore the copy.
+        await self._set_flag("deposited = 1", ids, durable=False)
+
+    async def _set_flag(self, assignment: str, ids: Iterable[str], *, durable: bool = True) -> None:
+        rows = [(message_id,) for message_id in ids]
+        if not rows:
+            return
+
+        def job(db: sqlite3.Connection) -> None:
+            db.executemany(f"UPDATE messages SET {assignment} WHERE id = ?", rows)
+
+        await self._database.write(job, durable=durable)
+
+    async def undeposited(self, sender: str) -> list[Message]:
+        rows = await self._database.fetch(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages"
+            " WHERE sender = ? AND shipped = 0 AND deposited = 0 ORDER BY seq",
+            (sender,),
+        )
+        return [_message_from_row(row) for row in rows]
+
+    async def unshipped(self, sender: str, recipient: str) -> list[Message]:
+        rows = await self._database.fetch(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages"
+            " WHERE recipient = ? AND shipped = 0 AND sender = ? ORDER BY seq",
+            (recipient, sender),
+        )
+        return [_message_from_row(row) for row in rows]
+
+    async def history(self, user: str, contact: str, *, limit: int | None = None) -> list[Message]:
+        rows = await self._database.fetch(
+            f"SELECT {_MESSAGE_COLUMNS} FROM ("
+            f" SELECT seq, {_MESSAGE_COLUMNS} FROM messages"
+            "  WHERE (sender = ? AND recipient = ?) OR (sender = ? AND recipient = ?)"
+            "  ORDER BY seq DESC LIMIT ?"
+            ") ORDER BY seq",
+            (user, contact, contact, user, -1 if limit is None else limit),
+        )
+        return [_message_from_row(row) for row in rows]
+
+    async def correspondents(self, user: str, *, limit: int | None = None) -> list[str]:
+        rows = await self._database.fetch(
+            "SELECT other FROM ("
+            " SELECT recipient AS other, MAX(seq) AS last FROM messages WHERE sender = ?"
+            "  GROUP BY recipient"
+            " UNION ALL"
+            " SELECT sender, MAX(seq) FROM messages WHERE recipient = ? GROUP BY sender"
+            ") GROUP BY other ORDER BY MAX(last) DESC LIMIT ?",
+            (user, user, -1 if limit is None else limit),
+        )
+        return [str(row[0]) for row in rows]
+
+    async def known_key(self, user: str, contact: str) -> str | None:
+        rows = await self._database.fetch(
+            "SELECT key FROM contacts WHERE user = ? AND contact = ?", (user, contact)
+        )
+        return str(rows[0][0]) if rows else None
+
+    async def remember_key(self, user: str, contact: str, key: str, *, now: float) -> None:
+        def job(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT INTO contacts (user, contact, key, first_seen, last_seen)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (user, contact)"
+                " DO UPDATE SET key = excluded.key, last_seen = excluded.last_seen",
+                (user, contact, key, now, now),
+            )
+
+        await self._database.write(job)
