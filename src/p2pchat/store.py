@@ -328,7 +328,8 @@ class MemoryMessageStore:
 
     def __init__(self) -> None:
         self._messages: dict[tuple[str, str], Message] = {}  # by (sender, id)
-        self._by_id: dict[str, list[tuple[str, str]]] = {}  # id -> keys holding it
+        self._by_id: dict[str, tuple[str, str]] = {}  # id -> the first key holding it
+        self._also: dict[str, list[tuple[str, str]]] = {}  # id -> other keys (squatted ids)
         self._keys: dict[tuple[str, str], str] = {}
         self._unread: dict[tuple[str, str], None] = {}  # keys, in the order received
         self._deposited: set[str] = set()
@@ -348,7 +349,8 @@ class MemoryMessageStore:
             key = (message.sender, message.id)
             if key not in self._messages:
                 self._messages[key] = message
-                self._by_id.setdefault(message.id, []).append(key)
+                if self._by_id.setdefault(message.id, key) is not key:
+                    self._also.setdefault(message.id, []).append(key)
                 added.append(message)
                 if unread:
                     self._unread[key] = None
@@ -376,7 +378,9 @@ class MemoryMessageStore:
 
     async def mark_shipped(self, recipient: str, ids: Iterable[str]) -> None:
         for message_id in ids:
-            for key in self._by_id.get(message_id, ()):
+            if (first := self._by_id.get(message_id)) is None:
+                continue
+            for key in (first, *self._also.get(message_id, ())):
                 message = self._messages[key]
                 if not message.shipped and message.recipient == recipient:
                     self._messages[key] = msgspec.structs.replace(message, shipped=True)

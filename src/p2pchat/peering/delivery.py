@@ -155,10 +155,14 @@ class Delivery:
     # Receiving.
 
     def receive_messages(self, messages: Sequence[Message]) -> list[Effect]:
-        """Messages from ``contact`` arrived: check them (``check_incoming``), then store
-        them. Raises ProtocolError for the first that breaks a rule."""
+        """Messages from ``contact`` arrived on the conversation: check who they are from
+        and their size (their ids and times were checked by the wire's types as they were
+        decoded), then store them. Raises ProtocolError for the first that breaks a rule."""
+        pair = (self.contact, self.me)
         for message in messages:
-            self.check_incoming(message)
+            if (message.sender, message.recipient) != pair:
+                raise ProtocolError(f"message {message.id} is not from {pair[0]} to {pair[1]}")
+            self._check_size(message)
         unique = tuple({m.id: m for m in messages}.values())
         return [StoreIncoming(unique)] if unique else []
 
@@ -172,6 +176,9 @@ class Delivery:
             raise ProtocolError(f"message id {message.id[:80]!r} is not of the wire's form")
         if not 0.0 <= message.sent_at <= MAX_TIME:  # False for NaN too
             raise ProtocolError(f"message {message.id} has an impossible time {message.sent_at!r}")
+        self._check_size(message)
+
+    def _check_size(self, message: Message) -> None:
         if self.max_message_size is not None:
             size = len(message.body.encode("utf-8", "surrogatepass"))
             if size > self.max_message_size:
