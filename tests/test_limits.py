@@ -14,6 +14,7 @@ import p2pchat
 from p2pchat.peering.reach import Reach
 from p2pchat.protocol import Error, Invite, ListUsers, Msg, Refused, Users
 from p2pchat.serving.limits import AddressLimits
+from p2pchat.serving.settings import ServerSettings
 
 from .conftest import PeerFactory, RawClient, connect, eventually, hand_driven_invitee
 
@@ -388,7 +389,8 @@ def test_registration_records_are_never_forgotten_while_they_count(
     stays; while every record counts, new addresses share one."""
     monkeypatch.setattr(AddressLimits, "PRUNE_AT", 4)
     now = [0.0]
-    limits = AddressLimits(registrations=(1 / 3600, 1), trusted=(), clock=lambda: now[0])
+    settings = ServerSettings(registration_rate=(1 / 3600, 1), trusted_networks=())
+    limits = AddressLimits(settings, clock=lambda: now[0])
     for n in range(4):
         assert limits.reserve_registration(f"192.0.2.{n}")  # each uses its one name
     assert limits.reserve_registration("198.51.100.1")  # the table is full: the shared one

@@ -3,6 +3,7 @@ variable, shown in --help with its default; a peer takes several servers."""
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 
 import pytest
@@ -11,6 +12,7 @@ import p2pchat
 from p2pchat.frontends import cli
 from p2pchat.frontends.demo import command
 from p2pchat.frontends.settings import SERVER_SETTINGS
+from p2pchat.serving.settings import DEFAULTS, ServerLimits, ServerSettings
 
 from .conftest import Launch, eventually
 
@@ -32,8 +34,41 @@ NOT_SETTINGS = {
 
 
 def test_every_limit_and_timeout_is_a_setting() -> None:
-    keywords = set(inspect.signature(p2pchat.SignallingServer.__init__).parameters)
-    assert keywords - NOT_SETTINGS == {s.name for s in SERVER_SETTINGS}
+    """Each field of ServerSettings is a keyword of SignallingServer (``**limits``, typed
+    by ServerLimits: the same names and types), an option and a variable, defaulting to
+    the same value; ``settings=`` takes them all at once."""
+    parameters = inspect.signature(p2pchat.SignallingServer.__init__).parameters
+    assert set(parameters) - NOT_SETTINGS == {"settings", "limits"}
+    assert parameters["limits"].kind is inspect.Parameter.VAR_KEYWORD
+    assert parameters["limits"].annotation == "Unpack[ServerLimits]"
+    fields = {f.name: f.type for f in dataclasses.fields(ServerSettings)}
+    typed = {name: hint.__forward_arg__ for name, hint in ServerLimits.__annotations__.items()}
+    assert typed == fields
+    assert set(fields) == {s.name for s in SERVER_SETTINGS}
+    assert p2pchat.SignallingServer().settings == ServerSettings()
+    for name in fields:
+        default = getattr(DEFAULTS, name)
+        server = p2pchat.SignallingServer(**{name: default})
+        assert server.settings == DEFAULTS
+
+
+def test_settings_are_checked_once_whoever_gives_them() -> None:
+    with pytest.raises(ValueError, match="max_connections: expected 1 or more, got -5"):
+        p2pchat.SignallingServer(max_connections=-5)
+    with pytest.raises(ValueError, match="max_connections: expected 1 or more, got -5"):
+        ServerSettings(max_connections=-5)
+    given = ServerSettings(max_connections=10, mail_ttl=60.0)
+    server = p2pchat.SignallingServer(settings=given)
+    assert server.settings is given
+    assert server.relays.settings is given
+    assert server.mail.settings is given
+    server = p2pchat.SignallingServer(settings=given, max_connections=20)  # keywords win
+    assert (server.settings.max_connections, server.settings.mail_ttl) == (20, 60.0)
+    assert given.max_connections == 10
+    with pytest.raises(ValueError, match="hello_timeout: expected a number above 0"):
+        p2pchat.SignallingServer(settings=given, hello_timeout=-1.0)
+    with pytest.raises(TypeError, match="max_conections"):
+        p2pchat.SignallingServer(max_conections=3)  # type: ignore[call-arg]
 
 
 def test_help_shows_every_setting_with_its_default_and_variable(

@@ -215,7 +215,7 @@ async def test_a_hostile_invitee_cannot_make_the_inviter_dial_what_it_must_not(
         await mallory.send(PunchRequest(id=f"p{n}", invitation=invited.invitation, step=step))
         answers.append(await mallory.recv_until((Ok, Error)))
     refused = [a for a in answers if isinstance(a, Error)]
-    assert len(refused) == 10 - server.rendezvous.max_punches
+    assert len(refused) == 10 - server.settings.max_punches
     assert all(a.code == "rate_limited" for a in refused)
     await eventually(lambda: outgoing.traversal is not None and outgoing.traversal.punches == 3)
     await eventually(lambda: not outgoing.attempts)  # every call back and punch has ended

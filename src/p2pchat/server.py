@@ -26,8 +26,8 @@ import re
 import secrets
 import ssl
 import time
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Unpack
 
 from .cluster.base import Cluster, LocalCluster
 from .cluster.redis_client import RedisClient
@@ -53,7 +53,7 @@ from .serving.relay import RelayHub
 from .serving.rendezvous import Rendezvous
 from .serving.request_loop import RequestLoop
 from .serving.session import PresenceLog, Session, Sessions
-from .serving.settings import DEFAULTS, ServerSettings
+from .serving.settings import ServerLimits, ServerSettings
 from .serving.stats import ServerStats
 from .shared.connection import Connection
 from .shared.sockets import format_address, is_wildcard, listen
@@ -61,7 +61,7 @@ from .store import Mailbox, MemoryUserStore, UserStore
 from .stores.invitations import InvitationBook, Invitations, LocalInvitations
 from .stores.sqlite_server import mailbox_for
 
-__all__ = ["DEFAULT_PORT", "ServerSettings", "SignallingServer"]
+__all__ = ["DEFAULT_PORT", "ServerLimits", "ServerSettings", "SignallingServer"]
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +82,10 @@ class SignallingServer:
     (default with Redis: the address it listens on; a wildcard host needs it, else
     ValueError). ``metrics=(host, port)`` serves Prometheus metrics and ``/healthz`` there
     (``serving/metrics.py``; needs prometheus-client).
+
+    Limits and timeouts are keywords (``ServerLimits``; defaults and ranges in
+    ``ServerSettings``), or one ``settings=ServerSettings(...)`` that keywords beside it
+    override; checked once, kept as ``server.settings`` and handed to the parts.
     """
 
     def __init__(
@@ -97,48 +101,14 @@ class SignallingServer:
         node_id: str | None = None,
         advertise: tuple[str, int] | None = None,
         metrics: tuple[str, int] | None = None,
-        # Limits
-        max_frame: int | None = DEFAULTS.max_frame,
-        max_list: int = DEFAULTS.max_list,
-        presence_broadcast: int | None = DEFAULTS.presence_broadcast,
-        outbox_size: int = DEFAULTS.outbox_size,
-        rate_limit: tuple[float, int] | None = DEFAULTS.rate_limit,
-        backlog: int = DEFAULTS.backlog,
-        max_connections: int = DEFAULTS.max_connections,
-        max_connections_per_address: int | None = DEFAULTS.max_connections_per_address,
-        registration_rate: tuple[float, int] | None = DEFAULTS.registration_rate,
-        trusted_networks: Sequence[str] = DEFAULTS.trusted_networks,
-        max_relays: int = DEFAULTS.max_relays,
-        max_relays_per_user: int = DEFAULTS.max_relays_per_user,
-        relay_rate: int | None = DEFAULTS.relay_rate,
-        max_punches: int = DEFAULTS.max_punches,
-        max_invitations: int = DEFAULTS.max_invitations,
-        max_invitations_per_pair: int = DEFAULTS.max_invitations_per_pair,
-        mailbox_items: int | None = DEFAULTS.mailbox_items,
-        mailbox_bytes: int | None = DEFAULTS.mailbox_bytes,
-        mailbox_items_per_sender: int | None = DEFAULTS.mailbox_items_per_sender,
-        mailbox_bytes_per_sender: int | None = DEFAULTS.mailbox_bytes_per_sender,
-        mail_item_size: int = DEFAULTS.mail_item_size,
-        deposit_rate: tuple[float, int] | None = DEFAULTS.deposit_rate,
-        receipt_rate: tuple[float, int] | None = DEFAULTS.receipt_rate,
-        redis_connections: int = DEFAULTS.redis_connections,
-        # Timeouts
-        hello_timeout: float | None = DEFAULTS.hello_timeout,
-        invitation_ttl: float = DEFAULTS.invitation_ttl,
-        dial_window: float = DEFAULTS.dial_window,
-        ping_interval: float = DEFAULTS.ping_interval,
-        ping_timeout: float = DEFAULTS.ping_timeout,
-        relay_timeout: float = DEFAULTS.relay_timeout,
-        relay_idle: float | None = DEFAULTS.relay_idle,
-        relay_lifetime: float | None = DEFAULTS.relay_lifetime,
-        mail_ttl: float = DEFAULTS.mail_ttl,
-        redis_timeout: float = DEFAULTS.redis_timeout,
-        heartbeat_interval: float = DEFAULTS.heartbeat_interval,
-        node_ttl: float = DEFAULTS.node_ttl,
         clock: Callable[[], float] = time.time,
+        settings: ServerSettings | None = None,
+        **limits: Unpack[ServerLimits],
     ) -> None:
-        self.settings = ServerSettings.pick(locals())
-        """Every limit and timeout, checked (ValueError for one out of range)."""
+        self.settings = ServerSettings.build(settings, limits)
+        """Every limit and timeout, checked once (ValueError for one out of range): each a
+        keyword (``ServerLimits``), or all in ``settings``, which keywords given beside
+        override. Each part below reads its own from it."""
         node_id = node_id if node_id is not None else secrets.token_hex(4)
         if NODE_ID.match(node_id) is None:
             raise ValueError(f"invalid node id {node_id!r}: 1 to 64 letters, digits, . _ -")
@@ -152,34 +122,37 @@ class SignallingServer:
         self.host = host
         self.requested_port = port
         self.ssl = ssl
-        self.max_frame = max_frame
-        self.max_list = max_list
-        self.outbox_size = outbox_size
-        self.rate_limit = rate_limit
-        """(requests per second, burst) per connection; None: no limit."""
-        self.backlog = backlog
-        """Connections waiting to be accepted: a burst of logins beyond it waits for SYN
-        retries (about a second each)."""
-        self.max_connections = max_connections
-        """Connections at once (logged in, logging in, relayed); beyond, server_busy."""
-        self.address_limits = AddressLimits(
-            max_connections=max_connections_per_address,
-            registrations=registration_rate,
-            trusted=trusted_networks,
-        )
-        """Per address (an IPv6 /64): connections at once, and new names over time
-        ((per second, burst)). Not applied to ``trusted_networks`` (default: loopback).
-        With several nodes, each node applies them to its own connections."""
+        self.node_id = node_id
+        self.advertise = advertise
+        self.metrics_address = metrics
+        self.clock = clock
+        self.started_at = 0.0
+        self._servers: list[asyncio.Server] = []  # one per family for a wildcard host
+        self._metrics: Any = None  # metrics.MetricsServer, when serving metrics
+        self._connections: set[asyncio.Task[None]] = set()
+        self._assemble(self.settings, store, mailbox, redis, redis_prefix)
+
+    def _assemble(
+        self,
+        settings: ServerSettings,
+        store: UserStore | None,
+        mailbox: Mailbox | None,
+        redis: str | None,
+        redis_prefix: str,
+    ) -> None:
+        """Make the parts, each handed the settings it reads its limits from."""
+        self.address_limits = AddressLimits(settings)
+        """Per address (an IPv6 /64): connections at once, and new names over time. Not
+        applied to ``trusted_networks`` (default: loopback). With several nodes, each node
+        applies them to its own connections."""
         self.invitations = InvitationBook(
-            max_sent=max_invitations,
-            max_received=max_invitations,
-            max_per_pair=max_invitations_per_pair,
+            max_sent=settings.max_invitations,
+            max_received=settings.max_invitations,
+            max_per_pair=settings.max_invitations_per_pair,
         )
-        """Invitations pending (on this server alone; with Redis they are kept there): at
-        most ``max_invitations`` sent and as many received per user, and
-        ``max_invitations_per_pair`` from one user to one other."""
+        """Invitations pending on this server alone (with Redis they are kept there)."""
         book: Invitations = LocalInvitations(self.invitations)
-        self.cluster: Cluster = LocalCluster(node_id)
+        self.cluster: Cluster = LocalCluster(self.node_id)
         self.redis: RedisClient | None = None
         if redis is not None:
             if store is not None or mailbox is not None:
@@ -189,69 +162,33 @@ class SignallingServer:
             self.redis, store, mailbox, book, self.cluster = redis_backends(
                 redis,
                 prefix=redis_prefix,
-                node_id=node_id,
-                max_connections=redis_connections,
-                timeout=redis_timeout,
-                heartbeat_interval=heartbeat_interval,
-                node_ttl=node_ttl,
-                max_invitations=max_invitations,
-                max_invitations_per_pair=max_invitations_per_pair,
+                node_id=self.node_id,
+                max_connections=settings.redis_connections,
+                timeout=settings.redis_timeout,
+                heartbeat_interval=settings.heartbeat_interval,
+                node_ttl=settings.node_ttl,
+                max_invitations=settings.max_invitations,
+                max_invitations_per_pair=settings.max_invitations_per_pair,
             )
         self.store: UserStore = store if store is not None else MemoryUserStore()
-        self.node_id = node_id
-        self.advertise = advertise
-        self.metrics_address = metrics
         self.stats = ServerStats()
-        self.sessions = Sessions(
-            node_id, early_limit=outbox_size, broadcast_limit=presence_broadcast
-        )
+        self.sessions = Sessions(self.node_id, settings=settings)
         """Logged in on this server: they get news and invitations."""
         self.cluster.attach(self.sessions)
-        self.relays = RelayHub(
-            max_relays=max_relays,
-            max_relays_per_user=max_relays_per_user,
-            rate=relay_rate,
-            join_timeout=relay_timeout,
-            idle_timeout=relay_idle,
-            lifetime=relay_lifetime,
-        )
-        """Relayed conversations: bounded in number, bytes per second, silence and lifetime."""
+        self.relays = RelayHub(settings)
         self.rendezvous = Rendezvous(
-            self.cluster,
-            self.store,
-            book,
-            self.relays,
-            stats=self.stats,
-            invitation_ttl=invitation_ttl,
-            dial_window=dial_window,
-            max_punches=max_punches,
+            self.cluster, self.store, book, self.relays, stats=self.stats, settings=settings
         )
         self.mail = MailService(
             self.cluster,
             self.store,
             mailbox if mailbox is not None else mailbox_for(self.store),
-            max_items=mailbox_items,
-            max_bytes=mailbox_bytes,
-            max_sender_items=mailbox_items_per_sender,
-            max_sender_bytes=mailbox_bytes_per_sender,
-            item_size=mail_item_size,
-            deposit_rate=deposit_rate,
-            receipt_rate=receipt_rate,
+            settings=settings,
             rates=RedisRates(self.redis) if self.redis is not None else None,
-            ttl=mail_ttl,
-            clock=clock,
+            clock=self.clock,
         )
-        """Sealed mail for users who are away: bounded per recipient and per sender's share
-        (items, bytes), per item, per second per user (kept by name: in Redis with several
-        nodes), and in time (``mail_ttl``)."""
-        self.hello_timeout = hello_timeout
-        self.ping_interval = ping_interval
-        self.ping_timeout = ping_timeout
-        self.clock = clock
-        self.started_at = 0.0
-        self._servers: list[asyncio.Server] = []  # one per family for a wildcard host
-        self._metrics: Any = None  # metrics.MetricsServer, when serving metrics
-        self._presence = PresenceLog(self.store, clock=clock)
+        """Sealed mail for users who are away (kept by name: in Redis with several nodes)."""
+        self._presence = PresenceLog(self.store, clock=self.clock)
         self.logins = LoginDesk(
             store=self.store,
             limits=self.address_limits,
@@ -259,9 +196,8 @@ class SignallingServer:
             cluster=self.cluster,
             presence=self._presence,
             stats=self.stats,
-            outbox_size=outbox_size,
-            hello_timeout=hello_timeout,
-            clock=clock,
+            settings=settings,
+            clock=self.clock,
         )
         self.departures = Departures(
             sessions=self.sessions,
@@ -271,17 +207,11 @@ class SignallingServer:
         )
         """Logouts, and the clean-up after users of dead nodes."""
         self.sessions.on_reaped = self.departures.reaped
-        self._connections: set[asyncio.Task[None]] = set()
+        directory = Directory(self.store, self.cluster, self.sessions, settings=settings)
         self.requests = RequestLoop(
-            {
-                **Directory(self.store, self.cluster, self.sessions, max_list=max_list).handlers(),
-                **self.rendezvous.handlers(),
-                **self.mail.handlers(),
-            },
+            {**directory.handlers(), **self.rendezvous.handlers(), **self.mail.handlers()},
             stats=self.stats,
-            rate_limit=rate_limit,
-            ping_interval=ping_interval,
-            ping_timeout=ping_timeout,
+            settings=settings,
         )
 
     # Lifecycle.
@@ -306,7 +236,7 @@ class SignallingServer:
                 self.host,
                 self.requested_port,
                 ssl=self.ssl,
-                backlog=self.backlog,
+                backlog=self.settings.backlog,
             )
             undo.push_async_callback(self._stop_listening)
             self.rendezvous.relay_address = self._relay_address()  # from the bound address
@@ -422,10 +352,10 @@ class SignallingServer:
     ) -> None:
         task = asyncio.current_task()
         assert task is not None
-        connection = Connection(reader, writer, max_frame=self.max_frame)
+        connection = Connection(reader, writer, max_frame=self.settings.max_frame)
         host = connection.remote_address[0] if connection.remote_address else ""
-        if len(self._connections) >= self.max_connections:
-            connection.log.warning("refused: %d connections already", self.max_connections)
+        if len(self._connections) >= (most := self.settings.max_connections):
+            connection.log.warning("refused: %d connections already", most)
             self.stats.refusals["server_busy"] += 1
             await connection.fail("too many connections; try again later", code="server_busy")
             return

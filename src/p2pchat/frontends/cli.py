@@ -267,7 +267,7 @@ def server_main(argv: Sequence[str] | None = None) -> int:
             node_id=args.node_id,
             advertise=args.advertise,
             metrics=args.metrics,
-            **server_settings(args),
+            settings=server_settings(args),
         )
     except (ValueError, P2PChatError) as exc:  # settings that cannot work together
         print(f"p2pchat-server: {exc}", file=sys.stderr)

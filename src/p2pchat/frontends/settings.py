@@ -208,6 +208,7 @@ def add_server_settings(
         )
 
 
-def server_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """The keyword arguments for SignallingServer from parsed options."""
-    return {s.name: getattr(args, s.name) for s in SERVER_SETTINGS}
+def server_settings(args: argparse.Namespace) -> ServerSettings:
+    """The server's settings from parsed options (each from its option, else its
+    variable, else the default), checked once: ``SignallingServer(settings=...)``."""
+    return ServerSettings(**{s.name: getattr(args, s.name) for s in SERVER_SETTINGS})

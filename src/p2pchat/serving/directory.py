@@ -16,6 +16,7 @@ from ..errors import UnknownUser
 from ..protocol import Key, ListUsers, Ok, Ping, Pong, Users, Watch, Whois
 from ..store import UserStore
 from .session import Session, Sessions
+from .settings import DEFAULTS, ServerSettings
 
 __all__ = ["Directory"]
 
@@ -26,12 +27,17 @@ class Directory:
     """``list``, ``whois``, ``watch`` and ``ping``."""
 
     def __init__(
-        self, store: UserStore, cluster: Cluster, sessions: Sessions, *, max_list: int
+        self,
+        store: UserStore,
+        cluster: Cluster,
+        sessions: Sessions,
+        *,
+        settings: ServerSettings = DEFAULTS,
     ) -> None:
         self.store = store
         self.cluster = cluster
         self.sessions = sessions
-        self.max_list = max_list
+        self.settings = settings
 
     def handlers(self) -> dict[type[Any], Handler]:
         """The requests handled here, by message type."""
@@ -64,5 +70,7 @@ class Directory:
         )
 
     async def _on_list(self, session: Session, message: ListUsers) -> None:
-        names, total = await self.cluster.online(self.max_list)
-        await session.reply(Users(id=message.id, users=names, truncated=total > self.max_list))
+        names, total = await self.cluster.online(self.settings.max_list)
+        await session.reply(
+            Users(id=message.id, users=names, truncated=total > self.settings.max_list)
+        )

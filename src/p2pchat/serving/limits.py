@@ -3,7 +3,7 @@
 ``TokenBucket`` paces requests on one connection. ``AddressLimits`` bounds what one network
 address may hold at once (open connections) and create over time (new user names, each a
 row in the server's store), so that a single host cannot use up the server for everyone.
-Addresses in ``trusted`` networks (by default the loopback ones: the server's own machine)
+Addresses in ``trusted_networks`` (by default the loopback ones: the server's own machine)
 are not bounded per address.
 """
 
@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import ipaddress
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Final
+
+from .settings import DEFAULTS, ServerSettings
 
 __all__ = ["AddressLimits", "TokenBucket"]
 
@@ -74,16 +76,11 @@ class AddressLimits:
     """Seconds between two looks for idle records while the table is full."""
 
     def __init__(
-        self,
-        *,
-        max_connections: int | None = 256,
-        registrations: tuple[float, int] | None = (10 / 3600, 20),
-        trusted: Iterable[str] = ("127.0.0.0/8", "::1/128"),
-        clock: Callable[[], float] = time.monotonic,
+        self, settings: ServerSettings = DEFAULTS, *, clock: Callable[[], float] = time.monotonic
     ) -> None:
-        self.max_connections = max_connections
-        self.registrations = registrations
-        self.trusted: list[Network] = [ipaddress.ip_network(n) for n in trusted]
+        self.max_connections = settings.max_connections_per_address
+        self.registrations = settings.registration_rate
+        self.trusted: list[Network] = [ipaddress.ip_network(n) for n in settings.trusted_networks]
         self._clock = clock
         self._open: dict[str, int] = {}
         self._buckets: dict[str, TokenBucket] = {}

@@ -54,6 +54,7 @@ from ..shared.identity import (
 from ..store import UserStore
 from .limits import AddressLimits
 from .session import PresenceLog, Session, Sessions, dial_addresses
+from .settings import ServerSettings
 from .stats import ServerStats
 
 __all__ = ["FEATURES", "LoginDesk", "authenticate"]
@@ -163,8 +164,7 @@ class LoginDesk:
         cluster: Cluster,
         presence: PresenceLog,
         stats: ServerStats,
-        outbox_size: int,
-        hello_timeout: float | None,
+        settings: ServerSettings,
         clock: Callable[[], float],
     ) -> None:
         self.store = store
@@ -173,14 +173,13 @@ class LoginDesk:
         self.cluster = cluster
         self.presence = presence
         self.stats = stats
-        self.outbox_size = outbox_size
-        self.hello_timeout = hello_timeout
+        self.settings = settings
         self.clock = clock
 
     async def first_message(self, connection: Connection) -> WireMessage | None:
         """The first message (hello, or relay), or None if none came in time."""
         try:
-            async with asyncio.timeout(self.hello_timeout):
+            async with asyncio.timeout(self.settings.hello_timeout):
                 return await connection.recv()
         except TimeoutError:
             self.stats.refusals["timeout"] += 1
@@ -190,7 +189,7 @@ class LoginDesk:
     async def login(self, connection: Connection, first: WireMessage) -> Session | None:
         """hello, challenge, auth, welcome; None (the connection told why) if refused."""
         try:
-            async with asyncio.timeout(self.hello_timeout):
+            async with asyncio.timeout(self.settings.hello_timeout):
                 hello, key = await authenticate(
                     connection, first, store=self.store, limits=self.limits, clock=self.clock
                 )
@@ -205,7 +204,7 @@ class LoginDesk:
                 key=key,
                 certificate=hello.certificate or "",
                 addresses=dial_addresses(hello.addresses, connection.remote_address),
-                outbox_size=self.outbox_size,
+                outbox_size=self.settings.outbox_size,
                 traversal=hello.traversal,
             )
             token = secrets.token_hex(8)  # this login's own: a later one gets another

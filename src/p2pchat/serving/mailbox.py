@@ -42,6 +42,7 @@ from ..shared.tasks import cancel_and_wait
 from ..store import Mailbox, MailboxItem, UserStore
 from .rates import LocalRates, Rate, UserRates
 from .session import Session
+from .settings import DEFAULTS, ServerSettings
 
 __all__ = ["MailService"]
 
@@ -63,32 +64,19 @@ class MailService:
         users: UserStore,
         mailbox: Mailbox,
         *,
-        # Limits
-        max_items: int | None = 1000,
-        max_bytes: int | None = 8 << 20,
-        max_sender_items: int | None = 250,
-        max_sender_bytes: int | None = 2 << 20,
-        item_size: int = 32 * 1024,
-        deposit_rate: Rate | None = (10.0, 100),
-        receipt_rate: Rate | None = (10.0, 100),
+        settings: ServerSettings = DEFAULTS,
         rates: UserRates | None = None,
-        # Timeouts
-        ttl: float = 7 * 86400.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.cluster = cluster
         self.users = users
         self.mailbox = mailbox
-        self.max_items = max_items
-        self.max_bytes = max_bytes
-        self.max_sender_items = max_sender_items
-        self.max_sender_bytes = max_sender_bytes
-        self.item_size = item_size
-        self.deposit_rate = deposit_rate
-        self.receipt_rate = receipt_rate
+        self.settings = settings
+        """Its limits: ``mailbox_items``, ``mailbox_bytes`` per recipient and
+        ``mailbox_items_per_sender``, ``mailbox_bytes_per_sender`` of them from one sender;
+        ``mail_item_size``; ``deposit_rate``, ``receipt_rate`` per user; ``mail_ttl``."""
         self.rates: UserRates = rates if rates is not None else LocalRates()
         """Per user, kept beyond the session (and across nodes, in Redis, when given)."""
-        self.ttl = ttl
         self.clock = clock
         self.deposits = 0
         self.deposited_bytes = 0
@@ -118,7 +106,7 @@ class MailService:
             with contextlib.suppress(P2PChatError, OSError):
                 if dropped := await self.mailbox.expire(self.clock()):
                     logger.info("dropped %d mailbox items past their time", dropped)
-            await asyncio.sleep(min(self.ttl / 10, 60.0))
+            await asyncio.sleep(min(self.settings.mail_ttl / 10, 60.0))
 
     async def _pace(self, session: Session, kind: str, rate: Rate | None) -> None:
         """Take one of the user's ``kind`` tokens, or refuse (RateLimited)."""
@@ -129,14 +117,14 @@ class MailService:
             )
 
     async def _on_deposit(self, session: Session, message: Deposit) -> None:
-        await self._pace(session, "deposit", self.deposit_rate)
+        await self._pace(session, "deposit", self.settings.deposit_rate)
         await self._keep(session, message.recipient, message.item, "msg", message.sealed)
         self.deposits += 1
         self.deposited_bytes += len(message.sealed)
         await session.reply(Ok(id=message.id))
 
     async def _on_receipt(self, session: Session, message: Receipt) -> None:
-        await self._pace(session, "receipt", self.receipt_rate)
+        await self._pace(session, "receipt", self.settings.receipt_rate)
         await self._keep(session, message.recipient, message.item, "receipt", message.sealed)
         await session.reply(Ok(id=message.id))
 
@@ -146,10 +134,8 @@ class MailService:
         """Keep an item for ``recipient`` and push it at once if they are online."""
         if recipient == session.name:
             raise ServerRefused("your own mailbox is not for you to fill")
-        if len(sealed) > self.item_size:
-            raise ItemTooLarge(
-                f"a sealed item of {len(sealed)} bytes is over the limit of {self.item_size}"
-            )
+        if len(sealed) > (most := self.settings.mail_item_size):
+            raise ItemTooLarge(f"a sealed item of {len(sealed)} bytes is over the limit of {most}")
         if await self.users.get(recipient) is None:
             raise UnknownUser(f"no user named {recipient} has ever logged in")
         now = self.clock()
@@ -160,14 +146,14 @@ class MailService:
             sender=session.name,
             sealed=sealed,
             at=now,
-            expires=now + self.ttl,
+            expires=now + self.settings.mail_ttl,
         )
         if not await self.mailbox.deposit(
             item,
-            max_items=self.max_items,
-            max_bytes=self.max_bytes,
-            max_sender_items=self.max_sender_items,
-            max_sender_bytes=self.max_sender_bytes,
+            max_items=self.settings.mailbox_items,
+            max_bytes=self.settings.mailbox_bytes,
+            max_sender_items=self.settings.mailbox_items_per_sender,
+            max_sender_bytes=self.settings.mailbox_bytes_per_sender,
         ):
             return  # kept already (a sender depositing again after a restart)
         self.cluster.push(recipient, Mail(items=[_wire(item)]))  # if they are online

@@ -24,6 +24,7 @@ from typing import Final
 from ..errors import ConnectionClosed, ProtocolError, RelayUnavailable
 from ..protocol import Relaying
 from ..shared.connection import Connection
+from .settings import DEFAULTS, ServerSettings
 
 __all__ = ["RelayHub"]
 
@@ -64,29 +65,13 @@ class _Pace:
 class RelayHub:
     """The relays of one server. ``open()`` hands out tickets; ``serve()`` runs one side."""
 
-    def __init__(
-        self,
-        *,
-        # Limits
-        max_relays: int = 100,
-        max_relays_per_user: int = 2,
-        rate: int | None = 1 << 20,
-        # Timeouts
-        join_timeout: float = 10.0,
-        idle_timeout: float | None = 60.0,
-        lifetime: float | None = 4 * 3600.0,
-    ) -> None:
-        self.max_relays = max_relays
-        self.max_relays_per_user = max_relays_per_user
-        self.rate = rate
-        """Bytes per second each way in one relay (None: no limit)."""
-        self.join_timeout = join_timeout
-        """How long tickets stay valid and the first side waits for the second."""
-        self.idle_timeout = idle_timeout
-        """How long one way of a relay may pass nothing before the relay ends: a held slot
-        costs whoever holds it traffic (None: no bound)."""
-        self.lifetime = lifetime
-        """How long one relayed conversation may last (None: as long as it likes)."""
+    def __init__(self, settings: ServerSettings = DEFAULTS) -> None:
+        self.settings = settings
+        """Its limits: ``max_relays`` (``max_relays_per_user``) at once; ``relay_rate``
+        bytes per second each way in one (None: no limit); ``relay_timeout``, how long
+        tickets stay valid and the first side waits for the second; ``relay_idle``, how
+        long one way may pass nothing before the relay ends (a held slot costs whoever
+        holds it traffic); ``relay_lifetime``, how long one relayed conversation lasts."""
         self._relays: set[_Relay] = set()
         self._tickets: dict[str, _Relay] = {}
         self._per_user: dict[str, int] = {}
@@ -107,13 +92,13 @@ class RelayHub:
 
         Raises RelayUnavailable beyond the limits.
         """
-        if len(self._relays) >= self.max_relays:
+        if len(self._relays) >= self.settings.max_relays:
             raise RelayUnavailable(
                 f"this server relays {len(self._relays)} conversations already, its limit"
             )
         for name in (inviter, invitee):
             count = self._per_user.get(name, 0)
-            if count >= self.max_relays_per_user:
+            if count >= self.settings.max_relays_per_user:
                 raise RelayUnavailable(
                     f"{name} has {count} relayed conversations already, the limit per user"
                 )
@@ -124,7 +109,7 @@ class RelayHub:
         for ticket in relay.tickets:
             self._tickets[ticket] = relay
         relay.timer = asyncio.get_running_loop().call_later(
-            self.join_timeout, self._end, relay, "the second side did not come in time"
+            self.settings.relay_timeout, self._end, relay, "the second side did not come in time"
         )
         return relay.tickets
 
@@ -142,9 +127,12 @@ class RelayHub:
                 return
             if relay.timer is not None:
                 relay.timer.cancel()
-            if self.lifetime is not None:
+            if self.settings.relay_lifetime is not None:
                 relay.timer = asyncio.get_running_loop().call_later(
-                    self.lifetime, self._end, relay, f"relays last {self.lifetime:g} s at most"
+                    self.settings.relay_lifetime,
+                    self._end,
+                    relay,
+                    f"relays last {self.settings.relay_lifetime:g} s at most",
                 )
             for side in relay.sides:
                 await side.send(Relaying())
@@ -168,7 +156,7 @@ class RelayHub:
     async def _pipe(
         self, relay: _Relay, source: asyncio.StreamReader, sink: asyncio.StreamWriter
     ) -> None:
-        pace = _Pace(self.rate) if self.rate is not None else None
+        pace = _Pace(rate) if (rate := self.settings.relay_rate) is not None else None
         with contextlib.suppress(ConnectionError, OSError):
             while data := await self._read(relay, source):
                 if pace is not None and (wait := pace.delay(len(data))) > 0:
@@ -182,10 +170,12 @@ class RelayHub:
     async def _read(self, relay: _Relay, source: asyncio.StreamReader) -> bytes:
         """The next bytes from ``source``; none (the end) if it stays silent too long."""
         try:
-            async with asyncio.timeout(self.idle_timeout):
+            async with asyncio.timeout(self.settings.relay_idle):
                 return await source.read(CHUNK)
         except TimeoutError:
-            logger.info("relay %s <-> %s idle for %g s: ending it", *relay.users, self.idle_timeout)
+            logger.info(
+                "relay %s <-> %s idle for %g s: ending it", *relay.users, self.settings.relay_idle
+            )
             return b""
 
     def _end(self, relay: _Relay, reason: str) -> None:

@@ -68,6 +68,7 @@ from ..store import UserStore
 from ..stores.invitations import Invitation, Invitations
 from .relay import RelayHub
 from .session import Session
+from .settings import DEFAULTS, ServerSettings
 from .stats import ServerStats
 
 __all__ = ["Rendezvous"]
@@ -93,9 +94,7 @@ class Rendezvous:
         *,
         stats: ServerStats | None = None,
         relay_address: Address | None = None,
-        invitation_ttl: float = 120.0,
-        dial_window: float = 60.0,
-        max_punches: int = 6,
+        settings: ServerSettings = DEFAULTS,
     ) -> None:
         self.cluster = cluster
         self.store = store
@@ -104,11 +103,10 @@ class Rendezvous:
         self.stats = stats if stats is not None else ServerStats()
         self.relay_address = relay_address
         """Where peers join this node's relays, named in tickets (None: where they are)."""
-        self.invitation_ttl = invitation_ttl
-        self.dial_window = dial_window
-        """How long an accepted invitation still allows a relay request or a refusal."""
-        self.max_punches = max_punches
-        """Punch requests passed on per invitation and side (three DCUtR rounds)."""
+        self.settings = settings
+        """Its limits: ``invitation_ttl``; ``dial_window``, how long an accepted invitation
+        still allows a relay request or a refusal; ``max_punches``, punch requests passed on
+        per invitation and side (three DCUtR rounds)."""
         self._punches: dict[tuple[str, str], int] = {}  # (invitation, side) -> passed on
         self._relayed: dict[str, None] = {}  # invitations given a relay here, oldest first
         self._timers: dict[str, asyncio.TimerHandle] = {}
@@ -167,9 +165,11 @@ class Rendezvous:
             if await self.store.get(message.user) is None:
                 raise UnknownUser(f"no user named {message.user} has ever logged in")
             raise UserOffline(f"{message.user} is not online")
-        invitation = await self.book.open(session.name, invitee.name, ttl=self.invitation_ttl)
+        invitation = await self.book.open(
+            session.name, invitee.name, ttl=self.settings.invitation_ttl
+        )
         self.stats.invitations["sent"] += 1
-        self._after(self.invitation_ttl, invitation, self._expire)
+        self._after(self.settings.invitation_ttl, invitation, self._expire)
         await session.reply(
             Ringing(id=message.id, invitation=invitation.id, certificate=invitee.certificate)
         )
@@ -194,12 +194,12 @@ class Rendezvous:
         # Answered: it no longer counts, and ends quietly once the invitee has had time to
         # dial, ask for a relay, or say it cannot.
         if invitation.accepted or not await self.book.accept(
-            invitation.id, window=self.dial_window
+            invitation.id, window=self.settings.dial_window
         ):
             raise InvitationGone("that invitation was accepted already")
         invitation.accepted = True
         self.stats.invitations["accepted"] += 1
-        self._after(self.dial_window, invitation, self._settle)
+        self._after(self.settings.dial_window, invitation, self._settle)
         self.cluster.push(invitation.sender, Accepted(invitation=invitation.id, user=session.name))
         await session.reply(Ok(id=message.id))
 
@@ -264,8 +264,8 @@ class Rendezvous:
         if not (session.traversal and other.traversal):
             raise ServerRefused(f"{other_name} does not take part in hole punching")
         counted = (invitation.id, session.name)
-        if self._punches.get(counted, 0) >= self.max_punches:
-            raise RateLimited(f"at most {self.max_punches} punch requests per invitation")
+        if self._punches.get(counted, 0) >= self.settings.max_punches:
+            raise RateLimited(f"at most {self.settings.max_punches} punch requests per invitation")
         self._punches[counted] = self._punches.get(counted, 0) + 1
         while len(self._punches) > PUNCHES_KEPT:  # settled elsewhere: forget the oldest
             del self._punches[next(iter(self._punches))]

@@ -29,6 +29,7 @@ from ..protocol import REQUEST_TYPES, Bye, Error, Ping, Pong
 from ..shared.tasks import cancel_and_wait
 from .limits import TokenBucket
 from .session import Session, Sessions
+from .settings import DEFAULTS, ServerSettings
 from .stats import ServerStats
 
 __all__ = ["Handler", "RequestLoop"]
@@ -44,17 +45,12 @@ class RequestLoop:
         handlers: dict[type[Any], Handler],
         *,
         stats: ServerStats,
-        # Limits
-        rate_limit: tuple[float, int] | None = (20.0, 200),
-        # Timeouts
-        ping_interval: float = 20.0,
-        ping_timeout: float = 20.0,
+        settings: ServerSettings = DEFAULTS,
     ) -> None:
         self.handlers = handlers
         self.stats = stats
-        self.rate_limit = rate_limit
-        self.ping_interval = ping_interval
-        self.ping_timeout = ping_timeout
+        self.settings = settings
+        """Its limits: ``rate_limit``, ``ping_interval``, ``ping_timeout``."""
         self._sweeper: asyncio.Task[None] | None = None
 
     def start(self, sessions: Sessions) -> None:
@@ -69,7 +65,8 @@ class RequestLoop:
         """Now and then (a quarter of the shorter timeout, at most a second): ping each
         session quiet for ``ping_interval`` (once per quiet spell), drop each silent for
         ``ping_interval + ping_timeout`` (gone without a word: a cut cable)."""
-        period = max(0.02, min(1.0, self.ping_interval / 4, self.ping_timeout / 4))
+        interval, timeout = self.settings.ping_interval, self.settings.ping_timeout
+        period = max(0.02, min(1.0, interval / 4, timeout / 4))
         ids = itertools.count(1)
         while True:
             await asyncio.sleep(period)
@@ -77,9 +74,9 @@ class RequestLoop:
             for session in list(sessions.by_name.values()):
                 heard = session.connection.last_heard
                 quiet = now - heard
-                if quiet >= self.ping_interval + self.ping_timeout:
+                if quiet >= interval + timeout:
                     session.drop(f"{session.name}: nothing heard for {quiet:.0f} s; dropping it")
-                elif quiet >= self.ping_interval and session.pinged < heard:
+                elif quiet >= interval and session.pinged < heard:
                     session.pinged = now
                     session.push(Ping(id=f"k{next(ids)}"))
 
@@ -88,7 +85,8 @@ class RequestLoop:
         await self._read_requests(session)
 
     async def _read_requests(self, session: Session) -> None:
-        bucket = TokenBucket(*self.rate_limit) if self.rate_limit else None
+        limit = self.settings.rate_limit
+        bucket = TokenBucket(*limit) if limit else None
         warned = 0
         while True:
             message = await session.connection.recv()

@@ -31,6 +31,7 @@ from ..protocol import Mail, Presence, WireMessage, encode
 from ..shared.connection import Connection
 from ..shared.tasks import cancel_and_wait
 from ..store import UserStore
+from .settings import DEFAULTS, ServerSettings
 
 __all__ = ["FRAME_BYTES", "PresenceLog", "Session", "Sessions", "dial_addresses"]
 
@@ -148,14 +149,12 @@ class Session:
 class Sessions:
     """The sessions of this node by name: what the cluster delivers to (``cluster.Node``)."""
 
-    def __init__(
-        self, node_id: str, *, early_limit: int = 1024, broadcast_limit: int | None = 250
-    ) -> None:
+    def __init__(self, node_id: str, *, settings: ServerSettings = DEFAULTS) -> None:
         self.node_id = node_id
         self.by_name: dict[str, Session] = {}
-        self.early_limit = early_limit
-        self.broadcast_limit = broadcast_limit
-        """While at most this many are logged in here, every one hears of every login and
+        self.settings = settings
+        """Its limits: ``outbox_size`` pushes held for a login under way; while at most
+        ``presence_broadcast`` are logged in here, every one hears of every login and
         logout; beyond, only those who watch that user (telling everyone of everyone costs
         the square of the number online). None: everyone, always."""
         self._watchers: dict[str, set[Session]] = {}
@@ -224,22 +223,22 @@ class Sessions:
         held = self._early.get(name)
         if held is not None and _is_mail(message):
             # Not held: it is in the mailbox, which a peer collects after each login.
-            if MORE_MAIL not in held and len(held) < self.early_limit:
+            if MORE_MAIL not in held and len(held) < self.settings.outbox_size:
                 held.append(MORE_MAIL)
             return True
-        if held is not None and len(held) < self.early_limit:
+        if held is not None and len(held) < self.settings.outbox_size:
             held.append(message)
             return True
         return False
 
     def broadcast(self, news: Sequence[Presence]) -> None:
         """Every session gets the news (but its own), encoded once, in one push; beyond
-        ``broadcast_limit`` sessions, only those who watch the users it is about."""
+        ``presence_broadcast`` sessions, only those who watch the users it is about."""
         if self.closing or not news:
             return
         # Counted without the one logging in or out (not yet, or no longer, in by_name):
         # beyond the limit, the news is for watchers only.
-        if self.broadcast_limit is not None and len(self.by_name) >= self.broadcast_limit:
+        if (most := self.settings.presence_broadcast) is not None and len(self.by_name) >= most:
             for item in news:
                 if watchers := self._watchers.get(item.user):
                     frame = encode(item)

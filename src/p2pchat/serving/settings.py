@@ -1,10 +1,12 @@
 """Every limit and timeout of a server, in one frozen object, checked in one place.
 
 ``ServerSettings`` holds them with their defaults; ``SignallingServer`` builds one from its
-keyword arguments (their defaults are these), and the command line builds its options and
-environment variables from its fields (``frontends/settings.py``), so that a limit is
-defined once. A value outside its range is a ValueError naming the keyword, whoever gives
-it: ``max_connections=-5`` is refused by the library as ``--max-connections -5`` is by the
+keyword arguments (``ServerLimits``: their names and types, their defaults are these) or
+takes one whole, keeps it as ``server.settings`` and hands it to each of its parts, which
+read their limits from it. The command line builds its options and environment variables
+from its fields (``frontends/settings.py``), so that a limit is defined once. A value
+outside its range is a ValueError naming the keyword, whoever gives it:
+``max_connections=-5`` is refused by the library as ``--max-connections -5`` is by the
 command. The rules themselves are ``shared/checks.py``'s.
 """
 
@@ -13,12 +15,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 from ..protocol import DEFAULT_MAX_FRAME
 from ..shared.checks import check_int, check_networks, check_rate, check_seconds
 
-__all__ = ["DEFAULTS", "ServerSettings"]
+__all__ = ["DEFAULTS", "ServerLimits", "ServerSettings"]
 
 
 def _limit(default: int | None, minimum: int = 1) -> Any:
@@ -98,9 +100,11 @@ class ServerSettings:
         return check_networks(value)
 
     @classmethod
-    def pick(cls, keywords: Mapping[str, Any]) -> ServerSettings:
-        """The settings among ``keywords`` (a constructor's ``locals()``), checked."""
-        return cls(**{name: keywords[name] for name in NAMES})
+    def build(cls, base: ServerSettings | None, limits: ServerLimits) -> ServerSettings:
+        """``base`` (default: the defaults) with ``limits`` given as keywords, checked."""
+        if base is None:
+            return cls(**limits)
+        return dataclasses.replace(base, **limits) if limits else base
 
     @staticmethod
     def kind(name: str) -> str:
@@ -115,6 +119,48 @@ class ServerSettings:
     def optional(name: str) -> bool:
         """True if None turns it off (``... | None``)."""
         return OPTIONAL[name]
+
+
+class ServerLimits(TypedDict, total=False):
+    """The keywords of ``SignallingServer`` that are settings: each field of
+    ``ServerSettings``, of the same type (defaults: its). A test holds the two together."""
+
+    max_frame: int | None
+    max_list: int
+    presence_broadcast: int | None
+    outbox_size: int
+    rate_limit: tuple[float, int] | None
+    backlog: int
+    max_connections: int
+    max_connections_per_address: int | None
+    registration_rate: tuple[float, int] | None
+    trusted_networks: Sequence[str]
+    max_relays: int
+    max_relays_per_user: int
+    relay_rate: int | None
+    max_punches: int
+    max_invitations: int
+    max_invitations_per_pair: int
+    mailbox_items: int | None
+    mailbox_bytes: int | None
+    mailbox_items_per_sender: int | None
+    mailbox_bytes_per_sender: int | None
+    mail_item_size: int
+    deposit_rate: tuple[float, int] | None
+    receipt_rate: tuple[float, int] | None
+    redis_connections: int
+    hello_timeout: float | None
+    invitation_ttl: float
+    dial_window: float
+    ping_interval: float
+    ping_timeout: float
+    relay_timeout: float
+    relay_idle: float | None
+    relay_lifetime: float | None
+    mail_ttl: float
+    redis_timeout: float
+    heartbeat_interval: float
+    node_ttl: float
 
 
 FIELDS: Mapping[str, dataclasses.Field[Any]] = {
