@@ -12,6 +12,7 @@ import p2pchat
 from p2pchat.frontends import cli
 from p2pchat.frontends.demo import command
 from p2pchat.frontends.settings import SERVER_SETTINGS
+from p2pchat.peering.settings import PEER_DEFAULTS, PeerLimits, PeerSettings
 from p2pchat.serving.settings import DEFAULTS, ServerLimits, ServerSettings
 
 from .conftest import Launch, eventually
@@ -69,6 +70,30 @@ def test_settings_are_checked_once_whoever_gives_them() -> None:
         p2pchat.SignallingServer(settings=given, hello_timeout=-1.0)
     with pytest.raises(TypeError, match="max_conections"):
         p2pchat.SignallingServer(max_conections=3)  # type: ignore[call-arg]
+
+
+def test_every_limit_and_timeout_of_a_peer_is_a_keyword() -> None:
+    """The same for Peer: ``**limits`` typed by PeerLimits (PeerSettings' names and
+    types, its defaults), or ``settings=``; checked once, handed to the parts."""
+    parameters = inspect.signature(p2pchat.Peer.__init__).parameters
+    assert parameters["limits"].kind is inspect.Parameter.VAR_KEYWORD
+    assert parameters["limits"].annotation == "Unpack[PeerLimits]"
+    fields = {f.name: f.type for f in dataclasses.fields(PeerSettings)}
+    typed = {name: hint.__forward_arg__ for name, hint in PeerLimits.__annotations__.items()}
+    assert typed == fields
+    for name in fields:
+        peer = p2pchat.Peer("alice", **{name: getattr(PEER_DEFAULTS, name)})
+        assert peer.settings == PEER_DEFAULTS
+    with pytest.raises(ValueError, match="max_queue: expected 1 or more, got 0"):
+        p2pchat.Peer("alice", max_queue=0)
+    given = PeerSettings(hello_timeout=1.0, max_message_size=100)
+    peer = p2pchat.Peer("alice", settings=given, max_message_size=200)
+    assert (peer.settings.hello_timeout, peer.settings.max_message_size) == (1.0, 200)
+    with pytest.raises(p2pchat.MessageTooLarge):
+        peer.check_body("x" * 201)
+    peer = p2pchat.Peer("alice", settings=given)
+    assert peer.settings is given
+    assert peer._make_reach().door.settings is given
 
 
 def test_help_shows_every_setting_with_its_default_and_variable(

@@ -20,7 +20,7 @@ import logging
 import ssl
 import time
 from collections.abc import Callable, Coroutine, Iterable, Sequence
-from typing import Any
+from typing import Any, Unpack
 
 from .errors import (
     AuthenticationError,
@@ -34,7 +34,7 @@ from .peering.invitation import Invitation, InvitationDesk
 from .peering.link import ServerLink, ServerSession, server_list
 from .peering.postbox import Postbox
 from .peering.reach import Reach
-from .peering.settings import PEER_DEFAULTS, ChatSettings, PeerSettings
+from .peering.settings import PEER_DEFAULTS, ChatSettings, PeerLimits, PeerSettings
 from .peering.talks import Talks
 from .peering.watchlist import WATCHED, WatchList
 from .protocol import (
@@ -58,7 +58,7 @@ from .shared.connection import Connection
 from .shared.identity import NEW_KEY_EACH_RUN, Identity, fingerprint
 from .store import MemoryMessageStore, Message, MessageStore
 
-__all__ = ["Conversation", "Invitation", "Peer", "PeerSettings"]
+__all__ = ["Conversation", "Invitation", "Peer", "PeerLimits", "PeerSettings"]
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +83,10 @@ class Peer:
     takes part in connection reversal and hole punching, and connects to the server from
     its listening port; without, an invitee that cannot dial the inviter goes straight to
     the relay, as before.
+
+    Limits and timeouts are keywords (``PeerLimits``; defaults and ranges in
+    ``PeerSettings``), or one ``settings=PeerSettings(...)`` that keywords beside it
+    override; checked once, kept as ``peer.settings`` and handed to the parts.
     """
 
     def __init__(
@@ -96,26 +100,13 @@ class Peer:
         server_ssl: ssl.SSLContext | None = None,
         advertise: Sequence[tuple[str, int]] | None = None,
         traversal: bool = True,
-        # Limits
-        max_frame: int | None = PEER_DEFAULTS.max_frame,
-        max_message_size: int = PEER_DEFAULTS.max_message_size,
-        max_queue: int = PEER_DEFAULTS.max_queue,
-        max_invitations: int = PEER_DEFAULTS.max_invitations,
-        max_handshakes: int = PEER_DEFAULTS.max_handshakes,
-        # Timeouts
-        connect_timeout: float | None = PEER_DEFAULTS.connect_timeout,
-        request_timeout: float | None = PEER_DEFAULTS.request_timeout,
-        hello_timeout: float | None = PEER_DEFAULTS.hello_timeout,
-        direct_timeout: float | None = PEER_DEFAULTS.direct_timeout,
-        traverse_after: float = PEER_DEFAULTS.traverse_after,
-        punch_timeout: float = PEER_DEFAULTS.punch_timeout,
-        relay_after: float = PEER_DEFAULTS.relay_after,
-        ping_interval: float = PEER_DEFAULTS.ping_interval,
-        ping_timeout: float = PEER_DEFAULTS.ping_timeout,
-        reconnect_delay: tuple[float, float] | None = PEER_DEFAULTS.reconnect_delay,
+        settings: PeerSettings | None = None,
+        **limits: Unpack[PeerLimits],
     ) -> None:
-        self.settings = PeerSettings.pick(locals())
-        """Every limit and timeout, checked (ValueError for one out of range)."""
+        self.settings = PeerSettings.build(settings, limits)
+        """Every limit and timeout, checked once (ValueError for one out of range): each a
+        keyword (``PeerLimits``), or all in ``settings``, which keywords given beside
+        override. Each part reads its own from it."""
         self.name = check_name(name)
         self.servers = server_list(server)
         """The servers this peer may log in to, in the order it tries them."""
@@ -128,26 +119,6 @@ class Peer:
         self.server_ssl = server_ssl
         self.advertise = list(advertise) if advertise is not None else None
         self.traversal = traversal
-        self.max_frame = max_frame
-        self.max_message_size = max_message_size
-        self.max_queue = max_queue
-        self.max_invitations = max_invitations
-        self.max_handshakes = max_handshakes
-        self.connect_timeout = connect_timeout
-        self.request_timeout = request_timeout
-        self.hello_timeout = hello_timeout
-        self.direct_timeout = direct_timeout
-        """How long dialling one of the inviter's addresses may take."""
-        self.traverse_after = traverse_after
-        """If dialling directly has not succeeded by then, reversal and punching are tried
-        alongside (``traversal``)."""
-        self.punch_timeout = punch_timeout
-        """How long reversal and punching may take."""
-        self.relay_after = relay_after
-        """If nothing has succeeded by then, the relay is tried alongside."""
-        self.ping_interval = ping_interval
-        self.ping_timeout = ping_timeout
-        self.reconnect_delay = reconnect_delay
         self.on_presence: Callable[[str, bool], None] | None = None
         """Called with (user, online) when the server says someone logged in or out."""
         self.on_state: Callable[[str], None] | None = None
@@ -159,7 +130,7 @@ class Peer:
         those messages of ours: their ``shipped`` flag is now set in the store."""
         self._session: ServerSession | None = None
         self._reach: Reach | None = None
-        self._desk = InvitationDesk(self, max_invitations=max_invitations)
+        self._desk = InvitationDesk(self, settings=self.settings)
         self._postbox = Postbox(self)
         self._talks = Talks(
             self.name,
@@ -219,15 +190,7 @@ class Peer:
             link=lambda: self._link(),
             opened=self._open_conversation,
             traversal=self.traversal,
-            max_frame=self.max_frame,
-            max_handshakes=self.max_handshakes,
-            max_waiters=self.max_queue,
-            connect_timeout=self.connect_timeout,
-            hello_timeout=self.hello_timeout,
-            direct_timeout=self.direct_timeout,
-            traverse_after=self.traverse_after,
-            punch_timeout=self.punch_timeout,
-            relay_after=self.relay_after,
+            settings=self.settings,
         )
 
     def _make_session(self) -> ServerSession:
@@ -240,12 +203,7 @@ class Peer:
             traversal=self.traversal,
             on_push=self._on_push,
             ssl=self.server_ssl,
-            max_frame=self.max_frame,
-            connect_timeout=self.connect_timeout,
-            request_timeout=self.request_timeout,
-            ping_interval=self.ping_interval,
-            ping_timeout=self.ping_timeout,
-            reconnect_delay=self.reconnect_delay,
+            settings=self.settings,
         )
         session.on_state = lambda state: self.on_state(state) if self.on_state else None
         session.on_login = self._logged_in
@@ -422,10 +380,7 @@ class Peer:
 
     def _settings(self) -> ChatSettings:
         return ChatSettings(
-            max_queue=self.max_queue,
-            max_message_size=self.max_message_size,
-            ping_interval=self.ping_interval,
-            ping_timeout=self.ping_timeout,
+            limits=self.settings,
             on_shipped=lambda contact, ids: (
                 self.on_shipped(contact, ids) if self.on_shipped else None
             ),

@@ -89,8 +89,8 @@ class Conversation:
         self._connection = connection
         self._store = store
         self._settings = settings
-        self._delivery = Delivery(me, contact, max_message_size=settings.max_message_size)
-        self._inbox = Inbox(settings.max_queue)
+        self._delivery = Delivery(me, contact, max_message_size=settings.limits.max_message_size)
+        self._inbox = Inbox(settings.limits.max_queue)
         self._queue: collections.deque[tuple[Message, Sending]] = collections.deque()
         self._stored: list[Message] = []  # stored elsewhere, to be sent here
         self._work = asyncio.Event()  # queued, or stored elsewhere: the send loop's wake-up
@@ -131,8 +131,8 @@ class Conversation:
         """End the conversation once the other side has been silent too long."""
         reason = await keep_alive(
             self._connection,
-            interval=self._settings.ping_interval,
-            timeout=self._settings.ping_timeout,
+            interval=self._settings.limits.ping_interval,
+            timeout=self._settings.limits.ping_timeout,
         )
         self._finish(f"no answer from {self.peer}: {reason}")
         self._connection.abort()
@@ -162,7 +162,7 @@ class Conversation:
         messages = [Message.new(self.me, self.peer, body) for body in texts]
         if not messages:
             return []
-        limit = self._settings.max_queue
+        limit = self._settings.limits.max_queue
         while len(self._queue) >= limit and not self.closed:  # bounded: wait for the loop
             self._room.clear()
             await self._room.wait()

@@ -16,8 +16,8 @@ import socket
 from collections.abc import Callable
 
 from ..errors import ConnectionClosed
-from ..protocol import DEFAULT_MAX_FRAME
 from ..shared.connection import Connection
+from .settings import PEER_DEFAULTS, PeerSettings
 
 __all__ = ["Dialler", "is_loopback", "is_own_address"]
 
@@ -30,14 +30,14 @@ class Dialler:
         server: Callable[[], tuple[str, int]],
         *,
         sources: Callable[[], list[tuple[str, int]]],
-        max_frame: int | None = DEFAULT_MAX_FRAME,
+        settings: PeerSettings = PEER_DEFAULTS,
     ) -> None:
         self.server = server
         """The server we are logged in to now: loopback addresses are dialled only if it
         is on this machine too."""
         self.sources = sources
         """Our listening addresses: where a punch comes from."""
-        self.max_frame = max_frame
+        self.settings = settings
 
     def refuse_to_dial(self, host: str, port: int) -> str | None:
         """Why ``host:port`` is not dialled, or None to dial it."""
@@ -76,7 +76,7 @@ class Dialler:
         return await Connection.open(
             host,
             port,
-            max_frame=self.max_frame,
+            max_frame=self.settings.max_frame,
             timeout=timeout,
             sources=self.sources() if from_listener else (),
             from_source=from_listener,

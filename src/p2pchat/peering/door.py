@@ -31,7 +31,6 @@ from ..errors import (
     StoreError,
 )
 from ..protocol import (
-    DEFAULT_MAX_FRAME,
     PROTOCOL_VERSION,
     Hello,
     Proceed,
@@ -44,6 +43,7 @@ from ..protocol import (
 from ..shared.connection import Connection
 from ..shared.identity import Identity, certificate_key, direct_tls_context
 from ..shared.sockets import listen
+from .settings import PEER_DEFAULTS, PeerSettings
 
 if TYPE_CHECKING:
     from .conversation import Conversation
@@ -128,21 +128,15 @@ class Door:
         identity: Identity,
         *,
         opened: Opened,
-        # Limits
-        max_frame: int | None = DEFAULT_MAX_FRAME,
-        max_handshakes: int = 64,
-        max_waiters: int = 1024,
-        # Timeouts
-        hello_timeout: float | None = 10.0,
+        settings: PeerSettings = PEER_DEFAULTS,
     ) -> None:
         self.name = name
         self.identity = identity
         self._opened = opened
-        self.max_frame = max_frame
-        self.max_handshakes = max_handshakes
-        """Dial-ins not yet proven (starttls, TLS, hello) at once; more are closed at once."""
-        self.max_waiters = max_waiters
-        self.hello_timeout = hello_timeout
+        self.settings = settings
+        """Its limits: ``max_handshakes``, dial-ins not yet proven (starttls, TLS, hello)
+        at once (more are closed at once); ``max_queue`` claims waiting; ``hello_timeout``;
+        ``max_frame``."""
         self.outgoing: dict[str, OutgoingInvite] = {}
         """Invitations we sent and that no dial-in has claimed yet, by id."""
         self.calls: dict[str, Call] = {}
@@ -187,8 +181,8 @@ class Door:
             waiter.set_result(None)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        connection = Connection(reader, writer, max_frame=self.max_frame)
-        if self.dialling_in >= self.max_handshakes:
+        connection = Connection(reader, writer, max_frame=self.settings.max_frame)
+        if self.dialling_in >= self.settings.max_handshakes:
             connection.log.warning("refused: %d dial-ins under way already", self.dialling_in)
             connection.abort()
             return
@@ -204,7 +198,7 @@ class Door:
     async def _first(self, connection: Connection) -> None:
         """Read the first message, and hand the connection to whichever side it needs."""
         try:
-            async with asyncio.timeout(self.hello_timeout):
+            async with asyncio.timeout(self.settings.hello_timeout):
                 first: WireMessage = await connection.recv_last_clear()
         except TimeoutError:
             await connection.fail("no valid hello in time", code="timeout")
@@ -242,7 +236,7 @@ class Door:
         chat is read before all of that checks out. Returns whether the other side proved
         to be the invitee (False: refused, and the connection closed)."""
         try:
-            async with asyncio.timeout(self.hello_timeout):
+            async with asyncio.timeout(self.settings.hello_timeout):
                 if start is None:
                     first = await connection.recv_last_clear()
                     if not isinstance(first, StartTls):
@@ -253,7 +247,9 @@ class Door:
                 outgoing = await self._find(start.invitation)
                 context = direct_tls_context(self.identity, outgoing.certificate, server_side=True)
                 await connection.send(Proceed())
-                await connection.start_tls(context, server_side=True, timeout=self.hello_timeout)
+                await connection.start_tls(
+                    context, server_side=True, timeout=self.settings.hello_timeout
+                )
                 hello = await connection.recv()
                 if not isinstance(hello, Hello) or hello.invitation != start.invitation:
                     raise ProtocolError("expected hello naming the same invitation")
@@ -292,7 +288,7 @@ class Door:
     async def _find(self, invitation: str) -> OutgoingInvite:
         """The pending, vetted invitation ``invitation``. It is not taken here: only once
         the dialler has proven the invitee's key."""
-        if invitation not in self.outgoing and len(self._claim_waiters) < self.max_waiters:
+        if invitation not in self.outgoing and len(self._claim_waiters) < self.settings.max_queue:
             # The server's ringing may still be in flight on the server connection.
             waiter = self._claim_waiters.setdefault(
                 invitation, asyncio.get_running_loop().create_future()
@@ -326,10 +322,12 @@ class Door:
             return isinstance(message, Reverse) and message.invitation == target.id
 
         try:
-            async with asyncio.timeout(self.hello_timeout):
+            async with asyncio.timeout(self.settings.hello_timeout):
                 await connection.send(StartTls(invitation=target.id))
                 await connection.expect(Proceed, last_clear=True, skip=called_back)
-                await connection.start_tls(context, server_side=False, timeout=self.hello_timeout)
+                await connection.start_tls(
+                    context, server_side=False, timeout=self.settings.hello_timeout
+                )
                 await connection.send(
                     Hello(version=PROTOCOL_VERSION, name=self.name, invitation=target.id)
                 )

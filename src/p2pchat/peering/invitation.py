@@ -30,6 +30,7 @@ from ..errors import (
 from ..protocol import Accept, Cancel, Cancelled, Invite, Invited, Ok, Refuse, Refused, Ringing
 from ..shared.identity import b64decode, certificate_key, fingerprint
 from .reach import OutgoingInvite
+from .settings import PEER_DEFAULTS, PeerSettings
 
 if TYPE_CHECKING:
     from ..shared.connection import Connection
@@ -119,9 +120,9 @@ class Invitation:
 class InvitationDesk:
     """The invitations of one peer, sent and received."""
 
-    def __init__(self, peer: Host, *, max_invitations: int) -> None:
+    def __init__(self, peer: Host, *, settings: PeerSettings = PEER_DEFAULTS) -> None:
         self.peer = peer
-        self._queue: asyncio.Queue[Invitation] = asyncio.Queue(max_invitations)
+        self._queue: asyncio.Queue[Invitation] = asyncio.Queue(settings.max_invitations)
         self._received: dict[str, Invitation] = {}
         self._held: dict[str, Invitation] = {}  # crossed invitations, by sender
 

@@ -33,7 +33,6 @@ from ..errors import (
     error_for_code,
 )
 from ..protocol import (
-    DEFAULT_MAX_FRAME,
     PROTOCOL_VERSION,
     Auth,
     Bye,
@@ -49,6 +48,7 @@ from ..protocol import (
 from ..shared.connection import Connection, keep_alive
 from ..shared.identity import Identity, b64encode, login_challenge_payload
 from ..shared.tasks import cancel_and_wait
+from .settings import PEER_DEFAULTS, PeerSettings
 
 __all__ = ["ServerLink", "ServerSession", "server_list"]
 
@@ -69,15 +69,12 @@ class ServerLink:
         connection: Connection,
         on_push: Callable[[WireMessage], None],
         *,
-        request_timeout: float | None,
-        ping_interval: float,
-        ping_timeout: float,
+        settings: PeerSettings = PEER_DEFAULTS,
     ) -> None:
         self.connection = connection
         self.on_push = on_push
-        self.request_timeout = request_timeout
-        self.ping_interval = ping_interval
-        self.ping_timeout = ping_timeout
+        self.settings = settings
+        """Its limits: ``request_timeout``, ``ping_interval``, ``ping_timeout``."""
         self._watchdog: asyncio.Task[None] | None = None
         self._ids = itertools.count(1)
         self._waiting: dict[
@@ -98,7 +95,9 @@ class ServerLink:
 
     async def _watch(self) -> None:
         reason = await keep_alive(
-            self.connection, interval=self.ping_interval, timeout=self.ping_timeout
+            self.connection,
+            interval=self.settings.ping_interval,
+            timeout=self.settings.ping_timeout,
         )
         logger.warning("the signalling server is silent (%s); dropping the connection", reason)
         self.connection.abort()
@@ -118,11 +117,11 @@ class ServerLink:
         self._waiting[message.id] = (future, on_answer)
         try:
             await self.connection.send(message)
-            async with asyncio.timeout(self.request_timeout):
+            async with asyncio.timeout(self.settings.request_timeout):
                 reply = await future
         except TimeoutError:
             raise ConnectionClosed(
-                f"the signalling server did not answer within {self.request_timeout:g} s"
+                f"the signalling server did not answer within {self.settings.request_timeout:g} s"
             ) from None
         finally:
             if self._waiting.pop(message.id, None) is not None:  # not answered (yet)
@@ -207,14 +206,7 @@ class ServerSession:
         sources: Callable[[], Sequence[tuple[str, int]]] = list,
         traversal: bool = False,
         ssl: ssl.SSLContext | None = None,
-        # Limits
-        max_frame: int | None = DEFAULT_MAX_FRAME,
-        # Timeouts
-        connect_timeout: float | None = 10.0,
-        request_timeout: float | None = 15.0,
-        ping_interval: float = 20.0,
-        ping_timeout: float = 20.0,
-        reconnect_delay: tuple[float, float] | None = (0.2, 10.0),
+        settings: PeerSettings = PEER_DEFAULTS,
     ) -> None:
         if not servers:
             raise ValueError("a peer needs at least one server")
@@ -232,12 +224,9 @@ class ServerSession:
         """Where the server saw this peer come from at the last login."""
         self.on_push = on_push
         self.ssl = ssl
-        self.max_frame = max_frame
-        self.connect_timeout = connect_timeout
-        self.request_timeout = request_timeout
-        self.ping_interval = ping_interval
-        self.ping_timeout = ping_timeout
-        self.reconnect_delay = reconnect_delay
+        self.settings = settings
+        """Its limits: ``max_frame``, ``connect_timeout``, ``request_timeout``, the pings
+        and ``reconnect_delay``."""
         self.state = "offline"
         self.on_state: Callable[[str], None] | None = None
         self.on_login: Callable[[], None] | None = None
@@ -300,11 +289,11 @@ class ServerSession:
             await self._link.closed.wait()
             if self._closing:
                 return
-            if self.reconnect_delay is None:
+            if self.settings.reconnect_delay is None:
                 self._set_state("offline")
                 return
             self._set_state("reconnecting")
-            initial, cap = self.reconnect_delay
+            initial, cap = self.settings.reconnect_delay
             for attempt in itertools.count():
                 self._next_server()  # the one we lost (or could not reach): try another
                 await asyncio.sleep(min(cap, initial * 2**attempt) * random.uniform(0.5, 1.0))
@@ -338,8 +327,8 @@ class ServerSession:
         connection = await Connection.open(
             host,
             port,
-            max_frame=self.max_frame,
-            timeout=self.connect_timeout,
+            max_frame=self.settings.max_frame,
+            timeout=self.settings.connect_timeout,
             tls=self.ssl,
             sources=self.sources(),
         )
@@ -355,7 +344,7 @@ class ServerSession:
                     traversal=self.traversal,
                 )
             )
-            async with asyncio.timeout(self.request_timeout):
+            async with asyncio.timeout(self.settings.request_timeout):
                 challenge = await connection.expect(Challenge)
                 payload = login_challenge_payload(challenge.nonce, self.name, self.identity.key)
                 await connection.send(Auth(signature=self.identity.sign(payload)))
@@ -370,9 +359,7 @@ class ServerSession:
         link = ServerLink(
             connection,
             self.on_push,
-            request_timeout=self.request_timeout,
-            ping_interval=self.ping_interval,
-            ping_timeout=self.ping_timeout,
+            settings=self.settings,
         )
         link.features = frozenset(welcome.features)
         link.start()

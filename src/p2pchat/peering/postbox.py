@@ -53,6 +53,7 @@ from ..store import Message, MessageStore
 from .delivery import Acknowledge, Deliver, Delivery
 from .keys import KeyBook
 from .link import ServerLink
+from .settings import PeerSettings
 
 __all__ = ["Postbox"]
 
@@ -69,7 +70,7 @@ class Host(Protocol):
 
     name: str
     store: MessageStore
-    max_message_size: int
+    settings: PeerSettings
     on_shipped: Callable[[str, list[str]], None] | None
 
     @property
@@ -244,7 +245,7 @@ class Postbox:
         """Store, hand over, then send the receipt (the delivery rules decide each step).
         Returns the items to drop from our mailbox: those refused, and those stored whose
         receipt the server has taken."""
-        delivery = Delivery(self.name, sender, max_message_size=self.peer.max_message_size)
+        delivery = Delivery(self.name, sender, max_message_size=self.peer.settings.max_message_size)
         refused: list[str] = []
         good: list[Message] = []
         for item, message in batch:

@@ -51,6 +51,7 @@ from .dialler import Dialler
 from .door import Door, OutgoingInvite, Target
 from .link import ServerLink
 from .race import Race, Won
+from .settings import PeerSettings
 
 __all__ = ["CallBack", "PunchKit", "Traversal", "punch_targets", "simultaneous_open"]
 
@@ -69,8 +70,8 @@ class PunchKit:
     door: Door
     dialler: Dialler
     link: Callable[[], ServerLink]
-    direct_timeout: float | None
-    punch_timeout: float
+    settings: PeerSettings
+    """``direct_timeout``, ``punch_timeout``: how long to try."""
 
 
 def punch_targets(note: PunchNote) -> list[tuple[str, int]]:
@@ -100,7 +101,7 @@ async def _syn(kit: PunchKit, host: str, port: int) -> Won:
     for with a reset (rather than dropping it) refuses the first try of the side that was
     early: that side tries again, shortly, from the same port."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + kit.punch_timeout
+    deadline = loop.time() + kit.settings.punch_timeout
     pause = 0.02
     while True:
         try:
@@ -153,7 +154,7 @@ class Traversal:
         kept = False
         try:
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.kit.punch_timeout):
+                async with asyncio.timeout(self.kit.settings.punch_timeout):
                     won = await asyncio.shield(self._won)
                     kept = True
                     return won
@@ -276,7 +277,9 @@ class CallBack:
 
     async def _reverse(self, host: str, port: int) -> None:
         try:
-            connection = await self.kit.dialler.connect(host, port, timeout=self.kit.direct_timeout)
+            connection = await self.kit.dialler.connect(
+                host, port, timeout=self.kit.settings.direct_timeout
+            )
         except ConnectionClosed as exc:
             logger.info("calling back %s failed: %s", self.outgoing.user, exc)
             return

@@ -30,7 +30,6 @@ from ..errors import (
     RelayUnavailable,
 )
 from ..protocol import (
-    DEFAULT_MAX_FRAME,
     PunchNote,
     Relay,
     Relaying,
@@ -45,6 +44,7 @@ from .door import Door, Opened, OutgoingInvite, Target
 from .link import ServerLink
 from .punch import CallBack, PunchKit, Traversal
 from .race import Race, Won
+from .settings import PEER_DEFAULTS, PeerSettings
 
 __all__ = ["DialTarget", "OutgoingInvite", "Reach", "route_of"]
 
@@ -72,17 +72,7 @@ class Reach:
         link: Callable[[], ServerLink],
         opened: Opened,
         traversal: bool = True,
-        # Limits
-        max_frame: int | None = DEFAULT_MAX_FRAME,
-        max_handshakes: int = 64,
-        max_waiters: int = 1024,
-        # Timeouts
-        connect_timeout: float | None = 10.0,
-        hello_timeout: float | None = 10.0,
-        direct_timeout: float | None = 3.0,
-        traverse_after: float = 0.3,
-        punch_timeout: float = 3.0,
-        relay_after: float = 1.0,
+        settings: PeerSettings = PEER_DEFAULTS,
     ) -> None:
         self.name = name
         self.server = server
@@ -93,28 +83,17 @@ class Reach:
         self._link = link
         self.traversal = traversal
         """Take part in connection reversal and hole punching."""
-        self.max_frame = max_frame
-        self.connect_timeout = connect_timeout
-        self.hello_timeout = hello_timeout
-        self.direct_timeout = direct_timeout
-        self.traverse_after = traverse_after
-        self.relay_after = relay_after
-        self.door = Door(
-            name,
-            identity,
-            opened=opened,
-            max_frame=max_frame,
-            max_handshakes=max_handshakes,
-            max_waiters=max_waiters,
-            hello_timeout=hello_timeout,
-        )
-        self.dialler = Dialler(server, sources=lambda: self.door.listening, max_frame=max_frame)
+        self.settings = settings
+        """Its limits: ``direct_timeout`` per address dialled, then ``traverse_after``
+        reversal and punching join the race (for ``punch_timeout``), ``relay_after`` the
+        relay; ``connect_timeout``, ``hello_timeout`` to the relay."""
+        self.door = Door(name, identity, opened=opened, settings=settings)
+        self.dialler = Dialler(server, sources=lambda: self.door.listening, settings=settings)
         self.kit = PunchKit(
             door=self.door,
             dialler=self.dialler,
             link=link,
-            direct_timeout=direct_timeout,
-            punch_timeout=punch_timeout,
+            settings=settings,
         )
         self.outgoing = self.door.outgoing
         """Invitations we sent and that no dial-in has claimed yet, by id."""
@@ -183,13 +162,13 @@ class Reach:
         goes through the server, is tried after ``relay_after`` as ever).
         """
         loop = asyncio.get_running_loop()
-        relay_at = loop.time() + self.relay_after
+        relay_at = loop.time() + self.settings.relay_after
         tcp_up = asyncio.Event()
         race = Race()
         try:
             race.start("direct", self._dial(target, tcp_up))
             if self.traversal:
-                won = await race.wait(self.traverse_after)
+                won = await race.wait(self.settings.traverse_after)
                 if won is None and tcp_up.is_set():  # a path is up, in its handshake
                     won = await race.wait(relay_at - loop.time())
                 if won is not None:
@@ -215,7 +194,9 @@ class Reach:
         failures = []
         for host, port in target.addresses[:8]:
             try:
-                connection = await self.dialler.connect(host, port, timeout=self.direct_timeout)
+                connection = await self.dialler.connect(
+                    host, port, timeout=self.settings.direct_timeout
+                )
             except ConnectionClosed as exc:
                 failures.append(str(exc))
                 continue
@@ -282,13 +263,13 @@ class Reach:
         connection = await Connection.open(
             host,
             port,
-            max_frame=self.max_frame,
-            timeout=self.connect_timeout,
+            max_frame=self.settings.max_frame,
+            timeout=self.settings.connect_timeout,
             tls=self.server_ssl,
         )
         try:
             await connection.send(Relay(ticket=ticket))
-            async with asyncio.timeout(self.hello_timeout):
+            async with asyncio.timeout(self.settings.hello_timeout):
                 await connection.expect(Relaying)
         except BaseException:
             await connection.close()

@@ -1,5 +1,6 @@
 """A peer's limits and timeouts (``PeerSettings``: defined, defaulted and checked here
-once; ``Peer`` takes its keywords' defaults from it and checks what it is given), and
+once; ``Peer`` builds one from its keywords, ``PeerLimits``, or takes one whole, and
+hands it to its parts, which read their limits from it), and
 what its conversations share (``ChatSettings``: limits, timeouts and callbacks, in one
 frozen object that every ``Conversation`` it opens is handed)."""
 
@@ -8,14 +9,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict
 
 from ..errors import MessageTooLarge
 from ..protocol import DEFAULT_MAX_FRAME
 from ..shared.checks import check_int, check_seconds
 from ..store import Message
 
-__all__ = ["ChatSettings", "Ended", "PeerSettings"]
+__all__ = ["ChatSettings", "Ended", "PeerLimits", "PeerSettings"]
 
 
 def _limit(default: int | None, minimum: int = 1) -> Any:
@@ -63,9 +64,32 @@ class PeerSettings:
                 raise ValueError(f"{name}: {reason}, got {value!r}")
 
     @classmethod
-    def pick(cls, keywords: Mapping[str, Any]) -> PeerSettings:
-        """The settings among ``keywords`` (a constructor's ``locals()``), checked."""
-        return cls(**{name: keywords[name] for name in _FIELDS})
+    def build(cls, base: PeerSettings | None, limits: PeerLimits) -> PeerSettings:
+        """``base`` (default: the defaults) with ``limits`` given as keywords, checked."""
+        if base is None:
+            return cls(**limits)
+        return dataclasses.replace(base, **limits) if limits else base
+
+
+class PeerLimits(TypedDict, total=False):
+    """The keywords of ``Peer`` that are settings: each field of ``PeerSettings``, of the
+    same type (defaults: its). A test holds the two together."""
+
+    max_frame: int | None
+    max_message_size: int
+    max_queue: int
+    max_invitations: int
+    max_handshakes: int
+    connect_timeout: float | None
+    request_timeout: float | None
+    hello_timeout: float | None
+    direct_timeout: float | None
+    traverse_after: float
+    punch_timeout: float
+    relay_after: float
+    ping_interval: float
+    ping_timeout: float
+    reconnect_delay: tuple[float, float] | None
 
 
 _FIELDS: Mapping[str, dataclasses.Field[Any]] = {
@@ -84,12 +108,10 @@ class Ended(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class ChatSettings:
-    """What a peer's conversations share: its limits, timeouts and callbacks."""
+    """What a peer's conversations share: its limits and timeouts (``max_queue``,
+    ``max_message_size``, ``ping_interval``, ``ping_timeout`` of ``limits``) and callbacks."""
 
-    max_queue: int = PEER_DEFAULTS.max_queue
-    max_message_size: int = PEER_DEFAULTS.max_message_size
-    ping_interval: float = PEER_DEFAULTS.ping_interval
-    ping_timeout: float = PEER_DEFAULTS.ping_timeout
+    limits: PeerSettings = PEER_DEFAULTS
     on_shipped: Callable[[str, list[str]], None] | None = None
     on_end: Callable[[Ended], None] | None = None
     on_unsent: Callable[[str, list[Message]], None] | None = None
@@ -97,7 +119,5 @@ class ChatSettings:
 
     def check_body(self, body: str) -> None:
         size = len(body.encode("utf-8"))
-        if size > self.max_message_size:
-            raise MessageTooLarge(
-                f"message of {size} bytes is over the limit of {self.max_message_size} bytes"
-            )
+        if size > (most := self.limits.max_message_size):
+            raise MessageTooLarge(f"message of {size} bytes is over the limit of {most} bytes")
