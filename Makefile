@@ -6,7 +6,7 @@
 #   Chromium (the web page's tests), redis-server (the cluster's), iptables and iproute2
 #   (network namespaces for the NAT tests). Without them those tests skip, saying why.
 #
-# What these install comes from requirements/dev.lock: exact versions with their hashes,
+# What these install comes from requirements/dev.txt: exact versions with their hashes,
 # one file for every Python we support (3.11 to 3.13) and platform. pyproject.toml keeps
 # ranges for the library's users; the lock is what the project itself runs with.
 # make lock: write the lock anew from those ranges (UPGRADE=1: the newest that fit).
@@ -16,7 +16,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-LOCK := requirements/dev.lock
+LOCK := requirements/dev.txt
 # LATEST=1: install the newest releases allowed instead of the lock (make test-latest).
 LATEST ?=
 PYVER := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
@@ -91,7 +91,7 @@ system-deps:
 		echo "system-deps: chromium, redis-server, iptables and ip are installed"; \
 	fi
 
-# make lock: requirements/dev.lock anew from pyproject.toml, keeping every version it
+# make lock: requirements/dev.txt anew from pyproject.toml, keeping every version it
 # holds that the ranges still allow (a new dependency comes in at its newest);
 # make lock UPGRADE=1: every package at the newest release its range allows.
 lock: $(TOOLS)/.installed
@@ -99,10 +99,10 @@ lock: $(TOOLS)/.installed
 		--universal --python-version 3.11 --generate-hashes --no-emit-index-url \
 		$(if $(UPGRADE),--upgrade) --quiet -o $(LOCK)
 
-$(TOOLS)/.installed: requirements/uv.lock
+$(TOOLS)/.installed: requirements/uv.txt
 	rm -rf $(TOOLS)
 	$(PYTHON) -m venv $(TOOLS)
-	$(TOOLS)/bin/python -m pip install --quiet --require-hashes --no-deps -r requirements/uv.lock
+	$(TOOLS)/bin/python -m pip install --quiet --require-hashes --no-deps -r requirements/uv.txt
 	touch $@
 
 # Not part of CI (a release elsewhere must not turn main red): run it to see drift coming.
