@@ -19,6 +19,7 @@ from .errors import (
     FrameTooLarge,
     IdentityError,
     InvalidName,
+    InvalidQuery,
     InvitationGone,
     InviteRefused,
     InviteTimeout,
@@ -53,13 +54,13 @@ from .store import (
     Mailbox,
     MailboxItem,
     MemoryMailbox,
-    MemoryMessageStore,
     MemoryUserStore,
     Message,
     MessageStore,
     UserRecord,
     UserStore,
 )
+from .stores.memory import MemoryMessageStore
 from .stores.sqlite import SqliteMessageStore
 from .stores.sqlite_server import SqliteMailbox, SqliteUserStore
 
@@ -78,6 +79,7 @@ __all__ = [
     "Identity",
     "IdentityError",
     "InvalidName",
+    "InvalidQuery",
     "Invitation",
     "InvitationGone",
     "InviteRefused",

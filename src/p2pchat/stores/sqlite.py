@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 
 from ..errors import StoreError
 from ..store import Message
+from .search import parse
 
 __all__ = ["SqliteDatabase", "SqliteMessageStore", "SqliteStore"]
 
@@ -271,6 +272,7 @@ class SqliteStore:
 
 
 _MESSAGE_COLUMNS = "id, sender, recipient, body, sent_at, shipped"
+_NEWEST_FIRST = "sent_at DESC, id DESC, sender DESC"  # history's order, backwards
 _SQL_CHUNK = 500  # ids per IN (...) query, well under SQLite's variable limit
 
 
@@ -295,7 +297,7 @@ class SqliteMessageStore(SqliteStore):
     """
 
     KIND = "messages"
-    VERSION = 4
+    VERSION = 5
     SYNCHRONOUS = "FULL"
 
     @property
@@ -395,14 +397,43 @@ class SqliteMessageStore(SqliteStore):
         )
         return [_message_from_row(row) for row in rows]
 
-    async def history(self, user: str, contact: str, *, limit: int | None = None) -> list[Message]:
+    async def history(
+        self,
+        user: str,
+        contact: str,
+        *,
+        before: Message | None = None,
+        limit: int | None = None,
+    ) -> list[Message]:
+        edge = ""
+        parameters: list[object] = [user, contact, contact, user]
+        if before is not None:
+            edge = " AND (sent_at, id, sender) < (?, ?, ?)"
+            parameters += [before.sent_at, before.id, before.sender]
         rows = await self._database.fetch(
             f"SELECT {_MESSAGE_COLUMNS} FROM ("
-            f" SELECT seq, {_MESSAGE_COLUMNS} FROM messages"
-            "  WHERE (sender = ? AND recipient = ?) OR (sender = ? AND recipient = ?)"
-            "  ORDER BY seq DESC LIMIT ?"
-            ") ORDER BY seq",
-            (user, contact, contact, user, -1 if limit is None else limit),
+            f" SELECT {_MESSAGE_COLUMNS} FROM messages"
+            "  WHERE ((sender = ? AND recipient = ?) OR (sender = ? AND recipient = ?))"
+            f"{edge} ORDER BY {_NEWEST_FIRST} LIMIT ?"
+            ") ORDER BY sent_at, id, sender",
+            (*parameters, -1 if limit is None else limit),
+        )
+        return [_message_from_row(row) for row in rows]
+
+    async def search(
+        self, user: str, text: str, *, contact: str | None = None, limit: int = 50
+    ) -> list[Message]:
+        query = parse(text)  # InvalidQuery before any SQL; what FTS5 gets is quoted terms
+        if contact is None:
+            whose, parameters = "(sender = ? OR recipient = ?)", [user, user]
+        else:
+            whose = "((sender = ? AND recipient = ?) OR (sender = ? AND recipient = ?))"
+            parameters = [user, contact, contact, user]
+        rows = await self._database.fetch(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages"
+            " WHERE seq IN (SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?)"
+            f" AND {whose} ORDER BY {_NEWEST_FIRST} LIMIT ?",
+            (query.fts5, *parameters, max(limit, 0)),
         )
         return [_message_from_row(row) for row in rows]
 
