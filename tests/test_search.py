@@ -1,0 +1,260 @@
+"""Search and paged history, over both message stores (as in test_store.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+import p2pchat
+import p2pchat.stores
+from p2pchat import InvalidQuery, Message, MessageStore, P2PChatError, StoreError
+
+SCHEMA = Path(p2pchat.stores.__file__).with_name("schema")
+
+
+def said(n: int, body: str, sender: str = "alice", recipient: str = "bob") -> Message:
+    return Message(id=f"m{n}", sender=sender, recipient=recipient, body=body, sent_at=1000.0 + n)
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+async def messages(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[MessageStore]:
+    store: MessageStore = (
+        p2pchat.MemoryMessageStore()
+        if request.param == "memory"
+        else p2pchat.SqliteMessageStore(tmp_path / "messages.sqlite3")
+    )
+    await store.start()
+    yield store
+    await store.close()
+
+
+async def found(store: MessageStore, text: str, **options: object) -> list[str]:
+    return [m.id for m in await store.search("alice", text, **options)]  # type: ignore[arg-type]
+
+
+async def test_search_ignores_case_and_accents(messages: MessageStore) -> None:
+    await messages.add_many(
+        [said(1, "Café au lait"), said(2, "CAFE noir"), said(3, "thé"), said(4, "Ça va? Über!")]
+    )
+    assert await found(messages, "cafe") == ["m2", "m1"]  # newest first
+    assert await found(messages, "CAFÉ") == ["m2", "m1"]
+    assert await found(messages, "the") == ["m3"]
+    assert await found(messages, "ca uber") == ["m4"]
+
+
+async def test_search_prefix_phrase_and_every_word(messages: MessageStore) -> None:
+    await messages.add_many(
+        [
+            said(1, "hello world"),
+            said(2, "world, hello"),
+            said(3, "help!"),
+            said(4, "Hello, World: again"),
+            said(5, "shell"),
+        ]
+    )
+    assert await found(messages, "hel*") == ["m4", "m3", "m2", "m1"]  # not "shell"
+    assert await found(messages, '"hello world"') == ["m4", "m1"]  # next to each other
+    assert await found(messages, "world hello") == ["m4", "m2", "m1"]  # every word, any order
+    assert await found(messages, '"hello wor"*') == ["m4", "m1"]
+    assert await found(messages, "hello-world") == ["m4", "m1"]  # a phrase, as FTS5 reads it
+    assert await found(messages, "hello absent") == []
+    assert await found(messages, "wor") == []  # a word, not a part of one
+
+
+async def test_search_operators_are_just_words(messages: MessageStore) -> None:
+    await messages.add_many([said(1, "cats OR dogs"), said(2, "cats"), said(3, "body: NEAR")])
+    assert await found(messages, "cats OR dogs") == ["m1"]  # AND of three words
+    assert await found(messages, "body: NEAR") == ["m3"]
+    assert await found(messages, "NOT") == []
+
+
+async def test_search_by_user_and_limit(messages: MessageStore) -> None:
+    await messages.add_many(
+        [
+            said(1, "news one"),
+            said(2, "news two", sender="carol", recipient="alice"),
+            said(3, "news three", recipient="carol"),
+            said(4, "news four", sender="bob", recipient="alice"),
+            said(5, "news five", sender="bob", recipient="carol"),  # not alice's
+        ]
+    )
+    assert await found(messages, "news") == ["m4", "m3", "m2", "m1"]
+    assert await found(messages, "news", contact="bob") == ["m4", "m1"]
+    assert await found(messages, "news", contact="carol") == ["m3", "m2"]
+    assert await found(messages, "news", limit=2) == ["m4", "m3"]
+    assert await found(messages, "news", limit=0) == []
+    assert [m.id for m in await messages.search("carol", "news")] == ["m5", "m3", "m2"]
+
+
+@pytest.mark.parametrize(
+    "text", ['"hello world', 'say "hi" "there', "he*llo", "*", "", "   ", "!!! ??"]
+)
+async def test_a_query_that_cannot_be_read_is_invalid_query(
+    messages: MessageStore, text: str
+) -> None:
+    await messages.add(said(1, "hello world"))
+    with pytest.raises(InvalidQuery) as caught:
+        await messages.search("alice", text)
+    assert isinstance(caught.value, P2PChatError)
+    assert isinstance(caught.value, ValueError)
+    assert await found(messages, "hello") == ["m1"]  # and the store goes on
+
+
+async def test_ten_thousand_messages_page_backwards_each_exactly_once(
+    messages: MessageStore,
+) -> None:
+    # Both directions, times out of insertion order, ties on sent_at (then the id decides),
+    # and messages with others mixed in.
+    batch = []
+    for n in range(10_000):
+        sender, recipient = ("alice", "bob") if n % 3 else ("bob", "alice")
+        at = 5000.0 + (n * 7919) % 10_000 // 2  # two messages per instant, shuffled
+        batch.append(
+            Message(id=f"x{n:05}", sender=sender, recipient=recipient, body="b", sent_at=at)
+        )
+        if n % 10 == 0:
+            batch.append(said(100_000 + n, "other", recipient="carol"))
+    for start in range(0, len(batch), 1000):
+        await messages.add_many(batch[start : start + 1000])
+    seen: list[Message] = []
+    page = await messages.history("alice", "bob", limit=333)
+    while page:
+        seen[:0] = page
+        assert [m.id for m in page] == [m.id for m in sorted(page, key=ordered)]
+        page = await messages.history("alice", "bob", before=page[0], limit=333)
+    assert len(seen) == 10_000
+    assert len({m.id for m in seen}) == 10_000
+    assert seen == sorted(seen, key=ordered)
+    assert seen == await messages.history("bob", "alice")  # the same order unpaged
+
+
+def ordered(message: Message) -> tuple[float, str]:
+    return (message.sent_at, message.id)
+
+
+async def test_a_page_before_the_first_is_empty_and_arrivals_do_not_shift_pages(
+    messages: MessageStore,
+) -> None:
+    await messages.add_many([said(n, f"b{n}") for n in range(10)])
+    last = await messages.history("alice", "bob", limit=4)
+    assert [m.id for m in last] == ["m6", "m7", "m8", "m9"]
+    await messages.add(said(20, "new"))  # arrives while the user scrolls back
+    page = await messages.history("alice", "bob", before=last[0], limit=4)
+    assert [m.id for m in page] == ["m2", "m3", "m4", "m5"]
+    first = await messages.history("alice", "bob", before=page[0], limit=4)
+    assert [m.id for m in first] == ["m0", "m1"]
+    assert await messages.history("alice", "bob", before=first[0], limit=4) == []
+
+
+# SQLite only: the index.
+
+
+def indexed(path: Path) -> tuple[int, int]:
+    """(messages, rows of the full-text index): docsize holds one row per indexed body."""
+    with sqlite3.connect(path) as db:
+        count = db.execute("SELECT count(*) FROM messages").fetchone()[0]
+        index = db.execute("SELECT count(*) FROM messages_fts_docsize").fetchone()[0]
+    return int(count), int(index)
+
+
+async def test_the_index_is_written_in_the_messages_transaction(tmp_path: Path) -> None:
+    path = tmp_path / "m.sqlite3"
+    store = p2pchat.SqliteMessageStore(path)
+    await store.start()
+    loop = asyncio.get_running_loop()
+    inserted, release = asyncio.Event(), threading.Event()
+    inside: list[int] = []
+
+    def failing_job(db: sqlite3.Connection) -> None:  # on the writer's thread
+        db.execute(
+            "INSERT INTO messages (id, sender, recipient, body, sent_at) VALUES (?, ?, ?, ?, ?)",
+            ("half", "alice", "bob", "unwritten words", 1.0),
+        )
+        inside.append(db.execute("SELECT count(*) FROM messages_fts_docsize").fetchone()[0])
+        loop.call_soon_threadsafe(inserted.set)
+        release.wait(10)
+        raise sqlite3.OperationalError("it fails after all")
+
+    try:
+        await store.add_many([said(n, f"word{n} common") for n in range(100)])
+        assert indexed(path) == (100, 100)
+        writing = asyncio.create_task(store._database.write(failing_job))
+        await inserted.wait()
+        assert inside == [101]  # indexed by the very transaction that inserts it
+        assert await store.search("alice", "unwritten") == []  # not committed: not seen
+        release.set()
+        with pytest.raises(StoreError, match="it fails after all"):
+            await writing
+        assert indexed(path) == (100, 100)  # rolled back together
+        assert await store.search("alice", "unwritten") == []
+        # An insert that fails (a trigger refuses it) leaves no index row either.
+        with sqlite3.connect(path) as other:
+            other.execute(
+                "CREATE TRIGGER no_bodies BEFORE INSERT ON messages WHEN NEW.body = 'boom'"
+                " BEGIN SELECT RAISE(ABORT, 'disk says no'); END"
+            )
+        with pytest.raises(StoreError, match="disk says no"):
+            await store.add_many([said(200, "fine words"), said(201, "boom")])
+        assert indexed(path) == (100, 100)
+        assert await store.search("alice", "fine") == []
+        assert len(await store.search("alice", "common", limit=1000)) == 100
+    finally:
+        release.set()
+        await store.close()
+
+
+async def test_a_store_made_by_the_version_4_schema_is_migrated_and_indexed(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "old.sqlite3"
+    with sqlite3.connect(path) as db:  # what today's main makes, with messages in it
+        for version in (1, 2, 3, 4):
+            db.executescript((SCHEMA / f"messages-{version}.sql").read_text())
+        db.execute("PRAGMA user_version = 4")
+        db.executemany(
+            "INSERT INTO messages (id, sender, recipient, body, sent_at, shipped)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                ("a1", "alice", "bob", "Déjà vu, old friend", 1.0, 1),
+                ("b1", "bob", "alice", "an old reply", 2.0, 1),
+                ("a2", "alice", "carol", "unrelated", 3.0, 0),
+            ],
+        )
+    store = p2pchat.SqliteMessageStore(path)
+    await store.start()
+    try:
+        assert [m.id for m in await store.search("alice", "old")] == ["b1", "a1"]
+        assert [m.id for m in await store.search("alice", "deja")] == ["a1"]
+        assert await store.add(said(9, "a new old one")) is True
+        assert [m.id for m in await store.search("alice", "old", contact="bob")] == [
+            "m9",
+            "b1",
+            "a1",
+        ]
+        history = await store.history("alice", "bob")
+        assert [(m.id, m.shipped) for m in history] == [("a1", True), ("b1", True), ("m9", False)]
+    finally:
+        await store.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 5
+    assert indexed(path) == (4, 4)
+
+
+async def test_peer_search_and_history_before(tmp_path: Path) -> None:
+    store = p2pchat.MemoryMessageStore()
+    await store.add_many(
+        [said(n, f"note {n}", *(("alice", "bob") if n % 2 else ("bob", "alice"))) for n in range(6)]
+    )
+    peer = p2pchat.Peer("alice", store=store)  # not started: the store is all it needs here
+    assert [m.id for m in await peer.search("note", "bob", 2)] == ["m5", "m4"]
+    with pytest.raises(p2pchat.InvalidName):
+        await peer.search("note", user="not a name")
+    with pytest.raises(InvalidQuery):
+        await peer.search('"note')
+    page = await peer.history("bob", limit=2)
+    assert [m.id for m in await peer.history("bob", page[0], 3)] == ["m1", "m2", "m3"]
