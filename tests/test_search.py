@@ -8,6 +8,7 @@ import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import msgspec
 import pytest
 
 import p2pchat
@@ -137,6 +138,35 @@ def ordered(message: Message) -> tuple[float, str]:
     return (message.sent_at, message.id)
 
 
+async def test_search_is_newest_sent_first_whatever_the_order_of_arrival(
+    messages: MessageStore,
+) -> None:
+    # 12,000 messages holding one word, over several of the SQLite store's blocks of
+    # seqs: times shuffled against arrival, the latest stored first (mail that arrives
+    # early from a fast clock) and the oldest stored last, ties on sent_at.
+    batch = [
+        Message(
+            id=f"w{n:05}",
+            sender="alice" if n % 2 else "bob",
+            recipient="bob" if n % 2 else "alice",
+            body=f"common word{n % 7}",
+            sent_at=10_000.0 + (n * 7919) % 12_000 // 2,
+        )
+        for n in range(12_000)
+    ]
+    latest = msgspec.structs.replace(said(1, "common, the latest", "bob", "alice"), sent_at=1e5)
+    oldest = msgspec.structs.replace(said(2, "common, the oldest"), sent_at=1.0)
+    batch = [latest, *batch, oldest]
+    for start in range(0, len(batch), 2000):
+        await messages.add_many(batch[start : start + 2000])
+    newest = sorted(batch, key=lambda m: (m.sent_at, m.id, m.sender), reverse=True)
+    for limit in (1, 50, 700):
+        got = await messages.search("alice", "common", limit=limit)
+        assert [m.id for m in got] == [m.id for m in newest[:limit]]
+    got = await messages.search("alice", "word3", limit=40)
+    assert [m.id for m in got] == [m.id for m in newest if m.body.endswith("word3")][:40]
+
+
 async def test_a_page_before_the_first_is_empty_and_arrivals_do_not_shift_pages(
     messages: MessageStore,
 ) -> None:
@@ -154,12 +184,20 @@ async def test_a_page_before_the_first_is_empty_and_arrivals_do_not_shift_pages(
 # SQLite only: the index.
 
 
+def index_rows(db: sqlite3.Connection) -> int:
+    """The bodies the full-text index holds, read from the index itself (fts5vocab)."""
+    db.execute(
+        "CREATE VIRTUAL TABLE IF NOT EXISTS temp.messages_words"
+        " USING fts5vocab(main, messages_fts, instance)"
+    )
+    return int(db.execute("SELECT count(DISTINCT doc) FROM temp.messages_words").fetchone()[0])
+
+
 def indexed(path: Path) -> tuple[int, int]:
-    """(messages, rows of the full-text index): docsize holds one row per indexed body."""
+    """(messages, bodies in the full-text index)."""
     with sqlite3.connect(path) as db:
         count = db.execute("SELECT count(*) FROM messages").fetchone()[0]
-        index = db.execute("SELECT count(*) FROM messages_fts_docsize").fetchone()[0]
-    return int(count), int(index)
+        return int(count), index_rows(db)
 
 
 async def test_the_index_is_written_in_the_messages_transaction(tmp_path: Path) -> None:
@@ -175,7 +213,7 @@ async def test_the_index_is_written_in_the_messages_transaction(tmp_path: Path) 
             "INSERT INTO messages (id, sender, recipient, body, sent_at) VALUES (?, ?, ?, ?, ?)",
             ("half", "alice", "bob", "unwritten words", 1.0),
         )
-        inside.append(db.execute("SELECT count(*) FROM messages_fts_docsize").fetchone()[0])
+        inside.append(index_rows(db))
         loop.call_soon_threadsafe(inserted.set)
         release.wait(10)
         raise sqlite3.OperationalError("it fails after all")
