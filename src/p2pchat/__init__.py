@@ -61,6 +61,7 @@ from .store import (
     UserStore,
 )
 from .stores.memory import MemoryMessageStore
+from .stores.search import search_spans
 from .stores.sqlite import SqliteMessageStore
 from .stores.sqlite_server import SqliteMailbox, SqliteUserStore
 
@@ -122,5 +123,6 @@ __all__ = [
     "check_name",
     "fingerprint",
     "format_address",
+    "search_spans",
     "tls13_only",
 ]

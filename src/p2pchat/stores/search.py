@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ..errors import InvalidQuery
 
-__all__ = ["Query", "Term", "parse", "words"]
+__all__ = ["Query", "Term", "located_words", "parse", "search_spans", "words"]
 
 _CHUNK = re.compile(r'"([^"]*)"(\*?)|([^\s"]+)')
 
@@ -47,6 +48,35 @@ def words(text: str) -> list[str]:
     return found
 
 
+def _fold(character: str) -> str:
+    """One character as the index sees it: accents stripped, case folded."""
+    decomposed = unicodedata.normalize("NFD", character)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+
+
+def located_words(text: str) -> list[tuple[str, int, int]]:
+    """The words of ``text`` as ``words()`` finds them, each with where it stands in
+    ``text`` (start, end): to mark a match where it was typed."""
+    found: list[tuple[str, int, int]] = []
+    current: list[str] = []
+    start = 0
+    for index, character in enumerate(text):
+        folded = _fold(character)
+        if not folded:  # a lone combining mark: dropped, the word goes on
+            continue
+        if all(_is_word_character(c) for c in folded):
+            if not current:
+                start = index
+            current.append(folded)
+            continue
+        if current:
+            found.append(("".join(current), start, index))
+            current = []
+    if current:
+        found.append(("".join(current), start, len(text)))
+    return found
+
+
 @dataclass(frozen=True)
 class Term:
     """Words that must appear next to each other, in order; ``prefix``: the last one is
@@ -58,6 +88,10 @@ class Term:
 
     def found_in(self, body: list[str]) -> bool:
         """Whether these words are among ``body``'s (the words of a message)."""
+        return next(self.places(body), None) is not None
+
+    def places(self, body: list[str]) -> Iterator[int]:
+        """Where in ``body`` (the words of a message) these words start, each time."""
         *head, last = self.words
         size = len(self.words)
         for start in range(len(body) - size + 1):
@@ -65,8 +99,7 @@ class Term:
             if body[start:end] != head:
                 continue
             if body[end] == last or (self.prefix and body[end].startswith(last)):
-                return True
-        return False
+                yield start
 
 
 @dataclass(frozen=True)
@@ -79,6 +112,24 @@ class Query:
         """Whether a message of this ``body`` answers the query (the memory store's scan)."""
         found = words(body)
         return all(term.found_in(found) for term in self.terms)
+
+    def spans(self, body: str) -> list[tuple[int, int]]:
+        """Where in ``body`` the query matches, as (start, end) offsets, in order and
+        apart (overlaps joined): what a front end marks."""
+        located = located_words(body)
+        found = [word for word, _, _ in located]
+        spans = sorted(
+            (located[start][1], located[start + len(term.words) - 1][2])
+            for term in self.terms
+            for start in term.places(found)
+        )
+        joined: list[tuple[int, int]] = []
+        for start, end in spans:
+            if joined and start <= joined[-1][1]:
+                joined[-1] = (joined[-1][0], max(end, joined[-1][1]))
+            else:
+                joined.append((start, end))
+        return joined
 
     @property
     def fts5(self) -> str:
@@ -106,3 +157,9 @@ def parse(text: str) -> Query:
     if not terms:
         raise InvalidQuery(f"no word to search for in {text!r}")
     return Query(terms=tuple(terms))
+
+
+def search_spans(text: str, body: str) -> list[tuple[int, int]]:
+    """Where the search ``text`` matches in ``body``, as (start, end) offsets in order:
+    for a front end to mark what a search found. InvalidQuery as ``parse``."""
+    return parse(text).spans(body)
