@@ -299,7 +299,8 @@ class WebUI:
         for user, _ in contacts:
             self._contacts[user] = 0  # a page shows them now
         talks = [await self._talk_info(user, unread=n, history=[]) for user, n in contacts]
-        histories = [(await self._history(user))[0] for user, _ in contacts]
+        stored = [await self._history(user) for user, _ in contacts]
+        histories = [history for history, _ in stored]
         snapshot = ev.Snapshot(
             name=self.peer.name,
             fingerprint=self.peer.fingerprint,
@@ -324,9 +325,9 @@ class WebUI:
                 full[i] = shown[i] == len(history)
         talks = [
             msgspec.structs.replace(
-                talk, history=history[len(history) - n :], older=n < len(history)
+                talk, history=history[len(history) - n :], older=n < len(history) or more
             )
-            for talk, history, n in zip(talks, histories, shown, strict=True)
+            for talk, (history, more), n in zip(talks, stored, shown, strict=True)
         ]
         return msgspec.structs.replace(snapshot, talks=talks)
 
