@@ -213,6 +213,7 @@ async def test_the_index_is_written_in_the_messages_transaction(tmp_path: Path) 
             "INSERT INTO messages (id, sender, recipient, body, sent_at) VALUES (?, ?, ?, ?, ?)",
             ("half", "alice", "bob", "unwritten words", 1.0),
         )
+        store._finish(db)  # what ends the transaction, here before it fails
         inside.append(index_rows(db))
         loop.call_soon_threadsafe(inserted.set)
         release.wait(10)
@@ -223,7 +224,7 @@ async def test_the_index_is_written_in_the_messages_transaction(tmp_path: Path) 
         assert indexed(path) == (100, 100)
         writing = asyncio.create_task(store._database.write(failing_job))
         await inserted.wait()
-        assert inside == [101]  # indexed by the very transaction that inserts it
+        assert inside == [101]  # indexed by the transaction that inserts it, in it
         assert await store.search("alice", "unwritten") == []  # not committed: not seen
         release.set()
         with pytest.raises(StoreError, match="it fails after all"):
@@ -241,6 +242,29 @@ async def test_the_index_is_written_in_the_messages_transaction(tmp_path: Path) 
         assert indexed(path) == (100, 100)
         assert await store.search("alice", "fine") == []
         assert len(await store.search("alice", "common", limit=1000)) == 100
+        # If indexing fails, the message is not stored either.
+        with sqlite3.connect(path) as other:
+            other.execute("DROP TRIGGER no_bodies")
+            other.execute(
+                "CREATE TRIGGER no_index BEFORE INSERT ON messages_latest"
+                " BEGIN SELECT RAISE(ABORT, 'index says no'); END"
+            )
+        with pytest.raises(StoreError, match="index says no"):
+            await store.add(said(300, "lonely words"))
+        assert indexed(path) == (100, 100)
+        with sqlite3.connect(path) as other:
+            other.execute("DROP TRIGGER no_index")
+        # A row any write stores (not add_many's) is indexed by its transaction too.
+
+        def other_job(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT INTO messages (id, sender, recipient, body, sent_at)"
+                " VALUES ('g1', 'alice', 'team', 'group words', 5.0)"
+            )
+
+        await store._database.write(other_job)
+        assert indexed(path) == (101, 101)
+        assert [m.id for m in await store.search("alice", "group")] == ["g1"]
     finally:
         release.set()
         await store.close()
