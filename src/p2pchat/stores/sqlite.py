@@ -21,10 +21,8 @@ process loses neither kind.
 from __future__ import annotations
 
 import asyncio
-import bisect
 import concurrent.futures
 import functools
-import heapq
 import logging
 import os
 import sqlite3
@@ -36,6 +34,7 @@ from typing import Any, TypeVar
 from ..errors import StoreError
 from ..store import Message
 from .search import parse
+from .sqlite_search import index_new_rows, newest_matches
 
 __all__ = ["SqliteDatabase", "SqliteMessageStore", "SqliteStore"]
 
@@ -324,51 +323,9 @@ def _message_from_row(row: Sequence[object]) -> Message:
     )
 
 
-_BLOCK_BITS = 12  # messages_latest keeps the latest sent_at of each 4,096 seqs
-_FIRST_WALK = 256  # matches read at first; each further read four times more
-
-
-def _newest_matches(
-    db: sqlite3.Connection,
-    sql: str,
-    before: Sequence[object],
-    after: Sequence[object],
-    limit: int,
-) -> list[Message]:
-    """The ``limit`` matches of ``sql`` latest by (sent_at, id, sender), newest first.
-
-    ``sql`` reads matches newest seq first (the index's own order, no sort), from below a
-    seq, at most so many: its parameters are ``before``, that seq, ``after``, the count.
-    Arrival order is close to sending order but not the same (mail arrives late), so the
-    walk goes on until no older seq can hold a match later than the last one kept: the
-    latest sent_at below a seq is known from messages_latest. A common word thus costs
-    about ``limit`` rows, not every message that holds it.
-    """
-    latest = db.execute("SELECT block, latest FROM messages_latest ORDER BY block").fetchall()
-    blocks = [int(block) for block, _ in latest]
-    up_to: list[float] = []  # up_to[i]: the latest sent_at of blocks[0..i]
-    for _, when in latest:
-        up_to.append(max(float(when), up_to[-1]) if up_to else float(when))
-    kept: list[tuple[tuple[float, str, str], Message]] = []  # a heap: the oldest kept first
-    below = 1 << 62  # seqs are below this
-    count = _FIRST_WALK
-    while True:
-        rows = db.execute(sql, [*before, below, *after, count]).fetchall()
-        for row in rows:
-            message = _message_from_row(row[1:])
-            key = (message.sent_at, message.id, message.sender)
-            if len(kept) < limit:
-                heapq.heappush(kept, (key, message))
-            elif key > kept[0][0]:
-                heapq.heapreplace(kept, (key, message))
-        if len(rows) < count:
-            break  # every match read
-        below = int(rows[-1][0])
-        index = bisect.bisect_right(blocks, (below - 1) >> _BLOCK_BITS) - 1
-        if len(kept) == limit and (index < 0 or kept[0][0][0] > up_to[index]):
-            break  # nothing older can be later than what is kept
-        count *= 4
-    return [message for _, message in sorted(kept, key=lambda item: item[0], reverse=True)]
+def _search_order(row: Sequence[Any]) -> tuple[float, str, str]:
+    """(sent_at, id, sender) of a search's row: seq, then _MESSAGE_COLUMNS."""
+    return float(row[5]), str(row[1]), str(row[2])
 
 
 class SqliteMessageStore(SqliteStore):
@@ -389,30 +346,7 @@ class SqliteMessageStore(SqliteStore):
         return self.path.with_suffix(".key")
 
     def _finish(self, db: sqlite3.Connection) -> None:
-        """Index what this transaction stored, in it, before it commits: the words of
-        the new bodies (FTS5) and the latest sent_at of their blocks of seqs.
-
-        Once for the whole transaction, whoever wrote its rows, rather than a trigger
-        per row: FTS5 writes what it holds to disk at the start of every statement that
-        writes to it, and a statement per row (or per job of a group commit) made the
-        index cost twice the rest of a message's write; one per transaction, ~0.6x."""
-        row = db.execute("SELECT up_to FROM messages_indexed").fetchone()
-        done = int(row[0])
-        newest = db.execute("SELECT max(seq) FROM messages").fetchone()[0]
-        if newest is None or int(newest) <= done:
-            return  # nothing new (a receipt, a flag): two look-ups
-        db.execute(
-            "INSERT INTO messages_fts (rowid, body) SELECT seq, body FROM messages WHERE seq > ?",
-            (done,),
-        )
-        db.execute(
-            "INSERT INTO messages_latest (block, latest)"
-            f" SELECT seq >> {_BLOCK_BITS}, max(sent_at) FROM messages WHERE seq > ?"
-            f" GROUP BY seq >> {_BLOCK_BITS}"
-            " ON CONFLICT (block) DO UPDATE SET latest = max(latest, excluded.latest)",
-            (done,),
-        )
-        db.execute("UPDATE messages_indexed SET up_to = ?", (int(newest),))
+        index_new_rows(db)  # the search index, in every write transaction
 
     async def add(self, message: Message) -> bool:
         return bool(await self.add_many([message]))
@@ -565,7 +499,8 @@ class SqliteMessageStore(SqliteStore):
         )
 
         def job(db: sqlite3.Connection) -> list[Message]:
-            return _newest_matches(db, sql, [query.fts5], parameters, limit)
+            rows = newest_matches(db, sql, [query.fts5], parameters, limit, _search_order)
+            return [_message_from_row(row[1:]) for row in rows]
 
         return await self._database.read(job)
 
