@@ -155,6 +155,7 @@ export class Model {
       }
       case "error":
         this.notice(`Error: ${event.reason}`, "problem");
+        for (const talk of this.talks.values()) talk.loading = false; // an "older" failed, maybe
         break;
     }
   }
