@@ -320,3 +320,17 @@ async def test_peer_search_and_history_before(tmp_path: Path) -> None:
         await peer.search('"note')
     page = await peer.history("bob", limit=2)
     assert [m.id for m in await peer.history("bob", page[0], 3)] == ["m1", "m2", "m3"]
+
+
+def test_search_spans_point_at_the_match_as_typed() -> None:
+    body = "Un CAFÉ, e\u0301cole; Hello  World! 👋 hello worlds"
+    spans = p2pchat.search_spans('cafe "hello wor"* ecole', body)
+    assert [body[start:end] for start, end in spans] == [
+        "CAFÉ",
+        "e\u0301cole",  # an accent written apart is part of its word
+        "Hello  World",
+        "hello worlds",
+    ]
+    assert p2pchat.search_spans("absent", body) == []
+    with pytest.raises(InvalidQuery):
+        p2pchat.search_spans('"open', body)
