@@ -1,6 +1,7 @@
 """``make bench``: p2pchat beside a raw-asyncio baseline, measured in the same run.
 
-    python -m benchmarks [--quick] [--only burst,awaited,logins,list,rendezvous,relay]
+    python -m benchmarks [--quick]
+                         [--only burst,index,search,awaited,logins,rendezvous,relay]
                          [--json PATH]
 
 Every row is measured here and now, on this machine, with its baseline beside it where
@@ -102,6 +103,53 @@ class Bench:
                     met,
                 )
             )
+
+    async def index(self) -> None:
+        """The burst with the search index beside the same without it, taking turns
+        (this machine's speed drifts): the best of each."""
+        count = self.size(20_000, 1_000)
+        best = {"sqlite": 0.0, "sqlite-unindexed": 0.0}
+        cpu = {"sqlite": float("inf"), "sqlite-unindexed": float("inf")}
+        for _ in range(self.size(3, 1)):
+            for kind in best:
+                got = await self.delivery("burst", kind, count)
+                best[kind] = max(best[kind], got["per_second"])
+                cpu[kind] = min(cpu[kind], got["cpu_us_per_message"])
+        indexed, plain = best["sqlite"], best["sqlite-unindexed"]
+        self.rows.append(
+            Row(
+                "burst with the search index (baseline: the store's schema without it)",
+                indexed,
+                "msg/s",
+                plain,
+                ">= 80% of baseline",
+                indexed >= 0.8 * plain,
+                {  # the sender's CPU per message: less at the mercy of a busy machine
+                    "sender_cpu_us_per_message": cpu["sqlite"],
+                    "baseline_sender_cpu_us_per_message": cpu["sqlite-unindexed"],
+                    "cpu_ratio": cpu["sqlite-unindexed"] / cpu["sqlite"],
+                },
+            )
+        )
+
+    async def search(self) -> None:
+        count = self.size(1_000_000, 50_000)
+        worker = await Worker.start("search", str(self.workdir), str(count), "150")
+        try:
+            got = (await worker.read(600))["result"]
+        finally:
+            await worker.stop()
+        self.rows.append(
+            Row(
+                f"search, one common word, {got['messages']:,.0f} messages stored: p95",
+                got["p95_ms"],
+                "ms",
+                None,
+                "<= 50 ms",
+                got["p95_ms"] <= 50,
+                {key: value for key, value in got.items() if key not in ("p95_ms", "messages")},
+            )
+        )
 
     async def awaited(self) -> None:
         count = self.size(2_000, 100)
@@ -274,6 +322,8 @@ async def run(args: argparse.Namespace) -> list[Row]:
         bench = Bench(args.quick, Path(workdir), levels)
         parts: dict[str, Callable[[], Awaitable[None]]] = {
             "burst": bench.burst,
+            "index": bench.index,
+            "search": bench.search,
             "awaited": bench.awaited,
             "relay": bench.relay,
             "rendezvous": bench.rendezvous,
@@ -290,7 +340,9 @@ async def run(args: argparse.Namespace) -> list[Row]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
-    parser.add_argument("--only", help="comma-separated: burst,awaited,relay,rendezvous,logins")
+    parser.add_argument(
+        "--only", help="comma-separated: burst,index,search,awaited,relay,rendezvous,logins"
+    )
     parser.add_argument("--levels", help="peers logged in at once, e.g. 1000,5000,15000")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results.json"))
     args = parser.parse_args(argv)

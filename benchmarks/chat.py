@@ -3,8 +3,9 @@
 ``python -m benchmarks.chat receiver PORT STORE DIR``: bob, who accepts every invitation
 and reads everything. ``python -m benchmarks.chat burst|awaited PORT STORE DIR COUNT
 [relay]``: alice, who invites bob and measures messages stored on both sides, over TLS,
-each acknowledged. ``python -m benchmarks.chat rendezvous PORT SECONDS CONCURRENCY``:
-full rounds (two peers log in, invite, accept, a message each way, log out).
+each acknowledged. STORE: memory, sqlite or sqlite-unindexed.
+``python -m benchmarks.chat rendezvous PORT SECONDS CONCURRENCY``: full rounds (two
+peers log in, invite, accept, a message each way, log out).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import random
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -23,10 +26,40 @@ from .common import percentile, say
 UNREACHABLE = [("127.0.0.1", 9)]  # alice cannot be dialled: bob goes through the relay
 
 
+class UnindexedStore(p2pchat.SqliteMessageStore):
+    """The SQLite store at the schema before search (version 4: no full-text index, its
+    tables, nor the time index of history pages) and without the step that ends each
+    write transaction by indexing its rows: the same code writing the same rows,
+    so that beside SqliteMessageStore it shows what search costs the hot path. Measured
+    so rather than by a switch in the store: a store without its index would be a mode
+    to support, test and migrate from, for a benchmark's sake."""
+
+    VERSION = 4
+
+    def _finish(self, db: sqlite3.Connection) -> None:
+        pass  # no index to write at the end of a transaction
+
+
 def store(kind: str, directory: Path, name: str) -> p2pchat.MessageStore:
     if kind == "sqlite":
         return p2pchat.SqliteMessageStore(directory / f"{name}-{os.getpid()}.sqlite3")
+    if kind == "sqlite-unindexed":
+        return UnindexedStore(directory / f"{name}-{os.getpid()}.sqlite3")
     return p2pchat.MemoryMessageStore()
+
+
+def bodies(count: int) -> list[str]:
+    """``count`` bodies of about 100 characters, words from a vocabulary of 5,000 (the
+    search index has words to index, as in a chat, not one 100-letter token)."""
+    rng = random.Random(count)
+    words = [f"{rng.choice('bcdfglmnprst')}{rng.choice('aeiou')}{n:x}" for n in range(5_000)]
+    made = []
+    for _ in range(count):
+        body = ""
+        while len(body) < 95:
+            body += rng.choice(words) + " "
+        made.append(body[:100])
+    return made
 
 
 async def receiver(port: int, kind: str, directory: Path) -> None:
@@ -66,13 +99,16 @@ async def sender(mode: str, port: int, kind: str, directory: Path, count: int, r
         for n in range(50):  # warm up: the TLS session, the stores, the caches
             await chat.send(f"warm {n}")
         await chat.wait_acknowledged()
-        body = "x" * 100
+        texts = bodies(count)
+        body = texts[0]
         if mode == "burst":
-            started = time.perf_counter()
-            await chat.send_many(body for _ in range(count))
+            started, cpu = time.perf_counter(), time.process_time()
+            await chat.send_many(texts)
             await chat.wait_acknowledged()
             elapsed = time.perf_counter() - started
-            say(result={"per_second": count / elapsed})
+            # CPU time: what the sender spent, whatever else the machine runs meanwhile.
+            cpu_us = (time.process_time() - cpu) / count * 1e6
+            say(result={"per_second": count / elapsed, "cpu_us_per_message": cpu_us})
         else:
             times = []
             started = time.perf_counter()

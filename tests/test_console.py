@@ -144,3 +144,36 @@ def test_log_lines_quote_what_others_sent_as_text() -> None:
         "p2pchat.peering.link", logging.WARNING, "", 0, "refused: %s", (reason,), None
     )
     assert formatter.format(record) == "WARNING refused: bye\\x1b[2J\\r\\nWARNING forged"
+
+
+async def test_search_shows_who_when_and_the_match_marked_as_text(
+    launch: Launch, tmp_path: Path
+) -> None:
+    server = await launch("server", [*command("p2pchat-server"), "--port", "0", "--memory"])
+    port = int((await server.expect(r"listening on 127\.0\.0\.1:(\d+)")).group(1))
+    db = str(tmp_path / "bob.sqlite3")
+    bob = await launch(
+        "bob", [*command("p2pchat-peer"), "bob", "--server", f"127.0.0.1:{port}", "--db", db]
+    )
+    await bob.expect("logged in as bob")
+    async with p2pchat.Peer("alice", server=("127.0.0.1", port)) as alice:
+        talk = asyncio.ensure_future(alice.invite("bob"))
+        await bob.expect("alice invites you")
+        await bob.say("y")
+        chat = await talk
+        for body in ("Un café\x1b[2J au lait", "nothing here", "CAFÉ\nbob: forged cafe"):
+            await chat.send(body)
+        await bob.expect(r"^  \| bob: forged cafe$")
+        await bob.say("/s cafe")
+        await bob.expect(r"^--- 2 found for cafe, the newest first ---$")
+        await bob.expect(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d\] alice to bob: \*\*CAFÉ\*\*$")
+        await bob.expect(r"^  \| bob: forged \*\*cafe\*\*$")
+        await bob.expect(r"^\[.*\] alice to bob: Un \*\*café\*\*\\x1b\[2J au lait$")
+        await bob.expect("^--- end of search ---$")
+        await bob.say('/s "au lait" un')
+        await bob.expect(r"^\[.*\] alice to bob: \*\*Un\*\* café\\x1b\[2J \*\*au lait\*\*$")
+        await bob.say('/s "au lait')
+        await bob.expect("error: a quote is left open")
+        await bob.say("/s zebra")
+        await bob.expect("^--- 0 found for zebra")
+    assert_harmless(bob.output)

@@ -183,6 +183,63 @@ async def test_two_pages_talk_both_ways_and_see_delivery(
     await expect(bob.page.get_by_text("alice left the conversation")).to_be_visible()
 
 
+async def test_search_opens_the_talk_at_the_message_and_scrolling_up_loads_older(
+    launch: Launch, browser: Browser, server_port: int, tmp_path: Path
+) -> None:
+    # 600 messages with bob in alice's store: the page holds the last 200 at first.
+    store = p2pchat.SqliteMessageStore(tmp_path / "alice.sqlite3")
+    await store.start()
+    await store.add_many(
+        [
+            p2pchat.Message(
+                id=f"m{n:04}",
+                sender="alice" if n % 2 else "bob",
+                recipient="bob" if n % 2 else "alice",
+                body="the Zébra crossing, \x1b[2J" if n == 5 else f"note {n}",
+                sent_at=1.7e9 + 60 * n,
+                shipped=True,
+            )
+            for n in range(600)
+        ]
+    )
+    await store.close()
+    alice = await person(launch, browser, server_port, "alice", tmp_path)
+    page = alice.page
+    said = page.locator("#messages li[data-id]")
+    await (
+        page.get_by_role("navigation", name="Conversations")
+        .get_by_role("button", name="bob")
+        .click()
+    )
+    await expect(said).to_have_count(200)
+    await expect(said.first).to_have_attribute("data-id", "m0400")
+    # Scrolled to the top: the 200 before come, and the view stays where it was.
+    await page.locator("#messages").evaluate("list => { list.scrollTop = 0; }")
+    await expect(said).to_have_count(400)
+    await expect(said.first).to_have_attribute("data-id", "m0200")
+    await expect(page.locator('#messages li[data-id="m0400"]')).to_be_in_viewport()
+    await assert_accessible(page)  # older messages loaded, more still to come
+
+    await page.get_by_role("searchbox", name="Search").fill("zebra")
+    await page.get_by_role("button", name="Find").click()
+    results = page.get_by_role("list", name="Search results")
+    await expect(page.get_by_role("status").filter(has_text="found for zebra")).to_have_text(
+        "1 message found for zebra"
+    )
+    await expect(results.get_by_role("listitem")).to_have_count(1)
+    await expect(results.locator("mark")).to_have_text("Zébra")
+    await expect(results.get_by_text("you to bob")).to_be_visible()
+    await assert_accessible(page)  # search results, the match marked
+    await results.get_by_role("button").click()  # 195 messages further back than loaded
+    found = page.locator('#messages li[data-id="m0005"]')
+    await expect(found).to_be_in_viewport()
+    await expect(found).to_contain_text("the Zébra crossing, \x1b[2J")  # as text
+    await expect(said).to_have_count(600)  # each once: nothing missed, nothing twice
+    ids = await said.evaluate_all("items => items.map((item) => item.dataset.id)")
+    assert ids == [f"m{n:04}" for n in range(600)]
+    await expect(page.locator("#messages li.more")).to_have_count(0)  # the beginning
+
+
 async def test_a_refusal_is_told_in_words(
     launch: Launch, browser: Browser, server_port: int, tmp_path: Path
 ) -> None:
@@ -444,6 +501,10 @@ async def test_the_accessibility_check_finds_what_is_wrong(browser: Browser) -> 
         '{"type": "send", "user": "bo b", "body": "x"}',
         '{"type": "send", "user": "bob", "body": "x", "extra": 1}',
         '{"type": "accept", "id": ""}',
+        '{"type": "search", "text": ""}',
+        '{"type": "older", "user": "bob", "before": {"id": "m1", "sender": "bob"}}',
+        '{"type": "older", "user": "bob", "before": {"id": "m", "sender": "b", "sent_at": 1e400}}',
+        '{"type": "older", "user": "bob", "before": {"id": "m", "sender": "bob", "sent_at": -1}}',
         "[]",
     ],
 )

@@ -81,3 +81,40 @@ async def test_pages_opened_all_at_once_stay_within_max_tabs(
             assert len(ui.tabs) == 3
             for page in opened:
                 await page.close()
+
+
+async def test_search_marks_count_as_javascript_does_and_older_pages_fit_an_event(
+    server: p2pchat.SignallingServer,
+) -> None:
+    store = p2pchat.MemoryMessageStore()
+    await store.add_many(
+        [Message(id="w", sender="alice", recipient="bob", body="👋 Zebra, zébra!", sent_at=1.0)]
+        + [
+            Message(id=f"m{n}", sender="alice", recipient="bob", body=BODY, sent_at=10.0 + n)
+            for n in range(30)
+        ]
+    )
+    where = ("127.0.0.1", server.port)
+    async with p2pchat.Peer("bob", server=where, store=store) as bob, WebUI(bob) as ui:
+        session, socket_url, origin = await cookie_session(ui)
+        async with session, session.ws_connect(socket_url, origin=origin) as socket:
+            assert json.loads((await socket.receive(timeout=10)).data)["type"] == "snapshot"
+            await socket.send_json({"type": "search", "text": "zebra"})
+            found = json.loads((await socket.receive(timeout=10)).data)
+            [match] = found["matches"]
+            assert match["user"] == "alice"
+            # 👋 is two UTF-16 units: "Zebra" starts at 3, as String.slice counts.
+            assert match["marks"] == [[3, 8], [10, 15]]
+            await socket.send_json({"type": "search", "text": '"zebra'})
+            assert "quote" in json.loads((await socket.receive(timeout=10)).data)["reason"]
+
+            before = {"id": "m29", "sender": "alice", "sent_at": 39.0}
+            await socket.send_json({"type": "older", "user": "alice", "before": before})
+            frame = await socket.receive(timeout=10)
+            assert len(frame.data) <= ui.max_event_size
+            page = json.loads(frame.data)
+            assert page["type"] == "history"
+            assert page["older"]
+            ids = [m["id"] for m in page["messages"]]
+            assert 0 < len(ids) < 29  # as many as fit
+            assert ids[-1] == "m28"  # the newest before

@@ -19,6 +19,7 @@ from .errors import (
     FrameTooLarge,
     IdentityError,
     InvalidName,
+    InvalidQuery,
     InvitationGone,
     InviteRefused,
     InviteTimeout,
@@ -53,13 +54,14 @@ from .store import (
     Mailbox,
     MailboxItem,
     MemoryMailbox,
-    MemoryMessageStore,
     MemoryUserStore,
     Message,
     MessageStore,
     UserRecord,
     UserStore,
 )
+from .stores.memory import MemoryMessageStore
+from .stores.search import search_spans
 from .stores.sqlite import SqliteMessageStore
 from .stores.sqlite_server import SqliteMailbox, SqliteUserStore
 
@@ -78,6 +80,7 @@ __all__ = [
     "Identity",
     "IdentityError",
     "InvalidName",
+    "InvalidQuery",
     "Invitation",
     "InvitationGone",
     "InviteRefused",
@@ -120,5 +123,6 @@ __all__ = [
     "check_name",
     "fingerprint",
     "format_address",
+    "search_spans",
     "tls13_only",
 ]

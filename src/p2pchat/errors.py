@@ -28,6 +28,7 @@
     ├── KeyChanged                 a known contact now comes with another key
     ├── IdentityError              a key file that is unsafe, unreadable or not a key
     ├── InvalidName                a user name outside the rule (also a ValueError)
+    ├── InvalidQuery               a search that cannot be read (also a ValueError)
     ├── MessageTooLarge            a chat message over the size limit
     ├── SealError                  a mail item or receipt that is altered, misdirected or forged
     └── StoreError                 a store could not be opened or is of an unknown schema
@@ -45,6 +46,7 @@ __all__ = [
     "FrameTooLarge",
     "IdentityError",
     "InvalidName",
+    "InvalidQuery",
     "InvitationGone",
     "InviteRefused",
     "InviteTimeout",
@@ -242,6 +244,11 @@ class IdentityError(P2PChatError):
 class InvalidName(P2PChatError, ValueError):
     """A user name outside the rule: 1 to 32 ASCII letters, digits, ``.``, ``_`` or ``-``,
     starting with a letter or digit."""
+
+
+class InvalidQuery(P2PChatError, ValueError):
+    """A search that cannot be read: a quote left open, a ``*`` that does not end a word,
+    or no word to search for."""
 
 
 class MessageTooLarge(P2PChatError):

@@ -56,7 +56,8 @@ from .protocol import (
 )
 from .shared.connection import Connection
 from .shared.identity import NEW_KEY_EACH_RUN, Identity, fingerprint
-from .store import MemoryMessageStore, Message, MessageStore
+from .store import Message, MessageStore
+from .stores.memory import MemoryMessageStore
 
 __all__ = ["Conversation", "Invitation", "Peer", "PeerLimits", "PeerSettings"]
 
@@ -424,9 +425,28 @@ class Peer:
         oldest first, each once, also across restarts: waits for one."""
         return await self._postbox.next_message()
 
-    async def history(self, user: str, *, limit: int | None = None) -> list[Message]:
-        """Messages exchanged with ``user``, both directions, oldest first."""
-        return await self.store.history(self.name, user, limit=limit)
+    async def history(
+        self, user: str, before: Message | None = None, limit: int | None = None
+    ) -> list[Message]:
+        """Messages exchanged with ``user``, both directions, oldest first: the last
+        ``limit``, or the last ``limit`` before ``before``.
+
+        To scroll back, pass the first message of the page shown as ``before``: pages go
+        backwards by (``sent_at``, ``id``), and one after another they miss nothing and
+        repeat nothing, even while messages arrive. An empty page is the beginning."""
+        return await self.store.history(self.name, user, before=before, limit=limit)
+
+    async def search(self, text: str, user: str | None = None, limit: int = 50) -> list[Message]:
+        """Messages of this peer whose body answers ``text`` (with ``user`` only, if
+        given), newest first, at most ``limit``.
+
+        Every word of ``text`` must be found, case and accents ignored; ``hel*`` finds
+        the words that begin so, ``"hello world"`` the words next to each other. Raises
+        InvalidQuery (a ValueError) for a query that cannot be read (a quote left open, a
+        ``*`` inside a word, no word at all), InvalidName for a ``user`` outside the rule.
+        """
+        contact = check_name(user) if user is not None else None
+        return await self.store.search(self.name, text, contact=contact, limit=limit)
 
     async def correspondents(self, *, limit: int | None = None) -> list[str]:
         """The users this peer has messages with, the most recent conversation first."""

@@ -2,8 +2,10 @@
 
 Each interface is a ``typing.Protocol``; the server and the peer only ever call these
 methods, so a backend can be swapped without touching them. Two backends ship: in memory
-(here: tests and the library's default) and SQLite (``p2pchat.sqlite``: the commands'
-default). Every backend is tested by one shared suite.
+(here for the server's; ``stores/memory.py`` for a peer's messages, beside the search
+rules it shares with SQLite: tests and the library's default) and SQLite
+(``stores/sqlite.py``, ``stores/sqlite_server.py``: the commands' default). Every backend
+is tested by one shared suite.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ __all__ = [
     "Mailbox",
     "MailboxItem",
     "MemoryMailbox",
-    "MemoryMessageStore",
     "MemoryUserStore",
     "Message",
     "MessageStore",
@@ -185,8 +186,30 @@ class MessageStore(Protocol):
     async def unshipped(self, sender: str, recipient: str) -> list[Message]:
         """Messages from ``sender`` to ``recipient`` not yet acknowledged, oldest first."""
 
-    async def history(self, user: str, contact: str, *, limit: int | None = None) -> list[Message]:
-        """Messages between the two, both directions, oldest first (the last ``limit``)."""
+    async def history(
+        self,
+        user: str,
+        contact: str,
+        *,
+        before: Message | None = None,
+        limit: int | None = None,
+    ) -> list[Message]:
+        """Messages between the two, both directions, oldest first: the last ``limit`` of
+        them, or of those before ``before`` (a message of an earlier page).
+
+        The order is (``sent_at``, ``id``) (then the sender: an id is unique per sender
+        only), so that pages read backwards, each from the first message of the one
+        after it, miss nothing and repeat nothing, whatever arrives meanwhile."""
+
+    async def search(
+        self, user: str, text: str, *, contact: str | None = None, limit: int = 50
+    ) -> list[Message]:
+        """Messages ``user`` sent or received (with ``contact`` only, if given) whose body
+        answers ``text``, newest first, at most ``limit``.
+
+        ``text`` is words, all of which must be found, case and accents ignored: ``hel*``
+        for a word's beginning, ``"hello world"`` for a phrase (``p2pchat.stores.search``
+        says it all). InvalidQuery if it cannot be read (a quote left open)."""
 
     async def correspondents(self, user: str, *, limit: int | None = None) -> list[str]:
         """Those ``user`` has messages with, the most recent conversation first."""
@@ -319,97 +342,6 @@ class MemoryUserStore:
         return Binding(
             name=known.name, key=known.key, created=created, mailbox_key=known.mailbox_key
         )
-
-
-class MemoryMessageStore:
-    """MessageStore in a dict that keeps insertion order; gone when the process ends."""
-
-    identity_file = None
-
-    def __init__(self) -> None:
-        self._messages: dict[tuple[str, str], Message] = {}  # by (sender, id)
-        self._by_id: dict[str, tuple[str, str]] = {}  # id -> the first key holding it
-        self._also: dict[str, list[tuple[str, str]]] = {}  # id -> other keys (squatted ids)
-        self._keys: dict[tuple[str, str], str] = {}
-        self._unread: dict[tuple[str, str], None] = {}  # keys, in the order received
-        self._deposited: set[str] = set()
-
-    async def start(self) -> None:
-        pass
-
-    async def close(self) -> None:
-        pass
-
-    async def add(self, message: Message) -> bool:
-        return bool(await self.add_many([message]))
-
-    async def add_many(self, messages: Sequence[Message], *, unread: bool = False) -> list[Message]:
-        added = []
-        for message in messages:
-            key = (message.sender, message.id)
-            if key not in self._messages:
-                self._messages[key] = message
-                if self._by_id.setdefault(message.id, key) is not key:
-                    self._also.setdefault(message.id, []).append(key)
-                added.append(message)
-                if unread:
-                    self._unread[key] = None
-        return added
-
-    async def next_unread(self, user: str) -> Message | None:
-        for key in self._unread:
-            if (message := self._messages[key]).recipient == user:
-                return message
-        return None
-
-    async def mark_read(self, sender: str, ids: Iterable[str]) -> None:
-        for message_id in ids:
-            self._unread.pop((sender, message_id), None)
-
-    async def mark_deposited(self, ids: Iterable[str]) -> None:
-        self._deposited.update(ids)
-
-    async def undeposited(self, sender: str) -> list[Message]:
-        return [
-            m
-            for m in self._messages.values()
-            if m.sender == sender and not m.shipped and m.id not in self._deposited
-        ]
-
-    async def mark_shipped(self, recipient: str, ids: Iterable[str]) -> None:
-        for message_id in ids:
-            if (first := self._by_id.get(message_id)) is None:
-                continue
-            for key in (first, *self._also.get(message_id, ())):
-                message = self._messages[key]
-                if not message.shipped and message.recipient == recipient:
-                    self._messages[key] = msgspec.structs.replace(message, shipped=True)
-
-    async def unshipped(self, sender: str, recipient: str) -> list[Message]:
-        return [
-            m
-            for m in self._messages.values()
-            if not m.shipped and m.sender == sender and m.recipient == recipient
-        ]
-
-    async def history(self, user: str, contact: str, *, limit: int | None = None) -> list[Message]:
-        pair = {(user, contact), (contact, user)}
-        found = [m for m in self._messages.values() if (m.sender, m.recipient) in pair]
-        return found if limit is None else found[-limit:] if limit > 0 else []
-
-    async def correspondents(self, user: str, *, limit: int | None = None) -> list[str]:
-        latest: dict[str, None] = {}
-        for m in reversed(self._messages.values()):
-            if user in (m.sender, m.recipient):
-                latest.setdefault(m.recipient if m.sender == user else m.sender, None)
-        found = list(latest)
-        return found if limit is None else found[:limit]
-
-    async def known_key(self, user: str, contact: str) -> str | None:
-        return self._keys.get((user, contact))
-
-    async def remember_key(self, user: str, contact: str, key: str, *, now: float) -> None:
-        self._keys[(user, contact)] = key
 
 
 class MemoryMailbox:

@@ -28,6 +28,7 @@ from .. import (
     UserOffline,
     fingerprint,
     format_address,
+    search_spans,
 )
 from .terminal import message_lines, visible
 
@@ -35,6 +36,12 @@ __all__ = ["PeerConsole", "PipeScreen", "Screen", "TerminalScreen"]
 
 HISTORY_SHOWN = 20
 """How many past messages are shown when a talk starts."""
+
+SEARCH_SHOWN = 20
+"""How many matches a search shows, the newest."""
+
+MARK = "**"
+"""What a search's matches are put between, in the body shown."""
 
 
 def _route(chat: Conversation) -> str:
@@ -141,6 +148,15 @@ def _terminal_mode() -> list[Any] | None:
         return None
 
 
+def _marked(text: str, body: str) -> str:
+    """``body`` with what the search ``text`` matched in it between MARKs."""
+    parts, done = [], 0
+    for start, end in search_spans(text, body):
+        parts += [body[done:start], MARK, body[start:end], MARK]
+        done = end
+    return "".join(parts) + body[done:]
+
+
 class PeerConsole:
     """The ``p2pchat-peer`` commands on top of a started Peer."""
 
@@ -151,6 +167,7 @@ class PeerConsole:
         "  y [NAME]    accept an invitation\n"
         "  n [NAME]    refuse an invitation\n"
         "  h NAME      history with NAME\n"
+        '  s WORDS     search every talk: hel* a word\'s beginning, "two words" a phrase\n'
         "  whois NAME  NAME's key fingerprint\n"
         "  d           debug: addresses, server, conversations\n"
         "  e           exit\n"
@@ -170,6 +187,7 @@ class PeerConsole:
             "y": self.cmd_accept,
             "n": self.cmd_refuse,
             "h": self.cmd_history,
+            "s": self.cmd_search,
             "d": self.cmd_debug,
             "whois": self.cmd_whois,
             "e": self.cmd_exit,
@@ -362,6 +380,19 @@ class PeerConsole:
             await self.show("usage: h NAME")
             return True
         await self._show_history(user, await self.peer.history(user))
+        return True
+
+    async def cmd_search(self, text: str) -> bool:
+        if not text:
+            await self.show("usage: s WORDS")
+            return True
+        found = await self.peer.search(text, limit=SEARCH_SHOWN)
+        await self.show(f"--- {len(found)} found for {text}, the newest first ---")
+        for message in found:
+            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(message.sent_at))
+            who = f"{visible(message.sender)} to {visible(message.recipient)}"
+            await self.show(*message_lines(f"[{when}] {who}: ", _marked(text, message.body)))
+        await self.show("--- end of search ---")
         return True
 
     async def cmd_debug(self, _: str) -> bool:

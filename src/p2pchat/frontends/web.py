@@ -22,14 +22,17 @@ from aiohttp import web
 
 from .. import (
     Conversation,
+    InvalidQuery,
     Invitation,
     InviteRefused,
     InviteTimeout,
     KeyChanged,
+    Message,
     P2PChatError,
     Peer,
     PeerUnreachable,
     UserOffline,
+    search_spans,
 )
 from . import webevents as ev
 from .webhttp import Door, Tab, make_app
@@ -39,13 +42,16 @@ __all__ = ["WebUI"]
 logger = logging.getLogger(__name__)
 
 HISTORY: Final = 200
-"""Messages shown when a conversation opens."""
+"""Messages shown when a conversation opens, and sent at most for each ``older``."""
+SEARCH_SHOWN: Final = 50
+"""Matches a search sends at most, the newest."""
 MAX_TALKS: Final = 64
 """Conversations listed on the page at most (the oldest go; their history stays)."""
 PAST_TALKS: Final = 20
 """Earlier conversations (from the store) listed when the page starts."""
 EVENT_SLACK: Final = 1024
 """Bytes of an event kept free of history, for its other fields."""
+_encoder: Final = msgspec.json.Encoder()
 
 
 class WebUI:
@@ -214,9 +220,9 @@ class WebUI:
         chat = self._talks.get(user)
         older = False
         if history is None:
-            stored = await self._history(user)
+            stored, older = await self._history(user)
             history = _newest_within(stored, self.max_event_size - EVENT_SLACK) or stored[-1:]
-            older = len(history) < len(stored)
+            older = older or len(history) < len(stored)
         return ev.TalkInfo(
             user=user,
             live=chat is not None and not chat.closed,
@@ -227,8 +233,51 @@ class WebUI:
             unread=unread,
         )
 
-    async def _history(self, user: str) -> list[ev.WebMessage]:
-        return [ev.WebMessage.of(m) for m in await self.peer.history(user, limit=HISTORY)]
+    async def _history(
+        self, user: str, before: ev.Position | None = None
+    ) -> tuple[list[ev.WebMessage], bool]:
+        """The last HISTORY messages with ``user`` (before ``before``), and whether the
+        store holds older ones."""
+        edge = None
+        if before is not None:
+            me = self.peer.name
+            recipient = user if before.sender == me else me
+            edge = Message(
+                id=before.id,
+                sender=before.sender,
+                recipient=recipient,
+                body="",
+                sent_at=before.sent_at,
+            )
+        stored = await self.peer.history(user, before=edge, limit=HISTORY + 1)
+        return [ev.WebMessage.of(m) for m in stored[-HISTORY:]], len(stored) > HISTORY
+
+    async def _older(self, user: str, before: ev.Position) -> ev.History:
+        """The newest messages before ``before`` that fit in one event (one at least)."""
+        stored, older = await self._history(user, before)
+        shown = _newest_within(stored, self.max_event_size - EVENT_SLACK) or stored[-1:]
+        return ev.History(user=user, messages=shown, older=older or len(shown) < len(stored))
+
+    async def _search(self, text: str) -> ev.Found:
+        """The newest matches of ``text`` that fit in one event, the match marked."""
+        try:
+            found = await self.peer.search(text, limit=SEARCH_SHOWN)
+        except InvalidQuery as exc:
+            return ev.Found(text=text, reason=str(exc))
+        me = self.peer.name
+        left = self.max_event_size - EVENT_SLACK - len(ev.encode_event(ev.Found(text=text)))
+        matches = []
+        for message in found:
+            match = ev.Match(
+                user=message.recipient if message.sender == me else message.sender,
+                message=ev.WebMessage.of(message),
+                marks=[_utf16(message.body, span) for span in search_spans(text, message.body)],
+            )
+            left -= len(_encoder.encode(match)) + 1
+            if left < 0:
+                break
+            matches.append(match)
+        return ev.Found(text=text, matches=matches)
 
     async def _read(self, chat: Conversation) -> None:
         async for message in chat:
@@ -250,7 +299,8 @@ class WebUI:
         for user, _ in contacts:
             self._contacts[user] = 0  # a page shows them now
         talks = [await self._talk_info(user, unread=n, history=[]) for user, n in contacts]
-        histories = [await self._history(user) for user, _ in contacts]
+        stored = [await self._history(user) for user, _ in contacts]
+        histories = [history for history, _ in stored]
         snapshot = ev.Snapshot(
             name=self.peer.name,
             fingerprint=self.peer.fingerprint,
@@ -275,9 +325,9 @@ class WebUI:
                 full[i] = shown[i] == len(history)
         talks = [
             msgspec.structs.replace(
-                talk, history=history[len(history) - n :], older=n < len(history)
+                talk, history=history[len(history) - n :], older=n < len(history) or more
             )
-            for talk, history, n in zip(talks, histories, shown, strict=True)
+            for talk, (history, more), n in zip(talks, stored, shown, strict=True)
         ]
         return msgspec.structs.replace(snapshot, talks=talks)
 
@@ -310,6 +360,10 @@ class WebUI:
                 tab.send(ev.Talk(talk=await self._talk_info(command.user)))
             elif isinstance(command, ev.Refresh):
                 await self._refresh_online()
+            elif isinstance(command, ev.Search):
+                tab.send(await self._search(command.text))
+            elif isinstance(command, ev.Older):
+                tab.send(await self._older(command.user, command.before))
         except P2PChatError as exc:
             tab.send(ev.Error(reason=str(exc)))
 
@@ -377,6 +431,13 @@ def _bound_port(runner: web.AppRunner, asked: int) -> int:
     for address in runner.addresses:
         return int(address[1])
     return asked
+
+
+def _utf16(body: str, span: tuple[int, int]) -> tuple[int, int]:
+    """``span``, offsets in ``body``'s code points, as offsets in its UTF-16 code units."""
+    start, end = span
+    before = len(body[:start].encode("utf-16-le")) // 2
+    return before, before + len(body[start:end].encode("utf-16-le")) // 2
 
 
 def _size(message: ev.WebMessage) -> int:

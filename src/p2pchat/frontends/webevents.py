@@ -12,7 +12,7 @@ from typing import Annotated, Final, Literal, TypeAlias
 
 import msgspec
 
-from ..messages import NAME_PATTERN
+from ..messages import NAME_PATTERN, Timestamp
 from ..store import Message
 
 __all__ = ["Command", "Event", "decode_command", "encode_event", "encode_messages"]
@@ -20,6 +20,7 @@ __all__ = ["Command", "Event", "decode_command", "encode_event", "encode_message
 Name: TypeAlias = Annotated[str, msgspec.Meta(min_length=1, max_length=32, pattern=NAME_PATTERN)]
 Id: TypeAlias = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 Body: TypeAlias = Annotated[str, msgspec.Meta(max_length=65536)]
+Text: TypeAlias = Annotated[str, msgspec.Meta(min_length=1, max_length=1000)]
 
 
 class _In(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", forbid_unknown_fields=True):
@@ -60,7 +61,28 @@ class Refresh(_In, tag="refresh", frozen=True):
     """Ask for the online list again."""
 
 
-Command: TypeAlias = Invite | Accept | Refuse | Send | Leave | Open | Refresh
+class Search(_In, tag="search", frozen=True):
+    """Find the messages whose body answers ``text`` (the rules of ``Peer.search``)."""
+
+    text: Text
+
+
+class Position(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Where a message stands in its talk's order (``sent_at``, ``id``, ``sender``)."""
+
+    id: Id
+    sender: Name
+    sent_at: Timestamp
+
+
+class Older(_In, tag="older", frozen=True):
+    """The messages with ``user`` just before ``before`` (the first one the page holds)."""
+
+    user: Name
+    before: Position
+
+
+Command: TypeAlias = Invite | Accept | Refuse | Send | Leave | Open | Refresh | Search | Older
 
 
 class WebMessage(msgspec.Struct, frozen=True, kw_only=True):
@@ -185,6 +207,33 @@ class Shipped(_Out, tag="shipped", frozen=True):
     ids: list[str]
 
 
+class Match(msgspec.Struct, frozen=True, kw_only=True):
+    """A message a search found, in the talk with ``user``; ``marks``: what matched, as
+    [start, end) offsets in the body's UTF-16 code units (JavaScript's string indexes)."""
+
+    user: str
+    message: WebMessage
+    marks: list[tuple[int, int]]
+
+
+class Found(_Out, tag="found", frozen=True):
+    """The answer to ``search``: the newest matches first; ``reason`` if the text cannot
+    be read as a search."""
+
+    text: str
+    matches: list[Match] = []
+    reason: str = ""
+
+
+class History(_Out, tag="history", frozen=True):
+    """The answer to ``older``: the messages just before, oldest first; ``older``: the
+    store holds more before them."""
+
+    user: str
+    messages: list[WebMessage]
+    older: bool
+
+
 class Error(_Out, tag="error", frozen=True):
     reason: str
 
@@ -202,6 +251,8 @@ Event: TypeAlias = (
     | TalkEnded
     | NewMessage
     | Shipped
+    | Found
+    | History
     | Error
 )
 

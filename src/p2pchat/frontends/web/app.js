@@ -16,6 +16,7 @@ const connection = new Connection(
   (event) => {
     model.apply(event, visible());
     view.render();
+    pursue();
   },
   (up, why) => {
     model.pageLink = up;
@@ -33,6 +34,37 @@ function send(command) {
   return true;
 }
 
+// Ask for the messages before the first one a talk holds (scrolled to its top, or
+// looking for a message a search found there).
+function older(talk) {
+  const first = talk.messages.values().next().value;
+  if (!talk.older || talk.loading || first === undefined) return;
+  const before = { id: first.id, sender: first.sender, sent_at: first.sent_at };
+  if (send({ type: "older", user: talk.user, before })) {
+    talk.loading = true;
+    view.render();
+  }
+}
+
+// Going to a message a search found: its talk is opened, then older pages are loaded
+// until the message is among them, then it is scrolled to.
+function pursue() {
+  const target = model.target;
+  if (target === null) return;
+  const talk = model.talks.get(target.user);
+  if (talk === undefined || model.current !== target.user) return; // its talk is on its way
+  if (talk.messages.has(target.id)) {
+    model.target = null;
+    view.reveal(target.id);
+  } else if (talk.older) {
+    older(talk);
+  } else {
+    model.target = null;
+    model.notice("That message is no longer in the talk.", "problem");
+    view.render();
+  }
+}
+
 view = new View(model, {
   invite(user) {
     if (model.talks.get(user)?.live) model.show(user); // talking already: go back to it
@@ -48,6 +80,20 @@ view = new View(model, {
   show(user) {
     model.show(user);
     view.render();
+  },
+  older(user) {
+    const talk = model.talks.get(user);
+    if (talk !== undefined) older(talk);
+  },
+  find(match) {
+    model.target = { user: match.user, id: match.message.id };
+    if (model.talks.has(match.user)) {
+      model.show(match.user);
+      view.render();
+      pursue();
+    } else {
+      send({ type: "open", user: match.user });
+    }
   },
   notice(id, command) {
     model.dismiss(id);
@@ -80,6 +126,20 @@ document.getElementById("open-form").addEventListener("submit", (event) => {
   const input = document.getElementById("open-name");
   const user = input.value.trim();
   if (user && send({ type: "open", user })) input.value = "";
+});
+
+document.getElementById("search-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const text = document.getElementById("search-text").value.trim();
+  if (text && send({ type: "search", text })) {
+    model.search = { text, matches: [], reason: "", pending: true };
+    view.render();
+  }
+});
+
+document.getElementById("messages").addEventListener("scroll", (event) => {
+  const talk = model.current === null ? undefined : model.talks.get(model.current);
+  if (talk !== undefined && event.target.scrollTop < 40) older(talk);
 });
 
 document.addEventListener("visibilitychange", () => {

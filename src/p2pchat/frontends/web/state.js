@@ -13,13 +13,20 @@ export class Model {
     this.talks = new Map();       // user -> {user, live, route, via, messages: Map, unread}
     this.current = null;
     this.notices = [];            // {id, text, kind, actions: [{label, command}]}
+    this.search = null;           // {text, matches: [{user, message, marks}], reason, pending}
+    this.target = null;           // {user, id}: a message to scroll to once it is loaded
     this.nextNotice = 1;
   }
 
   talk(user) {
     let talk = this.talks.get(user);
     if (talk === undefined) {
-      talk = { user, live: false, route: "", via: "", messages: new Map(), unread: 0 };
+      talk = {
+        user, live: false, route: "", via: "", messages: new Map(), unread: 0,
+        older: false,     // the store holds messages before the first one here
+        loading: false,   // an "older" command is on its way
+        prepended: false, // older messages were put in front: the view keeps its place
+      };
       this.talks.set(user, talk);
     }
     return talk;
@@ -136,8 +143,19 @@ export class Model {
         }
         break;
       }
+      case "found":
+        this.search = { text: event.text, matches: event.matches, reason: event.reason, pending: false };
+        break;
+      case "history": {
+        const talk = this.talk(event.user);
+        talk.loading = false;
+        talk.prepended = event.messages.length > 0;
+        this.merge(talk, event.messages, event.older);
+        break;
+      }
       case "error":
         this.notice(`Error: ${event.reason}`, "problem");
+        for (const talk of this.talks.values()) talk.loading = false; // an "older" failed, maybe
         break;
     }
   }
@@ -147,9 +165,25 @@ export class Model {
     talk.live = info.live;
     talk.route = info.route;
     talk.via = info.via || "";
-    for (const message of info.history) this.add(info.user, message, true);
+    this.merge(talk, info.history, info.older);
     talk.unread += info.unread || 0;
     if (focus || this.current === null) this.show(info.user);
+  }
+
+  merge(talk, messages, older) {
+    // Messages from the store (a talk's history, an older page) among those held, in the
+    // talk's order: sent_at, then id, then sender. ``older`` is about what comes before
+    // the first of ``messages``: it holds for the talk if that is the talk's first now.
+    for (const message of messages) this.add(talk.user, message, true);
+    const key = (m) => [m.sent_at, m.id, m.sender];
+    const before = (a, b) => {
+      const [x, y] = [key(a), key(b)];
+      for (let i = 0; i < 3; i++) if (x[i] !== y[i]) return x[i] < y[i] ? -1 : 1;
+      return 0;
+    };
+    talk.messages = new Map([...talk.messages.values()].sort(before).map((m) => [m.id, m]));
+    const first = talk.messages.values().next().value;
+    if (messages.length === 0 || (first !== undefined && messages[0].id === first.id)) talk.older = older;
   }
 
   outcome(event) {

@@ -23,6 +23,23 @@ function time(seconds) {
   return new Date(seconds * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
 }
 
+function when(seconds) {
+  return new Date(seconds * 1000).toLocaleString([], { dateStyle: "short", timeStyle: "short" });
+}
+
+// A body with what a search matched in <mark>: each piece as text, never as HTML.
+function marked(body, marks) {
+  const node = element("span", null, { class: "body" });
+  let done = 0;
+  for (const [start, end] of marks) {
+    if (start < done || end > body.length) continue; // not ours to trust blindly
+    node.append(document.createTextNode(body.slice(done, start)), element("mark", body.slice(start, end)));
+    done = end;
+  }
+  node.append(document.createTextNode(body.slice(done)));
+  return node;
+}
+
 export class View {
   constructor(model, actions) {
     this.model = model;
@@ -45,6 +62,7 @@ export class View {
     this.invitations();
     this.tabs();
     this.notices();
+    this.results();
     this.talk();
     const waiting = model.waiting;
     document.title = `${waiting ? `(${waiting}) ` : ""}p2pchat${model.name ? ` — ${model.name}` : ""}`;
@@ -117,6 +135,43 @@ export class View {
     }
   }
 
+  results() {
+    const search = this.model.search;
+    const list = this.$("results");
+    list.replaceChildren();
+    let state = "";
+    if (search !== null) {
+      const count = search.matches.length;
+      if (search.pending) state = `Searching for ${search.text}…`;
+      else if (search.reason) state = `Cannot search for that: ${search.reason}`;
+      else state = `${count === 0 ? "Nothing" : count === 1 ? "1 message" : `${count} messages`} found for ${search.text}`;
+      for (const match of search.pending ? [] : search.matches) {
+        const message = match.message;
+        const from = message.sender === this.model.name ? "you" : message.sender;
+        const to = message.recipient === this.model.name ? "you" : message.recipient;
+        const item = element("li");
+        const open = button(null, () => this.actions.find(match), { class: "result" });
+        open.append(element("span", `${from} to ${to}, ${when(message.sent_at)}`, { class: "meta" }));
+        open.append(marked(message.body, match.marks));
+        item.append(open);
+        list.append(item);
+      }
+    }
+    this.$("search-state").textContent = state;
+  }
+
+  reveal(id) {
+    // Scroll the talk to the message ``id`` and mark it for a moment: where a search led.
+    for (const item of this.$("messages").children) {
+      if (item.dataset.id !== id) continue;
+      item.classList.add("found");
+      item.scrollIntoView({ block: "center" });
+      setTimeout(() => item.classList.remove("found"), 4000);
+      return true;
+    }
+    return false;
+  }
+
   talk() {
     const model = this.model;
     const talk = model.current === null ? undefined : model.talks.get(model.current);
@@ -129,7 +184,15 @@ export class View {
     const list = this.$("messages");
     list.setAttribute("aria-label", `Chat with ${talk.user}`);
     const atBottom = list.scrollTop + list.clientHeight >= list.scrollHeight - 4;
+    const fromBottom = list.scrollHeight - list.scrollTop;
     list.replaceChildren();
+    if (talk.older) {
+      // Scrolling to the top loads them; the button too (a short talk does not scroll).
+      const more = element("li", null, { class: "more" });
+      if (talk.loading) more.textContent = "Loading older messages…";
+      else more.append(button("Older messages", () => this.actions.older(talk.user)));
+      list.append(more);
+    }
     for (const message of talk.messages.values()) {
       const mine = message.sender === model.name;
       const item = element("li", null, { class: mine ? "mine" : "theirs", "data-id": message.id });
@@ -146,6 +209,11 @@ export class View {
       item.append(meta);
       list.append(item);
     }
-    if (atBottom) list.scrollTop = list.scrollHeight;
+    if (talk.prepended) {
+      list.scrollTop = list.scrollHeight - fromBottom; // older above: stay on what was read
+      talk.prepended = false;
+    } else if (atBottom) {
+      list.scrollTop = list.scrollHeight;
+    }
   }
 }
