@@ -16,7 +16,10 @@ from .errors import (
     AuthenticationError,
     ConnectionClosed,
     ConversationClosed,
+    FileRefused,
+    FileTooLarge,
     FrameTooLarge,
+    HashMismatch,
     IdentityError,
     InvalidName,
     InvitationGone,
@@ -37,13 +40,18 @@ from .errors import (
     ServerBusy,
     ServerRefused,
     ServerUnavailable,
+    SizeMismatch,
     StoreError,
     TooManyConnections,
     TooManyInvitations,
+    TransferCancelled,
+    TransferError,
+    TransferFailed,
     UnknownUser,
+    UnsafeFileName,
     UserOffline,
 )
-from .peer import Conversation, Invitation, Peer
+from .peer import Conversation, FileOffer, Invitation, Peer, Transfer
 from .protocol import DEFAULT_MAX_FRAME, DEFAULT_PORT, PROTOCOL_VERSION, check_name
 from .server import SignallingServer
 from .shared.identity import Identity, fingerprint, tls13_only
@@ -62,6 +70,12 @@ from .store import (
 )
 from .stores.sqlite import SqliteMessageStore
 from .stores.sqlite_server import SqliteMailbox, SqliteUserStore
+from .stores.transfers import (
+    MemoryTransferStore,
+    SqliteTransferStore,
+    TransferRecord,
+    TransferStore,
+)
 
 __version__ = "0.1.0"
 
@@ -74,7 +88,11 @@ __all__ = [
     "ConnectionClosed",
     "Conversation",
     "ConversationClosed",
+    "FileOffer",
+    "FileRefused",
+    "FileTooLarge",
     "FrameTooLarge",
+    "HashMismatch",
     "Identity",
     "IdentityError",
     "InvalidName",
@@ -89,6 +107,7 @@ __all__ = [
     "MailboxItem",
     "MemoryMailbox",
     "MemoryMessageStore",
+    "MemoryTransferStore",
     "MemoryUserStore",
     "Message",
     "MessageStore",
@@ -106,13 +125,22 @@ __all__ = [
     "ServerRefused",
     "ServerUnavailable",
     "SignallingServer",
+    "SizeMismatch",
     "SqliteMailbox",
     "SqliteMessageStore",
+    "SqliteTransferStore",
     "SqliteUserStore",
     "StoreError",
     "TooManyConnections",
     "TooManyInvitations",
+    "Transfer",
+    "TransferCancelled",
+    "TransferError",
+    "TransferFailed",
+    "TransferRecord",
+    "TransferStore",
     "UnknownUser",
+    "UnsafeFileName",
     "UserOffline",
     "UserRecord",
     "UserStore",

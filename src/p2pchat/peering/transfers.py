@@ -1,0 +1,578 @@
+"""File transfers of one peer, both ways: ``FileDesk`` runs the rules of ``files.py``
+over the open conversations, the disk and the transfers store.
+
+``Transfer`` is one transfer as the application sees it (kept up to date here);
+``FileOffer`` is one offer received, to accept into a directory or refuse. The bytes of
+one transfer go out from ``Outgoing`` (a task reading the file, holding to the window) and
+come in to ``Incoming`` (``incoming.py``: a task writing ``NAME.part``, syncing and
+acknowledging each quarter window, checking the SHA-256, renaming into place).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import time
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from ..errors import (
+    TRANSFER_ERRORS,
+    ConversationClosed,
+    FileTooLarge,
+    ProtocolError,
+    TransferCancelled,
+    TransferError,
+    TransferFailed,
+    UnsafeFileName,
+)
+from ..messages import FileAccept, FileAck, FileData, FileDone, FileFrame, FileStop
+from ..store import Message
+from ..stores.transfers import TransferRecord, TransferStore
+from .conversation import Conversation
+from .files import (
+    ENDED,
+    FileNote,
+    SendWindow,
+    check_file_name,
+    chunk_size,
+    is_offer,
+    offer_body,
+    parse_offer,
+)
+from .incoming import Incoming, free_space, reserve
+from .settings import PeerSettings
+
+__all__ = ["FileDesk", "FileOffer", "Transfer"]
+
+logger = logging.getLogger(__name__)
+
+READ_BLOCK = 256 * 1024
+"""File bytes read (and written to the connection) at once: small enough that a chat
+frame never waits long behind them."""
+
+
+class Transfer:
+    """One file transfer, ours to send or theirs to us, kept up to date as it goes.
+
+    ``done``: bytes the recipient has stored and synced, as last acknowledged; ``state``:
+    offered, accepted, done, refused, cancelled or failed; ``sent``: file bytes this
+    process has put on the wire (resends included).
+    """
+
+    def __init__(self, desk: FileDesk, record: TransferRecord) -> None:
+        self._desk = desk
+        self.record = record
+        self.sent = 0
+        self._ended: asyncio.Future[Path | None] = asyncio.get_running_loop().create_future()
+        self._changed = asyncio.Event()
+        if record.state in ENDED:
+            self._settle()
+
+    def __repr__(self) -> str:
+        way = "to" if self.outgoing else "from"
+        return f"<Transfer {self.name!r} {way} {self.contact} {self.state} {self.done}/{self.size}>"
+
+    id = property(lambda self: self.record.id)
+    name = property(lambda self: self.record.name)
+    """The file's name as offered (on the recipient, ``path`` may differ: a free name)."""
+    size = property(lambda self: self.record.size)
+    sha256 = property(lambda self: self.record.sha256)
+    contact = property(lambda self: self.record.contact)
+    outgoing = property(lambda self: self.record.outgoing)
+    done = property(lambda self: self.record.done)
+    state = property(lambda self: self.record.state)
+
+    @property
+    def path(self) -> Path | None:
+        """On the recipient: where the file is (once done) or goes. On the sender: the file."""
+        if self.outgoing:
+            return Path(self.record.path)
+        if not self.record.target:
+            return None
+        return Path(self.record.path) / self.record.target
+
+    @property
+    def error(self) -> TransferError | None:
+        """Why it ended without the file, once it has."""
+        if self.record.state in ("done", "offered", "accepted"):
+            return None
+        return TRANSFER_ERRORS.get(self.record.code, TransferFailed)(self.record.reason)
+
+    async def wait(self) -> Path | None:
+        """Wait until the file is complete on the recipient, its SHA-256 checked: its path
+        there (None on the sender). Raises the TransferError it ended with instead
+        (FileRefused, TransferCancelled, HashMismatch, ...)."""
+        return await asyncio.shield(self._ended)
+
+    async def changed(self) -> None:
+        """Wait for the next change of ``done`` or ``state``."""
+        self._changed.clear()
+        await self._changed.wait()
+
+    async def cancel(self, reason: str = "") -> None:
+        """Stop the transfer, on both sides (the other side is told now or at the next
+        talk); a partial file is removed. Nothing happens if it has ended already."""
+        await self._desk.end(self, TransferCancelled(reason or "cancelled"), tell=True)
+
+    def _update(self, record: TransferRecord) -> None:
+        self.record = record
+        self._changed.set()
+        if record.state in ENDED:
+            self._settle()
+
+    def _settle(self) -> None:
+        if self._ended.done():
+            return
+        error = self.error
+        if error is None:
+            self._ended.set_result(self.path if not self.outgoing else None)
+        else:
+            self._ended.set_exception(error)
+            self._ended.exception()  # retrieved: no warning if no one waits
+
+
+class FileOffer:
+    """A file someone offers us: ``id``, ``sender``, ``name`` (a bare file name, checked),
+    ``size`` and ``sha256`` (hex). ``accept(directory)`` or ``refuse()``."""
+
+    def __init__(self, desk: FileDesk, record: TransferRecord) -> None:
+        self._desk = desk
+        self.id = record.id
+        self.sender = record.contact
+        self.name = record.name
+        self.size = record.size
+        self.sha256 = record.sha256
+
+    def __repr__(self) -> str:
+        return f"<FileOffer {self.name!r} ({self.size} bytes) from {self.sender}>"
+
+    async def accept(self, directory: str | os.PathLike[str]) -> Transfer:
+        """Take the file into ``directory`` (made if missing), under its name or, if that
+        is taken, a free one (``name (1).ext``). Raises FileTooLarge (and refuses it) over
+        ``max_file_size`` or the free space there."""
+        return await self._desk.accept(self, Path(directory))
+
+    async def refuse(self, reason: str = "") -> None:
+        """Say no: the sender's ``wait()`` raises FileRefused."""
+        await self._desk.refuse(self.id, reason)
+
+
+class FileDesk:
+    """The file transfers of the peer ``me``: sending, offers received, the bytes both
+    ways over the open conversations, and their records in ``store``."""
+
+    def __init__(
+        self,
+        me: str,
+        store: TransferStore,
+        settings: PeerSettings,
+        *,
+        send: Callable[[str, Message], Awaitable[Message]],
+        talk: Callable[[str], Conversation | None],
+        spawn: Callable[[Coroutine[Any, Any, None]], None],
+    ) -> None:
+        self.me = me
+        self.store = store
+        self.settings = settings
+        self._send_message = send  # a chat message to a user: how an offer travels
+        self._talk = talk  # the open conversation with a user, if any
+        self._spawn = spawn
+        self._live: dict[str, Transfer] = {}
+        self._offers: deque[FileOffer] = deque()
+        self._offered = asyncio.Event()
+        self._outgoing: dict[str, asyncio.Task[None]] = {}
+        self._incoming: dict[str, Incoming] = {}
+        self._windows: dict[str, SendWindow] = {}
+        self._ack_events: dict[str, asyncio.Event] = {}
+
+    async def start(self) -> None:
+        await self.store.start()
+        for record in await self.store.recent(self.me):
+            self._live.setdefault(record.id, Transfer(self, record))
+            if not record.outgoing and record.state == "offered":
+                self._offers.append(FileOffer(self, record))
+        self._offered.set()
+
+    async def close(self) -> None:
+        for task in list(self._outgoing.values()):
+            task.cancel()
+        await asyncio.gather(*self._outgoing.values(), return_exceptions=True)
+        for incoming in list(self._incoming.values()):
+            await incoming.stop()
+        await self.store.close()
+
+    # The application's side.
+
+    async def send_file(self, user: str, path: Path) -> Transfer:
+        check_file_name(path.name)
+        size, sha256 = await asyncio.to_thread(_size_and_hash, path)
+        now = time.time()
+        source = await asyncio.to_thread(path.resolve)
+        note = FileNote(id=str(uuid.uuid4()), name=path.name, size=size, sha256=sha256)
+        record = TransferRecord(
+            owner=self.me,
+            id=note.id,
+            contact=user,
+            outgoing=True,
+            name=note.name,
+            size=size,
+            sha256=sha256,
+            state="offered",
+            path=str(source),
+            created=now,
+            updated=now,
+        )
+        await self.store.put(record)  # before the offer: an answer always finds it
+        transfer = self._live.setdefault(record.id, Transfer(self, record))
+        message = Message(
+            id=note.id, sender=self.me, recipient=user, body=offer_body(note), sent_at=now
+        )
+        await self._send_message(user, message)
+        return transfer
+
+    async def next_file(self) -> FileOffer:
+        while not self._offers:
+            self._offered.clear()
+            await self._offered.wait()
+        return self._offers.popleft()
+
+    async def transfers(self) -> list[Transfer]:
+        found = []
+        for record in await self.store.recent(self.me):
+            transfer = self._live.get(record.id)
+            if transfer is None:
+                transfer = self._live[record.id] = Transfer(self, record)
+            found.append(transfer)
+        return found
+
+    async def accept(self, offer: FileOffer, directory: Path) -> Transfer:
+        record = await self.store.get(self.me, offer.id)
+        if record is None or record.state != "offered":
+            state = record.state if record else "unknown"
+            raise TransferFailed(f"the offer of {offer.name!r} is {state}, not open")
+        limit = self.settings.max_file_size
+        if record.size > limit:
+            error = FileTooLarge(f"{offer.name!r} has {record.size} bytes, over max_file_size")
+            await self.end(self._transfer(record), error, tell=True)
+            raise error
+        await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
+        free = await asyncio.to_thread(free_space, directory)
+        if record.size > free:
+            error = FileTooLarge(
+                f"{offer.name!r} has {record.size} bytes, {directory} only {free} free"
+            )
+            await self.end(self._transfer(record), error, tell=True)
+            raise error
+        directory = await asyncio.to_thread(directory.resolve)
+        target = await asyncio.to_thread(reserve, directory, record.name)
+        record = _replace(record, state="accepted", path=str(directory), target=target)
+        await self.store.put(record)
+        transfer = self._transfer(record)
+        transfer._update(record)
+        chat = self._talk(record.contact)
+        if chat is not None:
+            self._receive(chat, transfer)
+        return transfer
+
+    async def refuse(self, id: str, reason: str) -> None:
+        record = await self.store.get(self.me, id)
+        if record is None:
+            return
+        error = TRANSFER_ERRORS["refused"](reason or "refused")
+        await self.end(self._transfer(record), error, tell=True)
+
+    def _transfer(self, record: TransferRecord) -> Transfer:
+        transfer = self._live.get(record.id)
+        if transfer is None:
+            transfer = self._live[record.id] = Transfer(self, record)
+        return transfer
+
+    async def end(self, transfer: Transfer, error: TransferError, *, tell: bool) -> None:
+        """End ``transfer`` with ``error``: stop its bytes, remove a partial file, store
+        the end, and (``tell``) tell the other side now, or at the next talk."""
+        if transfer.state in ENDED:
+            return
+        if (task := self._outgoing.pop(transfer.id, None)) is not None:
+            task.cancel()
+        if (incoming := self._incoming.pop(transfer.id, None)) is not None:
+            await incoming.stop(discard=True)
+        elif not transfer.outgoing and transfer.record.target:
+            await asyncio.to_thread(_remove, transfer.path, ".part")
+        told = not tell
+        if tell and (chat := self._talk(transfer.contact)) is not None:
+            with contextlib.suppress(ConversationClosed):
+                await chat.send_frames([_stop_frame(transfer.id, error)])
+                told = True
+        record = _replace(
+            transfer.record, state=_state_of(error), code=error.code, reason=str(error), told=told
+        )
+        transfer._update(record)
+        await self.store.put(record)
+        logger.info("%s: transfer %s of %r ended: %s", self.me, transfer.id, transfer.name, error)
+
+    # The conversations' side.
+
+    def deliverable(self, contact: str, messages: list[Message]) -> list[Message]:
+        """Of ``messages`` received from ``contact`` (stored, new), those for the inbox:
+        file offers are taken here instead."""
+        kept = []
+        for message in messages:
+            if message.sender == contact and is_offer(message.body):
+                self._spawn(self._offer_received(contact, message))
+            else:
+                kept.append(message)
+        return kept
+
+    async def _offer_received(self, contact: str, message: Message) -> None:
+        now = time.time()
+        try:
+            note = parse_offer(message.body)
+            if note.id != message.id:
+                raise ProtocolError("a file offer whose id is not its message's")
+        except UnsafeFileName as exc:
+            logger.warning("%s: refusing a file from %s: %s", self.me, contact, exc)
+            note = msgspec.convert(
+                {**msgspec.json.decode(message.body.split(" ", 1)[1]), "name": "unsafe"},
+                FileNote,
+            )
+            record = TransferRecord(
+                owner=self.me,
+                id=note.id,
+                contact=contact,
+                outgoing=False,
+                name=note.name,
+                size=note.size,
+                sha256=note.sha256,
+                state="offered",
+                created=now,
+                updated=now,
+            )
+            await self.store.put(record)
+            await self.end(self._transfer(record), exc, tell=True)
+            return
+        except (ProtocolError, msgspec.DecodeError) as exc:
+            logger.warning("%s: ignoring a file offer from %s: %s", self.me, contact, exc)
+            return
+        if await self.store.get(self.me, note.id) is not None:
+            return  # offered before (a message comes once; its id is not reused)
+        record = TransferRecord(
+            owner=self.me,
+            id=note.id,
+            contact=contact,
+            outgoing=False,
+            name=note.name,
+            size=note.size,
+            sha256=note.sha256,
+            state="offered",
+            created=now,
+            updated=now,
+        )
+        await self.store.put(record)
+        self._offers.append(FileOffer(self, record))
+        self._transfer(record)
+        self._offered.set()
+
+    def opened(self, chat: Conversation) -> None:
+        """A talk with ``chat.peer`` opened: ask for the bytes of what we accepted from
+        them, and tell them how transfers ended that they have not heard of."""
+        self._spawn(self._talk_opened(chat))
+
+    async def _talk_opened(self, chat: Conversation) -> None:
+        for record in await self.store.pending(self.me, chat.peer):
+            transfer = self._transfer(record)
+            try:
+                if not record.outgoing and record.state == "accepted":
+                    self._receive(chat, transfer)
+                elif record.state in ENDED and not record.told:
+                    frame: FileFrame = (
+                        FileDone(id=record.id)
+                        if record.state == "done"
+                        else FileStop(id=record.id, code=record.code, reason=record.reason[:1024])
+                    )
+                    await chat.send_frames([frame])
+                    await self._save(transfer, told=True)
+            except ConversationClosed:
+                return
+
+    def frame(self, chat: Conversation, frame: FileFrame) -> None:
+        """A file frame arrived on ``chat`` (in its reading task: never waits). One that
+        breaks the rules fails its transfer only, never the conversation."""
+        transfer = self._live.get(frame.id)
+        if transfer is None or transfer.contact != chat.peer:
+            if isinstance(frame, FileAccept):  # not ours to send: say so
+                unknown = TransferFailed(f"{self.me} knows no transfer {frame.id}")
+                self._spawn(self._stop(chat, frame.id, unknown))
+            else:
+                kind = type(frame).__name__
+                logger.info("%s: %s for an unknown transfer from %s", self.me, kind, chat.peer)
+            return
+        try:
+            self._dispatch(chat, transfer, frame)
+        except (ProtocolError, TransferError) as exc:
+            error = exc if isinstance(exc, TransferError) else TransferFailed(str(exc))
+            self._spawn(self.end(transfer, error, tell=True))
+
+    def _dispatch(self, chat: Conversation, transfer: Transfer, frame: FileFrame) -> None:
+        if isinstance(frame, FileData):
+            incoming = self._incoming.get(frame.id)
+            if incoming is not None and incoming.chat is chat:
+                incoming.data(frame)
+            # else: ended here, or bytes of a talk that ended; the sender hears of it
+        elif isinstance(frame, FileStop):
+            error = TRANSFER_ERRORS.get(frame.code, TransferFailed)(
+                f"{chat.peer}: {frame.reason or frame.code}"
+            )
+            self._spawn(self.end(transfer, error, tell=False))
+        elif not transfer.outgoing:
+            raise ProtocolError(f"{type(frame).__name__} from the sender of a file")
+        elif isinstance(frame, FileAccept):
+            self._start_sending(chat, transfer, frame)
+        elif isinstance(frame, FileAck):
+            self._acknowledged(transfer, frame.offset)
+        elif isinstance(frame, FileDone):
+            self._spawn(self._sent(transfer))
+
+    # Sending the bytes.
+
+    def _start_sending(self, chat: Conversation, transfer: Transfer, ask: FileAccept) -> None:
+        if transfer.state in ENDED:
+            error = transfer.error or TransferFailed("the transfer is complete")
+            self._spawn(self._stop(chat, transfer.id, error))
+            return
+        if (old := self._outgoing.pop(transfer.id, None)) is not None:
+            old.cancel()
+        try:
+            window = SendWindow(transfer.size, ask.window, ask.offset)
+        except ProtocolError as exc:
+            self._spawn(self.end(transfer, TransferFailed(str(exc)), tell=True))
+            return
+        task = asyncio.create_task(self._pump(chat, transfer, window))
+        self._outgoing[transfer.id] = task
+        task.add_done_callback(lambda t: self._pumped(transfer, t))
+
+    async def _stop(self, chat: Conversation, id: str, error: TransferError) -> None:
+        with contextlib.suppress(ConversationClosed):
+            await chat.send_frames([_stop_frame(id, error)])
+
+    def _pumped(self, transfer: Transfer, task: asyncio.Task[None]) -> None:
+        if self._outgoing.get(transfer.id) is task:
+            del self._outgoing[transfer.id]
+        if not task.cancelled() and (error := task.exception()) is not None:
+            failure = error if isinstance(error, TransferError) else TransferFailed(str(error))
+            self._spawn(self.end(transfer, failure, tell=True))
+
+    async def _pump(self, chat: Conversation, transfer: Transfer, window: SendWindow) -> None:
+        """Send the file from where the recipient asked, never more than the window ahead
+        of its acknowledgements; until the talk ends (then the next talk goes on)."""
+        if transfer.state == "offered":
+            await self._save(transfer, state="accepted", done=window.acked)
+        self._windows[transfer.id] = window
+        step = chunk_size(self.settings.max_frame)
+        try:
+            with open(transfer.record.path, "rb") as file:  # noqa: ASYNC230 (opened only)
+                while window.sent < window.size:
+                    while (room := window.room()) == 0:
+                        await self._acks(transfer).wait()
+                        self._acks(transfer).clear()
+                    offset = window.sent
+                    block = await asyncio.to_thread(_read, file, offset, min(room, READ_BLOCK))
+                    if not block:
+                        raise TransferFailed(
+                            f"{transfer.record.path} is shorter than offered: it changed; "
+                            "send it again"
+                        )
+                    frames = [
+                        FileData(
+                            id=transfer.id, offset=offset + start, data=block[start : start + step]
+                        )
+                        for start in range(0, len(block), step)
+                    ]
+                    window.advance(len(block))
+                    await chat.send_frames(frames)
+                    transfer.sent += len(block)
+        except ConversationClosed:
+            return  # the next talk goes on from what the recipient has
+        except OSError as exc:
+            raise TransferFailed(f"cannot read {transfer.record.path}: {exc}") from exc
+        finally:
+            self._windows.pop(transfer.id, None)
+            self._ack_events.pop(transfer.id, None)
+
+    def _acks(self, transfer: Transfer) -> asyncio.Event:
+        return self._ack_events.setdefault(transfer.id, asyncio.Event())
+
+    def _acknowledged(self, transfer: Transfer, offset: int) -> None:
+        window = self._windows.get(transfer.id)
+        if window is not None and not window.acknowledge(offset):
+            return
+        if offset > transfer.size:
+            raise ProtocolError(f"acknowledged {offset} bytes of a file of {transfer.size}")
+        self._acks(transfer).set()
+        self._spawn(self._save(transfer, done=max(offset, transfer.done)))
+
+    async def _sent(self, transfer: Transfer) -> None:
+        if transfer.state not in ENDED:
+            await self._save(transfer, state="done", done=transfer.size, told=True)
+
+    async def _save(self, transfer: Transfer, **changes: Any) -> None:
+        record = _replace(transfer.record, **changes)
+        transfer._update(record)
+        await self.store.put(record)
+
+    # Receiving the bytes.
+
+    def _receive(self, chat: Conversation, transfer: Transfer) -> None:
+        if (old := self._incoming.pop(transfer.id, None)) is not None:
+            self._spawn(old.stop())
+        incoming = Incoming(
+            chat,
+            transfer,
+            window=self.settings.file_window,
+            save=lambda **changes: self._save(transfer, **changes),
+            fail=lambda error: self._spawn(self.end(transfer, error, tell=True)),
+        )
+        self._incoming[transfer.id] = incoming
+        incoming.start()
+
+
+def _replace(record: TransferRecord, **changes: Any) -> TransferRecord:
+    return msgspec.structs.replace(record, updated=time.time(), **changes)
+
+
+def _stop_frame(id: str, error: TransferError) -> FileStop:
+    return FileStop(id=id, code=error.code, reason=str(error)[:1024])
+
+
+def _state_of(error: TransferError) -> str:
+    if error.code == "refused" or error.code in ("too_large", "unsafe_name"):
+        return "refused"
+    return "cancelled" if error.code == "cancelled" else "failed"
+
+
+def _size_and_hash(path: Path) -> tuple[int, str]:
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as file:
+        while block := file.read(1024 * 1024):
+            digest.update(block)
+            size += len(block)
+    return size, digest.hexdigest()
+
+
+def _read(file: Any, offset: int, length: int) -> bytes:
+    return os.pread(file.fileno(), length, offset)
+
+
+def _remove(path: Path | None, suffix: str = "") -> None:
+    if path is not None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(str(path) + suffix)
