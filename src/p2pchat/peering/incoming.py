@@ -18,12 +18,11 @@ import os
 import shutil
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from ..errors import (
     ConversationClosed,
     HashMismatch,
-    P2PChatError,
     ProtocolError,
     TransferError,
     TransferFailed,
@@ -36,8 +35,9 @@ from .files import ReceiveWindow, choose_name, free_names
 __all__ = ["Incoming", "free_space", "reserve"]
 
 logger = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
-_OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+_OPEN_FLAGS = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
 def free_space(directory: Path) -> int:
@@ -120,9 +120,8 @@ class Incoming:
         for task in (self._task, self._watcher):
             if task is not None and task is not asyncio.current_task():
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, P2PChatError):
+                with contextlib.suppress(asyncio.CancelledError, Exception):  # (logged)
                     await task
-        self._close()
         if discard:
             with contextlib.suppress(FileNotFoundError):
                 await asyncio.to_thread(os.unlink, self._part)
@@ -141,13 +140,24 @@ class Incoming:
         if error is None:
             return
         if not isinstance(error, TransferError):
-            logger.error("transfer %s failed: %r", self.transfer.record.id, error)
+            logger.error("transfer %s failed: %r", self.transfer.record.id, error, exc_info=error)
             error = TransferFailed(f"receiving {self.transfer.record.name!r} failed: {error}")
         self._fail(error)
 
+    async def _disk(self, call: Callable[..., _T], *args: Any) -> _T:
+        """Run ``call`` on a thread. If this task is cancelled meanwhile, the thread is
+        let finish first: the file is closed only once no thread uses it."""
+        work = asyncio.ensure_future(asyncio.to_thread(call, *args))
+        try:
+            return await asyncio.shield(work)
+        except asyncio.CancelledError:
+            with contextlib.suppress(BaseException):
+                await work
+            raise
+
     async def _run(self) -> None:
         record = self.transfer.record
-        start, digest = await asyncio.to_thread(self._open, record.done)
+        start, digest = await self._disk(self._open, record.done)
         if start != record.done:
             await self._save(done=start)
         window = self._window = ReceiveWindow(record.size, self._window_size, start)
@@ -164,10 +174,10 @@ class Incoming:
                     raise self._error
                 chunks, self._chunks = self._chunks, []
                 if chunks:
-                    written = await asyncio.to_thread(self._write, chunks, digest, written)
+                    written = await self._disk(self._write, chunks, digest, written)
                 closed = self.chat.closed
                 if window.sync_due(written) or (closed and written > window.synced):
-                    await asyncio.to_thread(os.fsync, self._fd_now())
+                    await self._disk(os.fsync, self._fd_now())
                     await self._save(done=written)
                     window.synced = written
                     if not closed:
@@ -180,7 +190,7 @@ class Incoming:
                     "nothing kept; ask for it again"
                 )
             self._close()
-            target = await asyncio.to_thread(self._place)
+            target = await self._disk(self._place)
             await self._save(state="done", done=record.size, target=target, told=False)
             with contextlib.suppress(ConversationClosed):
                 await self.chat.send_frames([FileDone(id=record.id)])
