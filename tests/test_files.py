@@ -83,10 +83,12 @@ async def test_an_offer_by_mail_is_accepted_and_goes_at_the_next_talk(
     offer = await asyncio.wait_for(bob.next_file(), 5)
     assert (offer.sender, offer.name) == ("alice", "notes.txt")
     receiving = await offer.accept(tmp_path / "in")
-    assert receiving.state == "accepted" and receiving.done == 0
+    assert receiving.state == "accepted"
+    assert receiving.done == 0
     await connect(bob, alice)
     path = await asyncio.wait_for(receiving.wait(), 10)
-    assert path is not None and path.read_bytes() == source.read_bytes()
+    assert path is not None
+    assert path.read_bytes() == source.read_bytes()
     await asyncio.wait_for(sending.wait(), 5)
 
 
@@ -103,7 +105,8 @@ async def test_transfers_are_listed_after_a_restart(make_peer: PeerFactory, tmp_
     again = p2pchat.Peer("alice", server=alice.servers, store=store)
     async with again:
         listed = {t.id: t for t in await again.transfers()}
-        assert listed[sent.id].state == "done" and listed[sent.id].done == 1000
+        assert listed[sent.id].state == "done"
+        assert listed[sent.id].done == 1000
         assert listed[unanswered.id].state in ("offered", "accepted")
 
 
