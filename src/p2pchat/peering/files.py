@@ -34,6 +34,7 @@ __all__ = [
     "is_offer",
     "offer_body",
     "parse_offer",
+    "visible",
 ]
 
 OFFER_MARK: Final = "\x1ep2pchat-file "
@@ -56,7 +57,9 @@ class FileNote(msgspec.Struct, frozen=True, kw_only=True):
     """What an offer says of its file (the name is checked apart: ``check_file_name``)."""
 
     id: Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+\Z")]
-    name: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_NAME_BYTES)]
+    name: Annotated[str, msgspec.Meta(min_length=1)]
+    """Unchecked here: ``check_file_name`` says what is wrong with it (the body's own
+    limit, ``max_message_size``, bounds its length)."""
     size: Annotated[int, msgspec.Meta(ge=0, le=2**62)]
     sha256: Annotated[str, msgspec.Meta(pattern=_SHA256)]
 
@@ -75,14 +78,18 @@ def is_offer(body: str) -> bool:
 
 
 def parse_offer(body: str) -> FileNote:
-    """The note an offer body carries. Raises ProtocolError if it is malformed, and
-    UnsafeFileName if its name is not a bare, plain name."""
+    """The note an offer body carries (its name not checked yet: ``check_file_name``).
+    Raises ProtocolError if it is malformed."""
     try:
-        note = _decoder.decode(body[len(OFFER_MARK) :])
+        return _decoder.decode(body[len(OFFER_MARK) :])
     except msgspec.DecodeError as exc:  # ValidationError included
         raise ProtocolError(f"malformed file offer: {exc}") from None
-    check_file_name(note.name)
-    return note
+
+
+def visible(name: str) -> str:
+    """``name`` with anything unprintable escaped, cut to 80 characters: for a log or
+    a record of a name that was refused."""
+    return name.encode("unicode_escape").decode("ascii")[:80]
 
 
 def check_file_name(name: str) -> str:
@@ -92,8 +99,7 @@ def check_file_name(name: str) -> str:
     255 bytes of UTF-8."""
     problem = _name_problem(name)
     if problem is not None:
-        shown = name.encode("unicode_escape").decode("ascii")[:80]
-        raise UnsafeFileName(f"unsafe file name {shown!r}: {problem}")
+        raise UnsafeFileName(f"unsafe file name {visible(name)!r}: {problem}")
     return name
 
 

@@ -47,6 +47,7 @@ from .files import (
     is_offer,
     offer_body,
     parse_offer,
+    visible,
 )
 from .incoming import Incoming, free_space, reserve
 from .settings import PeerSettings
@@ -333,53 +334,43 @@ class FileDesk:
         return kept
 
     async def _offer_received(self, contact: str, message: Message) -> None:
-        now = time.time()
         try:
             note = parse_offer(message.body)
             if note.id != message.id:
                 raise ProtocolError("a file offer whose id is not its message's")
-        except UnsafeFileName as exc:
-            logger.warning("%s: refusing a file from %s: %s", self.me, contact, exc)
-            note = msgspec.convert(
-                {**msgspec.json.decode(message.body.split(" ", 1)[1]), "name": "unsafe"},
-                FileNote,
-            )
-            record = TransferRecord(
-                owner=self.me,
-                id=note.id,
-                contact=contact,
-                outgoing=False,
-                name=note.name,
-                size=note.size,
-                sha256=note.sha256,
-                state="offered",
-                created=now,
-                updated=now,
-            )
-            await self.store.put(record)
-            await self.end(self._transfer(record), exc, tell=True)
-            return
-        except (ProtocolError, msgspec.DecodeError) as exc:
+        except ProtocolError as exc:
             logger.warning("%s: ignoring a file offer from %s: %s", self.me, contact, exc)
             return
         if await self.store.get(self.me, note.id) is not None:
             return  # offered before (a message comes once; its id is not reused)
-        record = TransferRecord(
+        try:
+            check_file_name(note.name)
+        except UnsafeFileName as exc:
+            logger.warning("%s: refusing a file from %s: %s", self.me, contact, exc)
+            refused = self._offered_record(contact, note, name=visible(note.name))
+            await self.store.put(refused)
+            await self.end(self._transfer(refused), exc, tell=True)
+            return
+        record = self._offered_record(contact, note, name=note.name)
+        await self.store.put(record)
+        self._offers.append(FileOffer(self, record))
+        self._transfer(record)
+        self._offered.set()
+
+    def _offered_record(self, contact: str, note: FileNote, *, name: str) -> TransferRecord:
+        now = time.time()
+        return TransferRecord(
             owner=self.me,
             id=note.id,
             contact=contact,
             outgoing=False,
-            name=note.name,
+            name=name,
             size=note.size,
             sha256=note.sha256,
             state="offered",
             created=now,
             updated=now,
         )
-        await self.store.put(record)
-        self._offers.append(FileOffer(self, record))
-        self._transfer(record)
-        self._offered.set()
 
     def opened(self, chat: Conversation) -> None:
         """A talk with ``chat.peer`` opened: ask for the bytes of what we accepted from
