@@ -1,6 +1,6 @@
 """``make bench``: p2pchat beside a raw-asyncio baseline, measured in the same run.
 
-    python -m benchmarks [--quick] [--only burst,awaited,logins,list,rendezvous,relay]
+    python -m benchmarks [--quick] [--only burst,awaited,logins,list,rendezvous,relay,files]
                          [--json PATH]
 
 Every row is measured here and now, on this machine, with its baseline beside it where
@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .common import Worker, raise_fd_limit, rss_kib, start_server
+from .transfer import file_rows
 
 logger = logging.getLogger("benchmarks")
 
@@ -138,6 +139,10 @@ class Bench:
                 relayed["per_second"] >= 0.8 * direct["per_second"],
             )
         )
+
+    async def files(self) -> None:
+        size = self.size(1024, 64) * 1024 * 1024  # 1 GiB (--quick: 64 MiB)
+        self.rows.extend(Row(**row) for row in await file_rows(self.workdir, size))
 
     async def rendezvous(self) -> None:
         seconds = 2.0 if self.quick else 10.0
@@ -278,6 +283,7 @@ async def run(args: argparse.Namespace) -> list[Row]:
             "relay": bench.relay,
             "rendezvous": bench.rendezvous,
             "logins": bench.logins,
+            "files": bench.files,
         }
         chosen = args.only.split(",") if args.only else list(parts)
         for name in chosen:
@@ -290,7 +296,9 @@ async def run(args: argparse.Namespace) -> list[Row]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
-    parser.add_argument("--only", help="comma-separated: burst,awaited,relay,rendezvous,logins")
+    parser.add_argument(
+        "--only", help="comma-separated: burst,awaited,relay,rendezvous,logins,files"
+    )
     parser.add_argument("--levels", help="peers logged in at once, e.g. 1000,5000,15000")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results.json"))
     args = parser.parse_args(argv)

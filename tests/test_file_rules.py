@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 import p2pchat
+from p2pchat.messages import MAX_FILE_DATA
 from p2pchat.peering.files import (
     FileNote,
     ReceiveWindow,
@@ -15,6 +16,7 @@ from p2pchat.peering.files import (
     offer_body,
     parse_offer,
 )
+from p2pchat.protocol import Decoder, FileData, encode
 
 
 @pytest.mark.parametrize(
@@ -101,3 +103,28 @@ def test_the_receive_window_checks_order_size_and_window() -> None:
         window.data(99, 350)
     with pytest.raises(p2pchat.SizeMismatch):
         ReceiveWindow(size=10, window=400, start=0).data(0, 11)
+
+
+def test_file_data_is_a_binary_frame_that_round_trips() -> None:
+    frame = FileData(id="a-1", offset=2**40, data=b"\x00{raw}\xff" * 1000)
+    encoded = encode(frame)
+    assert encoded[4:5] == b"\x00"  # not JSON: the bytes as they are
+    assert len(encoded) == 4 + 1 + 1 + 3 + 8 + len(frame.data)
+    assert Decoder().feed(encoded) == [frame]
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"\x00", "too short"),
+        (b"\x00\x03abc" + bytes(8), "too short"),  # no bytes at all
+        (b"\x00\x03a b" + bytes(8) + b"x", "rule for ids"),
+        (b"\x00\x00" + bytes(8) + b"x", "too short"),
+        (b"\x00\x01a" + (2**63).to_bytes(8, "big") + b"x", "out of range"),
+        (b"\x00\x01a" + bytes(8) + b"x" * (MAX_FILE_DATA + 1), "over"),
+    ],
+)
+def test_a_broken_binary_frame_is_a_protocol_error(body: bytes, reason: str) -> None:
+    decoder = Decoder(max_frame=None)
+    with pytest.raises(p2pchat.ProtocolError, match=reason):
+        decoder.feed(len(body).to_bytes(4, "big") + body)

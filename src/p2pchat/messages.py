@@ -384,9 +384,9 @@ class Ack(_Base, tag="ack", frozen=True):
 
 FileOffset: TypeAlias = Annotated[int, msgspec.Meta(ge=0, le=2**62)]
 """A position in a file, in bytes."""
-MAX_FILE_DATA: Final = 45 * 1024
-"""File bytes in one ``file_data`` frame at most: base64 makes them 60 KiB, which fits
-the default frame limit (64 KiB) with room for the rest of the frame."""
+MAX_FILE_DATA: Final = 63 * 1024
+"""File bytes in one ``file_data`` frame at most: with its id and offset it fits the
+default frame limit (64 KiB). ``file_data`` is the one binary frame (``protocol.py``)."""
 
 
 MIN_FILE_WINDOW: Final = 64 * 1024

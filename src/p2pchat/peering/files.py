@@ -149,10 +149,10 @@ def choose_name(name: str, taken: Callable[[str], bool]) -> str:
 
 
 def chunk_size(max_frame: int | None) -> int:
-    """File bytes per ``file_data`` frame for a frame limit (base64 grows them by 4/3)."""
+    """File bytes per ``file_data`` frame for a frame limit (beside the id and offset)."""
     if max_frame is None:
         return MAX_FILE_DATA
-    return max(1, min(MAX_FILE_DATA, (max_frame - 256) * 3 // 4))
+    return max(1, min(MAX_FILE_DATA, max_frame - 128))
 
 
 class SendWindow:

@@ -162,6 +162,7 @@ class Incoming:
             await self._save(done=start)
         window = self._window = ReceiveWindow(record.size, self._window_size, start)
         written = start
+        syncing: asyncio.Task[None] | None = None  # one sync at a time, beside the writes
         try:
             await self.chat.send_frames(
                 [FileAccept(id=record.id, offset=start, window=self._window_size)]
@@ -175,15 +176,19 @@ class Incoming:
                 chunks, self._chunks = self._chunks, []
                 if chunks:
                     written = await self._disk(self._write, chunks, digest, written)
-                closed = self.chat.closed
-                if window.sync_due(written) or (closed and written > window.synced):
-                    await self._disk(os.fsync, self._fd_now())
-                    await self._save(done=written)
-                    window.synced = written
-                    if not closed:
-                        await self.chat.send_frames([FileAck(id=record.id, offset=written)])
-                if closed:
+                if self.chat.closed:
+                    if syncing is not None:
+                        await syncing
+                    if written > window.synced:
+                        await self._sync(window, written, tell=False)
                     return  # the next talk resumes from what is stored
+                if window.sync_due(written) and (syncing is None or syncing.done()):
+                    if syncing is not None:
+                        syncing.result()  # (raises what it failed with)
+                    syncing = asyncio.create_task(self._sync(window, written))
+            if syncing is not None:
+                await syncing
+            await self._sync(window, written, tell=False)
             if digest.hexdigest() != record.sha256:
                 raise HashMismatch(
                     f"{record.name!r} from {record.contact} does not have the SHA-256 offered: "
@@ -198,7 +203,23 @@ class Incoming:
         except ConversationClosed:
             return
         finally:
+            if syncing is not None and not syncing.done():
+                syncing.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await syncing
             self._close()
+
+    async def _sync(self, window: ReceiveWindow, offset: int, *, tell: bool = True) -> None:
+        """Make the bytes up to ``offset`` durable, store it as the resume point, and
+        (``tell``) acknowledge it: the sender's window moves on. Runs beside the writes
+        (they go on meanwhile: the sync covers at least ``offset``)."""
+        await self._disk(os.fsync, self._fd_now())
+        await self._save(done=offset)
+        window.synced = offset
+        self._more.set()  # the writer looks again whether a sync is due
+        if tell:
+            with contextlib.suppress(ConversationClosed):  # the writer sees the end
+                await self.chat.send_frames([FileAck(id=self.transfer.record.id, offset=offset)])
 
     def _fd_now(self) -> int:
         assert self._fd is not None
