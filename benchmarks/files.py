@@ -104,7 +104,7 @@ async def raw_client(port: int, directory: Path, certificate: str, path: Path) -
     context = direct_tls_context(client, b64decode(certificate), server_side=False)
     began = time.perf_counter()
     reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=context)
-    size = path.stat().st_size
+    size = await asyncio.to_thread(os.path.getsize, path)
     writer.write(size.to_bytes(8, "big"))
     with open(path, "rb") as file:  # noqa: ASYNC230 (read on a thread below)
         while block := await asyncio.to_thread(file.read, BLOCK):

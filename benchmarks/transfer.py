@@ -27,6 +27,14 @@ def random_file(path: Path, size: int) -> Path:
     return path
 
 
+def same_size(received: Path, source: Path) -> bool:
+    """Whether ``received`` (its SHA-256 checked by the peer) is as large as ``source``;
+    removes it."""
+    same = received.stat().st_size == source.stat().st_size
+    received.unlink()
+    return same
+
+
 async def sample(pids: list[int], peaks: dict[int, int], stop: asyncio.Event) -> None:
     """Keep the highest resident memory of each process until ``stop``."""
     while not stop.is_set():
@@ -80,9 +88,7 @@ async def p2pchat_copy(workdir: Path, source: Path) -> tuple[dict[str, Any], lis
         received = (await receiver.read(60))["result"]
         stop.set()
         await sampling
-        same = Path(received["path"]).stat().st_size == source.stat().st_size
-        result["whole"] = same
-        Path(received["path"]).unlink()
+        result["whole"] = await asyncio.to_thread(same_size, Path(received["path"]), source)
         return result, [peaks.get(receiver.pid, 0), peaks.get(sender.pid, 0)]
     finally:
         stop.set()
