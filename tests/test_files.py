@@ -190,3 +190,20 @@ async def test_the_sender_cannot_offer_an_unsafe_name(
     await make_peer("bob")
     with pytest.raises(p2pchat.UnsafeFileName):
         await alice.send_file("bob", tmp_path / name)
+
+
+async def test_a_file_goes_through_the_relay_when_no_direct_path(
+    make_peer: PeerFactory, tmp_path: Path
+) -> None:
+    unreachable = [("127.0.0.1", 1)]  # advertised, nobody listens: the relay joins them
+    alice = await make_peer("alice", advertise=unreachable, traversal=False)
+    bob = await make_peer("bob")
+    chat_a, _ = await connect(alice, bob)
+    assert chat_a.route == "relay"
+    source = random_file(tmp_path / "relayed.bin", 300_000)
+    sending = await alice.send_file("bob", source)
+    receiving = await (await asyncio.wait_for(bob.next_file(), 5)).accept(tmp_path / "in")
+    path = await asyncio.wait_for(receiving.wait(), 15)
+    assert path is not None
+    assert path.read_bytes() == source.read_bytes()
+    await asyncio.wait_for(sending.wait(), 5)
