@@ -51,7 +51,7 @@ from .errors import (
     UnsafeFileName,
     UserOffline,
 )
-from .peer import Conversation, FileOffer, Invitation, Peer, Transfer
+from .peer import Conversation, FileOffer, Invitation, Peer, Transfer, check_file_name
 from .protocol import DEFAULT_MAX_FRAME, DEFAULT_PORT, PROTOCOL_VERSION, check_name
 from .server import SignallingServer
 from .shared.identity import Identity, fingerprint, tls13_only
@@ -145,6 +145,7 @@ __all__ = [
     "UserRecord",
     "UserStore",
     "__version__",
+    "check_file_name",
     "check_name",
     "fingerprint",
     "format_address",

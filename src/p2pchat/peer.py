@@ -32,6 +32,7 @@ from .errors import (
     KeyChanged,
 )
 from .peering.conversation import Conversation
+from .peering.files import check_file_name
 from .peering.invitation import Invitation, InvitationDesk
 from .peering.link import ServerLink, ServerSession, server_list
 from .peering.postbox import Postbox
@@ -70,6 +71,7 @@ __all__ = [
     "PeerLimits",
     "PeerSettings",
     "Transfer",
+    "check_file_name",
 ]
 
 logger = logging.getLogger(__name__)

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any, Final
 
 import msgspec
@@ -32,6 +33,7 @@ from .. import (
     UserOffline,
 )
 from . import webevents as ev
+from .webfiles import WebFiles
 from .webhttp import Door, Tab, make_app
 
 __all__ = ["WebUI"]
@@ -51,8 +53,11 @@ EVENT_SLACK: Final = 1024
 class WebUI:
     """Serves the web page of ``peer`` at ``url`` (``start()``/``close()`` or ``async with``).
 
-    The peer must be started; the page is its only front end (it reads its invitations
-    and its mail). ``host`` defaults to 127.0.0.1; ``port`` 0 picks a free one.
+    The peer must be started; the page is its only front end (it reads its invitations,
+    its mail and its file offers). ``host`` defaults to 127.0.0.1; ``port`` 0 picks a free
+    one. Files accepted from the page go to ``downloads`` (default: the user's downloads
+    directory); files sent from it wait in ``uploads`` (default: a private temporary
+    directory, removed at ``close()``).
     """
 
     def __init__(
@@ -69,6 +74,8 @@ class WebUI:
         # Timeouts
         heartbeat: float = 20.0,
         invite_timeout: float = 60.0,
+        downloads: Path | None = None,
+        uploads: Path | None = None,
     ) -> None:
         self.peer = peer
         self.host = host
@@ -91,6 +98,10 @@ class WebUI:
         self._contacts: dict[str, int] = {}  # users shown as a talk -> unread while no page
         self._tasks: set[asyncio.Task[Any]] = set()
         self._online: set[str] = set()
+        self.files = WebFiles(
+            peer, self._broadcast, self._spawn, downloads=downloads, uploads=uploads
+        )
+        """Files sent from the page, offers, progress and downloads (``webfiles.py``)."""
 
     # Lifecycle.
 
@@ -121,6 +132,7 @@ class WebUI:
         self._spawn(self._watch_invitations())
         self._spawn(self._watch_mail())
         self._spawn(self._refresh_online())
+        await self.files.start()
         logger.info("web page of %s at %s", peer.name, self.url.split("?", 1)[0])
 
     @property
@@ -143,6 +155,7 @@ class WebUI:
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()
+        await self.files.close()
 
     async def __aenter__(self) -> WebUI:
         await self.start()
@@ -258,6 +271,7 @@ class WebUI:
             online=sorted(self._online),
             invitations=[_info(i) for i in self._invitations.values() if _standing(i)],
             talks=talks,
+            files=await self.files.snapshot(),
         )
         left = self.max_event_size - EVENT_SLACK - len(ev.encode_event(snapshot))
         shown = [0] * len(histories)  # the newest shown[i] messages of talk i
@@ -310,6 +324,10 @@ class WebUI:
                 tab.send(ev.Talk(talk=await self._talk_info(command.user)))
             elif isinstance(command, ev.Refresh):
                 await self._refresh_online()
+            elif isinstance(command, ev.FileAnswer):
+                await self.files.answer(command.id, command.accept)
+            elif isinstance(command, ev.FileCancel):
+                await self.files.cancel(command.id)
         except P2PChatError as exc:
             tab.send(ev.Error(reason=str(exc)))
 

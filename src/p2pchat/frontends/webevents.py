@@ -60,7 +60,22 @@ class Refresh(_In, tag="refresh", frozen=True):
     """Ask for the online list again."""
 
 
-Command: TypeAlias = Invite | Accept | Refuse | Send | Leave | Open | Refresh
+class FileAnswer(_In, tag="file_answer", frozen=True):
+    """Accept (into the page's downloads directory) or refuse the file offered as ``id``."""
+
+    id: Id
+    accept: bool
+
+
+class FileCancel(_In, tag="file_cancel", frozen=True):
+    """Stop transfer ``id``, either way."""
+
+    id: Id
+
+
+Command: TypeAlias = (
+    Invite | Accept | Refuse | Send | Leave | Open | Refresh | FileAnswer | FileCancel
+)
 
 
 class WebMessage(msgspec.Struct, frozen=True, kw_only=True):
@@ -106,6 +121,21 @@ class TalkInfo(msgspec.Struct, frozen=True, kw_only=True):
     """Messages that came while no page was open."""
 
 
+class FileInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """A file transfer as the page shows it: ``state`` as ``Transfer.state``; ``download``:
+    where the page gets a received file (once done), relative to the page."""
+
+    id: str
+    user: str
+    name: str
+    size: int
+    done: int
+    state: str
+    outgoing: bool
+    error: str = ""
+    download: str = ""
+
+
 class _Out(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
     """An event for the page."""
 
@@ -119,6 +149,7 @@ class Snapshot(_Out, tag="snapshot", frozen=True):
     online: list[str]
     invitations: list[InvitationInfo]
     talks: list[TalkInfo]
+    files: list[FileInfo] = []
 
 
 class State(_Out, tag="state", frozen=True):
@@ -185,6 +216,12 @@ class Shipped(_Out, tag="shipped", frozen=True):
     ids: list[str]
 
 
+class FileUpdate(_Out, tag="file", frozen=True):
+    """A file offered, or a transfer that moved on or ended."""
+
+    file: FileInfo
+
+
 class Error(_Out, tag="error", frozen=True):
     reason: str
 
@@ -202,6 +239,7 @@ Event: TypeAlias = (
     | TalkEnded
     | NewMessage
     | Shipped
+    | FileUpdate
     | Error
 )
 
