@@ -192,7 +192,7 @@ class PeerConsole:
         self.files = FileCommands(
             peer,
             self.show,
-            self.show_progress,
+            lambda line: screen.show_progress(visible(line)),  # made safe as show() does
             redraws=isinstance(screen, TerminalScreen),
             downloads=downloads,
         )
@@ -240,9 +240,6 @@ class PeerConsole:
         """Show each of ``lines`` as one line: what others wrote in them (names, bodies,
         reasons) can reach the terminal only with its control characters made visible."""
         await self.screen.show("\n".join(visible(line) for line in lines))
-
-    async def show_progress(self, line: str) -> None:
-        await self.screen.show_progress(visible(line))
 
     def _set_focus(self, user: str | None) -> None:
         self.focus = user

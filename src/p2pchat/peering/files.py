@@ -34,6 +34,7 @@ __all__ = [
     "is_offer",
     "offer_body",
     "parse_offer",
+    "state_of",
     "visible",
 ]
 
@@ -90,6 +91,14 @@ def visible(name: str) -> str:
     """``name`` with anything unprintable escaped, cut to 80 characters: for a log or
     a record of a name that was refused."""
     return name.encode("unicode_escape").decode("ascii")[:80]
+
+
+def state_of(code: str) -> str:
+    """The state a transfer ends in for the code of its error: a file not taken is
+    ``refused`` (refused, too large, an unsafe name), else ``cancelled`` or ``failed``."""
+    if code in ("refused", "too_large", "unsafe_name"):
+        return "refused"
+    return "cancelled" if code == "cancelled" else "failed"
 
 
 def check_file_name(name: str) -> str:

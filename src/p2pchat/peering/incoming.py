@@ -32,7 +32,7 @@ from ..stores.transfers import TransferRecord
 from .conversation import Conversation
 from .files import ReceiveWindow, choose_name, free_names
 
-__all__ = ["Incoming", "free_space", "reserve"]
+__all__ = ["Incoming", "free_space", "on_thread", "remove_part", "reserve"]
 
 logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -40,9 +40,29 @@ _T = TypeVar("_T")
 _OPEN_FLAGS = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
+async def on_thread(call: Callable[..., _T], *args: Any) -> _T:
+    """Run ``call`` on a thread. If the caller is cancelled meanwhile, the thread is let
+    finish first: a file is closed only once no thread uses it (never a number that the
+    system has given to another file since)."""
+    work = asyncio.ensure_future(asyncio.to_thread(call, *args))
+    try:
+        return await asyncio.shield(work)
+    except asyncio.CancelledError:
+        with contextlib.suppress(BaseException):
+            await work
+        raise
+
+
 def free_space(directory: Path) -> int:
     """Bytes free for us in ``directory``'s file system."""
     return shutil.disk_usage(directory).free
+
+
+def remove_part(target: Path | None) -> None:
+    """Remove the ``.part`` of ``target``, if there is one."""
+    if target is not None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(f"{target}.part")
 
 
 def reserve(directory: Path, name: str) -> str:
@@ -144,20 +164,9 @@ class Incoming:
             error = TransferFailed(f"receiving {self.transfer.record.name!r} failed: {error}")
         self._fail(error)
 
-    async def _disk(self, call: Callable[..., _T], *args: Any) -> _T:
-        """Run ``call`` on a thread. If this task is cancelled meanwhile, the thread is
-        let finish first: the file is closed only once no thread uses it."""
-        work = asyncio.ensure_future(asyncio.to_thread(call, *args))
-        try:
-            return await asyncio.shield(work)
-        except asyncio.CancelledError:
-            with contextlib.suppress(BaseException):
-                await work
-            raise
-
     async def _run(self) -> None:
         record = self.transfer.record
-        start, digest = await self._disk(self._open, record.done)
+        start, digest = await on_thread(self._open, record.done)
         if start != record.done:
             await self._save(done=start)
         window = self._window = ReceiveWindow(record.size, self._window_size, start)
@@ -175,7 +184,7 @@ class Incoming:
                     raise self._error
                 chunks, self._chunks = self._chunks, []
                 if chunks:
-                    written = await self._disk(self._write, chunks, digest, written)
+                    written = await on_thread(self._write, chunks, digest, written)
                 if self.chat.closed:
                     if syncing is not None:
                         await syncing
@@ -195,7 +204,7 @@ class Incoming:
                     "nothing kept; ask for it again"
                 )
             self._close()
-            target = await self._disk(self._place)
+            target = await on_thread(self._place)
             await self._save(state="done", done=record.size, target=target, told=False)
             with contextlib.suppress(ConversationClosed):
                 await self.chat.send_frames([FileDone(id=record.id)])
@@ -213,7 +222,7 @@ class Incoming:
         """Make the bytes up to ``offset`` durable, store it as the resume point, and
         (``tell``) acknowledge it: the sender's window moves on. Runs beside the writes
         (they go on meanwhile: the sync covers at least ``offset``)."""
-        await self._disk(os.fsync, self._fd_now())
+        await on_thread(os.fsync, self._fd_now())
         await self._save(done=offset)
         window.synced = offset
         self._more.set()  # the writer looks again whether a sync is due

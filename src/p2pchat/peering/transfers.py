@@ -3,16 +3,15 @@ over the open conversations, the disk and the transfers store.
 
 ``Transfer`` is one transfer as the application sees it (kept up to date here);
 ``FileOffer`` is one offer received, to accept into a directory or refuse. The bytes of
-one transfer go out from ``Outgoing`` (a task reading the file, holding to the window) and
-come in to ``Incoming`` (``incoming.py``: a task writing ``NAME.part``, syncing and
-acknowledging each quarter window, checking the SHA-256, renaming into place).
+one transfer go out from ``Outgoing`` (``outgoing.py``: a task reading the file, holding
+to the window) and come in to ``Incoming`` (``incoming.py``: a task writing ``NAME.part``,
+syncing and acknowledging each quarter window, checking the SHA-256, then into place).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import os
 import time
@@ -43,22 +42,19 @@ from .files import (
     FileNote,
     SendWindow,
     check_file_name,
-    chunk_size,
     is_offer,
     offer_body,
     parse_offer,
+    state_of,
     visible,
 )
-from .incoming import Incoming, free_space, reserve
+from .incoming import Incoming, free_space, remove_part, reserve
+from .outgoing import Outgoing, size_and_hash
 from .settings import PeerSettings
 
 __all__ = ["FileDesk", "FileOffer", "Transfer"]
 
 logger = logging.getLogger(__name__)
-
-READ_BLOCK = 256 * 1024
-"""File bytes read (and written to the connection) at once: small enough that a chat
-frame never waits long behind them."""
 
 
 class Transfer:
@@ -190,10 +186,8 @@ class FileDesk:
         self._live: dict[str, Transfer] = {}
         self._offers: deque[FileOffer] = deque()
         self._offered = asyncio.Event()
-        self._outgoing: dict[str, asyncio.Task[None]] = {}
+        self._outgoing: dict[str, Outgoing] = {}
         self._incoming: dict[str, Incoming] = {}
-        self._windows: dict[str, SendWindow] = {}
-        self._ack_events: dict[str, asyncio.Event] = {}
 
     async def start(self) -> None:
         await self.store.start()
@@ -204,9 +198,8 @@ class FileDesk:
         self._offered.set()
 
     async def close(self) -> None:
-        for task in list(self._outgoing.values()):
-            task.cancel()
-        await asyncio.gather(*self._outgoing.values(), return_exceptions=True)
+        for outgoing in list(self._outgoing.values()):
+            await outgoing.stop()
         for incoming in list(self._incoming.values()):
             await incoming.stop()
         await self.store.close()
@@ -215,7 +208,7 @@ class FileDesk:
 
     async def send_file(self, user: str, path: Path) -> Transfer:
         check_file_name(path.name)
-        size, sha256 = await asyncio.to_thread(_size_and_hash, path)
+        size, sha256 = await asyncio.to_thread(size_and_hash, path)
         now = time.time()
         source = await asyncio.to_thread(path.resolve)
         note = FileNote(id=str(uuid.uuid4()), name=path.name, size=size, sha256=sha256)
@@ -302,19 +295,23 @@ class FileDesk:
         the end, and (``tell``) tell the other side now, or at the next talk."""
         if transfer.state in ENDED:
             return
-        if (task := self._outgoing.pop(transfer.id, None)) is not None:
-            task.cancel()
+        if (outgoing := self._outgoing.pop(transfer.id, None)) is not None:
+            await outgoing.stop()
         if (incoming := self._incoming.pop(transfer.id, None)) is not None:
             await incoming.stop(discard=True)
         elif not transfer.outgoing and transfer.record.target:
-            await asyncio.to_thread(_remove, transfer.path, ".part")
+            await asyncio.to_thread(remove_part, transfer.path)
         told = not tell
         if tell and (chat := self._talk(transfer.contact)) is not None:
             with contextlib.suppress(ConversationClosed):
                 await chat.send_frames([_stop_frame(transfer.id, error)])
                 told = True
         record = _replace(
-            transfer.record, state=_state_of(error), code=error.code, reason=str(error), told=told
+            transfer.record,
+            state=state_of(error.code),
+            code=error.code,
+            reason=str(error),
+            told=told,
         )
         transfer._update(record)
         await self.store.put(record)
@@ -440,74 +437,34 @@ class FileDesk:
             self._spawn(self._stop(chat, transfer.id, error))
             return
         if (old := self._outgoing.pop(transfer.id, None)) is not None:
-            old.cancel()
+            self._spawn(old.stop())
         try:
             window = SendWindow(transfer.size, ask.window, ask.offset)
         except ProtocolError as exc:
             self._spawn(self.end(transfer, TransferFailed(str(exc)), tell=True))
             return
-        task = asyncio.create_task(self._pump(chat, transfer, window))
-        self._outgoing[transfer.id] = task
-        task.add_done_callback(lambda t: self._pumped(transfer, t))
+        outgoing = Outgoing(
+            chat,
+            transfer,
+            window,
+            max_frame=self.settings.max_frame,
+            fail=lambda error: self._spawn(self.end(transfer, error, tell=True)),
+        )
+        self._outgoing[transfer.id] = outgoing
+        if transfer.state == "offered":
+            self._spawn(self._save(transfer, state="accepted", done=ask.offset))
+        outgoing.start()
 
     async def _stop(self, chat: Conversation, id: str, error: TransferError) -> None:
         with contextlib.suppress(ConversationClosed):
             await chat.send_frames([_stop_frame(id, error)])
 
-    def _pumped(self, transfer: Transfer, task: asyncio.Task[None]) -> None:
-        if self._outgoing.get(transfer.id) is task:
-            del self._outgoing[transfer.id]
-        if not task.cancelled() and (error := task.exception()) is not None:
-            failure = error if isinstance(error, TransferError) else TransferFailed(str(error))
-            self._spawn(self.end(transfer, failure, tell=True))
-
-    async def _pump(self, chat: Conversation, transfer: Transfer, window: SendWindow) -> None:
-        """Send the file from where the recipient asked, never more than the window ahead
-        of its acknowledgements; until the talk ends (then the next talk goes on)."""
-        if transfer.state == "offered":
-            await self._save(transfer, state="accepted", done=window.acked)
-        self._windows[transfer.id] = window
-        step = chunk_size(self.settings.max_frame)
-        try:
-            with open(transfer.record.path, "rb") as file:  # noqa: ASYNC230 (opened only)
-                while window.sent < window.size:
-                    while (room := window.room()) == 0:
-                        await self._acks(transfer).wait()
-                        self._acks(transfer).clear()
-                    offset = window.sent
-                    block = await asyncio.to_thread(_read, file, offset, min(room, READ_BLOCK))
-                    if not block:
-                        raise TransferFailed(
-                            f"{transfer.record.path} is shorter than offered: it changed; "
-                            "send it again"
-                        )
-                    frames = [
-                        FileData(
-                            id=transfer.id, offset=offset + start, data=block[start : start + step]
-                        )
-                        for start in range(0, len(block), step)
-                    ]
-                    window.advance(len(block))
-                    await chat.send_frames(frames)
-                    transfer.sent += len(block)
-        except ConversationClosed:
-            return  # the next talk goes on from what the recipient has
-        except OSError as exc:
-            raise TransferFailed(f"cannot read {transfer.record.path}: {exc}") from exc
-        finally:
-            self._windows.pop(transfer.id, None)
-            self._ack_events.pop(transfer.id, None)
-
-    def _acks(self, transfer: Transfer) -> asyncio.Event:
-        return self._ack_events.setdefault(transfer.id, asyncio.Event())
-
     def _acknowledged(self, transfer: Transfer, offset: int) -> None:
-        window = self._windows.get(transfer.id)
-        if window is not None and not window.acknowledge(offset):
+        outgoing = self._outgoing.get(transfer.id)
+        if outgoing is not None and not outgoing.acknowledged(offset):
             return
         if offset > transfer.size:
             raise ProtocolError(f"acknowledged {offset} bytes of a file of {transfer.size}")
-        self._acks(transfer).set()
         self._spawn(self._save(transfer, done=max(offset, transfer.done)))
 
     async def _sent(self, transfer: Transfer) -> None:
@@ -541,29 +498,3 @@ def _replace(record: TransferRecord, **changes: Any) -> TransferRecord:
 
 def _stop_frame(id: str, error: TransferError) -> FileStop:
     return FileStop(id=id, code=error.code, reason=str(error)[:1024])
-
-
-def _state_of(error: TransferError) -> str:
-    if error.code == "refused" or error.code in ("too_large", "unsafe_name"):
-        return "refused"
-    return "cancelled" if error.code == "cancelled" else "failed"
-
-
-def _size_and_hash(path: Path) -> tuple[int, str]:
-    digest = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as file:
-        while block := file.read(1024 * 1024):
-            digest.update(block)
-            size += len(block)
-    return size, digest.hexdigest()
-
-
-def _read(file: Any, offset: int, length: int) -> bytes:
-    return os.pread(file.fileno(), length, offset)
-
-
-def _remove(path: Path | None, suffix: str = "") -> None:
-    if path is not None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(str(path) + suffix)
