@@ -78,6 +78,8 @@ async def test_an_offer_refused_in_the_console_reaches_the_sender(
     await bob.say("/fn")
     await bob.expect(r"refused x\.txt from alice")
     await alice.expect(r"x\.txt: bob: no thanks")
+    await bob.say("/h alice")  # the offer keeps a line in the history, said plainly
+    await bob.expect(r"^\[.*\] alice: \[file offered: x\.txt, 5 bytes\]$")
 
 
 async def test_accept_goes_to_the_downloads_directory_by_default(

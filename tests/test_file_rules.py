@@ -78,6 +78,13 @@ def test_an_offer_body_round_trips_and_is_told_apart() -> None:
         parse_offer(body.replace('"size":3', '"size":-1'))
 
 
+def test_a_front_end_shows_an_offer_as_one_plain_line() -> None:
+    note = FileNote(id="abc", name="a.txt", size=12345, sha256="0" * 64)
+    assert p2pchat.shown_text(offer_body(note)) == "[file offered: a.txt, 12,345 bytes]"
+    assert p2pchat.shown_text("just text") == "just text"
+    assert p2pchat.shown_text(offer_body(note)[:-3]) == "[a file offer that could not be read]"
+
+
 def test_the_send_window_holds_to_the_acknowledgements() -> None:
     window = SendWindow(size=1000, window=300, start=100)
     assert window.room() == 300

@@ -51,7 +51,15 @@ from .errors import (
     UnsafeFileName,
     UserOffline,
 )
-from .peer import Conversation, FileOffer, Invitation, Peer, Transfer, check_file_name
+from .peer import (
+    Conversation,
+    FileOffer,
+    Invitation,
+    Peer,
+    Transfer,
+    check_file_name,
+    shown_text,
+)
 from .protocol import DEFAULT_MAX_FRAME, DEFAULT_PORT, PROTOCOL_VERSION, check_name
 from .server import SignallingServer
 from .shared.identity import Identity, fingerprint, tls13_only
@@ -149,5 +157,6 @@ __all__ = [
     "check_name",
     "fingerprint",
     "format_address",
+    "shown_text",
     "tls13_only",
 ]

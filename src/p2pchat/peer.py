@@ -32,7 +32,7 @@ from .errors import (
     KeyChanged,
 )
 from .peering.conversation import Conversation
-from .peering.files import check_file_name
+from .peering.files import check_file_name, shown_text
 from .peering.invitation import Invitation, InvitationDesk
 from .peering.link import ServerLink, ServerSession, server_list
 from .peering.postbox import Postbox
@@ -72,6 +72,7 @@ __all__ = [
     "PeerSettings",
     "Transfer",
     "check_file_name",
+    "shown_text",
 ]
 
 logger = logging.getLogger(__name__)

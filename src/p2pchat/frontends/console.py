@@ -29,6 +29,7 @@ from .. import (
     UserOffline,
     fingerprint,
     format_address,
+    shown_text,
 )
 from .terminal import message_lines, visible
 from .transfers import HELP as FILE_HELP
@@ -304,12 +305,12 @@ class PeerConsole:
 
     def _format(self, message: Message, *, history: bool = False) -> list[str]:
         """A message as the lines that show it (a body's further lines under a bar)."""
-        sender = visible(message.sender)
+        sender, body = visible(message.sender), shown_text(message.body)  # offers: a line
         if not history:
-            return message_lines(f"{sender}: ", message.body)
+            return message_lines(f"{sender}: ", body)
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(message.sent_at))
         pending = "" if message.shipped else "  (not delivered yet)"
-        return message_lines(f"[{when}] {sender}: ", message.body, pending)
+        return message_lines(f"[{when}] {sender}: ", body, pending)
 
     # Commands. Each returns False to stop the console.
 

@@ -12,6 +12,7 @@ from typing import Annotated, Final, Literal, TypeAlias
 
 import msgspec
 
+from .. import shown_text
 from ..messages import NAME_PATTERN
 from ..store import Message
 
@@ -94,7 +95,7 @@ class WebMessage(msgspec.Struct, frozen=True, kw_only=True):
             id=message.id,
             sender=message.sender,
             recipient=message.recipient,
-            body=message.body,
+            body=shown_text(message.body),  # a file offer: one line saying so
             sent_at=message.sent_at,
             shipped=message.shipped,
         )

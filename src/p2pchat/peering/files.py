@@ -34,6 +34,7 @@ __all__ = [
     "is_offer",
     "offer_body",
     "parse_offer",
+    "shown_text",
     "state_of",
     "visible",
 ]
@@ -85,6 +86,19 @@ def parse_offer(body: str) -> FileNote:
         return _decoder.decode(body[len(OFFER_MARK) :])
     except msgspec.DecodeError as exc:  # ValidationError included
         raise ProtocolError(f"malformed file offer: {exc}") from None
+
+
+def shown_text(body: str) -> str:
+    """What a front end shows for a message body: a file offer as ``[file offered:
+    NAME, SIZE bytes]`` (the name as its sender wrote it: a terminal must still make it
+    safe), anything else as it is."""
+    if not is_offer(body):
+        return body
+    try:
+        note = parse_offer(body)
+    except ProtocolError:
+        return "[a file offer that could not be read]"
+    return f"[file offered: {note.name}, {note.size:,} bytes]"
 
 
 def visible(name: str) -> str:
