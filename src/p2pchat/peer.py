@@ -39,7 +39,8 @@ from .peering.postbox import Postbox
 from .peering.reach import Reach
 from .peering.settings import PEER_DEFAULTS, ChatSettings, PeerLimits, PeerSettings
 from .peering.talks import Talks
-from .peering.transfers import FileDesk, FileOffer, Transfer
+from .peering.transfer import FileOffer, Transfer
+from .peering.transfers import FileDesk
 from .peering.watchlist import WATCHED, WatchList
 from .protocol import (
     DEFAULT_PORT,

@@ -1,8 +1,7 @@
 """File transfers of one peer, both ways: ``FileDesk`` runs the rules of ``files.py``
 over the open conversations, the disk and the transfers store.
 
-``Transfer`` is one transfer as the application sees it (kept up to date here);
-``FileOffer`` is one offer received, to accept into a directory or refuse. The bytes of
+It keeps the ``Transfer`` and ``FileOffer`` objects (``transfer.py``) up to date. The bytes of
 one transfer go out from ``Outgoing`` (``outgoing.py``: a task reading the file, holding
 to the window) and come in to ``Incoming`` (``incoming.py``: a task writing ``NAME.part``,
 syncing and acknowledging each quarter window, checking the SHA-256, then into place).
@@ -13,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
 import uuid
 from collections import deque
@@ -28,7 +26,6 @@ from ..errors import (
     ConversationClosed,
     FileTooLarge,
     ProtocolError,
-    TransferCancelled,
     TransferError,
     TransferFailed,
     UnsafeFileName,
@@ -51,116 +48,11 @@ from .files import (
 from .incoming import Incoming, free_space, remove_part, reserve
 from .outgoing import Outgoing, size_and_hash
 from .settings import PeerSettings
+from .transfer import FileOffer, Transfer
 
 __all__ = ["FileDesk", "FileOffer", "Transfer"]
 
 logger = logging.getLogger(__name__)
-
-
-class Transfer:
-    """One file transfer, ours to send or theirs to us, kept up to date as it goes.
-
-    ``done``: bytes the recipient has stored and synced, as last acknowledged; ``state``:
-    offered, accepted, done, refused, cancelled or failed; ``sent``: file bytes this
-    process has put on the wire (resends included).
-    """
-
-    def __init__(self, desk: FileDesk, record: TransferRecord) -> None:
-        self._desk = desk
-        self.record = record
-        self.sent = 0
-        self._ended: asyncio.Future[Path | None] = asyncio.get_running_loop().create_future()
-        self._changed = asyncio.Event()
-        if record.state in ENDED:
-            self._settle()
-
-    def __repr__(self) -> str:
-        way = "to" if self.outgoing else "from"
-        return f"<Transfer {self.name!r} {way} {self.contact} {self.state} {self.done}/{self.size}>"
-
-    id = property(lambda self: self.record.id)
-    name = property(lambda self: self.record.name)
-    """The file's name as offered (on the recipient, ``path`` may differ: a free name)."""
-    size = property(lambda self: self.record.size)
-    sha256 = property(lambda self: self.record.sha256)
-    contact = property(lambda self: self.record.contact)
-    outgoing = property(lambda self: self.record.outgoing)
-    done = property(lambda self: self.record.done)
-    state = property(lambda self: self.record.state)
-
-    @property
-    def path(self) -> Path | None:
-        """On the recipient: where the file is (once done) or goes. On the sender: the file."""
-        if self.outgoing:
-            return Path(self.record.path)
-        if not self.record.target:
-            return None
-        return Path(self.record.path) / self.record.target
-
-    @property
-    def error(self) -> TransferError | None:
-        """Why it ended without the file, once it has."""
-        if self.record.state in ("done", "offered", "accepted"):
-            return None
-        return TRANSFER_ERRORS.get(self.record.code, TransferFailed)(self.record.reason)
-
-    async def wait(self) -> Path | None:
-        """Wait until the file is complete on the recipient, its SHA-256 checked: its path
-        there (None on the sender). Raises the TransferError it ended with instead
-        (FileRefused, TransferCancelled, HashMismatch, ...)."""
-        return await asyncio.shield(self._ended)
-
-    async def changed(self) -> None:
-        """Wait for the next change of ``done`` or ``state``."""
-        self._changed.clear()
-        await self._changed.wait()
-
-    async def cancel(self, reason: str = "") -> None:
-        """Stop the transfer, on both sides (the other side is told now or at the next
-        talk); a partial file is removed. Nothing happens if it has ended already."""
-        await self._desk.end(self, TransferCancelled(reason or "cancelled"), tell=True)
-
-    def _update(self, record: TransferRecord) -> None:
-        self.record = record
-        self._changed.set()
-        if record.state in ENDED:
-            self._settle()
-
-    def _settle(self) -> None:
-        if self._ended.done():
-            return
-        error = self.error
-        if error is None:
-            self._ended.set_result(self.path if not self.outgoing else None)
-        else:
-            self._ended.set_exception(error)
-            self._ended.exception()  # retrieved: no warning if no one waits
-
-
-class FileOffer:
-    """A file someone offers us: ``id``, ``sender``, ``name`` (a bare file name, checked),
-    ``size`` and ``sha256`` (hex). ``accept(directory)`` or ``refuse()``."""
-
-    def __init__(self, desk: FileDesk, record: TransferRecord) -> None:
-        self._desk = desk
-        self.id = record.id
-        self.sender = record.contact
-        self.name = record.name
-        self.size = record.size
-        self.sha256 = record.sha256
-
-    def __repr__(self) -> str:
-        return f"<FileOffer {self.name!r} ({self.size} bytes) from {self.sender}>"
-
-    async def accept(self, directory: str | os.PathLike[str]) -> Transfer:
-        """Take the file into ``directory`` (made if missing), under its name or, if that
-        is taken, a free one (``name (1).ext``). Raises FileTooLarge (and refuses it) over
-        ``max_file_size`` or the free space there."""
-        return await self._desk.accept(self, Path(directory))
-
-    async def refuse(self, reason: str = "") -> None:
-        """Say no: the sender's ``wait()`` raises FileRefused."""
-        await self._desk.refuse(self.id, reason)
 
 
 class FileDesk:
@@ -234,10 +126,13 @@ class FileDesk:
         return transfer
 
     async def next_file(self) -> FileOffer:
-        while not self._offers:
-            self._offered.clear()
-            await self._offered.wait()
-        return self._offers.popleft()
+        while True:
+            while not self._offers:
+                self._offered.clear()
+                await self._offered.wait()
+            offer = self._offers.popleft()
+            if self._live[offer.id].state == "offered":  # (not cancelled meanwhile)
+                return offer
 
     async def transfers(self) -> list[Transfer]:
         found = []
@@ -292,9 +187,11 @@ class FileDesk:
 
     async def end(self, transfer: Transfer, error: TransferError, *, tell: bool) -> None:
         """End ``transfer`` with ``error``: stop its bytes, remove a partial file, store
-        the end, and (``tell``) tell the other side now, or at the next talk."""
-        if transfer.state in ENDED:
+        the end, and (``tell``) tell the other side now, or at the next talk. Once: the
+        first end wins."""
+        if transfer.state in ENDED or transfer.ending:
             return
+        transfer.ending = True
         if (outgoing := self._outgoing.pop(transfer.id, None)) is not None:
             await outgoing.stop()
         if (incoming := self._incoming.pop(transfer.id, None)) is not None:
