@@ -148,3 +148,23 @@ async def test_a_dropped_connection_goes_on_at_the_next_talk(
     assert 0 < at_drop < SIZE
     assert sending.sent < 1.2 * SIZE
     assert (tmp_path / "in" / "data.bin").read_bytes() == source.read_bytes()
+
+
+async def test_a_transfer_goes_on_while_the_server_is_gone(tmp_path: Path) -> None:
+    source = tmp_path / "data.bin"
+    source.write_bytes(os.urandom(4 * SIZE))
+    server = p2pchat.SignallingServer(port=0)
+    await server.start()
+    alice = fast_peer("alice", server.port)
+    bob = fast_peer("bob", server.port, file_window=64 * 1024)  # slow: a sync each 16 KiB
+    async with alice, bob:
+        await connect(alice, bob)
+        sending = await alice.send_file("bob", source)
+        receiving = await (await asyncio.wait_for(bob.next_file(), 5)).accept(tmp_path / "in")
+        await eventually(lambda: receiving.done > 0)
+        await server.close()  # the talk is direct: it does not need the server
+        await eventually(lambda: alice.state == "reconnecting")
+        assert receiving.state == "accepted"  # (still going when the server had gone)
+        assert await asyncio.wait_for(receiving.wait(), 30) == tmp_path / "in" / "data.bin"
+        await asyncio.wait_for(sending.wait(), 5)
+    assert (tmp_path / "in" / "data.bin").read_bytes() == source.read_bytes()
