@@ -1,7 +1,7 @@
 """``make bench``: p2pchat beside a raw-asyncio baseline, measured in the same run.
 
     python -m benchmarks [--quick]
-                         [--only burst,index,search,awaited,logins,rendezvous,relay]
+                         [--only burst,index,search,awaited,logins,list,rendezvous,relay,files]
                          [--json PATH]
 
 Every row is measured here and now, on this machine, with its baseline beside it where
@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .common import Worker, raise_fd_limit, rss_kib, start_server
+from .transfer import file_rows
 
 logger = logging.getLogger("benchmarks")
 
@@ -187,6 +188,10 @@ class Bench:
             )
         )
 
+    async def files(self) -> None:
+        size = self.size(1024, 64) * 1024 * 1024  # 1 GiB (--quick: 64 MiB)
+        self.rows.extend(Row(**row) for row in await file_rows(self.workdir, size))
+
     async def rendezvous(self) -> None:
         seconds = 2.0 if self.quick else 10.0
         server, port = await start_server("--memory")
@@ -328,6 +333,7 @@ async def run(args: argparse.Namespace) -> list[Row]:
             "relay": bench.relay,
             "rendezvous": bench.rendezvous,
             "logins": bench.logins,
+            "files": bench.files,
         }
         chosen = args.only.split(",") if args.only else list(parts)
         for name in chosen:
@@ -341,7 +347,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
     parser.add_argument(
-        "--only", help="comma-separated: burst,index,search,awaited,relay,rendezvous,logins"
+        "--only",
+        help="comma-separated: burst,index,search,awaited,relay,rendezvous,logins,files",
     )
     parser.add_argument("--levels", help="peers logged in at once, e.g. 1000,5000,15000")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results.json"))

@@ -8,7 +8,10 @@ It prints ``ready`` once logged in, then obeys one command per line:
   REMOTE`` and send them ``hello from NAME`` at once;
 - ``accept``: take the next invitation, print the same ``talking`` line, then ``first
   message after MS ms``: the time from calling accept() to the first message received;
-- ``send TEXT``: send TEXT in the conversation.
+- ``send TEXT``: send TEXT in the conversation;
+- ``sendfile USER PATH``: offer the file at PATH to USER, print ``sent`` once they have it;
+- ``acceptfile DIR``: accept the next file offered into DIR, print ``file PATH`` once it is
+  there, its SHA-256 checked.
 
 Every message received is printed as ``got BODY``.
 """
@@ -48,6 +51,18 @@ async def listen_to(chat: p2pchat.Conversation, started: float | None) -> None:
         say(f"got {message.body}")
 
 
+async def send_file(peer: p2pchat.Peer, user: str, path: str) -> None:
+    transfer = await peer.send_file(user, path)
+    await transfer.wait()
+    say("sent")
+
+
+async def accept_file(peer: p2pchat.Peer, directory: str) -> None:
+    offer = await peer.next_file()
+    transfer = await offer.accept(directory)
+    say(f"file {await transfer.wait()}")
+
+
 async def main(name: str, server: tuple[str, int], listen: str) -> None:
     peer = p2pchat.Peer(name, server=server, listen=(listen, 0))
     chat: p2pchat.Conversation | None = None
@@ -70,6 +85,11 @@ async def main(name: str, server: tuple[str, int], listen: str) -> None:
                 readers.add(asyncio.create_task(listen_to(chat, started)))
             elif command == "send" and chat is not None:
                 await chat.send(argument)
+            elif command == "sendfile":
+                user, _, path = argument.partition(" ")
+                readers.add(asyncio.create_task(send_file(peer, user, path)))
+            elif command == "acceptfile":
+                readers.add(asyncio.create_task(accept_file(peer, argument)))
         for reader in readers:
             reader.cancel()
 

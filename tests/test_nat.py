@@ -8,6 +8,7 @@ message (the inviter sends it as soon as its ``invite()`` returns).
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -65,9 +66,16 @@ async def start_server(launch: Launch, internet: Internet) -> int:
 
 
 async def talk(
-    launch: Launch, internet: Internet, inviter: Host, invitee: Host, *, server: Host
+    launch: Launch,
+    internet: Internet,
+    inviter: Host,
+    invitee: Host,
+    *,
+    server: Host,
+    file: Path | None = None,
 ) -> Outcome:
-    """alice (at ``inviter``) invites bob (at ``invitee``); both write once."""
+    """alice (at ``inviter``) invites bob (at ``invitee``); both write once; with ``file``,
+    alice then sends it to bob, who accepts it beside it (``received/``)."""
     port = await start_server(launch, internet)
     where = [server.address, str(port)]
     alice = await run_in(launch, "alice", inviter, [sys.executable, WORKER, "alice", *where])
@@ -82,6 +90,11 @@ async def talk(
     await bob.expect("^got hello from alice")
     await bob.say("send hello back")
     await alice.expect("^got hello back")
+    if file is not None:
+        await bob.say(f"acceptfile {file.parent / 'received'}")
+        await alice.say(f"sendfile bob {file}")
+        await bob.expect(rf"^file {file.parent / 'received' / file.name}$", timeout=60)
+        await alice.expect("^sent$")
     return Outcome(
         inviter=(seen_by_alice[1], seen_by_alice[2], seen_by_alice[3]),
         invitee=(seen_by_bob[1], seen_by_bob[2], seen_by_bob[3]),
@@ -140,6 +153,30 @@ async def test_behind_a_nat_that_randomises_ports_the_relay_joins_them(
     report("NATed (--random-fully) <-> NATed", outcome, capsys)
     assert outcome.invitee[:2] == ("relay", "relayed")
     assert outcome.inviter[:2] == ("relay", "relayed")
+
+
+async def test_a_file_goes_across_two_nats_punched(
+    internet: Internet, launch: Launch, tmp_path: Path
+) -> None:
+    source = tmp_path / "across.bin"
+    source.write_bytes(os.urandom(2 * 1024 * 1024 + 3))
+    outcome = await talk(
+        launch, internet, internet.nat_a, internet.nat_b, server=internet.server, file=source
+    )
+    assert outcome.invitee[:2] == ("direct", "punched")
+    assert (tmp_path / "received" / "across.bin").read_bytes() == source.read_bytes()
+
+
+async def test_a_file_goes_through_the_relay_when_ports_are_randomised(
+    internet: Internet, launch: Launch, tmp_path: Path
+) -> None:
+    source = tmp_path / "relayed.bin"
+    source.write_bytes(os.urandom(512 * 1024 + 3))  # the relay passes 1 MiB/s each way
+    outcome = await talk(
+        launch, internet, internet.random_nat, internet.nat_b, server=internet.server, file=source
+    )
+    assert outcome.invitee[:2] == ("relay", "relayed")
+    assert (tmp_path / "received" / "relayed.bin").read_bytes() == source.read_bytes()
 
 
 async def test_a_pair_that_shares_only_ipv6_talks_directly(

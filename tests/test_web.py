@@ -168,7 +168,7 @@ async def test_two_pages_talk_both_ways_and_see_delivery(
     await alice.say("hello bob")
     await expect(bob.page.get_by_text("hello bob")).to_be_visible()
     await bob.page.get_by_role("textbox", name="Message").fill("hello alice")
-    await bob.page.get_by_role("button", name="Send").click()
+    await bob.page.get_by_role("button", name="Send", exact=True).click()
     await expect(alice.page.get_by_text("hello alice")).to_be_visible()
     await expect(alice.page.locator("[data-shipped=true]")).to_have_count(1)  # delivered
     await expect(bob.page.locator("[data-shipped=true]")).to_have_count(1)

@@ -16,7 +16,10 @@ from .errors import (
     AuthenticationError,
     ConnectionClosed,
     ConversationClosed,
+    FileRefused,
+    FileTooLarge,
     FrameTooLarge,
+    HashMismatch,
     IdentityError,
     InvalidName,
     InvalidQuery,
@@ -38,13 +41,26 @@ from .errors import (
     ServerBusy,
     ServerRefused,
     ServerUnavailable,
+    SizeMismatch,
     StoreError,
     TooManyConnections,
     TooManyInvitations,
+    TransferCancelled,
+    TransferError,
+    TransferFailed,
     UnknownUser,
+    UnsafeFileName,
     UserOffline,
 )
-from .peer import Conversation, Invitation, Peer
+from .peer import (
+    Conversation,
+    FileOffer,
+    Invitation,
+    Peer,
+    Transfer,
+    check_file_name,
+    shown_text,
+)
 from .protocol import DEFAULT_MAX_FRAME, DEFAULT_PORT, PROTOCOL_VERSION, check_name
 from .server import SignallingServer
 from .shared.identity import Identity, fingerprint, tls13_only
@@ -64,6 +80,12 @@ from .stores.memory import MemoryMessageStore
 from .stores.search import search_spans
 from .stores.sqlite import SqliteMessageStore
 from .stores.sqlite_server import SqliteMailbox, SqliteUserStore
+from .stores.transfers import (
+    MemoryTransferStore,
+    SqliteTransferStore,
+    TransferRecord,
+    TransferStore,
+)
 
 __version__ = "0.1.0"
 
@@ -76,7 +98,11 @@ __all__ = [
     "ConnectionClosed",
     "Conversation",
     "ConversationClosed",
+    "FileOffer",
+    "FileRefused",
+    "FileTooLarge",
     "FrameTooLarge",
+    "HashMismatch",
     "Identity",
     "IdentityError",
     "InvalidName",
@@ -92,6 +118,7 @@ __all__ = [
     "MailboxItem",
     "MemoryMailbox",
     "MemoryMessageStore",
+    "MemoryTransferStore",
     "MemoryUserStore",
     "Message",
     "MessageStore",
@@ -109,20 +136,31 @@ __all__ = [
     "ServerRefused",
     "ServerUnavailable",
     "SignallingServer",
+    "SizeMismatch",
     "SqliteMailbox",
     "SqliteMessageStore",
+    "SqliteTransferStore",
     "SqliteUserStore",
     "StoreError",
     "TooManyConnections",
     "TooManyInvitations",
+    "Transfer",
+    "TransferCancelled",
+    "TransferError",
+    "TransferFailed",
+    "TransferRecord",
+    "TransferStore",
     "UnknownUser",
+    "UnsafeFileName",
     "UserOffline",
     "UserRecord",
     "UserStore",
     "__version__",
+    "check_file_name",
     "check_name",
     "fingerprint",
     "format_address",
     "search_spans",
+    "shown_text",
     "tls13_only",
 ]

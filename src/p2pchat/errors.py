@@ -31,7 +31,15 @@
     ├── InvalidQuery               a search that cannot be read (also a ValueError)
     ├── MessageTooLarge            a chat message over the size limit
     ├── SealError                  a mail item or receipt that is altered, misdirected or forged
-    └── StoreError                 a store could not be opened or is of an unknown schema
+    ├── StoreError                 a store could not be opened or is of an unknown schema
+    └── TransferError              a file transfer that cannot go on
+        ├── FileRefused            the recipient refused the file
+        ├── TransferCancelled      either side cancelled the transfer
+        ├── UnsafeFileName         a file name that is not a bare, plain name
+        ├── FileTooLarge           over max_file_size, or over the free disk space
+        ├── SizeMismatch           more bytes than the offer said
+        ├── HashMismatch           the bytes received do not have the offered SHA-256
+        └── TransferFailed         anything else: disk full, unknown transfer, ...
 
 Errors that come from the server carry the wire ``code`` they were sent with, so that
 ``error_for_code(code, reason)`` can rebuild the right class on the receiving side.
@@ -43,7 +51,10 @@ __all__ = [
     "AuthenticationError",
     "ConnectionClosed",
     "ConversationClosed",
+    "FileRefused",
+    "FileTooLarge",
     "FrameTooLarge",
+    "HashMismatch",
     "IdentityError",
     "InvalidName",
     "InvalidQuery",
@@ -65,10 +76,15 @@ __all__ = [
     "ServerBusy",
     "ServerRefused",
     "ServerUnavailable",
+    "SizeMismatch",
     "StoreError",
     "TooManyConnections",
     "TooManyInvitations",
+    "TransferCancelled",
+    "TransferError",
+    "TransferFailed",
     "UnknownUser",
+    "UnsafeFileName",
     "UserOffline",
     "error_for_code",
 ]
@@ -263,6 +279,71 @@ class SealError(P2PChatError):
 
 class StoreError(P2PChatError):
     """A store could not be opened, or holds a schema this version does not know."""
+
+
+class TransferError(P2PChatError):
+    """A file transfer cannot go on; ``code`` is what the other side is told of it."""
+
+    code = "failed"
+
+
+class FileRefused(TransferError):
+    """The recipient refused the file (or could not take it: too large, no room)."""
+
+    code = "refused"
+
+
+class TransferCancelled(TransferError):
+    """The transfer was cancelled, by this side or the other."""
+
+    code = "cancelled"
+
+
+class UnsafeFileName(TransferError):
+    """A file name that is not a bare, plain name: path parts, ``..``, control characters,
+    a hidden or reserved name. Rename the file before sending it."""
+
+    code = "unsafe_name"
+
+
+class FileTooLarge(TransferError):
+    """A file over ``max_file_size``, or over the free space of the chosen directory."""
+
+    code = "too_large"
+
+
+class SizeMismatch(TransferError):
+    """More bytes arrived than the offer said: the transfer fails, nothing is kept."""
+
+    code = "size_mismatch"
+
+
+class HashMismatch(TransferError):
+    """The bytes received do not have the SHA-256 of the offer: nothing is kept."""
+
+    code = "hash_mismatch"
+
+
+class TransferFailed(TransferError):
+    """The transfer failed for another reason (a full disk, a transfer the other side does
+    not know); the message says which."""
+
+    code = "failed"
+
+
+TRANSFER_ERRORS: dict[str, type[TransferError]] = {
+    cls.code: cls
+    for cls in (
+        FileRefused,
+        TransferCancelled,
+        UnsafeFileName,
+        FileTooLarge,
+        SizeMismatch,
+        HashMismatch,
+        TransferFailed,
+    )
+}
+"""The transfer errors by the code that tells the other side of them (``file_stop``)."""
 
 
 _BY_CODE: dict[str, type[ServerRefused]] = {

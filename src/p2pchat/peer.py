@@ -17,9 +17,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import ssl
 import time
 from collections.abc import Callable, Coroutine, Iterable, Sequence
+from pathlib import Path
 from typing import Any, Unpack
 
 from .errors import (
@@ -30,12 +32,15 @@ from .errors import (
     KeyChanged,
 )
 from .peering.conversation import Conversation
+from .peering.files import check_file_name, shown_text
 from .peering.invitation import Invitation, InvitationDesk
 from .peering.link import ServerLink, ServerSession, server_list
 from .peering.postbox import Postbox
 from .peering.reach import Reach
 from .peering.settings import PEER_DEFAULTS, ChatSettings, PeerLimits, PeerSettings
 from .peering.talks import Talks
+from .peering.transfer import FileOffer, Transfer
+from .peering.transfers import FileDesk
 from .peering.watchlist import WATCHED, WatchList
 from .protocol import (
     DEFAULT_PORT,
@@ -58,8 +63,19 @@ from .shared.connection import Connection
 from .shared.identity import NEW_KEY_EACH_RUN, Identity, fingerprint
 from .store import Message, MessageStore
 from .stores.memory import MemoryMessageStore
+from .stores.transfers import MemoryTransferStore, SqliteTransferStore, TransferStore
 
-__all__ = ["Conversation", "Invitation", "Peer", "PeerLimits", "PeerSettings"]
+__all__ = [
+    "Conversation",
+    "FileOffer",
+    "Invitation",
+    "Peer",
+    "PeerLimits",
+    "PeerSettings",
+    "Transfer",
+    "check_file_name",
+    "shown_text",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +101,10 @@ class Peer:
     its listening port; without, an invitee that cannot dial the inviter goes straight to
     the relay, as before.
 
+    ``transfers`` keeps the file transfers (default: with a persistent store, an SQLite
+    file beside it, ``NAME.transfers.sqlite3``, so that they go on after a restart; else in
+    memory).
+
     Limits and timeouts are keywords (``PeerLimits``; defaults and ranges in
     ``PeerSettings``), or one ``settings=PeerSettings(...)`` that keywords beside it
     override; checked once, kept as ``peer.settings`` and handed to the parts.
@@ -102,6 +122,7 @@ class Peer:
         advertise: Sequence[tuple[str, int]] | None = None,
         traversal: bool = True,
         settings: PeerSettings | None = None,
+        transfers: TransferStore | None = None,
         **limits: Unpack[PeerLimits],
     ) -> None:
         self.settings = PeerSettings.build(settings, limits)
@@ -133,12 +154,21 @@ class Peer:
         self._reach: Reach | None = None
         self._desk = InvitationDesk(self, settings=self.settings)
         self._postbox = Postbox(self)
+        self._files = FileDesk(
+            self.name,
+            transfers if transfers is not None else _transfer_store(self.store),
+            self.settings,
+            send=self._send_stored,
+            talk=self._open_talk,
+            spawn=lambda work: self._spawn(work),
+        )
         self._talks = Talks(
             self.name,
             self.store,
             self._settings,
             watch=self._watch_also,
             kick=lambda: self._postbox.kick(),
+            opened=self._files.opened,
         )
         self._watchlist = WatchList(
             lambda: self._link(),
@@ -156,7 +186,10 @@ class Peer:
         if self._session is not None:
             return
         await self.store.start()
+        files_started = False
         try:
+            await self._files.start()
+            files_started = True
             if self._identity is None:
                 path = self.store.identity_file
                 assert path is not None
@@ -169,6 +202,8 @@ class Peer:
             if self._reach is not None:
                 await self._reach.close()
                 self._reach = None
+            if files_started:
+                await self._files.close()
             await self.store.close()
             if isinstance(exc, AuthenticationError) and self._made_key:
                 raise AuthenticationError(f"{exc}. {NEW_KEY_EACH_RUN}") from exc
@@ -227,6 +262,7 @@ class Peer:
     async def close(self) -> None:
         """Leave every conversation, log out, stop listening, close the store."""
         await self._talks.close("logging out")
+        await self._files.close()
         await self._postbox.close()
         if self._session is not None:
             session, self._session = self._session, None
@@ -385,6 +421,8 @@ class Peer:
             on_shipped=lambda contact, ids: (
                 self.on_shipped(contact, ids) if self.on_shipped else None
             ),
+            on_frame=self._files.frame,
+            deliverable=self._files.deliverable,
         )
 
     def _talking_with(self, user: str) -> bool:
@@ -451,3 +489,54 @@ class Peer:
     async def correspondents(self, *, limit: int | None = None) -> list[str]:
         """The users this peer has messages with, the most recent conversation first."""
         return await self.store.correspondents(self.name, limit=limit)
+
+    # Files.
+
+    async def send_file(self, user: str, path: str | os.PathLike[str]) -> Transfer:
+        """Offer the file at ``path`` to ``user``; returns its Transfer once the offer is
+        stored. The offer goes as a message does (in the conversation if one is open,
+        else sealed by mail); the bytes go over a conversation (direct or relayed) once
+        ``user`` accepts, resuming at each talk until done. ``transfer.wait()`` returns
+        once ``user`` has the file, its SHA-256 checked.
+
+        Raises UnsafeFileName (rename the file) if its name is not a bare, plain name,
+        InvalidName, UnknownUser (nothing stored), OSError if the file cannot be read.
+        """
+        check_name(user)
+        self._watch_also(user)
+        if not self._talking_with(user) and self.connected:
+            await self._postbox.check_recipient(user)
+        return await self._files.send_file(user, Path(path))
+
+    async def next_file(self) -> FileOffer:
+        """The next file offered to us (received in a talk or by mail), oldest first;
+        offers not answered before a restart come again. Waits for one."""
+        return await self._files.next_file()
+
+    async def transfers(self) -> list[Transfer]:
+        """File transfers both ways: the unfinished ones and the recent others, newest
+        first, also after a restart."""
+        return await self._files.transfers()
+
+    async def _send_stored(self, user: str, message: Message) -> Message:
+        """Store ``message`` (ours, made elsewhere: a file offer) and send it as ``send``
+        would: the open talk, else the mail."""
+        await self.store.add(message)
+        self._talks.unsent(user, [message])
+        return message
+
+    def _open_talk(self, user: str) -> Conversation | None:
+        chat = self._talks.open.get(user)
+        return chat if chat is not None and not chat.closed else None
+
+    def _mail_delivered(self, sender: str, messages: list[Message]) -> list[Message]:
+        """Mail received and stored (new): file offers go to the file desk; returns the
+        rest (for ``next_message()``)."""
+        return self._files.deliverable(sender, messages)
+
+
+def _transfer_store(store: MessageStore) -> TransferStore:
+    """Transfers kept beside a persistent message store, else in memory."""
+    if store.identity_file is None:
+        return MemoryTransferStore()
+    return SqliteTransferStore(store.identity_file.with_suffix(".transfers.sqlite3"))

@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import aioconsole
@@ -29,8 +30,11 @@ from .. import (
     fingerprint,
     format_address,
     search_spans,
+    shown_text,
 )
 from .terminal import message_lines, visible
+from .transfers import HELP as FILE_HELP
+from .transfers import FileCommands
 
 __all__ = ["PeerConsole", "PipeScreen", "Screen", "TerminalScreen"]
 
@@ -62,6 +66,10 @@ class Screen:
     async def show(self, text: str) -> None:
         raise NotImplementedError
 
+    async def show_progress(self, text: str) -> None:
+        """A progress line: where the screen can, it replaces the one shown before."""
+        await self.show(text)
+
 
 class PipeScreen(Screen):
     """Standard input and output are pipes or files: no prompt, one line per event."""
@@ -89,6 +97,7 @@ class TerminalScreen(Screen):
             self._readline = readline
         self.prompt = "> "
         self._reading = False  # an input() is waiting for a line
+        self._progress_last = False  # the last line shown is a progress line
         self._mode = _terminal_mode()  # as found, for restore()
 
     def restore(self) -> None:
@@ -116,6 +125,7 @@ class TerminalScreen(Screen):
                 line = None
             finally:
                 self._reading = False
+                self._progress_last = False  # the line typed came after it
 
             def deliver() -> None:
                 if not answer.done():
@@ -128,11 +138,21 @@ class TerminalScreen(Screen):
         return await answer
 
     async def show(self, text: str) -> None:
+        self._write(text, over="")
+        self._progress_last = False
+
+    async def show_progress(self, text: str) -> None:
+        """Redraw the progress line in place if it is the last line shown."""
+        self._write(text, over="\x1b[1A\r\x1b[2K" if self._progress_last else "")
+        self._progress_last = True
+
+    def _write(self, text: str, *, over: str) -> None:
+        """Write ``text`` as a line, after ``over`` (to go back over the last one)."""
         if not self._reading:
-            sys.stdout.write(f"{text}\n")
+            sys.stdout.write(f"{over}{text}\n")
         else:  # clear the line being typed, print above it, then draw it again
             typed = self._readline.get_line_buffer() if self._readline is not None else ""
-            sys.stdout.write(f"\r\x1b[2K{text}\n{self.prompt}{typed}")
+            sys.stdout.write(f"\r\x1b[2K{over}{text}\n{self.prompt}{typed}")
         sys.stdout.flush()
 
 
@@ -169,16 +189,31 @@ class PeerConsole:
         "  h NAME      history with NAME\n"
         '  s WORDS     search every talk: hel* a word\'s beginning, "two words" a phrase\n'
         "  whois NAME  NAME's key fingerprint\n"
-        "  d           debug: addresses, server, conversations\n"
+        + FILE_HELP
+        + "  d           debug: addresses, server, conversations\n"
         "  e           exit\n"
         "in a talk every line is sent; /exit leaves it, /back returns to commands with the\n"
         "talk kept open, /CMD runs a command (e.g. /y, /ls)"
     )
 
-    def __init__(self, peer: Peer, screen: Screen, *, invite_timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        peer: Peer,
+        screen: Screen,
+        *,
+        invite_timeout: float = 60.0,
+        downloads: Path | None = None,
+    ) -> None:
         self.peer = peer
         self.screen = screen
         self.invite_timeout = invite_timeout
+        self.files = FileCommands(
+            peer,
+            self.show,
+            lambda line: screen.show_progress(visible(line)),  # made safe as show() does
+            redraws=isinstance(screen, TerminalScreen),
+            downloads=downloads,
+        )
         self.focus: str | None = None  # the user the current talk is with
         self._readers: dict[Conversation, asyncio.Task[None]] = {}
         self._commands: dict[str, Callable[[str], Awaitable[bool]]] = {
@@ -195,6 +230,7 @@ class PeerConsole:
             "back": self.cmd_back,
             "help": self.cmd_help,
             "?": self.cmd_help,
+            **self.files.commands(),
         }
 
     async def run(self) -> None:
@@ -205,7 +241,9 @@ class PeerConsole:
         peer.on_shipped = self._shipped
         self._since = time.time()
         await self.show(f"logged in as {peer.name}, fingerprint {peer.fingerprint}; ? for help")
-        watcher = asyncio.gather(self._watch_invitations(), self._watch_mail())
+        watcher = asyncio.gather(
+            self._watch_invitations(), self._watch_mail(), self.files.watch_offers()
+        )
         try:
             while (line := await self.screen.read_line()) is not None:
                 if not await self.handle(line.strip()):
@@ -215,6 +253,7 @@ class PeerConsole:
             for task in self._readers.values():
                 task.cancel()
             await asyncio.gather(watcher, *self._readers.values(), return_exceptions=True)
+            await self.files.close()
 
     async def show(self, *lines: str) -> None:
         """Show each of ``lines`` as one line: what others wrote in them (names, bodies,
@@ -284,12 +323,12 @@ class PeerConsole:
 
     def _format(self, message: Message, *, history: bool = False) -> list[str]:
         """A message as the lines that show it (a body's further lines under a bar)."""
-        sender = visible(message.sender)
+        sender, body = visible(message.sender), shown_text(message.body)  # offers: a line
         if not history:
-            return message_lines(f"{sender}: ", message.body)
+            return message_lines(f"{sender}: ", body)
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(message.sent_at))
         pending = "" if message.shipped else "  (not delivered yet)"
-        return message_lines(f"[{when}] {sender}: ", message.body, pending)
+        return message_lines(f"[{when}] {sender}: ", body, pending)
 
     # Commands. Each returns False to stop the console.
 
@@ -391,7 +430,8 @@ class PeerConsole:
         for message in found:
             when = time.strftime("%Y-%m-%d %H:%M", time.localtime(message.sent_at))
             who = f"{visible(message.sender)} to {visible(message.recipient)}"
-            await self.show(*message_lines(f"[{when}] {who}: ", _marked(text, message.body)))
+            body = _marked(text, shown_text(message.body))  # an offer: the line it shows as
+            await self.show(*message_lines(f"[{when}] {who}: ", body))
         await self.show("--- end of search ---")
         return True
 

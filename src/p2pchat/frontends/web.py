@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any, Final
 
 import msgspec
@@ -33,8 +34,10 @@ from .. import (
     PeerUnreachable,
     UserOffline,
     search_spans,
+    shown_text,
 )
 from . import webevents as ev
+from .webfiles import WebFiles
 from .webhttp import Door, Tab, make_app
 
 __all__ = ["WebUI"]
@@ -57,8 +60,11 @@ _encoder: Final = msgspec.json.Encoder()
 class WebUI:
     """Serves the web page of ``peer`` at ``url`` (``start()``/``close()`` or ``async with``).
 
-    The peer must be started; the page is its only front end (it reads its invitations
-    and its mail). ``host`` defaults to 127.0.0.1; ``port`` 0 picks a free one.
+    The peer must be started; the page is its only front end (it reads its invitations,
+    its mail and its file offers). ``host`` defaults to 127.0.0.1; ``port`` 0 picks a free
+    one. Files accepted from the page go to ``downloads`` (default: the user's downloads
+    directory); files sent from it wait in ``uploads`` (default: a private temporary
+    directory, removed at ``close()``).
     """
 
     def __init__(
@@ -75,6 +81,8 @@ class WebUI:
         # Timeouts
         heartbeat: float = 20.0,
         invite_timeout: float = 60.0,
+        downloads: Path | None = None,
+        uploads: Path | None = None,
     ) -> None:
         self.peer = peer
         self.host = host
@@ -97,6 +105,10 @@ class WebUI:
         self._contacts: dict[str, int] = {}  # users shown as a talk -> unread while no page
         self._tasks: set[asyncio.Task[Any]] = set()
         self._online: set[str] = set()
+        self.files = WebFiles(
+            peer, self._broadcast, self._spawn, downloads=downloads, uploads=uploads
+        )
+        """Files sent from the page, offers, progress and downloads (``webfiles.py``)."""
 
     # Lifecycle.
 
@@ -127,6 +139,7 @@ class WebUI:
         self._spawn(self._watch_invitations())
         self._spawn(self._watch_mail())
         self._spawn(self._refresh_online())
+        await self.files.start()
         logger.info("web page of %s at %s", peer.name, self.url.split("?", 1)[0])
 
     @property
@@ -149,6 +162,7 @@ class WebUI:
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()
+        await self.files.close()
 
     async def __aenter__(self) -> WebUI:
         await self.start()
@@ -271,7 +285,7 @@ class WebUI:
             match = ev.Match(
                 user=message.recipient if message.sender == me else message.sender,
                 message=ev.WebMessage.of(message),
-                marks=[_utf16(message.body, span) for span in search_spans(text, message.body)],
+                marks=_marks(text, shown_text(message.body)),
             )
             left -= len(_encoder.encode(match)) + 1
             if left < 0:
@@ -308,6 +322,7 @@ class WebUI:
             online=sorted(self._online),
             invitations=[_info(i) for i in self._invitations.values() if _standing(i)],
             talks=talks,
+            files=await self.files.snapshot(),
         )
         left = self.max_event_size - EVENT_SLACK - len(ev.encode_event(snapshot))
         shown = [0] * len(histories)  # the newest shown[i] messages of talk i
@@ -364,6 +379,10 @@ class WebUI:
                 tab.send(await self._search(command.text))
             elif isinstance(command, ev.Older):
                 tab.send(await self._older(command.user, command.before))
+            elif isinstance(command, ev.FileAnswer):
+                await self.files.answer(command.id, command.accept)
+            elif isinstance(command, ev.FileCancel):
+                await self.files.cancel(command.id)
         except P2PChatError as exc:
             tab.send(ev.Error(reason=str(exc)))
 
@@ -431,6 +450,12 @@ def _bound_port(runner: web.AppRunner, asked: int) -> int:
     for address in runner.addresses:
         return int(address[1])
     return asked
+
+
+def _marks(text: str, shown: str) -> list[tuple[int, int]]:
+    """Where ``text`` matched in the body as the page shows it (a file offer as one line),
+    in the page's string units."""
+    return [_utf16(shown, span) for span in search_spans(text, shown)]
 
 
 def _utf16(body: str, span: tuple[int, int]) -> tuple[int, int]:

@@ -12,6 +12,7 @@ from typing import Annotated, Final, Literal, TypeAlias
 
 import msgspec
 
+from .. import shown_text
 from ..messages import NAME_PATTERN, Timestamp
 from ..store import Message
 
@@ -82,7 +83,32 @@ class Older(_In, tag="older", frozen=True):
     before: Position
 
 
-Command: TypeAlias = Invite | Accept | Refuse | Send | Leave | Open | Refresh | Search | Older
+class FileAnswer(_In, tag="file_answer", frozen=True):
+    """Accept (into the page's downloads directory) or refuse the file offered as ``id``."""
+
+    id: Id
+    accept: bool
+
+
+class FileCancel(_In, tag="file_cancel", frozen=True):
+    """Stop transfer ``id``, either way."""
+
+    id: Id
+
+
+Command: TypeAlias = (
+    Invite
+    | Accept
+    | Refuse
+    | Send
+    | Leave
+    | Open
+    | Refresh
+    | Search
+    | Older
+    | FileAnswer
+    | FileCancel
+)
 
 
 class WebMessage(msgspec.Struct, frozen=True, kw_only=True):
@@ -101,7 +127,7 @@ class WebMessage(msgspec.Struct, frozen=True, kw_only=True):
             id=message.id,
             sender=message.sender,
             recipient=message.recipient,
-            body=message.body,
+            body=shown_text(message.body),  # a file offer: one line saying so
             sent_at=message.sent_at,
             shipped=message.shipped,
         )
@@ -128,6 +154,21 @@ class TalkInfo(msgspec.Struct, frozen=True, kw_only=True):
     """Messages that came while no page was open."""
 
 
+class FileInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """A file transfer as the page shows it: ``state`` as ``Transfer.state``; ``download``:
+    where the page gets a received file (once done), relative to the page."""
+
+    id: str
+    user: str
+    name: str
+    size: int
+    done: int
+    state: str
+    outgoing: bool
+    error: str = ""
+    download: str = ""
+
+
 class _Out(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
     """An event for the page."""
 
@@ -141,6 +182,7 @@ class Snapshot(_Out, tag="snapshot", frozen=True):
     online: list[str]
     invitations: list[InvitationInfo]
     talks: list[TalkInfo]
+    files: list[FileInfo] = []
 
 
 class State(_Out, tag="state", frozen=True):
@@ -234,6 +276,12 @@ class History(_Out, tag="history", frozen=True):
     older: bool
 
 
+class FileUpdate(_Out, tag="file", frozen=True):
+    """A file offered, or a transfer that moved on or ended."""
+
+    file: FileInfo
+
+
 class Error(_Out, tag="error", frozen=True):
     reason: str
 
@@ -253,6 +301,7 @@ Event: TypeAlias = (
     | Shipped
     | Found
     | History
+    | FileUpdate
     | Error
 )
 

@@ -14,8 +14,9 @@ On every request, in this order:
   to listen on, with its port. A site that points a name of its own at 127.0.0.1 (DNS
   rebinding) uses that name, and gets ``403``;
 - the token (in the address, else the cookie) must match: ``401`` and no data otherwise;
-- a WebSocket's ``Origin`` must be this very page (``http://`` + its ``Host``): ``403``
-  otherwise, so no other site open in the same browser can connect, cookie or not;
+- a WebSocket's (or an upload's) ``Origin`` must be this very page (``http://`` + its
+  ``Host``): ``403`` otherwise, so no other site open in the same browser can connect or
+  send a file, cookie or not;
 - every answer, errors included, carries the security headers below: a
   Content-Security-Policy with no inline script and no framing.
 """
@@ -142,8 +143,17 @@ class Page(Protocol):
     def max_event_size(self) -> int: ...
     @property
     def heartbeat(self) -> float: ...
+    @property
+    def files(self) -> Files: ...
     async def snapshot(self) -> ev.Snapshot: ...
     async def handle(self, tab: Tab, command: ev.Command) -> None: ...
+
+
+class Files(Protocol):
+    """The file side of the page (``webfiles.WebFiles``): upload and download."""
+
+    async def upload(self, request: web.Request) -> web.StreamResponse: ...
+    async def download(self, request: web.Request) -> web.StreamResponse: ...
 
 
 UI: Final = web.AppKey["Page"]("ui")
@@ -156,6 +166,8 @@ def make_app(ui: Page) -> web.Application:
     path = ui.door.path
     app.router.add_get(path, _page)
     app.router.add_get(path + "ws", _socket)
+    app.router.add_post(path + "upload", _upload)
+    app.router.add_get(path + "files/{id}", _download)
     app.router.add_get(path + "{name}", _asset)
     app.on_shutdown.append(_close_tabs)
     return app
@@ -234,6 +246,19 @@ async def _socket(request: web.Request) -> web.StreamResponse:
         ui.tabs.discard(tab)
         await cancel_and_wait(writer)
     return socket
+
+
+async def _upload(request: web.Request) -> web.StreamResponse:
+    """A file from the page, to offer: from this very page only (``Origin``)."""
+    ui = request.app[UI]
+    if not ui.door.same_origin(request):
+        logger.warning("refused an upload from another origin: %r", request.headers.get("Origin"))
+        return web.Response(status=403, text="not from this page\n")
+    return await ui.files.upload(request)
+
+
+async def _download(request: web.Request) -> web.StreamResponse:
+    return await request.app[UI].files.download(request)
 
 
 async def _close_tabs(app: web.Application) -> None:

@@ -18,7 +18,7 @@ import asyncio
 import collections
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Coroutine, Iterable
+from collections.abc import AsyncIterator, Coroutine, Iterable, Sequence
 from typing import Any, TypeVar
 
 from ..errors import (
@@ -27,8 +27,8 @@ from ..errors import (
     ProtocolError,
     RemoteProtocolError,
 )
-from ..messages import MAX_ACK_IDS
-from ..protocol import Ack, Bye, Error, Msg, Ping, Pong
+from ..messages import FILE_FRAMES, MAX_ACK_IDS
+from ..protocol import Ack, Bye, Error, Msg, Ping, Pong, WireMessage
 from ..shared.connection import Connection, keep_alive
 from ..store import Message, MessageStore
 from .delivery import (
@@ -173,6 +173,19 @@ class Conversation:
             self._store_queued()
         # Not shielded: a caller who stops waiting still has its messages stored and sent.
         return await sending.future
+
+    async def send_frames(self, frames: Sequence[WireMessage]) -> None:
+        """Send another part's frames (file transfers) on this conversation's connection,
+        between the chat's own. Raises ConversationClosed if it has ended (or ends)."""
+        if self.closed:
+            raise ConversationClosed(
+                f"conversation with {self.peer} is closed: {self.close_reason}"
+            )
+        try:
+            await self._connection.send_many(frames)
+        except (ConnectionClosed, ProtocolError) as exc:
+            self._finish(f"connection lost: {exc}")
+            raise ConversationClosed(f"conversation with {self.peer} ended: {exc}") from exc
 
     def transmit(self, message: Message) -> None:
         """Send ``message``, stored (unshipped) already; sent once, after the backlog."""
@@ -343,6 +356,8 @@ class Conversation:
                         await self._connection.send(Pong(id=wire.id))
                     elif isinstance(wire, Pong):
                         pass
+                    elif isinstance(wire, FILE_FRAMES) and self._settings.on_frame is not None:
+                        self._settings.on_frame(self, wire)
                     elif isinstance(wire, Bye):
                         leaving = f"{self.peer} left" + (f": {wire.reason}" if wire.reason else "")
                         break
@@ -394,7 +409,10 @@ class Conversation:
                     return
                 for effect in self._delivery.stored_incoming(arrived, writing.result()):
                     if isinstance(effect, Deliver):
-                        self._inbox.put_all(effect.messages)
+                        messages = list(effect.messages)
+                        if self._settings.deliverable is not None:  # file offers go apart
+                            messages = self._settings.deliverable(self.peer, messages)
+                        self._inbox.put_all(messages)
                     elif isinstance(effect, Acknowledge):
                         self._acks.extend(effect.ids)
                         self._work.set()

@@ -51,6 +51,7 @@ from ..shared.seal import MAX_RECEIPT_IDS, open_receipt, open_seal, receipt, sea
 from ..shared.tasks import cancel_and_wait
 from ..store import Message, MessageStore
 from .delivery import Acknowledge, Deliver, Delivery
+from .files import is_offer
 from .keys import KeyBook
 from .link import ServerLink
 from .settings import PeerSettings
@@ -79,6 +80,7 @@ class Host(Protocol):
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None: ...
     def _talking_with(self, user: str) -> bool: ...
     def _watch_also(self, user: str) -> None: ...
+    def _mail_delivered(self, sender: str, messages: list[Message]) -> list[Message]: ...
     async def known_key(self, user: str) -> str | None: ...
     async def trust_key(self, user: str, key: str) -> None: ...
 
@@ -263,7 +265,8 @@ class Postbox:
         settled = list(refused)
         for effect in delivery.stored_incoming(stored, new):
             if isinstance(effect, Deliver):
-                self._arrived.set()
+                if self.peer._mail_delivered(sender, list(effect.messages)):
+                    self._arrived.set()
             elif isinstance(effect, Acknowledge):
                 settled.extend(await self._send_receipts(sender, effect.ids))
         return settled
@@ -362,7 +365,7 @@ class Postbox:
             if self._marking is not None:  # a cancelled call's mark: read only after it
                 await asyncio.shield(self._marking)
                 self._marking = None
-            while (message := await self.peer.store.next_unread(self.name)) is None:
+            while (message := await self._next_unread()) is None:
                 self._arrived.clear()
                 await self._arrived.wait()
             self._marking = asyncio.ensure_future(
@@ -375,6 +378,15 @@ class Postbox:
                 raise
             self._marking = None
             return message
+
+    async def _next_unread(self) -> Message | None:
+        """The oldest unread message for the inbox: file offers (taken by the file desk
+        when they arrived) are marked read and passed over."""
+        while (message := await self.peer.store.next_unread(self.name)) is not None:
+            if not is_offer(message.body):
+                return message
+            await self.peer.store.mark_read(message.sender, [message.id])
+        return None
 
     # Sending.
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypedDict
 
 from ..errors import MessageTooLarge
+from ..messages import MAX_FILE_WINDOW, MIN_FILE_WINDOW, FileFrame
 from ..protocol import DEFAULT_MAX_FRAME
 from ..shared.checks import check_int, check_seconds
 from ..store import Message
@@ -19,8 +20,8 @@ from ..store import Message
 __all__ = ["ChatSettings", "Ended", "PeerLimits", "PeerSettings"]
 
 
-def _limit(default: int | None, minimum: int = 1) -> Any:
-    return field(default=default, metadata={"minimum": minimum})
+def _limit(default: int | None, minimum: int = 1, maximum: int | None = None) -> Any:
+    return field(default=default, metadata={"minimum": minimum, "maximum": maximum})
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -34,6 +35,11 @@ class PeerSettings:
     max_queue: int = _limit(1024)
     max_invitations: int = _limit(64)
     max_handshakes: int = _limit(64)
+    max_file_size: int = _limit(4 * 1024**3, 0)
+    """Largest file this peer accepts, in bytes (an offer over it is refused)."""
+    file_window: int = _limit(8 * 1024 * 1024, MIN_FILE_WINDOW, MAX_FILE_WINDOW)
+    """File bytes a sender may have unacknowledged (we hold them; we sync and acknowledge
+    each quarter of it): at most this much is sent again after a crash."""
     # Timeouts
     connect_timeout: float | None = 10.0
     request_timeout: float | None = 15.0
@@ -54,6 +60,8 @@ class PeerSettings:
                 reason = None if "None" in str(spec.type).split(" | ") else "expected a value"
             elif "minimum" in spec.metadata:
                 reason = check_int(value, spec.metadata["minimum"])
+                if reason is None and (most := spec.metadata["maximum"]) is not None:
+                    reason = None if value <= most else f"expected {most} or less"
             elif name == "reconnect_delay":
                 ok = isinstance(value, tuple) and len(value) == 2
                 ok = ok and all(check_seconds(v) is None for v in value) and value[0] <= value[1]
@@ -80,6 +88,8 @@ class PeerLimits(TypedDict, total=False):
     max_queue: int
     max_invitations: int
     max_handshakes: int
+    max_file_size: int
+    file_window: int
     connect_timeout: float | None
     request_timeout: float | None
     hello_timeout: float | None
@@ -116,6 +126,12 @@ class ChatSettings:
     on_end: Callable[[Ended], None] | None = None
     on_unsent: Callable[[str, list[Message]], None] | None = None
     """Called with (contact, messages of ours) stored after the end: for the next talk."""
+    on_frame: Callable[[Any, FileFrame], None] | None = None
+    """Called with (the conversation, a file frame received); without it, file frames
+    are protocol errors. It must not wait: it runs in the reading task."""
+    deliverable: Callable[[str, list[Message]], list[Message]] | None = None
+    """Given (contact, messages received and stored, new), returns those for the inbox:
+    the others (file offers) are taken by another part."""
 
     def check_body(self, body: str) -> None:
         size = len(body.encode("utf-8"))

@@ -32,12 +32,14 @@ class Talks:
         *,
         watch: Callable[[str], None],
         kick: Callable[[], None],
+        opened: Callable[[Conversation], None] | None = None,
     ) -> None:
         self.name = name
         self.store = store
         self._settings = settings  # read at each opening: the peer's limits as they are then
         self._watch = watch  # hear of this contact's logins from now on
         self._kick = kick  # the postbox: something may wait to be deposited
+        self._opened = opened  # the file desk: transfers go on at each talk
         self.open: dict[str, Conversation] = {}
         self._opening: dict[str, asyncio.Lock] = {}
 
@@ -64,6 +66,8 @@ class Talks:
             )
             self.open[contact] = chat
             chat.start()  # reads first, then resends the backlog, so neither side blocks
+            if self._opened is not None:
+                self._opened(chat)
         logger.info("%s is talking with %s (%s, %s)", self.name, contact, chat.route, via)
         return chat
 

@@ -95,6 +95,12 @@ view = new View(model, {
       send({ type: "open", user: match.user });
     }
   },
+  answerFile(id, accept) {
+    send({ type: "file_answer", id, accept });
+  },
+  cancelFile(id) {
+    send({ type: "file_cancel", id });
+  },
   notice(id, command) {
     model.dismiss(id);
     if (command) send(command);
@@ -140,6 +146,46 @@ document.getElementById("search-form").addEventListener("submit", (event) => {
 document.getElementById("messages").addEventListener("scroll", (event) => {
   const talk = model.current === null ? undefined : model.talks.get(model.current);
   if (talk !== undefined && event.target.scrollTop < 40) older(talk);
+});
+
+// A file goes to the peer's own web server (this page's origin, its cookie), which offers
+// it to the user of the conversation shown; its progress comes back as events.
+async function upload(file) {
+  const user = model.current;
+  if (user === null || !file) return;
+  const key = `upload:${file.name}`;
+  model.notice(`Offering ${file.name} to ${user}…`, "info", [], key);
+  view.render();
+  try {
+    const query = new URLSearchParams({ user, name: file.name });
+    const answer = await fetch(`upload?${query}`, {
+      method: "POST",
+      body: file,
+      headers: { "Content-Type": "application/octet-stream" },
+    });
+    if (answer.ok) model.notices = model.notices.filter((n) => n.key !== key);
+    else model.notice(`Could not send ${file.name}: ${(await answer.text()).trim()}`, "problem", [], key);
+  } catch (error) {
+    model.notice(`Could not send ${file.name}: ${error}`, "problem", [], key);
+  }
+  view.render();
+}
+
+document.getElementById("file-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const input = document.getElementById("file-pick");
+  const file = input.files[0];
+  input.value = "";
+  upload(file);
+});
+
+const talkArea = document.getElementById("talk");
+talkArea.addEventListener("dragover", (event) => {
+  if (event.dataTransfer?.types.includes("Files")) event.preventDefault();
+});
+talkArea.addEventListener("drop", (event) => {
+  event.preventDefault();
+  for (const file of event.dataTransfer?.files || []) upload(file);
 });
 
 document.addEventListener("visibilitychange", () => {

@@ -11,6 +11,7 @@ export class Model {
     this.online = new Set();
     this.invitations = new Map(); // id -> {id, sender, fingerprint}
     this.talks = new Map();       // user -> {user, live, route, via, messages: Map, unread}
+    this.files = new Map();       // id -> {id, user, name, size, done, state, outgoing, error, download}
     this.current = null;
     this.notices = [];            // {id, text, kind, actions: [{label, command}]}
     this.search = null;           // {text, matches: [{user, message, marks}], reason, pending}
@@ -78,6 +79,10 @@ export class Model {
         this.online = new Set(event.online);
         this.invitations = new Map(event.invitations.map((i) => [i.id, i]));
         for (const info of event.talks) this.open(info, false);
+        this.files = new Map((event.files || []).map((f) => [f.id, f]));
+        break;
+      case "file":
+        this.files.set(event.file.id, event.file);
         break;
       case "state":
         this.link = event.state;

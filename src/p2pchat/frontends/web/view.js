@@ -60,6 +60,7 @@ export class View {
     link.className = `link ${model.pageLink ? model.link : "lost"}`;
     this.online();
     this.invitations();
+    this.files();
     this.tabs();
     this.notices();
     this.results();
@@ -96,6 +97,36 @@ export class View {
       list.append(item);
     }
     if (this.model.invitations.size === 0) list.append(element("li", "none", { class: "muted" }));
+  }
+
+  files() {
+    const list = this.$("files");
+    list.replaceChildren();
+    const states = { offered: "offered", accepted: "going", done: "done", refused: "refused", cancelled: "cancelled", failed: "failed" };
+    for (const file of [...this.model.files.values()].reverse()) {
+      const way = file.outgoing ? `to ${file.user}` : `from ${file.user}`;
+      const item = element("li", null, { "aria-label": `File ${file.name} ${way}` });
+      item.append(element("span", `${file.name} ${way}`, { class: "who" }));
+      const share = file.size ? Math.floor((file.done * 100) / file.size) : 100;
+      item.append(element("progress", null, {
+        max: String(Math.max(file.size, 1)),
+        value: String(file.size ? file.done : 1),
+        "aria-label": `${file.name}: ${share}%`,
+      }));
+      item.append(element("span", `${states[file.state] || file.state}, ${share}%`, { class: "muted", "data-state": file.state }));
+      if (file.error) item.append(element("span", file.error, { class: "problem" }));
+      if (file.state === "offered" && !file.outgoing) {
+        item.append(button("Accept", () => this.actions.answerFile(file.id, true), { "aria-label": `Accept ${file.name}` }));
+        item.append(button("Refuse", () => this.actions.answerFile(file.id, false), { "aria-label": `Refuse ${file.name}` }));
+      } else if (file.state === "accepted" || (file.state === "offered" && file.outgoing)) {
+        item.append(button("Cancel", () => this.actions.cancelFile(file.id), { "aria-label": `Cancel ${file.name}` }));
+      }
+      if (file.download) {
+        item.append(element("a", `Download ${file.name}`, { href: file.download, download: file.name }));
+      }
+      list.append(item);
+    }
+    if (this.model.files.size === 0) list.append(element("li", "none", { class: "muted" }));
   }
 
   tabs() {
