@@ -1,22 +1,14 @@
 """The console of ``p2pchat-peer``: commands typed, news shown, several talks at once.
 
-``PeerConsole`` drives a started ``Peer`` through the public API only. A ``Screen`` is where
-it reads and writes: a terminal (readline, news printed above the line being typed) or
-pipes (no prompt, one line per event, so that the command can be scripted).
+``PeerConsole`` drives a started ``Peer`` through the public API only. A ``Screen``
+(screens.py) is where it reads and writes: a terminal or pipes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
-import sys
-import threading
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
-
-import aioconsole
 
 from .. import (
     Conversation,
@@ -29,6 +21,7 @@ from .. import (
     fingerprint,
     format_address,
 )
+from .screens import PipeScreen, Screen, TerminalScreen
 from .terminal import message_lines, visible
 
 __all__ = ["PeerConsole", "PipeScreen", "Screen", "TerminalScreen"]
@@ -41,104 +34,6 @@ def _route(chat: Conversation) -> str:
     """``bob (direct, punched, from 198.18.0.3:4001)``."""
     where = f", from {format_address(*chat.remote_address)}" if chat.remote_address else ""
     return f"{chat.peer} ({chat.route}, {chat.via}{where})"
-
-
-class Screen:
-    """Where the console reads lines and shows news."""
-
-    prompt = ""
-
-    async def read_line(self) -> str | None:
-        """The next line typed, or None at the end of input."""
-        raise NotImplementedError
-
-    async def show(self, text: str) -> None:
-        raise NotImplementedError
-
-
-class PipeScreen(Screen):
-    """Standard input and output are pipes or files: no prompt, one line per event."""
-
-    async def read_line(self) -> str | None:
-        try:
-            return str(await aioconsole.ainput(""))
-        except EOFError:
-            return None
-
-    async def show(self, text: str) -> None:
-        await aioconsole.aprint(text)
-
-
-class TerminalScreen(Screen):
-    """A terminal: line editing with readline; news is printed above the line being
-    typed, which is then drawn again as it was."""
-
-    def __init__(self) -> None:
-        try:
-            import readline
-        except ImportError:  # no readline on this platform: plain input()
-            self._readline = None
-        else:
-            self._readline = readline
-        self.prompt = "> "
-        self._reading = False  # an input() is waiting for a line
-        self._mode = _terminal_mode()  # as found, for restore()
-
-    def restore(self) -> None:
-        """Put the terminal back in the mode it was found in. Ctrl-C ends the console
-        while readline, in its thread, holds the terminal with echo and line editing off;
-        nothing else would turn them on again for the next program."""
-        if self._mode is not None:
-            import termios  # found it: a POSIX terminal
-
-            with contextlib.suppress(OSError, termios.error):
-                termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, self._mode)
-
-    async def read_line(self) -> str | None:
-        loop = asyncio.get_running_loop()
-        answer: asyncio.Future[str | None] = loop.create_future()
-
-        def read() -> None:  # a daemon thread: exiting never waits for a pending input()
-            try:
-                self._reading = True
-                line: str | None = input(self.prompt)
-            except (EOFError, KeyboardInterrupt):
-                line = None
-            except Exception as exc:  # stdin closed: report as end of input
-                logging.getLogger(__name__).debug("reading the terminal failed: %s", exc)
-                line = None
-            finally:
-                self._reading = False
-
-            def deliver() -> None:
-                if not answer.done():
-                    answer.set_result(line)
-
-            with contextlib.suppress(RuntimeError):  # the loop may be gone at exit
-                loop.call_soon_threadsafe(deliver)
-
-        threading.Thread(target=read, name="p2pchat-input", daemon=True).start()
-        return await answer
-
-    async def show(self, text: str) -> None:
-        if not self._reading:
-            sys.stdout.write(f"{text}\n")
-        else:  # clear the line being typed, print above it, then draw it again
-            typed = self._readline.get_line_buffer() if self._readline is not None else ""
-            sys.stdout.write(f"\r\x1b[2K{text}\n{self.prompt}{typed}")
-        sys.stdout.flush()
-
-
-def _terminal_mode() -> list[Any] | None:
-    """The mode of the terminal on standard input, if it is one (and POSIX)."""
-    try:
-        import termios
-    except ImportError:
-        return None
-    try:
-        return termios.tcgetattr(sys.stdin.fileno())
-    except (OSError, ValueError, termios.error):
-        return None
 
 
 class PeerConsole:
