@@ -17,7 +17,9 @@ from .errors import (
     ConnectionClosed,
     ConversationClosed,
     FrameTooLarge,
+    GroupError,
     IdentityError,
+    InvalidGroupName,
     InvalidName,
     InvitationGone,
     InviteRefused,
@@ -27,6 +29,8 @@ from .errors import (
     MailboxFull,
     MessageTooLarge,
     NameTaken,
+    NotGroupAdmin,
+    NotGroupMember,
     P2PChatError,
     PeerUnreachable,
     ProtocolError,
@@ -39,17 +43,20 @@ from .errors import (
     ServerUnavailable,
     StoreError,
     TooManyConnections,
+    TooManyGroups,
     TooManyInvitations,
+    TooManyMembers,
     UnknownUser,
     UserOffline,
 )
-from .peer import Conversation, Invitation, Peer
+from .peer import Conversation, Group, Invitation, Peer
 from .protocol import DEFAULT_MAX_FRAME, DEFAULT_PORT, PROTOCOL_VERSION, check_name
 from .server import SignallingServer
 from .shared.identity import Identity, fingerprint, tls13_only
 from .shared.sockets import format_address
 from .store import (
     Binding,
+    GroupRecord,
     Mailbox,
     MailboxItem,
     MemoryMailbox,
@@ -75,8 +82,12 @@ __all__ = [
     "Conversation",
     "ConversationClosed",
     "FrameTooLarge",
+    "Group",
+    "GroupError",
+    "GroupRecord",
     "Identity",
     "IdentityError",
+    "InvalidGroupName",
     "InvalidName",
     "Invitation",
     "InvitationGone",
@@ -94,6 +105,8 @@ __all__ = [
     "MessageStore",
     "MessageTooLarge",
     "NameTaken",
+    "NotGroupAdmin",
+    "NotGroupMember",
     "P2PChatError",
     "Peer",
     "PeerUnreachable",
@@ -111,7 +124,9 @@ __all__ = [
     "SqliteUserStore",
     "StoreError",
     "TooManyConnections",
+    "TooManyGroups",
     "TooManyInvitations",
+    "TooManyMembers",
     "UnknownUser",
     "UserOffline",
     "UserRecord",

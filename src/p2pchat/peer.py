@@ -30,6 +30,7 @@ from .errors import (
     KeyChanged,
 )
 from .peering.conversation import Conversation
+from .peering.groups import Group, Groups
 from .peering.invitation import Invitation, InvitationDesk
 from .peering.link import ServerLink, ServerSession, server_list
 from .peering.postbox import Postbox
@@ -41,6 +42,7 @@ from .protocol import (
     DEFAULT_PORT,
     Accepted,
     Cancelled,
+    GroupNote,
     Invited,
     Key,
     ListUsers,
@@ -58,7 +60,7 @@ from .shared.connection import Connection
 from .shared.identity import NEW_KEY_EACH_RUN, Identity, fingerprint
 from .store import MemoryMessageStore, Message, MessageStore
 
-__all__ = ["Conversation", "Invitation", "Peer", "PeerLimits", "PeerSettings"]
+__all__ = ["Conversation", "Group", "Invitation", "Peer", "PeerLimits", "PeerSettings"]
 
 logger = logging.getLogger(__name__)
 
@@ -139,6 +141,12 @@ class Peer:
             watch=self._watch_also,
             kick=lambda: self._postbox.kick(),
         )
+        self._groups = Groups(
+            self,
+            keys=self._postbox.keys,
+            fanout=self._talks.unsent,
+            check_recipient=self._postbox.check_recipient,
+        )
         self._watchlist = WatchList(
             lambda: self._link(),
             lambda: self.correspondents(limit=WATCHED),
@@ -156,6 +164,7 @@ class Peer:
             return
         await self.store.start()
         try:
+            await self._groups.load()
             if self._identity is None:
                 path = self.store.identity_file
                 assert path is not None
@@ -384,7 +393,21 @@ class Peer:
             on_shipped=lambda contact, ids: (
                 self.on_shipped(contact, ids) if self.on_shipped else None
             ),
+            group_note=self._group_note,
+            admit_group=self._admit_group,
+            on_group_stored=self._group_stored,
         )
+
+    async def _group_note(self, message: Message) -> GroupNote:
+        return await self._groups.note_for(message)
+
+    async def _admit_group(
+        self, sender: str, arrived: Sequence[tuple[Message, GroupNote]]
+    ) -> tuple[list[Message], list[str], list[str]]:
+        return await self._groups.admit(sender, arrived)
+
+    def _group_stored(self, messages: Sequence[Message]) -> None:
+        self._groups.arrived(messages)
 
     def _talking_with(self, user: str) -> bool:
         return self._talks.talking_with(user)
@@ -431,3 +454,23 @@ class Peer:
     async def correspondents(self, *, limit: int | None = None) -> list[str]:
         """The users this peer has messages with, the most recent conversation first."""
         return await self.store.correspondents(self.name, limit=limit)
+
+    # Groups.
+
+    async def create_group(self, name: str, members: Iterable[str]) -> Group:
+        """A new group named ``name`` of this peer (its admin) and ``members`` (other
+        users' names); each is told by the group's first message, by talk or by mail.
+
+        Raises, with nothing stored: InvalidGroupName, InvalidName, UnknownUser for a
+        name the server has never seen (while logged in), TooManyMembers (over
+        ``max_group_members``, this peer included), TooManyGroups (``max_groups``)."""
+        return await self._groups.create(name, members)
+
+    async def next_group(self) -> Group:
+        """The next group this peer was added to (by another member), each once, also
+        across restarts: waits for one."""
+        return await self._groups.next_group()
+
+    async def groups(self) -> list[Group]:
+        """The groups this peer is in, in the order it joined them (after restarts too)."""
+        return self._groups.joined()

@@ -20,6 +20,7 @@ from .errors import MailboxFull
 
 __all__ = [
     "Binding",
+    "GroupRecord",
     "Mailbox",
     "MailboxItem",
     "MemoryMailbox",
@@ -33,7 +34,13 @@ __all__ = [
 
 
 class Message(msgspec.Struct, frozen=True, kw_only=True):
-    """One chat message as a peer stores it. ``shipped``: the recipient has acknowledged it."""
+    """One chat message as a peer stores it. ``shipped``: the recipient has acknowledged it
+    (a group message: every member it was sent to has).
+
+    ``group``: the group's id for a group message (``recipient`` is the group's id then
+    too), None for one-to-one; ``group_version``: the membership version it was sent
+    under; ``notice``: ``change`` for the admin's notice of a membership change, ``leave``
+    for a member's leaving (the body then says it in words), else empty."""
 
     id: str
     sender: str
@@ -41,6 +48,9 @@ class Message(msgspec.Struct, frozen=True, kw_only=True):
     body: str
     sent_at: float
     shipped: bool = False
+    group: str | None = None
+    group_version: int = 0
+    notice: str = ""
 
     @classmethod
     def new(cls, sender: str, recipient: str, body: str) -> Message:
@@ -48,6 +58,22 @@ class Message(msgspec.Struct, frozen=True, kw_only=True):
         return cls(
             id=str(uuid.uuid4()), sender=sender, recipient=recipient, body=body, sent_at=time.time()
         )
+
+
+class GroupRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """A group as a member keeps it: ``members`` (sorted, this peer included while it is
+    one) as of membership ``version``; ``roster``, the admin's signed roster of that
+    version, encoded (the store keeps every version's, for messages sent under it);
+    ``active``: this peer is a member; ``announced``: handed to ``next_group()``."""
+
+    id: str
+    name: str
+    admin: str
+    members: tuple[str, ...]
+    version: int
+    roster: str
+    active: bool = True
+    announced: bool = False
 
 
 class UserRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -166,30 +192,62 @@ class MessageStore(Protocol):
         ``unread``: received outside a conversation (the mailbox), to be handed over by
         ``next_unread()`` until ``mark_read()``, across restarts."""
 
-    async def next_unread(self, user: str) -> Message | None:
-        """The oldest message received by ``user`` and still unread."""
+    async def next_unread(self, user: str, *, group: str | None = None) -> Message | None:
+        """The oldest message received by ``user`` and still unread: one-to-one, or (with
+        ``group``) in that group."""
 
     async def mark_read(self, sender: str, ids: Iterable[str]) -> None:
         """These messages from ``sender`` are handed over: ``next_unread`` skips them."""
 
-    async def mark_deposited(self, ids: Iterable[str]) -> None:
-        """These were left in the recipients' mailboxes (not to be deposited again)."""
+    async def mark_deposited(self, ids: Iterable[str], *, recipient: str | None = None) -> None:
+        """These were left in the recipients' mailboxes (not to be deposited again); group
+        messages: their copies for ``recipient``."""
 
     async def undeposited(self, sender: str) -> list[Message]:
-        """Messages from ``sender``, unshipped and not deposited, oldest first."""
+        """Messages from ``sender``, unshipped and not deposited, oldest first; a group
+        message once per member still to have it, ``recipient`` set to that member."""
 
     async def mark_shipped(self, recipient: str, ids: Iterable[str]) -> None:
         """Mark shipped those of ``ids`` that are messages to ``recipient`` (an ack counts
-        only for messages sent to whoever acknowledges them)."""
+        only for messages sent to whoever acknowledges them); a group message's copy for
+        ``recipient``, and the message itself once every member's copy is."""
 
     async def unshipped(self, sender: str, recipient: str) -> list[Message]:
-        """Messages from ``sender`` to ``recipient`` not yet acknowledged, oldest first."""
+        """Messages from ``sender`` to ``recipient`` not yet acknowledged, oldest first,
+        group messages (``recipient`` set to that member) among them in the order stored."""
+
+    # Groups.
+
+    async def save_group(self, group: GroupRecord) -> None:
+        """Keep ``group`` (replacing what was kept of it), and its roster of that version."""
+
+    async def groups(self) -> list[GroupRecord]:
+        """The groups kept, in the order first kept."""
+
+    async def group_roster(self, group: str, version: int) -> str | None:
+        """The roster of ``group`` at ``version``, as kept by ``save_group``."""
+
+    async def add_group_messages(self, messages: Sequence[Message], members: Iterable[str]) -> None:
+        """Store our group messages (unshipped), each to be delivered to every one of
+        ``members``, in one transaction."""
+
+    async def group_delivery(self, message_id: str) -> dict[str, bool]:
+        """For our group message ``message_id``: each member it goes to, and whether they
+        have stored it."""
+
+    async def drop_deliveries(self, group: str, member: str) -> None:
+        """``member`` is out of ``group``: our copies it does not have yet are not sent
+        (and no longer hold back ``shipped``)."""
+
+    async def group_history(self, group: str, *, limit: int | None = None) -> list[Message]:
+        """Messages of ``group``, oldest first (the last ``limit``)."""
 
     async def history(self, user: str, contact: str, *, limit: int | None = None) -> list[Message]:
-        """Messages between the two, both directions, oldest first (the last ``limit``)."""
+        """Messages between the two, both directions, oldest first (the last ``limit``);
+        group messages are not among them."""
 
     async def correspondents(self, user: str, *, limit: int | None = None) -> list[str]:
-        """Those ``user`` has messages with, the most recent conversation first."""
+        """Those ``user`` has one-to-one messages with, the most recent conversation first."""
 
     async def known_key(self, user: str, contact: str) -> str | None:
         """The key remembered for ``contact``, or None if they never talked."""
@@ -333,6 +391,10 @@ class MemoryMessageStore:
         self._keys: dict[tuple[str, str], str] = {}
         self._unread: dict[tuple[str, str], None] = {}  # keys, in the order received
         self._deposited: set[str] = set()
+        self._groups: dict[str, GroupRecord] = {}
+        self._rosters: dict[tuple[str, int], str] = {}
+        # Our group messages: id -> member -> [shipped, deposited].
+        self._copies: dict[str, dict[str, list[bool]]] = {}
 
     async def start(self) -> None:
         pass
@@ -356,9 +418,12 @@ class MemoryMessageStore:
                     self._unread[key] = None
         return added
 
-    async def next_unread(self, user: str) -> Message | None:
+    async def next_unread(self, user: str, *, group: str | None = None) -> Message | None:
         for key in self._unread:
-            if (message := self._messages[key]).recipient == user:
+            message = self._messages[key]
+            if message.group != group:
+                continue
+            if group is not None or message.recipient == user:
                 return message
         return None
 
@@ -366,15 +431,35 @@ class MemoryMessageStore:
         for message_id in ids:
             self._unread.pop((sender, message_id), None)
 
-    async def mark_deposited(self, ids: Iterable[str]) -> None:
-        self._deposited.update(ids)
+    async def mark_deposited(self, ids: Iterable[str], *, recipient: str | None = None) -> None:
+        for message_id in ids:
+            copies = self._copies.get(message_id)
+            if copies is not None and recipient in copies:
+                copies[recipient][1] = True
+            elif copies is None:
+                self._deposited.add(message_id)
+
+    def _copies_of(self, message: Message) -> list[Message]:
+        """Our group message, once per member still to have it."""
+        copies = self._copies.get(message.id, {})
+        return [
+            msgspec.structs.replace(message, recipient=member, shipped=False)
+            for member, (shipped, _) in copies.items()
+            if not shipped
+        ]
 
     async def undeposited(self, sender: str) -> list[Message]:
-        return [
-            m
-            for m in self._messages.values()
-            if m.sender == sender and not m.shipped and m.id not in self._deposited
-        ]
+        found: list[Message] = []
+        for m in self._messages.values():
+            if m.sender != sender or m.shipped:
+                continue
+            if m.group is None:
+                if m.id not in self._deposited:
+                    found.append(m)
+            else:
+                copies = self._copies.get(m.id, {})
+                found.extend(c for c in self._copies_of(m) if not copies[c.recipient][1])
+        return found
 
     async def mark_shipped(self, recipient: str, ids: Iterable[str]) -> None:
         for message_id in ids:
@@ -382,25 +467,46 @@ class MemoryMessageStore:
                 continue
             for key in (first, *self._also.get(message_id, ())):
                 message = self._messages[key]
-                if not message.shipped and message.recipient == recipient:
+                if message.shipped:
+                    continue
+                if message.group is not None:
+                    copies = self._copies.get(message_id, {})
+                    if recipient in copies:
+                        copies[recipient][0] = True
+                        self._ship_if_all(key)
+                elif message.recipient == recipient:
                     self._messages[key] = msgspec.structs.replace(message, shipped=True)
 
+    def _ship_if_all(self, key: tuple[str, str]) -> None:
+        message = self._messages[key]
+        if all(shipped for shipped, _ in self._copies.get(message.id, {}).values()):
+            self._messages[key] = msgspec.structs.replace(message, shipped=True)
+
     async def unshipped(self, sender: str, recipient: str) -> list[Message]:
-        return [
-            m
-            for m in self._messages.values()
-            if not m.shipped and m.sender == sender and m.recipient == recipient
-        ]
+        found: list[Message] = []
+        for m in self._messages.values():
+            if m.shipped or m.sender != sender:
+                continue
+            if m.group is None:
+                if m.recipient == recipient:
+                    found.append(m)
+            elif recipient in self._copies.get(m.id, {}):
+                found.extend(c for c in self._copies_of(m) if c.recipient == recipient)
+        return found
 
     async def history(self, user: str, contact: str, *, limit: int | None = None) -> list[Message]:
         pair = {(user, contact), (contact, user)}
-        found = [m for m in self._messages.values() if (m.sender, m.recipient) in pair]
+        found = [
+            m
+            for m in self._messages.values()
+            if (m.sender, m.recipient) in pair and m.group is None
+        ]
         return found if limit is None else found[-limit:] if limit > 0 else []
 
     async def correspondents(self, user: str, *, limit: int | None = None) -> list[str]:
         latest: dict[str, None] = {}
         for m in reversed(self._messages.values()):
-            if user in (m.sender, m.recipient):
+            if user in (m.sender, m.recipient) and m.group is None:
                 latest.setdefault(m.recipient if m.sender == user else m.sender, None)
         found = list(latest)
         return found if limit is None else found[:limit]
@@ -410,6 +516,47 @@ class MemoryMessageStore:
 
     async def remember_key(self, user: str, contact: str, key: str, *, now: float) -> None:
         self._keys[(user, contact)] = key
+
+    # Groups.
+
+    async def save_group(self, group: GroupRecord) -> None:
+        self._groups[group.id] = group
+        self._rosters.setdefault((group.id, group.version), group.roster)
+
+    async def groups(self) -> list[GroupRecord]:
+        return list(self._groups.values())
+
+    async def group_roster(self, group: str, version: int) -> str | None:
+        return self._rosters.get((group, version))
+
+    async def add_group_messages(self, messages: Sequence[Message], members: Iterable[str]) -> None:
+        others = list(members)
+        for message in messages:
+            key = (message.sender, message.id)
+            if key in self._messages:
+                continue
+            self._messages[key] = message
+            if self._by_id.setdefault(message.id, key) is not key:
+                self._also.setdefault(message.id, []).append(key)
+            self._copies[message.id] = {member: [False, False] for member in others}
+            self._ship_if_all(key)
+
+    async def group_delivery(self, message_id: str) -> dict[str, bool]:
+        copies = self._copies.get(message_id, {})
+        return {member: shipped for member, (shipped, _) in sorted(copies.items())}
+
+    async def drop_deliveries(self, group: str, member: str) -> None:
+        for key, message in list(self._messages.items()):
+            copies = self._copies.get(message.id)
+            if message.group != group or copies is None or member not in copies:
+                continue
+            if not copies[member][0]:
+                del copies[member]
+                self._ship_if_all(key)
+
+    async def group_history(self, group: str, *, limit: int | None = None) -> list[Message]:
+        found = [m for m in self._messages.values() if m.group == group]
+        return found if limit is None else found[-limit:] if limit > 0 else []
 
 
 class MemoryMailbox:

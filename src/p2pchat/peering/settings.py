@@ -7,11 +7,12 @@ frozen object that every ``Conversation`` it opens is handed)."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypedDict
 
 from ..errors import MessageTooLarge
+from ..messages import MAX_ROSTER_MEMBERS, GroupNote
 from ..protocol import DEFAULT_MAX_FRAME
 from ..shared.checks import check_int, check_seconds
 from ..store import Message
@@ -34,6 +35,11 @@ class PeerSettings:
     max_queue: int = _limit(1024)
     max_invitations: int = _limit(64)
     max_handshakes: int = _limit(64)
+    max_group_members: int = _limit(64, 2)
+    """Most members of a group, this peer included (at most ``MAX_ROSTER_MEMBERS``): each
+    group message is one envelope per member."""
+    max_groups: int = _limit(256)
+    """Most groups this peer is in at once."""
     # Timeouts
     connect_timeout: float | None = 10.0
     request_timeout: float | None = 15.0
@@ -60,6 +66,8 @@ class PeerSettings:
                 reason = None if ok else "expected (first, longest) seconds above 0, in order"
             else:
                 reason = check_seconds(value)
+            if reason is None and name == "max_group_members" and value > MAX_ROSTER_MEMBERS:
+                reason = f"expected at most {MAX_ROSTER_MEMBERS}"
             if reason is not None:
                 raise ValueError(f"{name}: {reason}, got {value!r}")
 
@@ -80,6 +88,8 @@ class PeerLimits(TypedDict, total=False):
     max_queue: int
     max_invitations: int
     max_handshakes: int
+    max_group_members: int
+    max_groups: int
     connect_timeout: float | None
     request_timeout: float | None
     hello_timeout: float | None
@@ -116,6 +126,18 @@ class ChatSettings:
     on_end: Callable[[Ended], None] | None = None
     on_unsent: Callable[[str, list[Message]], None] | None = None
     """Called with (contact, messages of ours) stored after the end: for the next talk."""
+    group_note: Callable[[Message], Awaitable[GroupNote]] | None = None
+    """What a group message of ours carries on the wire (its roster)."""
+    admit_group: (
+        Callable[
+            [str, Sequence[tuple[Message, GroupNote]]],
+            Awaitable[tuple[list[Message], list[str], list[str]]],
+        ]
+        | None
+    ) = None
+    """Decides on group messages received: (taken, refused ids, ids left for later)."""
+    on_group_stored: Callable[[Sequence[Message]], None] | None = None
+    """Called with group messages received and stored, new ones."""
 
     def check_body(self, body: str) -> None:
         size = len(body.encode("utf-8"))

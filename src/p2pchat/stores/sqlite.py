@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
+import json
 import logging
 import os
 import sqlite3
@@ -32,7 +33,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..errors import StoreError
-from ..store import Message
+from ..store import GroupRecord, Message
 
 __all__ = ["SqliteDatabase", "SqliteMessageStore", "SqliteStore"]
 
@@ -270,12 +271,16 @@ class SqliteStore:
         await self._database.close()
 
 
-_MESSAGE_COLUMNS = "id, sender, recipient, body, sent_at, shipped"
+_MESSAGE_COLUMNS = "id, sender, recipient, body, sent_at, shipped, group_id, group_version, notice"
 _SQL_CHUNK = 500  # ids per IN (...) query, well under SQLite's variable limit
+_COPY_COLUMNS = (
+    "m.seq, m.id, m.sender, d.member, m.body, m.sent_at, 0, m.group_id, m.group_version, m.notice"
+)
+"""A group message of ours as the copy for one member (``d``: its delivery row)."""
 
 
 def _message_from_row(row: Sequence[object]) -> Message:
-    message_id, sender, recipient, body, sent_at, shipped = row
+    message_id, sender, recipient, body, sent_at, shipped, group, version, notice = row
     return Message(
         id=str(message_id),
         sender=str(sender),
@@ -283,7 +288,32 @@ def _message_from_row(row: Sequence[object]) -> Message:
         body=str(body),
         sent_at=float(sent_at),  # type: ignore[arg-type]
         shipped=bool(shipped),
+        group=None if group is None else str(group),
+        group_version=int(version),  # type: ignore[call-overload]
+        notice=str(notice),
     )
+
+
+def _group_from_row(row: Sequence[object]) -> GroupRecord:
+    group_id, name, admin, members, version, roster, active, announced = row
+    return GroupRecord(
+        id=str(group_id),
+        name=str(name),
+        admin=str(admin),
+        members=tuple(json.loads(str(members))),
+        version=int(version),  # type: ignore[call-overload]
+        roster=str(roster),
+        active=bool(active),
+        announced=bool(announced),
+    )
+
+
+_SHIP_IF_ALL = (
+    "UPDATE messages SET shipped = 1 WHERE {where} AND group_id IS NOT NULL AND shipped = 0"
+    " AND NOT EXISTS (SELECT 1 FROM group_deliveries d"
+    "  WHERE d.message_seq = messages.seq AND d.shipped = 0)"
+)
+"""Our group messages (``where``) every member of which has stored them: shipped."""
 
 
 class SqliteMessageStore(SqliteStore):
@@ -295,7 +325,7 @@ class SqliteMessageStore(SqliteStore):
     """
 
     KIND = "messages"
-    VERSION = 4
+    VERSION = 5
     SYNCHRONOUS = "FULL"
 
     @property
@@ -327,11 +357,9 @@ class SqliteMessageStore(SqliteStore):
                     known.add((m.sender, m.id))
                     added.append(m)
             db.executemany(
-                f"INSERT INTO messages ({_MESSAGE_COLUMNS}, unread) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (m.id, m.sender, m.recipient, m.body, m.sent_at, int(m.shipped), flag)
-                    for m in added
-                ],
+                f"INSERT INTO messages ({_MESSAGE_COLUMNS}, unread)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [_row(m, flag) for m in added],
             )
             return added
 
@@ -343,16 +371,34 @@ class SqliteMessageStore(SqliteStore):
             return
 
         def job(db: sqlite3.Connection) -> None:
-            db.executemany("UPDATE messages SET shipped = 1 WHERE id = ? AND recipient = ?", rows)
+            db.executemany(
+                "UPDATE messages SET shipped = 1"
+                " WHERE id = ? AND recipient = ? AND group_id IS NULL",
+                rows,
+            )
+            db.executemany(
+                "UPDATE group_deliveries SET shipped = 1 WHERE member = ? AND shipped = 0"
+                " AND message_seq IN"
+                " (SELECT seq FROM messages WHERE id = ? AND group_id IS NOT NULL)",
+                [(member, message_id) for message_id, member in rows],
+            )
+            db.executemany(_SHIP_IF_ALL.format(where="id = ?"), [(i,) for i, _ in rows])
 
         await self._database.write(job, durable=False)  # if lost: resent, and ignored there
 
-    async def next_unread(self, user: str) -> Message | None:
-        rows = await self._database.fetch(
-            f"SELECT {_MESSAGE_COLUMNS} FROM messages"
-            " WHERE recipient = ? AND unread = 1 ORDER BY seq LIMIT 1",
-            (user,),
-        )
+    async def next_unread(self, user: str, *, group: str | None = None) -> Message | None:
+        if group is None:
+            rows = await self._database.fetch(
+                f"SELECT {_MESSAGE_COLUMNS} FROM messages"
+                " WHERE recipient = ? AND unread = 1 AND group_id IS NULL ORDER BY seq LIMIT 1",
+                (user,),
+            )
+        else:
+            rows = await self._database.fetch(
+                f"SELECT {_MESSAGE_COLUMNS} FROM messages"
+                " WHERE group_id = ? AND unread = 1 ORDER BY seq LIMIT 1",
+                (group,),
+            )
         return _message_from_row(rows[0]) if rows else None
 
     async def mark_read(self, sender: str, ids: Iterable[str]) -> None:
@@ -365,9 +411,25 @@ class SqliteMessageStore(SqliteStore):
 
         await self._database.write(job)  # durable: if lost, it would show again
 
-    async def mark_deposited(self, ids: Iterable[str]) -> None:
+    async def mark_deposited(self, ids: Iterable[str], *, recipient: str | None = None) -> None:
         # If lost: deposited again, and the server (and the recipient) ignore the copy.
-        await self._set_flag("deposited = 1", ids, durable=False)
+        ids = list(ids)
+        if recipient is None:
+            await self._set_flag("deposited = 1", ids, durable=False)
+            return
+
+        def job(db: sqlite3.Connection) -> None:
+            db.executemany(
+                "UPDATE messages SET deposited = 1 WHERE id = ? AND group_id IS NULL",
+                [(i,) for i in ids],
+            )
+            db.executemany(
+                "UPDATE group_deliveries SET deposited = 1 WHERE member = ? AND message_seq IN"
+                " (SELECT seq FROM messages WHERE id = ? AND group_id IS NOT NULL)",
+                [(recipient, i) for i in ids],
+            )
+
+        await self._database.write(job, durable=False)
 
     async def _set_flag(self, assignment: str, ids: Iterable[str], *, durable: bool = True) -> None:
         rows = [(message_id,) for message_id in ids]
@@ -381,17 +443,27 @@ class SqliteMessageStore(SqliteStore):
 
     async def undeposited(self, sender: str) -> list[Message]:
         rows = await self._database.fetch(
-            f"SELECT {_MESSAGE_COLUMNS} FROM messages"
-            " WHERE sender = ? AND shipped = 0 AND deposited = 0 ORDER BY seq",
-            (sender,),
+            f"SELECT {_MESSAGE_COLUMNS} FROM ("
+            f" SELECT seq, {_MESSAGE_COLUMNS} FROM messages"
+            "  WHERE sender = ? AND shipped = 0 AND deposited = 0 AND group_id IS NULL"
+            f" UNION ALL SELECT {_COPY_COLUMNS}"
+            "  FROM group_deliveries d JOIN messages m ON m.seq = d.message_seq"
+            "  WHERE m.sender = ? AND d.shipped = 0 AND d.deposited = 0"
+            ") ORDER BY seq",
+            (sender, sender),
         )
         return [_message_from_row(row) for row in rows]
 
     async def unshipped(self, sender: str, recipient: str) -> list[Message]:
         rows = await self._database.fetch(
-            f"SELECT {_MESSAGE_COLUMNS} FROM messages"
-            " WHERE recipient = ? AND shipped = 0 AND sender = ? ORDER BY seq",
-            (recipient, sender),
+            f"SELECT {_MESSAGE_COLUMNS} FROM ("
+            f" SELECT seq, {_MESSAGE_COLUMNS} FROM messages"
+            "  WHERE recipient = ? AND shipped = 0 AND sender = ? AND group_id IS NULL"
+            f" UNION ALL SELECT {_COPY_COLUMNS}"
+            "  FROM group_deliveries d JOIN messages m ON m.seq = d.message_seq"
+            "  WHERE d.member = ? AND d.shipped = 0 AND m.sender = ?"
+            ") ORDER BY seq",
+            (recipient, sender, recipient, sender),
         )
         return [_message_from_row(row) for row in rows]
 
@@ -399,8 +471,8 @@ class SqliteMessageStore(SqliteStore):
         rows = await self._database.fetch(
             f"SELECT {_MESSAGE_COLUMNS} FROM ("
             f" SELECT seq, {_MESSAGE_COLUMNS} FROM messages"
-            "  WHERE (sender = ? AND recipient = ?) OR (sender = ? AND recipient = ?)"
-            "  ORDER BY seq DESC LIMIT ?"
+            "  WHERE ((sender = ? AND recipient = ?) OR (sender = ? AND recipient = ?))"
+            "   AND group_id IS NULL ORDER BY seq DESC LIMIT ?"
             ") ORDER BY seq",
             (user, contact, contact, user, -1 if limit is None else limit),
         )
@@ -409,10 +481,11 @@ class SqliteMessageStore(SqliteStore):
     async def correspondents(self, user: str, *, limit: int | None = None) -> list[str]:
         rows = await self._database.fetch(
             "SELECT other FROM ("
-            " SELECT recipient AS other, MAX(seq) AS last FROM messages WHERE sender = ?"
-            "  GROUP BY recipient"
+            " SELECT recipient AS other, MAX(seq) AS last FROM messages"
+            "  WHERE sender = ? AND group_id IS NULL GROUP BY recipient"
             " UNION ALL"
-            " SELECT sender, MAX(seq) FROM messages WHERE recipient = ? GROUP BY sender"
+            " SELECT sender, MAX(seq) FROM messages WHERE recipient = ? AND group_id IS NULL"
+            "  GROUP BY sender"
             ") GROUP BY other ORDER BY MAX(last) DESC LIMIT ?",
             (user, user, -1 if limit is None else limit),
         )
@@ -434,3 +507,116 @@ class SqliteMessageStore(SqliteStore):
             )
 
         await self._database.write(job)
+
+    # Groups.
+
+    async def save_group(self, group: GroupRecord) -> None:
+        def job(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT INTO groups (id, name, admin, members, version, roster, active, announced)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
+                " name = excluded.name, admin = excluded.admin, members = excluded.members,"
+                " version = excluded.version, roster = excluded.roster,"
+                " active = excluded.active, announced = excluded.announced",
+                (
+                    group.id,
+                    group.name,
+                    group.admin,
+                    json.dumps(list(group.members)),
+                    group.version,
+                    group.roster,
+                    int(group.active),
+                    int(group.announced),
+                ),
+            )
+            db.execute(
+                "INSERT OR IGNORE INTO group_rosters (group_id, version, roster) VALUES (?, ?, ?)",
+                (group.id, group.version, group.roster),
+            )
+
+        await self._database.write(job)
+
+    async def groups(self) -> list[GroupRecord]:
+        rows = await self._database.fetch(
+            "SELECT id, name, admin, members, version, roster, active, announced"
+            " FROM groups ORDER BY seq"
+        )
+        return [_group_from_row(row) for row in rows]
+
+    async def group_roster(self, group: str, version: int) -> str | None:
+        rows = await self._database.fetch(
+            "SELECT roster FROM group_rosters WHERE group_id = ? AND version = ?",
+            (group, version),
+        )
+        return str(rows[0][0]) if rows else None
+
+    async def add_group_messages(self, messages: Sequence[Message], members: Iterable[str]) -> None:
+        others = list(members)
+        if not messages:
+            return
+
+        def job(db: sqlite3.Connection) -> None:
+            for m in messages:
+                known = db.execute(
+                    "SELECT 1 FROM messages WHERE id = ? AND sender = ?", (m.id, m.sender)
+                ).fetchone()
+                if known is not None:
+                    continue
+                cursor = db.execute(
+                    f"INSERT INTO messages ({_MESSAGE_COLUMNS}, unread)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    _row(m, 0, shipped=not others),
+                )
+                db.executemany(
+                    "INSERT INTO group_deliveries (message_seq, member) VALUES (?, ?)",
+                    [(cursor.lastrowid, member) for member in others],
+                )
+
+        await self._database.write(job)
+
+    async def group_delivery(self, message_id: str) -> dict[str, bool]:
+        rows = await self._database.fetch(
+            "SELECT d.member, d.shipped FROM group_deliveries d"
+            " JOIN messages m ON m.seq = d.message_seq"
+            " WHERE m.id = ? AND m.group_id IS NOT NULL ORDER BY d.member",
+            (message_id,),
+        )
+        return {str(member): bool(shipped) for member, shipped in rows}
+
+    async def drop_deliveries(self, group: str, member: str) -> None:
+        def job(db: sqlite3.Connection) -> None:
+            db.execute(
+                "DELETE FROM group_deliveries WHERE member = ? AND shipped = 0 AND message_seq IN"
+                " (SELECT seq FROM messages WHERE group_id = ?)",
+                (member, group),
+            )
+            db.execute(_SHIP_IF_ALL.format(where="group_id = ?"), (group,))
+
+        await self._database.write(job)
+
+    async def group_history(self, group: str, *, limit: int | None = None) -> list[Message]:
+        rows = await self._database.fetch(
+            f"SELECT {_MESSAGE_COLUMNS} FROM ("
+            f" SELECT seq, {_MESSAGE_COLUMNS} FROM messages"
+            "  WHERE group_id = ? ORDER BY seq DESC LIMIT ?"
+            ") ORDER BY seq",
+            (group, -1 if limit is None else limit),
+        )
+        return [_message_from_row(row) for row in rows]
+
+
+def _row(message: Message, unread: int, *, shipped: bool | None = None) -> tuple[object, ...]:
+    m = message
+    done = m.shipped if shipped is None else shipped
+    return (
+        m.id,
+        m.sender,
+        m.recipient,
+        m.body,
+        m.sent_at,
+        int(done),
+        m.group,
+        m.group_version,
+        m.notice,
+        unread,
+    )
