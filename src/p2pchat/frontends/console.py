@@ -1,7 +1,8 @@
 """The console of ``p2pchat-peer``: commands typed, news shown, several talks at once.
 
 ``PeerConsole`` drives a started ``Peer`` through the public API only. A ``Screen``
-(screens.py) is where it reads and writes: a terminal or pipes.
+(screens.py) is where it reads and writes: a terminal or pipes. Its groups' commands and
+news are ``ConsoleGroups``' (consolegroups.py).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Awaitable, Callable
 
 from .. import (
     Conversation,
+    Group,
     Invitation,
     KeyChanged,
     Message,
@@ -21,6 +23,7 @@ from .. import (
     fingerprint,
     format_address,
 )
+from .consolegroups import ConsoleGroups
 from .screens import PipeScreen, Screen, TerminalScreen
 from .terminal import message_lines, visible
 
@@ -28,6 +31,16 @@ __all__ = ["PeerConsole", "PipeScreen", "Screen", "TerminalScreen"]
 
 HISTORY_SHOWN = 20
 """How many past messages are shown when a talk starts."""
+
+
+def _going_on(command: Callable[[str], Awaitable[None]]) -> Callable[[str], Awaitable[bool]]:
+    """``command`` as a console command that never stops the console."""
+
+    async def run(argument: str) -> bool:
+        await command(argument)
+        return True
+
+    return run
 
 
 def _route(chat: Conversation) -> str:
@@ -47,10 +60,16 @@ class PeerConsole:
         "  n [NAME]    refuse an invitation\n"
         "  h NAME      history with NAME\n"
         "  whois NAME  NAME's key fingerprint\n"
+        "  g NAME MEMBER...  make a group of you and them (you are its admin)\n"
+        "  gs          your groups: number, name, members, admin\n"
+        "  t #GROUP    talk in a group (#NAME or #NUMBER from gs); h #GROUP its history\n"
+        "  add #GROUP NAME, rm #GROUP NAME  add, remove a member (the admin only)\n"
+        "  leave #GROUP  leave a group for good\n"
         "  d           debug: addresses, server, conversations\n"
         "  e           exit\n"
         "in a talk every line is sent; /exit leaves it, /back returns to commands with the\n"
-        "talk kept open, /CMD runs a command (e.g. /y, /ls)"
+        "talk kept open, /CMD runs a command (e.g. /y, /ls; in a group /add NAME, /rm NAME,\n"
+        "/leave)"
     )
 
     def __init__(self, peer: Peer, screen: Screen, *, invite_timeout: float = 60.0) -> None:
@@ -59,6 +78,7 @@ class PeerConsole:
         self.invite_timeout = invite_timeout
         self.focus: str | None = None  # the user the current talk is with
         self._readers: dict[Conversation, asyncio.Task[None]] = {}
+        self.groups = ConsoleGroups(peer, self.show, self._set_group_focus)
         self._commands: dict[str, Callable[[str], Awaitable[bool]]] = {
             "ls": self.cmd_list,
             "t": self.cmd_talk,
@@ -67,6 +87,11 @@ class PeerConsole:
             "h": self.cmd_history,
             "d": self.cmd_debug,
             "whois": self.cmd_whois,
+            "g": _going_on(self.groups.create),
+            "gs": _going_on(self.groups.list),
+            "add": _going_on(self.groups.add),
+            "rm": _going_on(self.groups.remove),
+            "leave": _going_on(self.groups.leave),
             "e": self.cmd_exit,
             "exit": self.cmd_leave,
             "back": self.cmd_back,
@@ -82,7 +107,7 @@ class PeerConsole:
         peer.on_shipped = self._shipped
         self._since = time.time()
         await self.show(f"logged in as {peer.name}, fingerprint {peer.fingerprint}; ? for help")
-        watcher = asyncio.gather(self._watch_invitations(), self._watch_mail())
+        watcher = asyncio.gather(self._watch_invitations(), self._watch_mail(), self.groups.run())
         try:
             while (line := await self.screen.read_line()) is not None:
                 if not await self.handle(line.strip()):
@@ -100,8 +125,15 @@ class PeerConsole:
 
     def _set_focus(self, user: str | None) -> None:
         self.focus = user
+        self.groups.focus = None
         if isinstance(self.screen, TerminalScreen):
-            self.screen.prompt = f"[{user}] > " if user else "> "
+            self.screen.prompt = f"[{visible(user)}] > " if user else "> "
+
+    def _set_group_focus(self, group: Group | None) -> None:
+        self._set_focus(None)
+        self.groups.focus = group
+        if isinstance(self.screen, TerminalScreen) and group is not None:
+            self.screen.prompt = f"[{visible(self.groups.label(group))}] > "
 
     async def handle(self, line: str) -> bool:
         """Act on one line; False when the console should stop."""
@@ -110,6 +142,9 @@ class PeerConsole:
         try:
             if self.focus is not None and not line.startswith("/"):
                 await self.say(self.focus, line)
+                return True
+            if self.groups.focus is not None and not line.startswith("/"):
+                await self.groups.say(line)
                 return True
             name, _, argument = line.removeprefix("/").partition(" ")
             command = self._commands.get(name.lower())
@@ -176,6 +211,9 @@ class PeerConsole:
         return True
 
     async def cmd_talk(self, user: str) -> bool:
+        if user.startswith("#"):
+            await self.groups.talk(user)
+            return True
         if not user:
             line = await self._ask("talk to whom? ")
             if not line:
@@ -254,7 +292,10 @@ class PeerConsole:
 
     async def cmd_history(self, user: str) -> bool:
         if not user:
-            await self.show("usage: h NAME")
+            await self.show("usage: h NAME or h #GROUP")
+            return True
+        if user.startswith("#"):
+            await self.groups.history(user)
             return True
         await self._show_history(user, await self.peer.history(user))
         return True
@@ -270,7 +311,7 @@ class PeerConsole:
             f"listening: {', '.join(format_address(h, p) for h, p in peer.listening)}",
             f"seen by the server at: {format_address(*seen) if (seen := peer.observed) else '-'}",
             f"store: {where}",
-            f"talk: {self.focus or '-'}",
+            f"talk: {self.focus or (self.groups.label(g) if (g := self.groups.focus) else '-')}",
             "conversations: "
             + (", ".join(_route(chat) for chat in peer.conversations.values()) or "-"),
             "pending invitations: "
@@ -299,6 +340,13 @@ class PeerConsole:
         return False
 
     async def cmd_leave(self, _: str) -> bool:
+        if (group := self.groups.focus) is not None:
+            self._set_group_focus(None)
+            await self.show(
+                f"left the talk of {self.groups.label(group)}: you are still in the group "
+                f"(leave {self.groups.label(group)} to leave it)"
+            )
+            return True
         if self.focus is None:
             await self.show("not in a talk (e exits the program)")
             return True
@@ -338,7 +386,8 @@ class PeerConsole:
     def _shipped(self, contact: str, ids: list[str]) -> None:
         """Messages acknowledged outside a talk: mail left for someone away has reached them
         (in a talk, every message is acknowledged as it goes: nothing to say)."""
-        if contact not in self.peer.conversations:
+        ids = [i for i in ids if i not in self.groups.ours]  # a group's: no letter
+        if ids and contact not in self.peer.conversations:
             plural = "" if len(ids) == 1 else "s"
             self._show_soon(f"* delivered to {contact}: {len(ids)} message{plural}")
 
