@@ -32,6 +32,7 @@ from .. import (
     UserOffline,
 )
 from . import webevents as ev
+from .webgroups import WebGroups
 from .webhttp import Door, Tab, make_app
 
 __all__ = ["WebUI"]
@@ -91,6 +92,16 @@ class WebUI:
         self._contacts: dict[str, int] = {}  # users shown as a talk -> unread while no page
         self._tasks: set[asyncio.Task[Any]] = set()
         self._online: set[str] = set()
+        self.groups = WebGroups(
+            peer,
+            broadcast=self._broadcast,
+            spawn=self._spawn,
+            watched=lambda: bool(self.tabs),
+            fit=lambda stored: (
+                _newest_within(stored, self.max_event_size - EVENT_SLACK) or stored[-1:]
+            ),
+        )
+        """The groups the page shows, and its group commands."""
 
     # Lifecycle.
 
@@ -116,11 +127,12 @@ class WebUI:
         peer = self.peer
         peer.on_presence = self._presence
         peer.on_state = lambda state: self._broadcast(ev.State(state=state))
-        peer.on_shipped = lambda user, ids: self._broadcast(ev.Shipped(user=user, ids=ids))
+        peer.on_shipped = self._shipped
         peer.on_invitation_cancelled = self._withdrawn
         self._spawn(self._watch_invitations())
         self._spawn(self._watch_mail())
         self._spawn(self._refresh_online())
+        await self.groups.start()
         logger.info("web page of %s at %s", peer.name, self.url.split("?", 1)[0])
 
     @property
@@ -168,6 +180,11 @@ class WebUI:
     def _presence(self, user: str, online: bool) -> None:
         (self._online.add if online else self._online.discard)(user)
         self._broadcast(ev.Presence(user=user, online=online))
+
+    def _shipped(self, user: str, ids: list[str]) -> None:
+        """``user`` has stored these: one-to-one, or a copy of a group message."""
+        if ones := self.groups.receipts(ids):
+            self._broadcast(ev.Shipped(user=user, ids=ones))
 
     def _withdrawn(self, invitation: Invitation) -> None:
         self._invitations.pop(invitation.id, None)
@@ -242,6 +259,10 @@ class WebUI:
 
     # What a tab asks for.
 
+    async def greeting(self) -> list[ev.Event]:
+        """What a page is sent as it connects: the snapshot, then its groups."""
+        return [await self.snapshot(), *self.groups.greeting()]
+
     async def snapshot(self) -> ev.Snapshot:
         """Everything the page shows, in one event of at most ``max_event_size`` bytes:
         the talks share what the rest leaves, a message at a time from each, newest first
@@ -310,6 +331,9 @@ class WebUI:
                 tab.send(ev.Talk(talk=await self._talk_info(command.user)))
             elif isinstance(command, ev.Refresh):
                 await self._refresh_online()
+            else:
+                for event in await self.groups.handle(command):
+                    tab.send(event)
         except P2PChatError as exc:
             tab.send(ev.Error(reason=str(exc)))
 

@@ -20,6 +20,9 @@ __all__ = ["Command", "Event", "decode_command", "encode_event", "encode_message
 Name: TypeAlias = Annotated[str, msgspec.Meta(min_length=1, max_length=32, pattern=NAME_PATTERN)]
 Id: TypeAlias = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 Body: TypeAlias = Annotated[str, msgspec.Meta(max_length=65536)]
+GroupName: TypeAlias = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+"""Checked again by the peer (its own bound on a group's name): this one bounds the event."""
+Members: TypeAlias = Annotated[list[Name], msgspec.Meta(max_length=1024)]
 
 
 class _In(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", forbid_unknown_fields=True):
@@ -60,7 +63,46 @@ class Refresh(_In, tag="refresh", frozen=True):
     """Ask for the online list again."""
 
 
-Command: TypeAlias = Invite | Accept | Refuse | Send | Leave | Open | Refresh
+class CreateGroup(_In, tag="create_group", frozen=True):
+    """Make a group of this peer and ``members`` (other users' names); it is its admin."""
+
+    name: GroupName
+    members: Members
+
+
+class OpenGroup(_In, tag="open_group", frozen=True):
+    """Show the group ``group`` (its id) with its history."""
+
+    group: Id
+
+
+class GroupSend(_In, tag="group_send", frozen=True):
+    group: Id
+    body: Body
+
+
+class GroupAdd(_In, tag="group_add", frozen=True):
+    """Add ``user`` to the group (its admin only)."""
+
+    group: Id
+    user: Name
+
+
+class GroupRemove(_In, tag="group_remove", frozen=True):
+    """Remove ``user`` from the group (its admin only)."""
+
+    group: Id
+    user: Name
+
+
+class GroupLeave(_In, tag="group_leave", frozen=True):
+    """Leave the group for good."""
+
+    group: Id
+
+
+GroupCommand: TypeAlias = CreateGroup | OpenGroup | GroupSend | GroupAdd | GroupRemove | GroupLeave
+Command: TypeAlias = Invite | Accept | Refuse | Send | Leave | Open | Refresh | GroupCommand
 
 
 class WebMessage(msgspec.Struct, frozen=True, kw_only=True):
@@ -72,6 +114,11 @@ class WebMessage(msgspec.Struct, frozen=True, kw_only=True):
     body: str
     sent_at: float
     shipped: bool
+    group: str | None = None
+    """The id of the group it was sent in; None one-to-one."""
+    notice: str = ""
+    """In a group: ``change`` (its admin changed who is in it) or ``leave`` (its sender
+    left it); ``body`` says so in words. Empty for a message someone wrote."""
 
     @classmethod
     def of(cls, message: Message) -> WebMessage:
@@ -82,6 +129,8 @@ class WebMessage(msgspec.Struct, frozen=True, kw_only=True):
             body=message.body,
             sent_at=message.sent_at,
             shipped=message.shipped,
+            group=message.group,
+            notice=message.notice,
         )
 
 
@@ -104,6 +153,21 @@ class TalkInfo(msgspec.Struct, frozen=True, kw_only=True):
     """Older messages are in the store than ``history`` holds (it is bounded in bytes)."""
     unread: int = 0
     """Messages that came while no page was open."""
+
+
+class GroupInfo(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    name: str
+    admin: str
+    members: list[str]
+    """Its members now, this peer included while it is one."""
+    member: bool = True
+    """This peer is still in it (else: removed, or left; its history stays)."""
+    history: list[WebMessage] = []
+    older: bool = False
+    """Older messages are in the store than ``history`` holds (as each group is listed
+    after a ``snapshot``, it holds none: the page asks with ``open_group``)."""
+    unread: int = 0
 
 
 class _Out(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
@@ -185,6 +249,37 @@ class Shipped(_Out, tag="shipped", frozen=True):
     ids: list[str]
 
 
+class GroupEvent(_Out, tag="group", frozen=True):
+    """A group to show: made here, this peer added to it, or ``open_group`` answered."""
+
+    group: GroupInfo
+    focus: bool = False
+    """Show it now (this page asked for it, or made it)."""
+
+
+class GroupMembers(_Out, tag="group_members", frozen=True):
+    """Who is in the group now; ``member``: this peer still is."""
+
+    group: str
+    admin: str
+    members: list[str]
+    member: bool
+
+
+class GroupMessage(_Out, tag="group_message", frozen=True):
+    """A message in a group, received or sent."""
+
+    group: str
+    message: WebMessage
+
+
+class GroupShipped(_Out, tag="group_shipped", frozen=True):
+    """Every member (as the group was when each was sent) has stored these."""
+
+    group: str
+    ids: list[str]
+
+
 class Error(_Out, tag="error", frozen=True):
     reason: str
 
@@ -202,6 +297,10 @@ Event: TypeAlias = (
     | TalkEnded
     | NewMessage
     | Shipped
+    | GroupEvent
+    | GroupMembers
+    | GroupMessage
+    | GroupShipped
     | Error
 )
 

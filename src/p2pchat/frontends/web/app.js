@@ -49,6 +49,14 @@ view = new View(model, {
     model.show(user);
     view.render();
   },
+  showGroup(id) {
+    model.showGroup(id);
+    if (!model.groups.get(id)?.loaded) send({ type: "open_group", group: id });
+    view.render();
+  },
+  removeMember(group, user) {
+    send({ type: "group_remove", group, user });
+  },
   notice(id, command) {
     model.dismiss(id);
     if (command) send(command);
@@ -60,8 +68,12 @@ document.getElementById("composer").addEventListener("submit", (event) => {
   event.preventDefault();
   const box = document.getElementById("message");
   const body = box.value;
-  if (model.current === null || body.trim() === "") return;
-  if (send({ type: "send", user: model.current, body })) box.value = "";
+  if (body.trim() === "") return;
+  if (model.currentGroup !== null) {
+    if (send({ type: "group_send", group: model.currentGroup, body })) box.value = "";
+  } else if (model.current !== null && send({ type: "send", user: model.current, body })) {
+    box.value = "";
+  }
 });
 
 document.getElementById("message").addEventListener("keydown", (event) => {
@@ -72,7 +84,45 @@ document.getElementById("message").addEventListener("keydown", (event) => {
 });
 
 document.getElementById("leave").addEventListener("click", () => {
-  if (model.current !== null) send({ type: "leave", user: model.current });
+  if (model.currentGroup !== null) send({ type: "group_leave", group: model.currentGroup });
+  else if (model.current !== null) send({ type: "leave", user: model.current });
+});
+
+// New group: a name, the online users ticked, and names typed (for those away).
+const groupForm = document.getElementById("group-form");
+const newGroup = document.getElementById("new-group");
+function showGroupForm(open) {
+  groupForm.hidden = !open;
+  newGroup.setAttribute("aria-expanded", String(open));
+  if (open) document.getElementById("group-name").focus();
+}
+newGroup.addEventListener("click", () => showGroupForm(groupForm.hidden));
+document.getElementById("group-cancel").addEventListener("click", () => showGroupForm(false));
+groupForm.addEventListener("submit", (event) => {
+  event.preventDefault();
+  const name = document.getElementById("group-name").value.trim();
+  const typed = document.getElementById("group-others").value.split(/[\s,]+/).filter((user) => user);
+  const members = [...new Set([...view.chosen, ...typed])];
+  if (!name || members.length === 0) {
+    model.notice("A group needs a name and at least one other member.", "problem");
+    view.render();
+    return;
+  }
+  if (send({ type: "create_group", name, members })) {
+    groupForm.reset();
+    view.chosen.clear();
+    view.choices = null;
+    showGroupForm(false);
+  }
+});
+
+document.getElementById("add-member").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const input = document.getElementById("add-name");
+  const user = input.value.trim();
+  if (model.currentGroup !== null && user && send({ type: "group_add", group: model.currentGroup, user })) {
+    input.value = "";
+  }
 });
 
 document.getElementById("open-form").addEventListener("submit", (event) => {
@@ -85,6 +135,9 @@ document.getElementById("open-form").addEventListener("submit", (event) => {
 document.addEventListener("visibilitychange", () => {
   if (visible() && model.current !== null) {
     model.show(model.current);
+    view.render();
+  } else if (visible() && model.currentGroup !== null) {
+    model.showGroup(model.currentGroup);
     view.render();
   }
 });
