@@ -70,6 +70,8 @@ async def test_a_group_made_talked_in_changed_and_left_on_the_console(
     await carol.say("t #friends")  # gone from her groups: one line says so
     await carol.expect(r"^no group #friends")
     await alice.say("without carol")
+    await bob.expect(r"^\* dave is now in the group #friends$")  # alice's changes, in order
+    await bob.expect(r"^\* carol is no longer in the group #friends$")
     await bob.expect(r"^\[#friends\] alice: without carol$")
     await dave.expect(r"^\[#friends\] alice: without carol$")
 

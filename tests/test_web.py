@@ -444,6 +444,10 @@ async def test_the_accessibility_check_finds_what_is_wrong(browser: Browser) -> 
         '{"type": "send", "user": "bo b", "body": "x"}',
         '{"type": "send", "user": "bob", "body": "x", "extra": 1}',
         '{"type": "accept", "id": ""}',
+        '{"type": "create_group", "name": "friends", "members": ["bo b"]}',
+        '{"type": "create_group", "name": "", "members": ["bob"]}',
+        '{"type": "group_send", "group": "g1"}',
+        '{"type": "group_add", "group": "g1", "user": 7}',
         "[]",
     ],
 )
