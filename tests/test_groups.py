@@ -156,9 +156,7 @@ async def test_removal_leave_and_who_may_change(hub: Server) -> None:
         await bobs.send("bob after carol")
         assert [m.body for m in await take(erins, 2)] == ["after carol", "bob after carol"]
         assert (await take(bobs, 1))[0].body == "after carol"
-        assert not any(
-            "after carol" in m.body for m in await carol.store.group_history(group.id)
-        )
+        assert not any("after carol" in m.body for m in await carol.store.group_history(group.id))
         assert (await group.delivery((await group.history())[-2])).keys() == {"bob", "erin"}
 
         await erins.leave()
