@@ -151,7 +151,7 @@ async def test_removal_leave_and_who_may_change(hub: Server) -> None:
             await carols.receive()
         await take(bobs, 1)
         await take(erins, 1)
-        assert bobs.members == ("alice", "bob", "erin")
+        assert tuple(bobs.members) == ("alice", "bob", "erin")
         await group.send("after carol")
         await bobs.send("bob after carol")
         assert [m.body for m in await take(erins, 2)] == ["after carol", "bob after carol"]

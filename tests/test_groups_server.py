@@ -4,6 +4,7 @@ no message text."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import p2pchat
@@ -16,6 +17,15 @@ from .test_mailbox import Server
 
 NAME = "moonlit-orchard"
 TEXT = "the eagle lands at noon"
+
+
+def _server_files(directory: Path) -> bytes:
+    """Every byte of the server's SQLite files (main, WAL, shared memory)."""
+    return b"".join(
+        path.read_bytes()
+        for path in directory.iterdir()
+        if path.name.startswith(("users", "mailbox"))
+    )
 
 
 def _secrets(group: p2pchat.Group) -> list[bytes]:
@@ -42,11 +52,7 @@ async def test_the_servers_files_hold_no_group(tmp_path: Path) -> None:
                 return (await server.mail.mailbox.usage("dave"))[0] == 2
 
             await eventually(waiting_for_dave)
-            kept = b"".join(
-                path.read_bytes()
-                for path in tmp_path.iterdir()
-                if path.name.startswith(("users", "mailbox"))
-            )
+            kept = await asyncio.to_thread(_server_files, tmp_path)
             assert b"dave" in kept  # the files are the ones that hold the mail
             for secret in _secrets(group):
                 assert secret not in kept, secret
@@ -90,7 +96,7 @@ async def test_redis_of_several_nodes_holds_no_group(
                 elif kind == "zset":
                     out.extend(map(str, await redis.zrange(key, 0, -1)))
                 elif kind == "stream":
-                    out.extend(map(str, await redis.xrange(key)))
+                    out.append(str(await redis.xrange(key)))
             return "\n".join(out).encode()
 
         async def waiting_for_dave() -> bool:
