@@ -114,3 +114,86 @@ async def test_groups_after_restart(hub: Server) -> None:
 async def _delivered(group: p2pchat.Group, message: p2pchat.Message, members: set[str]) -> bool:
     state = await group.delivery(message)
     return all(state[m] for m in members)
+
+
+async def test_removal_leave_and_who_may_change(hub: Server) -> None:
+    async with (
+        hub.peer("alice") as alice,
+        hub.peer("bob") as bob,
+        hub.peer("carol") as carol,
+        hub.peer("erin") as erin,
+    ):
+        group = await alice.create_group("club", ["bob", "carol"])
+        async with asyncio.timeout(10):
+            bobs, carols = await bob.next_group(), await carol.next_group()
+        await take(bobs, 1)
+        await take(carols, 1)
+        with pytest.raises(p2pchat.NotGroupAdmin):
+            await bobs.add("erin")
+        with pytest.raises(p2pchat.NotGroupAdmin):
+            await bobs.remove("carol")
+        with pytest.raises(p2pchat.UnknownUser):
+            await group.add("nobody")
+
+        await group.add("erin")
+        erins = await asyncio.wait_for(erin.next_group(), 10)
+        assert (await take(erins, 1))[0].body == "alice added erin"
+        assert (await take(bobs, 1))[0].body == "alice added erin"
+        assert (await take(carols, 1))[0].body == "alice added erin"
+        assert bobs.members == ("alice", "bob", "carol", "erin")
+
+        await group.remove("carol")
+        assert (await take(carols, 1))[0].body == "alice removed carol"
+        assert not carols.active
+        with pytest.raises(p2pchat.NotGroupMember):
+            await carols.send("still here?")
+        with pytest.raises(p2pchat.NotGroupMember):
+            await carols.receive()
+        await take(bobs, 1)
+        await take(erins, 1)
+        assert tuple(bobs.members) == ("alice", "bob", "erin")
+        await group.send("after carol")
+        await bobs.send("bob after carol")
+        assert [m.body for m in await take(erins, 2)] == ["after carol", "bob after carol"]
+        assert (await take(bobs, 1))[0].body == "after carol"
+        assert not any("after carol" in m.body for m in await carol.store.group_history(group.id))
+        assert (await group.delivery((await group.history())[-2])).keys() == {"bob", "erin"}
+
+        await erins.leave()
+        assert not erins.active
+        assert (await take(bobs, 1))[0].body == "erin left"
+        await eventually(lambda: group.members == ("alice", "bob"))
+        assert (await take(bobs, 1))[0].body == "alice removed erin"  # the admin's word
+        with pytest.raises(p2pchat.NotGroupMember):
+            await erins.send("gone")
+        assert [g.id for g in await erin.groups()] == []
+
+
+async def test_limits(hub: Server) -> None:
+    names = [f"m{i}" for i in range(4)]
+    for name in names:
+        async with hub.peer(name):
+            pass
+    async with hub.peer("alice", max_group_members=3, max_groups=1) as alice:
+        with pytest.raises(p2pchat.TooManyMembers):
+            await alice.create_group("big", names[:3])
+        with pytest.raises(p2pchat.InvalidGroupName):
+            await alice.create_group("bad\x1b[2Jname", names[:1])
+        with pytest.raises(p2pchat.InvalidGroupName):
+            await alice.create_group("x" * 65, names[:1])
+        group = await alice.create_group("small", names[:2])
+        with pytest.raises(p2pchat.TooManyMembers):
+            await group.add("m3")
+        with pytest.raises(p2pchat.TooManyGroups):
+            await alice.create_group("second", names[:1])
+        with pytest.raises(p2pchat.MessageTooLarge):
+            await group.send("x" * (alice.settings.max_message_size + 1))
+        assert await group.history() != []
+    with pytest.raises(ValueError, match="max_group_members"):
+        p2pchat.Peer("x", max_group_members=2000)
+    # A receiver holds others to its own limits: over max_groups, a new group is refused.
+    async with hub.peer("m0", max_groups=1) as m0, hub.peer("m1") as m1:
+        await asyncio.wait_for(m0.next_group(), 10)  # alice's, left in the mailbox
+        await m1.create_group("another", ["m0"])
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(m0.next_group(), 1.0)

@@ -84,7 +84,9 @@ class Group:
         self._groups = groups
         self.id = group_id
         self._reader = UnreadReader(groups.peer.store, groups.peer.name, group=group_id)
-        self._out = asyncio.Event()  # this peer is out of the group: receive() may end
+        self._out = asyncio.Event()  # this peer is out, and what told it is stored
+        if not groups.record(group_id).active:
+            self._out.set()
 
     def __repr__(self) -> str:
         return f"<Group {self.id} {self.name!r} {len(self.members)} members>"
@@ -131,7 +133,6 @@ class Group:
         """The next message of the group from another member, each once, also across
         restarts; waits for one. Raises NotGroupMember once this peer is out of the
         group and every message received before has been returned."""
-        self._out.set() if not self.active else self._out.clear()
         message = await self._reader.next(give_up=self._out)
         if message is None:
             raise NotGroupMember(f"{self._groups.peer.name} is no longer in {self.name}")
@@ -196,6 +197,7 @@ class Groups:
         self._lock = asyncio.Lock()  # one change, send or admission at a time: in order
         self._new = asyncio.Event()
         self._announcing = asyncio.Lock()
+        self._ending: set[str] = set()  # out of these: ended once the notice is stored
         self._loaded = False
 
     @property
@@ -437,6 +439,11 @@ class Groups:
                     continue
                 if verdict.record is not None:
                     await self._adopt(verdict.record, verdict.gone)
+                    if not verdict.record.active:  # receive() ends once the notice is read
+                        if verdict.message is None:
+                            self.handle(verdict.record.id)._ended()
+                        else:
+                            self._ending.add(verdict.record.id)
                 if verdict.message is None:
                     logger.warning(
                         "%s refused group message %s from %s: %s",
@@ -492,8 +499,6 @@ class Groups:
             await self.peer.store.drop_deliveries(record.id, member)
         if first:
             self._new.set()
-        if not record.active:
-            self.handle(record.id)._ended()
         if record.admin == self.name and known is not None:
             # A member left: the admin makes it a signed change, for everyone.
             for member in gone:
@@ -510,3 +515,6 @@ class Groups:
         """These are stored: wake the groups' readers."""
         for group_id in {m.group for m in messages if m.group is not None}:
             self.handle(group_id)._arrived()
+            if group_id in self._ending:
+                self._ending.discard(group_id)
+                self.handle(group_id)._ended()

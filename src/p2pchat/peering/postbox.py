@@ -339,7 +339,10 @@ class Postbox:
             try:
                 await link.request(
                     Receipt(
-                        id=link.next_id(), recipient=sender, item=_receipt_id(ids), sealed=signed
+                        id=link.next_id(),
+                        recipient=sender,
+                        item=_receipt_id(self.name, ids),
+                        sealed=signed,
                     ),
                     Ok,
                 )
@@ -455,6 +458,7 @@ class Postbox:
         await self.peer.store.mark_deposited([message.id], recipient=message.recipient)
 
 
-def _receipt_id(ids: Sequence[str]) -> str:
-    """A receipt's item id: one per set of messages, so a receipt sent again is kept once."""
-    return "r-" + hashlib.sha256("\n".join(ids).encode()).hexdigest()[:40]
+def _receipt_id(me: str, ids: Sequence[str]) -> str:
+    """A receipt's item id: one per receipt sender and set of messages, so a receipt sent
+    again is kept once, and two members' receipts for the same group messages are two."""
+    return "r-" + hashlib.sha256("\n".join([me, *ids]).encode()).hexdigest()[:40]
