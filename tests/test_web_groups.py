@@ -38,8 +38,12 @@ async def test_three_pages_talk_in_a_group_and_its_admin_changes_it(
     members = page.get_by_role("list", name="Members")
     await expect(members.get_by_role("listitem")).to_have_count(3)
     await expect(members).to_contain_text("admin")
-    for other in (bob, carol):  # told they were added: the group is in their sidebar
-        await open_group(other, "friends")
+    for other in (bob, carol):  # told they were added; the group is in their sidebar
+        await expect(other.page.get_by_text("alice added you to the group friends")).to_be_visible()
+    await open_group(bob, "friends")
+    await carol.page.get_by_role("button", name="Open it").click()  # from the notice
+    await expect(carol.page.get_by_role("heading", name="Group friends")).to_be_visible()
+    for other in (bob, carol):
         others = other.page.get_by_role("list", name="Members")
         await expect(others.get_by_role("listitem")).to_have_count(3)
         await expect(other.page.get_by_role("button", name="Remove alice")).to_have_count(0)

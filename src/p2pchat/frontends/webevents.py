@@ -255,6 +255,8 @@ class GroupEvent(_Out, tag="group", frozen=True):
     group: GroupInfo
     focus: bool = False
     """Show it now (this page asked for it, or made it)."""
+    added: bool = False
+    """Another member (its admin) has just added this peer to it."""
 
 
 class GroupMembers(_Out, tag="group_members", frozen=True):

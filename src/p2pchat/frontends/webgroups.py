@@ -20,8 +20,9 @@ __all__ = ["WebGroups"]
 
 HISTORY: Final = 200
 """A group's messages read from the store when its talk is shown."""
-MAX_GROUPS: Final = 256
-"""Groups followed at most (a bound on the page's list, whatever the peer's own is)."""
+MAX_GROUPS: Final = 512
+"""Groups listed at most: those the peer is in (``max_groups``, 256 by default) and
+those it left; the oldest it left go first (their history stays in the store)."""
 PENDING: Final = 4096
 """Our group messages watched for their delivery to all at most (the oldest go: their
 mark is right again when the group is next shown)."""
@@ -39,7 +40,7 @@ class WebGroups:
         watched: Callable[[], bool],
         fit: Callable[[list[ev.WebMessage]], list[ev.WebMessage]],
     ) -> None:
-        """``broadcast`` tells every page; ``spawn`` runs a task until the page closes;
+        """``broadcast`` tells every page; ``spawn`` runs a task until the server closes;
         ``watched()``: a page is open now (else arrivals count as unread); ``fit`` keeps
         the newest messages that fit in one event."""
         self.peer = peer
@@ -48,6 +49,7 @@ class WebGroups:
         self._watched = watched
         self._fit = fit
         self._groups: dict[str, Group] = {}  # by id, in the order first seen
+        self._reading: set[str] = set()  # ids of the groups whose messages are followed
         self._unread: dict[str, int] = {}
         self._pending: dict[str, tuple[Group, Message]] = {}  # ours, not yet with all
 
@@ -60,28 +62,39 @@ class WebGroups:
     async def _watch(self) -> None:
         while True:
             group = await self.peer.next_group()
-            if group.id not in self._groups:
+            if group.id not in self._reading:  # new, or added again after it was left
                 self._follow(group)
-                self._broadcast(ev.GroupEvent(group=self._info(group)))
+                self._broadcast(ev.GroupEvent(group=self._info(group), added=True))
 
     def _follow(self, group: Group) -> None:
-        if group.id in self._groups or len(self._groups) >= MAX_GROUPS:
-            return
+        """List ``group`` and follow what arrives in it."""
+        if group.id not in self._groups and len(self._groups) >= MAX_GROUPS:
+            left = next((g for g in self._groups if g not in self._reading), None)
+            if left is None:
+                return  # more than max_groups could be: nothing to follow it with
+            del self._groups[left]
+            self._unread.pop(left, None)
         self._groups[group.id] = group
         self._unread.setdefault(group.id, 0)
-        self._spawn(self._read(group))
+        if group.id not in self._reading:
+            self._reading.add(group.id)
+            self._spawn(self._read(group))
 
     async def _read(self, group: Group) -> None:
         """Tell the pages of what arrives in ``group``, and of who is in it, until this
         peer is no longer a member."""
         members = list(group.members)
-        async for message in group:
-            if list(group.members) != members:
-                members = list(group.members)
-                self._broadcast(self._members(group))
-            if not self._watched():
-                self._unread[group.id] = self._unread.get(group.id, 0) + 1
-            self._broadcast(ev.GroupMessage(group=group.id, message=ev.WebMessage.of(message)))
+        try:
+            async for message in group:
+                if list(group.members) != members:
+                    members = list(group.members)
+                    self._broadcast(self._members(group))
+                if not self._watched():
+                    self._unread[group.id] = self._unread.get(group.id, 0) + 1
+                event = ev.GroupMessage(group=group.id, message=ev.WebMessage.of(message))
+                self._broadcast(event)
+        finally:
+            self._reading.discard(group.id)
         self._broadcast(self._members(group))
 
     def _members(self, group: Group) -> ev.GroupMembers:

@@ -183,6 +183,12 @@ export class Model {
       }
       case "group":
         this.group(event.group, event.focus);
+        if (event.added) {
+          this.notice(`${event.group.admin} added you to the group ${event.group.name}.`, "info", [
+            { label: "Open it", command: { type: "open_group", group: event.group.id } },
+            { label: "Dismiss", command: null },
+          ]);
+        }
         break;
       case "group_members": {
         const group = this.groups.get(event.group);
