@@ -62,6 +62,15 @@ async def test_three_pages_talk_in_a_group_and_its_admin_changes_it(
     await bob.say(hostile)
     await expect(carol.page.get_by_text(hostile)).to_be_visible()
     assert await carol.page.locator("img").count() == 0
+    # bob looks at another talk: what comes in the group is counted unread on its tab.
+    await bob.page.get_by_role("textbox", name="Name").fill("alice")
+    await bob.page.get_by_role("button", name="Open", exact=True).click()
+    await expect(bob.page.get_by_role("heading", name="alice (by mail)")).to_be_visible()
+    await alice.say("while bob looks away")
+    tabs = bob.page.get_by_role("navigation", name="Conversations")
+    await tabs.get_by_role("button", name="friends (group), 1 unread").click()
+    await expect(bob.page.get_by_text("while bob looks away")).to_be_visible()
+    await expect(tabs.get_by_role("button", name="friends (group)", exact=True)).to_be_visible()
     # The admin removes carol: she is told, and bob sees two members.
     await page.get_by_role("button", name="Remove carol from the group").click()
     await expect(carol.page.get_by_text("You are no longer in the group friends")).to_be_visible()
