@@ -307,7 +307,9 @@ async def run(args: argparse.Namespace) -> list[Row]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
-    parser.add_argument("--only", help="comma-separated: burst,awaited,relay,rendezvous,logins,groups")
+    parser.add_argument(
+        "--only", help="comma-separated: burst,awaited,relay,rendezvous,logins,groups"
+    )
     parser.add_argument("--levels", help="peers logged in at once, e.g. 1000,5000,15000")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results.json"))
     args = parser.parse_args(argv)
