@@ -1,6 +1,6 @@
 """``make bench``: p2pchat beside a raw-asyncio baseline, measured in the same run.
 
-    python -m benchmarks [--quick] [--only burst,awaited,logins,list,rendezvous,relay]
+    python -m benchmarks [--quick] [--only burst,awaited,logins,list,rendezvous,relay,groups]
                          [--json PATH]
 
 Every row is measured here and now, on this machine, with its baseline beside it where
@@ -121,6 +121,22 @@ class Bench:
                     "baseline_p50_ms": base["p50_ms"],
                     "baseline_p99_ms": base["p99_ms"],
                 },
+            )
+        )
+
+    async def groups(self) -> None:
+        count = self.size(2_000, 200)
+        worker = await Worker.start("groups", str(self.workdir), str(count))
+        try:
+            got: dict[str, float] = (await worker.read(300))["result"]
+        finally:
+            await worker.stop()
+        self.rows.append(
+            Row(
+                "group of 16 (SQLite, one process, talks): messages stored by all 16",
+                got["per_second"],
+                "msg/s",
+                notes={"one message, until all 16 have stored it, ms": got["all_stored_ms"]},
             )
         )
 
@@ -278,6 +294,7 @@ async def run(args: argparse.Namespace) -> list[Row]:
             "relay": bench.relay,
             "rendezvous": bench.rendezvous,
             "logins": bench.logins,
+            "groups": bench.groups,
         }
         chosen = args.only.split(",") if args.only else list(parts)
         for name in chosen:
@@ -290,7 +307,9 @@ async def run(args: argparse.Namespace) -> list[Row]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
-    parser.add_argument("--only", help="comma-separated: burst,awaited,relay,rendezvous,logins")
+    parser.add_argument(
+        "--only", help="comma-separated: burst,awaited,relay,rendezvous,logins,groups"
+    )
     parser.add_argument("--levels", help="peers logged in at once, e.g. 1000,5000,15000")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results.json"))
     args = parser.parse_args(argv)

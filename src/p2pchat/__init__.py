@@ -60,13 +60,13 @@ from .store import (
     Mailbox,
     MailboxItem,
     MemoryMailbox,
-    MemoryMessageStore,
     MemoryUserStore,
     Message,
     MessageStore,
     UserRecord,
     UserStore,
 )
+from .stores.memory import MemoryMessageStore
 from .stores.sqlite import SqliteMessageStore
 from .stores.sqlite_server import SqliteMailbox, SqliteUserStore
 

@@ -30,7 +30,8 @@ from .errors import (
     KeyChanged,
 )
 from .peering.conversation import Conversation
-from .peering.groups import Group, Groups
+from .peering.group import Group
+from .peering.groups import Groups
 from .peering.invitation import Invitation, InvitationDesk
 from .peering.link import ServerLink, ServerSession, server_list
 from .peering.postbox import Postbox
@@ -58,7 +59,8 @@ from .protocol import (
 )
 from .shared.connection import Connection
 from .shared.identity import NEW_KEY_EACH_RUN, Identity, fingerprint
-from .store import MemoryMessageStore, Message, MessageStore
+from .store import Message, MessageStore
+from .stores.memory import MemoryMessageStore
 
 __all__ = ["Conversation", "Group", "Invitation", "Peer", "PeerLimits", "PeerSettings"]
 

@@ -180,6 +180,10 @@ def judge(
     sender = message.sender
     if not roster_ok:
         return Verdict(refused=f"its roster of {roster.group} is not signed by {roster.admin}")
+    try:
+        check_group_name(roster.name)
+    except InvalidGroupName as exc:
+        return Verdict(refused=str(exc))
     if len(roster.members) > max_members:
         return Verdict(refused=f"its roster lists {len(roster.members)} members, over the limit")
     if known is not None and roster.admin != known.admin:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
-import json
 import logging
 import os
 import sqlite3
@@ -33,7 +32,16 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..errors import StoreError
-from ..store import GroupRecord, Message
+from ..store import Message
+from .rows import (
+    COPY_COLUMNS,
+    MESSAGE_COLUMNS,
+    SHIP_IF_ALL,
+    SQL_CHUNK,
+    message_from_row,
+    message_row,
+)
+from .sqlite_groups import GroupTables
 
 __all__ = ["SqliteDatabase", "SqliteMessageStore", "SqliteStore"]
 
@@ -271,52 +279,7 @@ class SqliteStore:
         await self._database.close()
 
 
-_MESSAGE_COLUMNS = "id, sender, recipient, body, sent_at, shipped, group_id, group_version, notice"
-_SQL_CHUNK = 500  # ids per IN (...) query, well under SQLite's variable limit
-_COPY_COLUMNS = (
-    "m.seq, m.id, m.sender, d.member, m.body, m.sent_at, 0, m.group_id, m.group_version, m.notice"
-)
-"""A group message of ours as the copy for one member (``d``: its delivery row)."""
-
-
-def _message_from_row(row: Sequence[object]) -> Message:
-    message_id, sender, recipient, body, sent_at, shipped, group, version, notice = row
-    return Message(
-        id=str(message_id),
-        sender=str(sender),
-        recipient=str(recipient),
-        body=str(body),
-        sent_at=float(sent_at),  # type: ignore[arg-type]
-        shipped=bool(shipped),
-        group=None if group is None else str(group),
-        group_version=int(version),  # type: ignore[call-overload]
-        notice=str(notice),
-    )
-
-
-def _group_from_row(row: Sequence[object]) -> GroupRecord:
-    group_id, name, admin, members, version, roster, active, announced = row
-    return GroupRecord(
-        id=str(group_id),
-        name=str(name),
-        admin=str(admin),
-        members=tuple(json.loads(str(members))),
-        version=int(version),  # type: ignore[call-overload]
-        roster=str(roster),
-        active=bool(active),
-        announced=bool(announced),
-    )
-
-
-_SHIP_IF_ALL = (
-    "UPDATE messages SET shipped = 1 WHERE {where} AND group_id IS NOT NULL AND shipped = 0"
-    " AND NOT EXISTS (SELECT 1 FROM group_deliveries d"
-    "  WHERE d.message_seq = messages.seq AND d.shipped = 0)"
-)
-"""Our group messages (``where``) every member of which has stored them: shipped."""
-
-
-class SqliteMessageStore(SqliteStore):
+class SqliteMessageStore(GroupTables, SqliteStore):
     """MessageStore in an SQLite file (WAL mode).
 
     ``synchronous = FULL``: an ack promises the message is on disk, so every commit is
@@ -327,6 +290,9 @@ class SqliteMessageStore(SqliteStore):
     KIND = "messages"
     VERSION = 5
     SYNCHRONOUS = "FULL"
+
+    def _tables(self) -> SqliteDatabase:
+        return self._database
 
     @property
     def identity_file(self) -> Path:
@@ -346,8 +312,8 @@ class SqliteMessageStore(SqliteStore):
             # A message is known by (sender, id): another sender's id is not this one.
             known: set[tuple[str, str]] = set()
             ids = list(dict.fromkeys(m.id for m in messages))
-            for start in range(0, len(ids), _SQL_CHUNK):
-                chunk = ids[start : start + _SQL_CHUNK]
+            for start in range(0, len(ids), SQL_CHUNK):
+                chunk = ids[start : start + SQL_CHUNK]
                 marks = ", ".join("?" * len(chunk))
                 c = db.execute(f"SELECT sender, id FROM messages WHERE id IN ({marks})", chunk)
                 known.update((str(row[0]), str(row[1])) for row in c.fetchall())
@@ -357,9 +323,9 @@ class SqliteMessageStore(SqliteStore):
                     known.add((m.sender, m.id))
                     added.append(m)
             db.executemany(
-                f"INSERT INTO messages ({_MESSAGE_COLUMNS}, unread)"
+                f"INSERT INTO messages ({MESSAGE_COLUMNS}, unread)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [_row(m, flag) for m in added],
+                [message_row(m, flag) for m in added],
             )
             return added
 
@@ -382,24 +348,24 @@ class SqliteMessageStore(SqliteStore):
                 " (SELECT seq FROM messages WHERE id = ? AND group_id IS NOT NULL)",
                 [(member, message_id) for message_id, member in rows],
             )
-            db.executemany(_SHIP_IF_ALL.format(where="id = ?"), [(i,) for i, _ in rows])
+            db.executemany(SHIP_IF_ALL.format(where="id = ?"), [(i,) for i, _ in rows])
 
         await self._database.write(job, durable=False)  # if lost: resent, and ignored there
 
     async def next_unread(self, user: str, *, group: str | None = None) -> Message | None:
         if group is None:
             rows = await self._database.fetch(
-                f"SELECT {_MESSAGE_COLUMNS} FROM messages"
+                f"SELECT {MESSAGE_COLUMNS} FROM messages"
                 " WHERE recipient = ? AND unread = 1 AND group_id IS NULL ORDER BY seq LIMIT 1",
                 (user,),
             )
         else:
             rows = await self._database.fetch(
-                f"SELECT {_MESSAGE_COLUMNS} FROM messages"
+                f"SELECT {MESSAGE_COLUMNS} FROM messages"
                 " WHERE group_id = ? AND unread = 1 ORDER BY seq LIMIT 1",
                 (group,),
             )
-        return _message_from_row(rows[0]) if rows else None
+        return message_from_row(rows[0]) if rows else None
 
     async def mark_read(self, sender: str, ids: Iterable[str]) -> None:
         rows = [(message_id, sender) for message_id in ids]
@@ -443,40 +409,40 @@ class SqliteMessageStore(SqliteStore):
 
     async def undeposited(self, sender: str) -> list[Message]:
         rows = await self._database.fetch(
-            f"SELECT {_MESSAGE_COLUMNS} FROM ("
-            f" SELECT seq, {_MESSAGE_COLUMNS} FROM messages"
+            f"SELECT {MESSAGE_COLUMNS} FROM ("
+            f" SELECT seq, {MESSAGE_COLUMNS} FROM messages"
             "  WHERE sender = ? AND shipped = 0 AND deposited = 0 AND group_id IS NULL"
-            f" UNION ALL SELECT {_COPY_COLUMNS}"
+            f" UNION ALL SELECT {COPY_COLUMNS}"
             "  FROM group_deliveries d JOIN messages m ON m.seq = d.message_seq"
             "  WHERE m.sender = ? AND d.shipped = 0 AND d.deposited = 0"
             ") ORDER BY seq",
             (sender, sender),
         )
-        return [_message_from_row(row) for row in rows]
+        return [message_from_row(row) for row in rows]
 
     async def unshipped(self, sender: str, recipient: str) -> list[Message]:
         rows = await self._database.fetch(
-            f"SELECT {_MESSAGE_COLUMNS} FROM ("
-            f" SELECT seq, {_MESSAGE_COLUMNS} FROM messages"
+            f"SELECT {MESSAGE_COLUMNS} FROM ("
+            f" SELECT seq, {MESSAGE_COLUMNS} FROM messages"
             "  WHERE recipient = ? AND shipped = 0 AND sender = ? AND group_id IS NULL"
-            f" UNION ALL SELECT {_COPY_COLUMNS}"
+            f" UNION ALL SELECT {COPY_COLUMNS}"
             "  FROM group_deliveries d JOIN messages m ON m.seq = d.message_seq"
             "  WHERE d.member = ? AND d.shipped = 0 AND m.sender = ?"
             ") ORDER BY seq",
             (recipient, sender, recipient, sender),
         )
-        return [_message_from_row(row) for row in rows]
+        return [message_from_row(row) for row in rows]
 
     async def history(self, user: str, contact: str, *, limit: int | None = None) -> list[Message]:
         rows = await self._database.fetch(
-            f"SELECT {_MESSAGE_COLUMNS} FROM ("
-            f" SELECT seq, {_MESSAGE_COLUMNS} FROM messages"
+            f"SELECT {MESSAGE_COLUMNS} FROM ("
+            f" SELECT seq, {MESSAGE_COLUMNS} FROM messages"
             "  WHERE ((sender = ? AND recipient = ?) OR (sender = ? AND recipient = ?))"
             "   AND group_id IS NULL ORDER BY seq DESC LIMIT ?"
             ") ORDER BY seq",
             (user, contact, contact, user, -1 if limit is None else limit),
         )
-        return [_message_from_row(row) for row in rows]
+        return [message_from_row(row) for row in rows]
 
     async def correspondents(self, user: str, *, limit: int | None = None) -> list[str]:
         rows = await self._database.fetch(
@@ -507,116 +473,3 @@ class SqliteMessageStore(SqliteStore):
             )
 
         await self._database.write(job)
-
-    # Groups.
-
-    async def save_group(self, group: GroupRecord) -> None:
-        def job(db: sqlite3.Connection) -> None:
-            db.execute(
-                "INSERT INTO groups (id, name, admin, members, version, roster, active, announced)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
-                " name = excluded.name, admin = excluded.admin, members = excluded.members,"
-                " version = excluded.version, roster = excluded.roster,"
-                " active = excluded.active, announced = excluded.announced",
-                (
-                    group.id,
-                    group.name,
-                    group.admin,
-                    json.dumps(list(group.members)),
-                    group.version,
-                    group.roster,
-                    int(group.active),
-                    int(group.announced),
-                ),
-            )
-            db.execute(
-                "INSERT OR IGNORE INTO group_rosters (group_id, version, roster) VALUES (?, ?, ?)",
-                (group.id, group.version, group.roster),
-            )
-
-        await self._database.write(job)
-
-    async def groups(self) -> list[GroupRecord]:
-        rows = await self._database.fetch(
-            "SELECT id, name, admin, members, version, roster, active, announced"
-            " FROM groups ORDER BY seq"
-        )
-        return [_group_from_row(row) for row in rows]
-
-    async def group_roster(self, group: str, version: int) -> str | None:
-        rows = await self._database.fetch(
-            "SELECT roster FROM group_rosters WHERE group_id = ? AND version = ?",
-            (group, version),
-        )
-        return str(rows[0][0]) if rows else None
-
-    async def add_group_messages(self, messages: Sequence[Message], members: Iterable[str]) -> None:
-        others = list(members)
-        if not messages:
-            return
-
-        def job(db: sqlite3.Connection) -> None:
-            for m in messages:
-                known = db.execute(
-                    "SELECT 1 FROM messages WHERE id = ? AND sender = ?", (m.id, m.sender)
-                ).fetchone()
-                if known is not None:
-                    continue
-                cursor = db.execute(
-                    f"INSERT INTO messages ({_MESSAGE_COLUMNS}, unread)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    _row(m, 0, shipped=not others),
-                )
-                db.executemany(
-                    "INSERT INTO group_deliveries (message_seq, member) VALUES (?, ?)",
-                    [(cursor.lastrowid, member) for member in others],
-                )
-
-        await self._database.write(job)
-
-    async def group_delivery(self, message_id: str) -> dict[str, bool]:
-        rows = await self._database.fetch(
-            "SELECT d.member, d.shipped FROM group_deliveries d"
-            " JOIN messages m ON m.seq = d.message_seq"
-            " WHERE m.id = ? AND m.group_id IS NOT NULL ORDER BY d.member",
-            (message_id,),
-        )
-        return {str(member): bool(shipped) for member, shipped in rows}
-
-    async def drop_deliveries(self, group: str, member: str) -> None:
-        def job(db: sqlite3.Connection) -> None:
-            db.execute(
-                "DELETE FROM group_deliveries WHERE member = ? AND shipped = 0 AND message_seq IN"
-                " (SELECT seq FROM messages WHERE group_id = ?)",
-                (member, group),
-            )
-            db.execute(_SHIP_IF_ALL.format(where="group_id = ?"), (group,))
-
-        await self._database.write(job)
-
-    async def group_history(self, group: str, *, limit: int | None = None) -> list[Message]:
-        rows = await self._database.fetch(
-            f"SELECT {_MESSAGE_COLUMNS} FROM ("
-            f" SELECT seq, {_MESSAGE_COLUMNS} FROM messages"
-            "  WHERE group_id = ? ORDER BY seq DESC LIMIT ?"
-            ") ORDER BY seq",
-            (group, -1 if limit is None else limit),
-        )
-        return [_message_from_row(row) for row in rows]
-
-
-def _row(message: Message, unread: int, *, shipped: bool | None = None) -> tuple[object, ...]:
-    m = message
-    done = m.shipped if shipped is None else shipped
-    return (
-        m.id,
-        m.sender,
-        m.recipient,
-        m.body,
-        m.sent_at,
-        int(done),
-        m.group,
-        m.group_version,
-        m.notice,
-        unread,
-    )
