@@ -25,6 +25,9 @@ _PLAIN: Final = re.compile(r"[\w.-]+")
 
 HISTORY_SHOWN = 20
 """How many past messages of a group are shown when its talk is entered."""
+HISTORY_SCANNED = 200
+"""How many past messages of each group are looked through at the start for ours that
+some member has still to store."""
 OURS_KEPT = 4096
 """Ids of our group messages not yet with every member, kept at most (see ``ours``)."""
 
@@ -60,12 +63,13 @@ class ConsoleGroups:
         try:
             for group in await self.peer.groups():
                 self._follow(group)
-                for message in await group.history(limit=HISTORY_SHOWN * 10):
+                for message in await group.history(limit=HISTORY_SCANNED):
                     self._sent(message)
             while True:
                 group = await self.peer.next_group()
                 if group.id in self._readers:
                     continue  # known already (created here, or listed at the start)
+                self._left.discard(group.id)  # added again after leaving it
                 self._follow(group)
                 await self._show(
                     f"* {group.admin} added you to the group {self.label(group)} "
