@@ -102,7 +102,8 @@ groupForm.addEventListener("submit", (event) => {
   event.preventDefault();
   const name = document.getElementById("group-name").value.trim();
   const typed = document.getElementById("group-others").value.split(/[\s,]+/).filter((user) => user);
-  const members = [...new Set([...view.chosen, ...typed])];
+  const ticked = [...view.chosen].filter((user) => model.online.has(user)); // boxes still shown
+  const members = [...new Set([...ticked, ...typed])];
   if (!name || members.length === 0) {
     model.notice("A group needs a name and at least one other member.", "problem");
     view.render();
