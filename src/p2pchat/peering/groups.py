@@ -398,8 +398,10 @@ class Groups:
         await self._keep(record)
         for member in gone:
             await self.peer.store.drop_deliveries(record.id, member)
-        if first:
+        if first or not record.announced:
             self._new.set()
+        if record.active and known is not None and not known.active:
+            self.handle(record.id)._back()
         if record.admin == self.name and known is not None:
             # A member left: the admin makes it a signed change, for everyone.
             for member in gone:
