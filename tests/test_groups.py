@@ -79,10 +79,10 @@ async def test_group_of_four_one_away(hub: Server) -> None:
             async with asyncio.timeout(10):
                 daves = await dave.next_group()
             assert daves.members == group.members
-            got = await take(daves, 101)
-            assert got[0].notice == "change"
-            assert got[0].body == "alice created friends"
-            check_order(got[1:], sent)
+            got = await take(daves, 101)  # bob's may come before alice's first: no order
+            notices = [m.body for m in got if m.notice]
+            assert notices == ["alice created friends"]
+            check_order(got, sent)
 
             async def all_shipped() -> bool:
                 history = await alice.store.group_history(group.id)
