@@ -47,7 +47,7 @@ async def test_group_of_four_one_away(hub: Server) -> None:
     await dave.start()  # known to the server, with a mailbox key; then away
     await dave.close()
     async with hub.peer("alice") as alice, hub.peer("bob") as bob, hub.peer("carol") as carol:
-        await connect(alice, bob)  # alice and bob talk; the rest goes by mail
+        talk_a, talk_b = await connect(alice, bob)  # they talk; the rest goes by mail
         group = await alice.create_group("friends", ["bob", "carol", "dave"])
         assert group.admin == "alice"
         assert group.members == ("alice", "bob", "carol", "dave")
@@ -74,6 +74,10 @@ async def test_group_of_four_one_away(hub: Server) -> None:
         await eventually(lambda: _delivered(group, mine[-1], {"bob", "carol"}))
         assert (await group.delivery(mine[-1]))["dave"] is False
         assert await bob.history("alice") == []
+        for elsewhere in (talk_b.receive(), bob.next_message(), carol.next_message()):
+            with pytest.raises(TimeoutError):  # only through their group
+                await asyncio.wait_for(elsewhere, 0.2)
+        assert talk_a.route == "direct"
 
         async with hub.peer("dave") as dave:
             async with asyncio.timeout(10):
