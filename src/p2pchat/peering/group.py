@@ -127,6 +127,9 @@ class Group:
     def _arrived(self) -> None:
         self._reader.arrived()
 
+    def _back(self) -> None:
+        self._out.clear()
+
     def _ended(self) -> None:
         self._out.set()
         self._reader.arrived()

@@ -16,6 +16,7 @@ public handle an application holds (``group.py``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -324,10 +325,14 @@ class Groups:
         taken: list[Message] = []
         refused: list[str] = []
         later: list[str] = []
+        keys: dict[str, str] = {}  # admins' keys, asked before the lock: sends go on
+        for admin in {n.roster.admin for _, n in arrived if self._unchecked(n.roster)}:
+            with contextlib.suppress(P2PChatError, OSError):  # asked again below, then
+                keys[admin] = await self.keys.identity_key(admin)
         async with self._lock:
             for message, note in arrived:
                 try:
-                    verdict = await self._judge(sender, message, note)
+                    verdict = await self._judge(sender, message, note, keys)
                 except TooManyGroups as exc:
                     verdict = Verdict(refused=str(exc))
                 except (P2PChatError, OSError) as exc:  # a key not to be had now, say
@@ -358,10 +363,15 @@ class Groups:
                     taken.append(verdict.message)
         return taken, refused, later
 
-    async def _judge(self, sender: str, message: Message, note: GroupNote) -> Verdict:
+    def _unchecked(self, roster: Roster) -> bool:
+        return (roster.group, roster.version) not in self._rosters
+
+    async def _judge(
+        self, sender: str, message: Message, note: GroupNote, keys: dict[str, str]
+    ) -> Verdict:
         roster = note.roster
         known = self._records.get(roster.group)
-        roster_ok = await self._roster_ok(known, roster)
+        roster_ok = await self._roster_ok(known, roster, keys.get(roster.admin))
         leave_ok = False
         if note.notice == "leave" and note.leave is not None:
             key = await self.peer.known_key(sender)
@@ -380,13 +390,14 @@ class Groups:
             max_members=self.peer.settings.max_group_members,
         )
 
-    async def _roster_ok(self, known: GroupRecord | None, roster: Roster) -> bool:
+    async def _roster_ok(self, known: GroupRecord | None, roster: Roster, key: str | None) -> bool:
         cached = self._rosters.get((roster.group, roster.version))
         if cached is not None:
-            return cached.signature == roster.signature and cached == roster
+            return cached == roster
         if known is not None and roster.admin != known.admin:
             return False
-        key = await self.keys.identity_key(roster.admin)
+        if key is None:
+            key = await self.keys.identity_key(roster.admin)
         if not verify_signature(key, roster_payload(roster), roster.signature):
             return False
         self._rosters[(roster.group, roster.version)] = roster
@@ -398,8 +409,10 @@ class Groups:
         await self._keep(record)
         for member in gone:
             await self.peer.store.drop_deliveries(record.id, member)
-        if first:
+        if first or not record.announced:
             self._new.set()
+        if record.active and known is not None and not known.active:
+            self.handle(record.id)._back()
         if record.admin == self.name and known is not None:
             # A member left: the admin makes it a signed change, for everyone.
             for member in gone:

@@ -202,7 +202,8 @@ def judge(
         readded = roster.change == "add" and roster.subject == me
         active = me in roster.members and (known.active or readded)
         gone = tuple(m for m in known.members if m not in roster.members)
-        record = record_of(roster, active=active, announced=known.announced)
+        back = readded and not known.active  # added again: announced again
+        record = record_of(roster, active=active, announced=known.announced and not back)
         changed = True
     assert record is not None
     removed_now = note.notice == "change" and roster.change == "remove" and roster.subject == me
