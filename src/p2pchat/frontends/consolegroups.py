@@ -28,6 +28,8 @@ HISTORY_SHOWN = 20
 HISTORY_SCANNED = 200
 """How many past messages of each group are looked through at the start for ours that
 some member has still to store."""
+NOTICES_SCANNED = 4
+"""How many of a group's newest messages are looked through for the notice of a change."""
 OURS_KEPT = 4096
 """Ids of our group messages not yet with every member, kept at most (see ``ours``)."""
 
@@ -163,6 +165,7 @@ class ConsoleGroups:
             return
         group = await self.peer.create_group(name, members)
         self._follow(group)
+        await self._notices_sent(group)
         await self._show(
             f"created the group {self.label(group)} (number {self._numbers[group.id]}): "
             f"{_members(group)}; t {self.label(group)} to talk there"
@@ -228,6 +231,7 @@ class ConsoleGroups:
         if found is not None:
             group, user = found
             await group.add(user)
+            await self._notices_sent(group)
             await self._show(f"added {user} to {self.label(group)}: {_members(group)}")
 
     async def remove(self, argument: str) -> None:
@@ -236,6 +240,7 @@ class ConsoleGroups:
         if found is not None:
             group, user = found
             await group.remove(user)
+            await self._notices_sent(group)
             await self._show(f"removed {user} from {self.label(group)}: {_members(group)}")
 
     async def leave(self, argument: str) -> None:
@@ -251,6 +256,7 @@ class ConsoleGroups:
             return
         self._left.add(group.id)
         await group.leave()
+        await self._notices_sent(group)
         if self.focus is not None and self.focus.id == group.id:
             self._focus(None)
         await self._show(f"you left the group {self.label(group)}")
@@ -260,6 +266,11 @@ class ConsoleGroups:
         if self.focus is None:
             raise P2PChatError("not in a group's talk")
         self._sent(await self.focus.send(body))
+
+    async def _notices_sent(self, group: Group) -> None:
+        """The notice a change of ours just sent to the members: ours, as what we say."""
+        for message in await group.history(limit=NOTICES_SCANNED):
+            self._sent(message)
 
     def _sent(self, message: Message) -> None:
         if message.sender == self.peer.name and not message.shipped:

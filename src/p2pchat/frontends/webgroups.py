@@ -154,6 +154,7 @@ class WebGroups:
         if isinstance(command, ev.CreateGroup):
             group = await self.peer.create_group(command.name, list(command.members))
             self._follow(group)
+            await self._notices_sent(group)
             self._broadcast(ev.GroupEvent(group=self._info(group)))
             return [ev.GroupEvent(group=await self._shown(group), focus=True)]
         group = self._group(command.group)
@@ -165,20 +166,28 @@ class WebGroups:
             self._broadcast(ev.GroupMessage(group=group.id, message=ev.WebMessage.of(message)))
         elif isinstance(command, ev.GroupAdd):
             await group.add(command.user)
+            await self._notices_sent(group)
             self._broadcast(self._members(group))
         elif isinstance(command, ev.GroupRemove):
             await group.remove(command.user)
+            await self._notices_sent(group)
             self._broadcast(self._members(group))
         elif isinstance(command, ev.GroupLeave):
             await group.leave()
+            await self._notices_sent(group)
             self._broadcast(self._members(group))
         return []
 
     # Delivery marks.
 
+    async def _notices_sent(self, group: Group) -> None:
+        """Watch the notice a change of ours just sent (its receipts are a group's)."""
+        for message in await group.history(limit=4):
+            self._expect(group, message)
+
     def _expect(self, group: Group, message: Message) -> None:
-        """Watch our ``message`` until every member has stored it."""
-        if message.sender == self.peer.name and not message.shipped and not message.notice:
+        """Watch our ``message`` (or notice) until every member has stored it."""
+        if message.sender == self.peer.name and not message.shipped:
             self._pending[message.id] = (group, message)
             while len(self._pending) > PENDING:
                 del self._pending[next(iter(self._pending))]
