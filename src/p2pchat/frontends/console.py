@@ -31,6 +31,9 @@ __all__ = ["PeerConsole", "PipeScreen", "Screen", "TerminalScreen"]
 
 HISTORY_SHOWN = 20
 """How many past messages are shown when a talk starts."""
+LETTERS_CHECKED = 1000
+"""A receipt is told as a letter delivered if it names one of the newest this many
+one-to-one messages with its sender."""
 
 
 def _going_on(command: Callable[[str], Awaitable[None]]) -> Callable[[str], Awaitable[bool]]:
@@ -388,8 +391,16 @@ class PeerConsole:
         (in a talk, every message is acknowledged as it goes: nothing to say)."""
         ids = [i for i in ids if i not in self.groups.ours]  # a group's: no letter
         if ids and contact not in self.peer.conversations:
-            plural = "" if len(ids) == 1 else "s"
-            self._show_soon(f"* delivered to {contact}: {len(ids)} message{plural}")
+            task = asyncio.ensure_future(self._delivered(contact, ids))
+            task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+
+    async def _delivered(self, contact: str, ids: list[str]) -> None:
+        """Tell of the letters among ``ids``: a receipt for a group message (or notice)
+        can come before the console knew it as ours, and a group's is no letter."""
+        letters = {m.id for m in await self.peer.history(contact, limit=LETTERS_CHECKED)}
+        if count := sum(i in letters for i in ids):
+            plural = "" if count == 1 else "s"
+            await self.show(f"* delivered to {contact}: {count} message{plural}")
 
     def _state(self, state: str) -> None:
         if state == "reconnecting":
