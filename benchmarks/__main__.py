@@ -1,7 +1,8 @@
 """``make bench``: p2pchat beside a raw-asyncio baseline, measured in the same run.
 
     python -m benchmarks [--quick]
-                         [--only burst,index,search,awaited,logins,list,rendezvous,relay,files]
+                         [--only burst,index,search,awaited,logins,list,rendezvous,relay,
+                                 files,groups]
                          [--json PATH]
 
 Every row is measured here and now, on this machine, with its baseline beside it where
@@ -173,6 +174,22 @@ class Bench:
             )
         )
 
+    async def groups(self) -> None:
+        count = self.size(2_000, 200)
+        worker = await Worker.start("groups", str(self.workdir), str(count))
+        try:
+            got: dict[str, float] = (await worker.read(300))["result"]
+        finally:
+            await worker.stop()
+        self.rows.append(
+            Row(
+                "group of 16 (SQLite, one process, talks): messages stored by all 16",
+                got["per_second"],
+                "msg/s",
+                notes={"one message, until all 16 have stored it, ms": got["all_stored_ms"]},
+            )
+        )
+
     async def relay(self) -> None:
         count = self.size(20_000, 1_000)
         direct = await self.delivery("burst", "memory", count)
@@ -334,6 +351,7 @@ async def run(args: argparse.Namespace) -> list[Row]:
             "rendezvous": bench.rendezvous,
             "logins": bench.logins,
             "files": bench.files,
+            "groups": bench.groups,
         }
         chosen = args.only.split(",") if args.only else list(parts)
         for name in chosen:
@@ -348,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
     parser.add_argument(
         "--only",
-        help="comma-separated: burst,index,search,awaited,relay,rendezvous,logins,files",
+        help="comma-separated: burst,index,search,awaited,relay,rendezvous,logins,files,groups",
     )
     parser.add_argument("--levels", help="peers logged in at once, e.g. 1000,5000,15000")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results.json"))

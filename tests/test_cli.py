@@ -290,11 +290,12 @@ def test_peer_help_shows_the_console_commands_as_a_table(
     lines = capsys.readouterr().out.splitlines()
     table = lines[lines.index("commands:") :]
     assert table[1].split() == ["ls", "who", "is", "online"]
-    assert [line.split()[0] for line in table[1:14]] == [
-        "ls", "t", "y", "n", "h", "s", "whois", "f", "fy", "fn", "files", "d", "e"
+    assert [line.split()[0] for line in table[1:19]] == [
+        "ls", "t", "y", "n", "h", "s", "whois", "g", "gs", "t", "add", "leave", "f", "fy",
+        "fn", "files", "d", "e"
     ]  # fmt: skip
-    assert table[13].split() == ["e", "exit"]  # not run into the next sentence
-    assert table[14].startswith("in a talk every line is sent")
+    assert table[18].split() == ["e", "exit"]  # not run into the next sentence
+    assert table[19].startswith("in a talk every line is sent")
 
 
 def test_a_server_named_without_a_port_is_on_the_default_one() -> None:

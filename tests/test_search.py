@@ -303,8 +303,76 @@ async def test_a_store_made_by_the_version_4_schema_is_migrated_and_indexed(
     finally:
         await store.close()
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 5
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 6  # 4 -> 5 -> 6
     assert indexed(path) == (4, 4)
+
+
+async def test_a_store_made_by_the_version_5_schema_takes_groups_and_keeps_its_index(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "search.sqlite3"
+    with sqlite3.connect(path) as db:  # what the search's version makes, indexed
+        for version in (1, 2, 3, 4, 5):
+            db.executescript((SCHEMA / f"messages-{version}.sql").read_text())
+        db.execute("PRAGMA user_version = 5")
+        db.executemany(
+            "INSERT INTO messages (id, sender, recipient, body, sent_at, shipped)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                ("a1", "alice", "bob", "picnic on Sunday", 1.0, 1),
+                ("b1", "bob", "alice", "ok", 2.0, 1),
+            ],
+        )
+        db.execute("INSERT INTO messages_fts (messages_fts) VALUES ('rebuild')")
+        db.execute("UPDATE messages_indexed SET up_to = 2")
+    store = p2pchat.SqliteMessageStore(path)
+    await store.start()
+    try:
+        assert [m.id for m in await store.search("alice", "picnic")] == ["a1"]
+        await store.add_group_messages([in_group(3, "picnic in the group")], ["bob", "carol"])
+        assert [m.id for m in await store.search("alice", "picnic")] == ["g3", "a1"]
+        assert [m.group for m in await store.group_history(GROUP)] == [GROUP]
+        assert [m.id for m in await store.history("alice", "bob")] == ["a1", "b1"]
+    finally:
+        await store.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 6
+    assert indexed(path) == (3, 3)
+
+
+GROUP = "g" + "1" * 32
+
+
+def in_group(n: int, body: str, sender: str = "alice") -> Message:
+    """A message of GROUP (its recipient is the group, sent or received)."""
+    return Message(
+        id=f"g{n}",
+        sender=sender,
+        recipient=GROUP,
+        body=body,
+        sent_at=1000.0 + n,
+        group=GROUP,
+        group_version=1,
+    )
+
+
+async def test_search_finds_group_messages_sent_and_received(messages: MessageStore) -> None:
+    await messages.add_many([said(1, "lunch at noon"), said(2, "lunch? no", "bob", "alice")])
+    await messages.add_group_messages([in_group(3, "group lunch plans")], ["bob", "carol"])
+    await messages.add_many(
+        [in_group(4, "Lunch, yes", "carol"), in_group(5, "no lunch for me", "bob")], unread=True
+    )
+    await messages.add_many([said(6, "lunch elsewhere", "carol", "dave")])  # not alice's
+    assert await found(messages, "lunch") == ["g5", "g4", "g3", "m2", "m1"]
+    # With a contact: the talk with them, and what they sent to a group.
+    assert await found(messages, "lunch", contact="carol") == ["g4"]
+    assert await found(messages, "lunch", contact="bob") == ["g5", "m2", "m1"]
+    assert await found(messages, "plans", contact="bob") == []  # ours, to the group
+    (match,) = await messages.search("alice", "yes")
+    assert (match.group, match.recipient, match.sender) == (GROUP, GROUP, "carol")
+    # Still apart from the one-to-one history and contacts.
+    assert [m.id for m in await messages.history("alice", "bob")] == ["m1", "m2"]
+    assert await messages.correspondents("alice") == ["bob"]
 
 
 async def test_peer_search_and_history_before(tmp_path: Path) -> None:

@@ -505,6 +505,10 @@ async def test_the_accessibility_check_finds_what_is_wrong(browser: Browser) -> 
         '{"type": "older", "user": "bob", "before": {"id": "m1", "sender": "bob"}}',
         '{"type": "older", "user": "bob", "before": {"id": "m", "sender": "b", "sent_at": 1e400}}',
         '{"type": "older", "user": "bob", "before": {"id": "m", "sender": "bob", "sent_at": -1}}',
+        '{"type": "create_group", "name": "friends", "members": ["bo b"]}',
+        '{"type": "create_group", "name": "", "members": ["bob"]}',
+        '{"type": "group_send", "group": "g1"}',
+        '{"type": "group_add", "group": "g1", "user": 7}',
         "[]",
     ],
 )

@@ -43,7 +43,7 @@ async def test_a_file_sent_from_one_page_is_downloaded_from_the_other(
                 receiver = await (await browser.new_context(accept_downloads=True)).new_page()
                 await sender.goto(alice_ui.url)
                 await receiver.goto(bob_ui.url)
-                await sender.get_by_label("Name").fill("bob")
+                await sender.get_by_label("Name", exact=True).fill("bob")
                 await sender.get_by_role("button", name="Open").click()
                 await sender.get_by_label("File to send").set_input_files(str(source))
                 await sender.get_by_role("button", name="Send file").click()
@@ -103,7 +103,7 @@ async def test_a_file_dropped_on_the_conversation_is_offered(
             async with WebUI(alice) as alice_ui:
                 page = await (await browser.new_context()).new_page()
                 await page.goto(alice_ui.url)
-                await page.get_by_label("Name").fill("bob")
+                await page.get_by_label("Name", exact=True).fill("bob")
                 await page.get_by_role("button", name="Open").click()
                 dropped = await page.evaluate_handle(
                     """() => {

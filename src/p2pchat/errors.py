@@ -28,7 +28,13 @@
     ├── KeyChanged                 a known contact now comes with another key
     ├── IdentityError              a key file that is unsafe, unreadable or not a key
     ├── InvalidName                a user name outside the rule (also a ValueError)
+    │   └── InvalidGroupName       a group name too long, empty or with control characters
     ├── InvalidQuery               a search that cannot be read (also a ValueError)
+    ├── GroupError                 a group operation this peer may not do
+    │   ├── NotGroupMember         this peer is not (or no longer) a member of that group
+    │   ├── NotGroupAdmin          only the group's admin (its creator) adds or removes
+    │   ├── TooManyMembers         a group over ``max_group_members``
+    │   └── TooManyGroups          a peer in more than ``max_groups`` groups
     ├── MessageTooLarge            a chat message over the size limit
     ├── SealError                  a mail item or receipt that is altered, misdirected or forged
     ├── StoreError                 a store could not be opened or is of an unknown schema
@@ -54,8 +60,10 @@ __all__ = [
     "FileRefused",
     "FileTooLarge",
     "FrameTooLarge",
+    "GroupError",
     "HashMismatch",
     "IdentityError",
+    "InvalidGroupName",
     "InvalidName",
     "InvalidQuery",
     "InvitationGone",
@@ -66,6 +74,8 @@ __all__ = [
     "MailboxFull",
     "MessageTooLarge",
     "NameTaken",
+    "NotGroupAdmin",
+    "NotGroupMember",
     "P2PChatError",
     "PeerUnreachable",
     "ProtocolError",
@@ -79,7 +89,9 @@ __all__ = [
     "SizeMismatch",
     "StoreError",
     "TooManyConnections",
+    "TooManyGroups",
     "TooManyInvitations",
+    "TooManyMembers",
     "TransferCancelled",
     "TransferError",
     "TransferFailed",
@@ -265,6 +277,33 @@ class InvalidName(P2PChatError, ValueError):
 class InvalidQuery(P2PChatError, ValueError):
     """A search that cannot be read: a quote left open, a ``*`` that does not end a word,
     or no word to search for."""
+
+
+class InvalidGroupName(InvalidName):
+    """A group name that is empty, over ``MAX_GROUP_NAME`` UTF-8 bytes, or holds control
+    characters; choose a shorter, printable name."""
+
+
+class GroupError(P2PChatError):
+    """A group operation this peer may not do; nothing was stored or sent."""
+
+
+class NotGroupMember(GroupError):
+    """This peer is not, or no longer, a member of the group (it left or was removed):
+    it can read the history but not send or change anything."""
+
+
+class NotGroupAdmin(GroupError):
+    """Only the group's admin (its creator) adds or removes members; ask them."""
+
+
+class TooManyMembers(GroupError):
+    """A group would have more members than ``max_group_members`` (each message costs one
+    envelope per member); make a smaller group or raise the limit."""
+
+
+class TooManyGroups(GroupError):
+    """This peer is in ``max_groups`` groups already; leave one or raise the limit."""
 
 
 class MessageTooLarge(P2PChatError):

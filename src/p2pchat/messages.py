@@ -363,15 +363,58 @@ class Receipt(_Base, tag="receipt", frozen=True):
     sealed: Sealed
 
 
+# Groups (inside a peer-to-peer ``msg`` or a sealed letter: the server never sees them).
+
+GROUP_ID_PATTERN: Final = r"^g[0-9a-f]{32}\Z"
+"""A group's id: ``g`` and 128 random bits in hex; 33 characters, so never a user name."""
+GroupId: TypeAlias = Annotated[
+    str, msgspec.Meta(min_length=33, max_length=33, pattern=GROUP_ID_PATTERN)
+]
+MAX_GROUP_NAME: Final = 64
+"""Longest group name, in characters (and at most four times that in UTF-8 bytes)."""
+MAX_ROSTER_MEMBERS: Final = 1024
+"""Most members a roster may list on the wire; each peer holds its groups to its own
+``max_group_members`` (default 64), which cannot be set above this."""
+GroupChange: TypeAlias = Literal["create", "add", "remove"]
+
+
+class Roster(msgspec.Struct, frozen=True, kw_only=True):
+    """A group's membership at one ``version``, signed by its admin (``signature`` over
+    ``roster_payload``): what every group message carries, so that a member who was away
+    learns the group from whichever message reaches it first. ``change`` and ``subject``
+    say what made this version (``create``: no subject)."""
+
+    group: GroupId
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_GROUP_NAME)]
+    admin: UserName
+    members: Annotated[list[UserName], msgspec.Meta(min_length=1, max_length=MAX_ROSTER_MEMBERS)]
+    version: Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)]
+    change: GroupChange
+    subject: UserName | None = None
+    signature: Base64
+
+
+class GroupNote(msgspec.Struct, frozen=True, kw_only=True):
+    """What makes a message a group message: the roster it was sent under; ``notice``
+    ``change`` (the message announces ``roster``'s change, from the admin) or ``leave``
+    (its sender leaves; ``leave`` is their signature of ``leave_payload``)."""
+
+    roster: Roster
+    notice: Literal["", "change", "leave"] = ""
+    leave: Base64 | None = None
+
+
 # Peer <-> peer.
 
 
 class Msg(_Base, tag="msg", frozen=True):
-    """One chat message. ``id`` is globally unique; ``ts`` is the sender's clock."""
+    """One chat message. ``id`` is globally unique; ``ts`` is the sender's clock;
+    ``group`` is set for a group message (one copy to each member)."""
 
     id: MessageId
     ts: Timestamp
     body: str
+    group: GroupNote | None = None
 
 
 class Ack(_Base, tag="ack", frozen=True):

@@ -33,6 +33,8 @@ from .errors import (
 )
 from .peering.conversation import Conversation
 from .peering.files import check_file_name, shown_text
+from .peering.group import Group
+from .peering.groups import Groups
 from .peering.invitation import Invitation, InvitationDesk
 from .peering.link import ServerLink, ServerSession, server_list
 from .peering.postbox import Postbox
@@ -46,6 +48,7 @@ from .protocol import (
     DEFAULT_PORT,
     Accepted,
     Cancelled,
+    GroupNote,
     Invited,
     Key,
     ListUsers,
@@ -68,6 +71,7 @@ from .stores.transfers import MemoryTransferStore, SqliteTransferStore, Transfer
 __all__ = [
     "Conversation",
     "FileOffer",
+    "Group",
     "Invitation",
     "Peer",
     "PeerLimits",
@@ -170,6 +174,12 @@ class Peer:
             kick=lambda: self._postbox.kick(),
             opened=self._files.opened,
         )
+        self._groups = Groups(
+            self,
+            keys=self._postbox.keys,
+            fanout=self._talks.unsent,
+            check_recipient=self._postbox.check_recipient,
+        )
         self._watchlist = WatchList(
             lambda: self._link(),
             lambda: self.correspondents(limit=WATCHED),
@@ -190,6 +200,7 @@ class Peer:
         try:
             await self._files.start()
             files_started = True
+            await self._groups.load()
             if self._identity is None:
                 path = self.store.identity_file
                 assert path is not None
@@ -423,7 +434,21 @@ class Peer:
             ),
             on_frame=self._files.frame,
             deliverable=self._files.deliverable,
+            group_note=self._group_note,
+            admit_group=self._admit_group,
+            on_group_stored=self._group_stored,
         )
+
+    async def _group_note(self, message: Message) -> GroupNote:
+        return await self._groups.note_for(message)
+
+    async def _admit_group(
+        self, sender: str, arrived: Sequence[tuple[Message, GroupNote]]
+    ) -> tuple[list[Message], list[str], list[str]]:
+        return await self._groups.admit(sender, arrived)
+
+    def _group_stored(self, messages: Sequence[Message]) -> None:
+        self._groups.arrived(messages)
 
     def _talking_with(self, user: str) -> bool:
         return self._talks.talking_with(user)
@@ -517,6 +542,26 @@ class Peer:
         """File transfers both ways: the unfinished ones and the recent others, newest
         first, also after a restart."""
         return await self._files.transfers()
+
+    # Groups.
+
+    async def create_group(self, name: str, members: Iterable[str]) -> Group:
+        """A new group named ``name`` of this peer (its admin) and ``members`` (other
+        users' names); each is told by the group's first message, by talk or by mail.
+
+        Raises, with nothing stored: InvalidGroupName, InvalidName, UnknownUser for a
+        name the server has never seen (while logged in), TooManyMembers (over
+        ``max_group_members``, this peer included), TooManyGroups (``max_groups``)."""
+        return await self._groups.create(name, members)
+
+    async def next_group(self) -> Group:
+        """The next group this peer was added to (by another member), each once, also
+        across restarts: waits for one."""
+        return await self._groups.next_group()
+
+    async def groups(self) -> list[Group]:
+        """The groups this peer is in, in the order it joined them (after restarts too)."""
+        return self._groups.joined()
 
     async def _send_stored(self, user: str, message: Message) -> Message:
         """Store ``message`` (ours, made elsewhere: a file offer) and send it as ``send``

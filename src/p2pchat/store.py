@@ -2,10 +2,9 @@
 
 Each interface is a ``typing.Protocol``; the server and the peer only ever call these
 methods, so a backend can be swapped without touching them. Two backends ship: in memory
-(here for the server's; ``stores/memory.py`` for a peer's messages, beside the search
-rules it shares with SQLite: tests and the library's default) and SQLite
-(``stores/sqlite.py``, ``stores/sqlite_server.py``: the commands' default). Every backend
-is tested by one shared suite.
+(the server's here; the peer's in ``stores/memory.py``, beside the search rules it
+shares with SQLite: tests and the library's default) and SQLite (``stores/``: the
+commands' default). Every backend is tested by one shared suite.
 """
 
 from __future__ import annotations
@@ -22,6 +21,7 @@ from .errors import MailboxFull
 
 __all__ = [
     "Binding",
+    "GroupRecord",
     "Mailbox",
     "MailboxItem",
     "MemoryMailbox",
@@ -34,7 +34,13 @@ __all__ = [
 
 
 class Message(msgspec.Struct, frozen=True, kw_only=True):
-    """One chat message as a peer stores it. ``shipped``: the recipient has acknowledged it."""
+    """One chat message as a peer stores it. ``shipped``: the recipient has acknowledged it
+    (a group message: every member it was sent to has).
+
+    ``group``: the group's id for a group message (``recipient`` is the group's id then
+    too), None for one-to-one; ``group_version``: the membership version it was sent
+    under; ``notice``: ``change`` for the admin's notice of a membership change, ``leave``
+    for a member's leaving (the body then says it in words), else empty."""
 
     id: str
     sender: str
@@ -42,6 +48,9 @@ class Message(msgspec.Struct, frozen=True, kw_only=True):
     body: str
     sent_at: float
     shipped: bool = False
+    group: str | None = None
+    group_version: int = 0
+    notice: str = ""
 
     @classmethod
     def new(cls, sender: str, recipient: str, body: str) -> Message:
@@ -49,6 +58,22 @@ class Message(msgspec.Struct, frozen=True, kw_only=True):
         return cls(
             id=str(uuid.uuid4()), sender=sender, recipient=recipient, body=body, sent_at=time.time()
         )
+
+
+class GroupRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """A group as a member keeps it: ``members`` (sorted, this peer included while it is
+    one) as of membership ``version``; ``roster``, the admin's signed roster of that
+    version, encoded (the store keeps every version's, for messages sent under it);
+    ``active``: this peer is a member; ``announced``: handed to ``next_group()``."""
+
+    id: str
+    name: str
+    admin: str
+    members: tuple[str, ...]
+    version: int
+    roster: str
+    active: bool = True
+    announced: bool = False
 
 
 class UserRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -167,24 +192,55 @@ class MessageStore(Protocol):
         ``unread``: received outside a conversation (the mailbox), to be handed over by
         ``next_unread()`` until ``mark_read()``, across restarts."""
 
-    async def next_unread(self, user: str) -> Message | None:
-        """The oldest message received by ``user`` and still unread."""
+    async def next_unread(self, user: str, *, group: str | None = None) -> Message | None:
+        """The oldest message received by ``user`` and still unread: one-to-one, or (with
+        ``group``) in that group."""
 
     async def mark_read(self, sender: str, ids: Iterable[str]) -> None:
         """These messages from ``sender`` are handed over: ``next_unread`` skips them."""
 
-    async def mark_deposited(self, ids: Iterable[str]) -> None:
-        """These were left in the recipients' mailboxes (not to be deposited again)."""
+    async def mark_deposited(self, ids: Iterable[str], *, recipient: str | None = None) -> None:
+        """These were left in the recipients' mailboxes (not to be deposited again); group
+        messages: their copies for ``recipient``."""
 
     async def undeposited(self, sender: str) -> list[Message]:
-        """Messages from ``sender``, unshipped and not deposited, oldest first."""
+        """Messages from ``sender``, unshipped and not deposited, oldest first; a group
+        message once per member still to have it, ``recipient`` set to that member."""
 
     async def mark_shipped(self, recipient: str, ids: Iterable[str]) -> None:
         """Mark shipped those of ``ids`` that are messages to ``recipient`` (an ack counts
-        only for messages sent to whoever acknowledges them)."""
+        only for messages sent to whoever acknowledges them); a group message's copy for
+        ``recipient``, and the message itself once every member's copy is."""
 
     async def unshipped(self, sender: str, recipient: str) -> list[Message]:
-        """Messages from ``sender`` to ``recipient`` not yet acknowledged, oldest first."""
+        """Messages from ``sender`` to ``recipient`` not yet acknowledged, oldest first,
+        group messages (``recipient`` set to that member) among them in the order stored."""
+
+    # Groups.
+
+    async def save_group(self, group: GroupRecord) -> None:
+        """Keep ``group`` (replacing what was kept of it), and its roster of that version."""
+
+    async def groups(self) -> list[GroupRecord]:
+        """The groups kept, in the order first kept."""
+
+    async def group_roster(self, group: str, version: int) -> str | None:
+        """The roster of ``group`` at ``version``, as kept by ``save_group``."""
+
+    async def add_group_messages(self, messages: Sequence[Message], members: Iterable[str]) -> None:
+        """Store our group messages (unshipped), each to be delivered to every one of
+        ``members``, in one transaction."""
+
+    async def group_delivery(self, message_id: str) -> dict[str, bool]:
+        """For our group message ``message_id``: each member it goes to, and whether they
+        have stored it."""
+
+    async def drop_deliveries(self, group: str, member: str) -> None:
+        """``member`` is out of ``group``: our copies it does not have yet are not sent
+        (and no longer hold back ``shipped``)."""
+
+    async def group_history(self, group: str, *, limit: int | None = None) -> list[Message]:
+        """Messages of ``group``, oldest first (the last ``limit``)."""
 
     async def history(
         self,
@@ -195,7 +251,8 @@ class MessageStore(Protocol):
         limit: int | None = None,
     ) -> list[Message]:
         """Messages between the two, both directions, oldest first: the last ``limit`` of
-        them, or of those before ``before`` (a message of an earlier page).
+        them, or of those before ``before`` (a message of an earlier page); group
+        messages are not among them.
 
         The order is (``sent_at``, ``id``) (then the sender: an id is unique per sender
         only), so that pages read backwards, each from the first message of the one
@@ -205,14 +262,15 @@ class MessageStore(Protocol):
         self, user: str, text: str, *, contact: str | None = None, limit: int = 50
     ) -> list[Message]:
         """Messages ``user`` sent or received (with ``contact`` only, if given) whose body
-        answers ``text``, newest first, at most ``limit``.
+        answers ``text``, newest first, at most ``limit``. Group messages are among them
+        (every one kept; with ``contact``, those ``contact`` sent).
 
         ``text`` is words, all of which must be found, case and accents ignored: ``hel*``
         for a word's beginning, ``"hello world"`` for a phrase (``p2pchat.stores.search``
         says it all). InvalidQuery if it cannot be read (a quote left open)."""
 
     async def correspondents(self, user: str, *, limit: int | None = None) -> list[str]:
-        """Those ``user`` has messages with, the most recent conversation first."""
+        """Those ``user`` has one-to-one messages with, the most recent conversation first."""
 
     async def known_key(self, user: str, contact: str) -> str | None:
         """The key remembered for ``contact``, or None if they never talked."""

@@ -44,7 +44,8 @@ from .. import (
     check_name,
     tls13_only,
 )
-from .console import PeerConsole, PipeScreen, Screen, TerminalScreen
+from .console import PeerConsole
+from .screens import PipeScreen, Screen, TerminalScreen
 from .settings import add_server_settings, server_settings
 from .terminal import visible
 

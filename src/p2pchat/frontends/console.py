@@ -1,26 +1,20 @@
 """The console of ``p2pchat-peer``: commands typed, news shown, several talks at once.
 
-``PeerConsole`` drives a started ``Peer`` through the public API only. A ``Screen`` is where
-it reads and writes: a terminal (readline, news printed above the line being typed) or
-pipes (no prompt, one line per event, so that the command can be scripted).
+``PeerConsole`` drives a started ``Peer`` through the public API only. A ``Screen``
+(screens.py) is where it reads and writes: a terminal or pipes. Its groups' commands and
+news are ``ConsoleGroups``' (consolegroups.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
-import sys
-import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
-
-import aioconsole
 
 from .. import (
     Conversation,
+    Group,
     Invitation,
     KeyChanged,
     Message,
@@ -32,6 +26,8 @@ from .. import (
     search_spans,
     shown_text,
 )
+from .consolegroups import ConsoleGroups
+from .screens import PipeScreen, Screen, TerminalScreen
 from .terminal import message_lines, visible
 from .transfers import HELP as FILE_HELP
 from .transfers import FileCommands
@@ -40,132 +36,29 @@ __all__ = ["PeerConsole", "PipeScreen", "Screen", "TerminalScreen"]
 
 HISTORY_SHOWN = 20
 """How many past messages are shown when a talk starts."""
-
+LETTERS_CHECKED = 1000
+"""A receipt is told as a letter delivered if it names one of the newest this many
+one-to-one messages with its sender."""
 SEARCH_SHOWN = 20
 """How many matches a search shows, the newest."""
-
 MARK = "**"
 """What a search's matches are put between, in the body shown."""
+
+
+def _going_on(command: Callable[[str], Awaitable[None]]) -> Callable[[str], Awaitable[bool]]:
+    """``command`` as a console command that never stops the console."""
+
+    async def run(argument: str) -> bool:
+        await command(argument)
+        return True
+
+    return run
 
 
 def _route(chat: Conversation) -> str:
     """``bob (direct, punched, from 198.18.0.3:4001)``."""
     where = f", from {format_address(*chat.remote_address)}" if chat.remote_address else ""
     return f"{chat.peer} ({chat.route}, {chat.via}{where})"
-
-
-class Screen:
-    """Where the console reads lines and shows news."""
-
-    prompt = ""
-
-    async def read_line(self) -> str | None:
-        """The next line typed, or None at the end of input."""
-        raise NotImplementedError
-
-    async def show(self, text: str) -> None:
-        raise NotImplementedError
-
-    async def show_progress(self, text: str) -> None:
-        """A progress line: where the screen can, it replaces the one shown before."""
-        await self.show(text)
-
-
-class PipeScreen(Screen):
-    """Standard input and output are pipes or files: no prompt, one line per event."""
-
-    async def read_line(self) -> str | None:
-        try:
-            return str(await aioconsole.ainput(""))
-        except EOFError:
-            return None
-
-    async def show(self, text: str) -> None:
-        await aioconsole.aprint(text)
-
-
-class TerminalScreen(Screen):
-    """A terminal: line editing with readline; news is printed above the line being
-    typed, which is then drawn again as it was."""
-
-    def __init__(self) -> None:
-        try:
-            import readline
-        except ImportError:  # no readline on this platform: plain input()
-            self._readline = None
-        else:
-            self._readline = readline
-        self.prompt = "> "
-        self._reading = False  # an input() is waiting for a line
-        self._progress_last = False  # the last line shown is a progress line
-        self._mode = _terminal_mode()  # as found, for restore()
-
-    def restore(self) -> None:
-        """Put the terminal back in the mode it was found in. Ctrl-C ends the console
-        while readline, in its thread, holds the terminal with echo and line editing off;
-        nothing else would turn them on again for the next program."""
-        if self._mode is not None:
-            import termios  # found it: a POSIX terminal
-
-            with contextlib.suppress(OSError, termios.error):
-                termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, self._mode)
-
-    async def read_line(self) -> str | None:
-        loop = asyncio.get_running_loop()
-        answer: asyncio.Future[str | None] = loop.create_future()
-
-        def read() -> None:  # a daemon thread: exiting never waits for a pending input()
-            try:
-                self._reading = True
-                line: str | None = input(self.prompt)
-            except (EOFError, KeyboardInterrupt):
-                line = None
-            except Exception as exc:  # stdin closed: report as end of input
-                logging.getLogger(__name__).debug("reading the terminal failed: %s", exc)
-                line = None
-            finally:
-                self._reading = False
-                self._progress_last = False  # the line typed came after it
-
-            def deliver() -> None:
-                if not answer.done():
-                    answer.set_result(line)
-
-            with contextlib.suppress(RuntimeError):  # the loop may be gone at exit
-                loop.call_soon_threadsafe(deliver)
-
-        threading.Thread(target=read, name="p2pchat-input", daemon=True).start()
-        return await answer
-
-    async def show(self, text: str) -> None:
-        self._write(text, over="")
-        self._progress_last = False
-
-    async def show_progress(self, text: str) -> None:
-        """Redraw the progress line in place if it is the last line shown."""
-        self._write(text, over="\x1b[1A\r\x1b[2K" if self._progress_last else "")
-        self._progress_last = True
-
-    def _write(self, text: str, *, over: str) -> None:
-        """Write ``text`` as a line, after ``over`` (to go back over the last one)."""
-        if not self._reading:
-            sys.stdout.write(f"{over}{text}\n")
-        else:  # clear the line being typed, print above it, then draw it again
-            typed = self._readline.get_line_buffer() if self._readline is not None else ""
-            sys.stdout.write(f"\r\x1b[2K{over}{text}\n{self.prompt}{typed}")
-        sys.stdout.flush()
-
-
-def _terminal_mode() -> list[Any] | None:
-    """The mode of the terminal on standard input, if it is one (and POSIX)."""
-    try:
-        import termios
-    except ImportError:
-        return None
-    try:
-        return termios.tcgetattr(sys.stdin.fileno())
-    except (OSError, ValueError, termios.error):
-        return None
 
 
 def _marked(text: str, body: str) -> str:
@@ -189,11 +82,17 @@ class PeerConsole:
         "  h NAME      history with NAME\n"
         '  s WORDS     search every talk: hel* a word\'s beginning, "two words" a phrase\n'
         "  whois NAME  NAME's key fingerprint\n"
+        "  g NAME MEMBER...  make a group of you and them (you are its admin)\n"
+        "  gs          your groups: number, name, members, admin\n"
+        "  t #GROUP    talk in a group (#NAME or #NUMBER from gs); h #GROUP its history\n"
+        "  add #GROUP NAME, rm #GROUP NAME  add, remove a member (the admin only)\n"
+        "  leave #GROUP  leave a group for good\n"
         + FILE_HELP
         + "  d           debug: addresses, server, conversations\n"
         "  e           exit\n"
         "in a talk every line is sent; /exit leaves it, /back returns to commands with the\n"
-        "talk kept open, /CMD runs a command (e.g. /y, /ls)"
+        "talk kept open, /CMD runs a command (e.g. /y, /ls; in a group /add NAME, /rm NAME,\n"
+        "/leave)"
     )
 
     def __init__(
@@ -216,6 +115,7 @@ class PeerConsole:
         )
         self.focus: str | None = None  # the user the current talk is with
         self._readers: dict[Conversation, asyncio.Task[None]] = {}
+        self.groups = ConsoleGroups(peer, self.show, self._set_group_focus)
         self._commands: dict[str, Callable[[str], Awaitable[bool]]] = {
             "ls": self.cmd_list,
             "t": self.cmd_talk,
@@ -225,6 +125,11 @@ class PeerConsole:
             "s": self.cmd_search,
             "d": self.cmd_debug,
             "whois": self.cmd_whois,
+            "g": _going_on(self.groups.create),
+            "gs": _going_on(self.groups.list),
+            "add": _going_on(self.groups.add),
+            "rm": _going_on(self.groups.remove),
+            "leave": _going_on(self.groups.leave),
             "e": self.cmd_exit,
             "exit": self.cmd_leave,
             "back": self.cmd_back,
@@ -242,7 +147,10 @@ class PeerConsole:
         self._since = time.time()
         await self.show(f"logged in as {peer.name}, fingerprint {peer.fingerprint}; ? for help")
         watcher = asyncio.gather(
-            self._watch_invitations(), self._watch_mail(), self.files.watch_offers()
+            self._watch_invitations(),
+            self._watch_mail(),
+            self.files.watch_offers(),
+            self.groups.run(),
         )
         try:
             while (line := await self.screen.read_line()) is not None:
@@ -262,8 +170,15 @@ class PeerConsole:
 
     def _set_focus(self, user: str | None) -> None:
         self.focus = user
+        self.groups.focus = None
         if isinstance(self.screen, TerminalScreen):
-            self.screen.prompt = f"[{user}] > " if user else "> "
+            self.screen.prompt = f"[{visible(user)}] > " if user else "> "
+
+    def _set_group_focus(self, group: Group | None) -> None:
+        self._set_focus(None)
+        self.groups.focus = group
+        if isinstance(self.screen, TerminalScreen) and group is not None:
+            self.screen.prompt = f"[{visible(self.groups.label(group))}] > "
 
     async def handle(self, line: str) -> bool:
         """Act on one line; False when the console should stop."""
@@ -272,6 +187,9 @@ class PeerConsole:
         try:
             if self.focus is not None and not line.startswith("/"):
                 await self.say(self.focus, line)
+                return True
+            if self.groups.focus is not None and not line.startswith("/"):
+                await self.groups.say(line)
                 return True
             name, _, argument = line.removeprefix("/").partition(" ")
             command = self._commands.get(name.lower())
@@ -338,6 +256,9 @@ class PeerConsole:
         return True
 
     async def cmd_talk(self, user: str) -> bool:
+        if user.startswith("#"):
+            await self.groups.talk(user)
+            return True
         if not user:
             line = await self._ask("talk to whom? ")
             if not line:
@@ -416,7 +337,10 @@ class PeerConsole:
 
     async def cmd_history(self, user: str) -> bool:
         if not user:
-            await self.show("usage: h NAME")
+            await self.show("usage: h NAME or h #GROUP")
+            return True
+        if user.startswith("#"):
+            await self.groups.history(user)
             return True
         await self._show_history(user, await self.peer.history(user))
         return True
@@ -429,8 +353,12 @@ class PeerConsole:
         await self.show(f"--- {len(found)} found for {text}, the newest first ---")
         for message in found:
             when = time.strftime("%Y-%m-%d %H:%M", time.localtime(message.sent_at))
-            who = f"{visible(message.sender)} to {visible(message.recipient)}"
-            body = _marked(text, shown_text(message.body))  # an offer: the line it shows as
+            if message.group is not None:  # in a group: named as its talk is (t #NAME)
+                who = f"{message.sender} in {await self.groups.label_of(message.group)}"
+                body = _marked(text, message.body)  # a group's: text as it came
+            else:
+                who = f"{message.sender} to {message.recipient}"
+                body = _marked(text, shown_text(message.body))  # an offer: the line it is
             await self.show(*message_lines(f"[{when}] {who}: ", body))
         await self.show("--- end of search ---")
         return True
@@ -446,7 +374,7 @@ class PeerConsole:
             f"listening: {', '.join(format_address(h, p) for h, p in peer.listening)}",
             f"seen by the server at: {format_address(*seen) if (seen := peer.observed) else '-'}",
             f"store: {where}",
-            f"talk: {self.focus or '-'}",
+            f"talk: {self.focus or (self.groups.label(g) if (g := self.groups.focus) else '-')}",
             "conversations: "
             + (", ".join(_route(chat) for chat in peer.conversations.values()) or "-"),
             "pending invitations: "
@@ -475,6 +403,13 @@ class PeerConsole:
         return False
 
     async def cmd_leave(self, _: str) -> bool:
+        if (group := self.groups.focus) is not None:
+            self._set_group_focus(None)
+            await self.show(
+                f"left the talk of {self.groups.label(group)}: you are still in the group "
+                f"(leave {self.groups.label(group)} to leave it)"
+            )
+            return True
         if self.focus is None:
             await self.show("not in a talk (e exits the program)")
             return True
@@ -514,9 +449,18 @@ class PeerConsole:
     def _shipped(self, contact: str, ids: list[str]) -> None:
         """Messages acknowledged outside a talk: mail left for someone away has reached them
         (in a talk, every message is acknowledged as it goes: nothing to say)."""
-        if contact not in self.peer.conversations:
-            plural = "" if len(ids) == 1 else "s"
-            self._show_soon(f"* delivered to {contact}: {len(ids)} message{plural}")
+        ids = [i for i in ids if i not in self.groups.ours]  # a group's: no letter
+        if ids and contact not in self.peer.conversations:
+            task = asyncio.ensure_future(self._delivered(contact, ids))
+            task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+
+    async def _delivered(self, contact: str, ids: list[str]) -> None:
+        """Tell of the letters among ``ids``: a receipt for a group message (or notice)
+        can come before the console knew it as ours, and a group's is no letter."""
+        letters = {m.id for m in await self.peer.history(contact, limit=LETTERS_CHECKED)}
+        if count := sum(i in letters for i in ids):
+            plural = "" if count == 1 else "s"
+            await self.show(f"* delivered to {contact}: {count} message{plural}")
 
     def _state(self, state: str) -> None:
         if state == "reconnecting":

@@ -23,7 +23,6 @@ from aiohttp import web
 
 from .. import (
     Conversation,
-    InvalidQuery,
     Invitation,
     InviteRefused,
     InviteTimeout,
@@ -33,12 +32,12 @@ from .. import (
     Peer,
     PeerUnreachable,
     UserOffline,
-    search_spans,
-    shown_text,
 )
 from . import webevents as ev
 from .webfiles import WebFiles
+from .webgroups import WebGroups
 from .webhttp import Door, Tab, make_app
+from .websearch import found
 
 __all__ = ["WebUI"]
 
@@ -46,15 +45,12 @@ logger = logging.getLogger(__name__)
 
 HISTORY: Final = 200
 """Messages shown when a conversation opens, and sent at most for each ``older``."""
-SEARCH_SHOWN: Final = 50
-"""Matches a search sends at most, the newest."""
 MAX_TALKS: Final = 64
 """Conversations listed on the page at most (the oldest go; their history stays)."""
 PAST_TALKS: Final = 20
 """Earlier conversations (from the store) listed when the page starts."""
 EVENT_SLACK: Final = 1024
 """Bytes of an event kept free of history, for its other fields."""
-_encoder: Final = msgspec.json.Encoder()
 
 
 class WebUI:
@@ -109,6 +105,16 @@ class WebUI:
             peer, self._broadcast, self._spawn, downloads=downloads, uploads=uploads
         )
         """Files sent from the page, offers, progress and downloads (``webfiles.py``)."""
+        self.groups = WebGroups(
+            peer,
+            broadcast=self._broadcast,
+            spawn=self._spawn,
+            watched=lambda: bool(self.tabs),
+            fit=lambda stored: (
+                _newest_within(stored, self.max_event_size - EVENT_SLACK) or stored[-1:]
+            ),
+        )
+        """The groups the page shows, and its group commands."""
 
     # Lifecycle.
 
@@ -134,12 +140,13 @@ class WebUI:
         peer = self.peer
         peer.on_presence = self._presence
         peer.on_state = lambda state: self._broadcast(ev.State(state=state))
-        peer.on_shipped = lambda user, ids: self._broadcast(ev.Shipped(user=user, ids=ids))
+        peer.on_shipped = self._shipped
         peer.on_invitation_cancelled = self._withdrawn
         self._spawn(self._watch_invitations())
         self._spawn(self._watch_mail())
         self._spawn(self._refresh_online())
         await self.files.start()
+        await self.groups.start()
         logger.info("web page of %s at %s", peer.name, self.url.split("?", 1)[0])
 
     @property
@@ -188,6 +195,11 @@ class WebUI:
     def _presence(self, user: str, online: bool) -> None:
         (self._online.add if online else self._online.discard)(user)
         self._broadcast(ev.Presence(user=user, online=online))
+
+    def _shipped(self, user: str, ids: list[str]) -> None:
+        """``user`` has stored these: one-to-one, or a copy of a group message."""
+        if ones := self.groups.receipts(ids):
+            self._broadcast(ev.Shipped(user=user, ids=ones))
 
     def _withdrawn(self, invitation: Invitation) -> None:
         self._invitations.pop(invitation.id, None)
@@ -272,27 +284,6 @@ class WebUI:
         shown = _newest_within(stored, self.max_event_size - EVENT_SLACK) or stored[-1:]
         return ev.History(user=user, messages=shown, older=older or len(shown) < len(stored))
 
-    async def _search(self, text: str) -> ev.Found:
-        """The newest matches of ``text`` that fit in one event, the match marked."""
-        try:
-            found = await self.peer.search(text, limit=SEARCH_SHOWN)
-        except InvalidQuery as exc:
-            return ev.Found(text=text, reason=str(exc))
-        me = self.peer.name
-        left = self.max_event_size - EVENT_SLACK - len(ev.encode_event(ev.Found(text=text)))
-        matches = []
-        for message in found:
-            match = ev.Match(
-                user=message.recipient if message.sender == me else message.sender,
-                message=ev.WebMessage.of(message),
-                marks=_marks(text, shown_text(message.body)),
-            )
-            left -= len(_encoder.encode(match)) + 1
-            if left < 0:
-                break
-            matches.append(match)
-        return ev.Found(text=text, matches=matches)
-
     async def _read(self, chat: Conversation) -> None:
         async for message in chat:
             self._seen(chat.peer, unread=1)
@@ -304,6 +295,10 @@ class WebUI:
         self._broadcast(ev.TalkEnded(user=chat.peer, reason=chat.close_reason, by_me=by_me))
 
     # What a tab asks for.
+
+    async def greeting(self) -> list[ev.Event]:
+        """What a page is sent as it connects: the snapshot, then its groups."""
+        return [await self.snapshot(), *self.groups.greeting()]
 
     async def snapshot(self) -> ev.Snapshot:
         """Everything the page shows, in one event of at most ``max_event_size`` bytes:
@@ -376,13 +371,18 @@ class WebUI:
             elif isinstance(command, ev.Refresh):
                 await self._refresh_online()
             elif isinstance(command, ev.Search):
-                tab.send(await self._search(command.text))
+                budget = self.max_event_size - EVENT_SLACK
+                names = self.groups.name_of
+                tab.send(await found(self.peer, command.text, budget=budget, group_name=names))
             elif isinstance(command, ev.Older):
                 tab.send(await self._older(command.user, command.before))
             elif isinstance(command, ev.FileAnswer):
                 await self.files.answer(command.id, command.accept)
             elif isinstance(command, ev.FileCancel):
                 await self.files.cancel(command.id)
+            else:
+                for event in await self.groups.handle(command):
+                    tab.send(event)
         except P2PChatError as exc:
             tab.send(ev.Error(reason=str(exc)))
 
@@ -450,19 +450,6 @@ def _bound_port(runner: web.AppRunner, asked: int) -> int:
     for address in runner.addresses:
         return int(address[1])
     return asked
-
-
-def _marks(text: str, shown: str) -> list[tuple[int, int]]:
-    """Where ``text`` matched in the body as the page shows it (a file offer as one line),
-    in the page's string units."""
-    return [_utf16(shown, span) for span in search_spans(text, shown)]
-
-
-def _utf16(body: str, span: tuple[int, int]) -> tuple[int, int]:
-    """``span``, offsets in ``body``'s code points, as offsets in its UTF-16 code units."""
-    start, end = span
-    before = len(body[:start].encode("utf-16-le")) // 2
-    return before, before + len(body[start:end].encode("utf-16-le")) // 2
 
 
 def _size(message: ev.WebMessage) -> int:

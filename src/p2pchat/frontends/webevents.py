@@ -22,6 +22,9 @@ Name: TypeAlias = Annotated[str, msgspec.Meta(min_length=1, max_length=32, patte
 Id: TypeAlias = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 Body: TypeAlias = Annotated[str, msgspec.Meta(max_length=65536)]
 Text: TypeAlias = Annotated[str, msgspec.Meta(min_length=1, max_length=1000)]
+GroupName: TypeAlias = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+"""Checked again by the peer (its own bound on a group's name): this one bounds the event."""
+Members: TypeAlias = Annotated[list[Name], msgspec.Meta(max_length=1024)]
 
 
 class _In(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", forbid_unknown_fields=True):
@@ -96,6 +99,45 @@ class FileCancel(_In, tag="file_cancel", frozen=True):
     id: Id
 
 
+class CreateGroup(_In, tag="create_group", frozen=True):
+    """Make a group of this peer and ``members`` (other users' names); it is its admin."""
+
+    name: GroupName
+    members: Members
+
+
+class OpenGroup(_In, tag="open_group", frozen=True):
+    """Show the group ``group`` (its id) with its history."""
+
+    group: Id
+
+
+class GroupSend(_In, tag="group_send", frozen=True):
+    group: Id
+    body: Body
+
+
+class GroupAdd(_In, tag="group_add", frozen=True):
+    """Add ``user`` to the group (its admin only)."""
+
+    group: Id
+    user: Name
+
+
+class GroupRemove(_In, tag="group_remove", frozen=True):
+    """Remove ``user`` from the group (its admin only)."""
+
+    group: Id
+    user: Name
+
+
+class GroupLeave(_In, tag="group_leave", frozen=True):
+    """Leave the group for good."""
+
+    group: Id
+
+
+GroupCommand: TypeAlias = CreateGroup | OpenGroup | GroupSend | GroupAdd | GroupRemove | GroupLeave
 Command: TypeAlias = (
     Invite
     | Accept
@@ -108,6 +150,7 @@ Command: TypeAlias = (
     | Older
     | FileAnswer
     | FileCancel
+    | GroupCommand
 )
 
 
@@ -120,6 +163,11 @@ class WebMessage(msgspec.Struct, frozen=True, kw_only=True):
     body: str
     sent_at: float
     shipped: bool
+    group: str | None = None
+    """The id of the group it was sent in; None one-to-one."""
+    notice: str = ""
+    """In a group: ``change`` (its admin changed who is in it) or ``leave`` (its sender
+    left it); ``body`` says so in words. Empty for a message someone wrote."""
 
     @classmethod
     def of(cls, message: Message) -> WebMessage:
@@ -127,9 +175,13 @@ class WebMessage(msgspec.Struct, frozen=True, kw_only=True):
             id=message.id,
             sender=message.sender,
             recipient=message.recipient,
-            body=shown_text(message.body),  # a file offer: one line saying so
+            # A file offer: one line saying so (a group's body is shown as it came: no
+            # file goes to a group, whatever a member writes).
+            body=shown_text(message.body) if message.group is None else message.body,
             sent_at=message.sent_at,
             shipped=message.shipped,
+            group=message.group,
+            notice=message.notice,
         )
 
 
@@ -167,6 +219,21 @@ class FileInfo(msgspec.Struct, frozen=True, kw_only=True):
     outgoing: bool
     error: str = ""
     download: str = ""
+
+
+class GroupInfo(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    name: str
+    admin: str
+    members: list[str]
+    """Its members now, this peer included while it is one."""
+    member: bool = True
+    """This peer is still in it (else: removed, or left; its history stays)."""
+    history: list[WebMessage] = []
+    older: bool = False
+    """Older messages are in the store than ``history`` holds (as each group is listed
+    after a ``snapshot``, it holds none: the page asks with ``open_group``)."""
+    unread: int = 0
 
 
 class _Out(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
@@ -250,12 +317,16 @@ class Shipped(_Out, tag="shipped", frozen=True):
 
 
 class Match(msgspec.Struct, frozen=True, kw_only=True):
-    """A message a search found, in the talk with ``user``; ``marks``: what matched, as
-    [start, end) offsets in the body's UTF-16 code units (JavaScript's string indexes)."""
+    """A message a search found, in the talk with ``user`` or, ``group`` set (its id), in
+    that group's, named ``group_name`` (``user``: its sender then); ``marks``: what
+    matched, as [start, end) offsets in the body's UTF-16 code units (JavaScript's string
+    indexes)."""
 
     user: str
     message: WebMessage
     marks: list[tuple[int, int]]
+    group: str = ""
+    group_name: str = ""
 
 
 class Found(_Out, tag="found", frozen=True):
@@ -282,6 +353,39 @@ class FileUpdate(_Out, tag="file", frozen=True):
     file: FileInfo
 
 
+class GroupEvent(_Out, tag="group", frozen=True):
+    """A group to show: made here, this peer added to it, or ``open_group`` answered."""
+
+    group: GroupInfo
+    focus: bool = False
+    """Show it now (this page asked for it, or made it)."""
+    added: bool = False
+    """Another member (its admin) has just added this peer to it."""
+
+
+class GroupMembers(_Out, tag="group_members", frozen=True):
+    """Who is in the group now; ``member``: this peer still is."""
+
+    group: str
+    admin: str
+    members: list[str]
+    member: bool
+
+
+class GroupMessage(_Out, tag="group_message", frozen=True):
+    """A message in a group, received or sent."""
+
+    group: str
+    message: WebMessage
+
+
+class GroupShipped(_Out, tag="group_shipped", frozen=True):
+    """Every member (as the group was when each was sent) has stored these."""
+
+    group: str
+    ids: list[str]
+
+
 class Error(_Out, tag="error", frozen=True):
     reason: str
 
@@ -302,6 +406,10 @@ Event: TypeAlias = (
     | Found
     | History
     | FileUpdate
+    | GroupEvent
+    | GroupMembers
+    | GroupMessage
+    | GroupShipped
     | Error
 )
 

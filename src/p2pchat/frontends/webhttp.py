@@ -145,7 +145,7 @@ class Page(Protocol):
     def heartbeat(self) -> float: ...
     @property
     def files(self) -> Files: ...
-    async def snapshot(self) -> ev.Snapshot: ...
+    async def greeting(self) -> list[ev.Event]: ...
     async def handle(self, tab: Tab, command: ev.Command) -> None: ...
 
 
@@ -227,7 +227,8 @@ async def _socket(request: web.Request) -> web.StreamResponse:
         socket = web.WebSocketResponse(heartbeat=ui.heartbeat, max_msg_size=ui.max_event_size)
         await socket.prepare(request)
         tab = Tab(socket, ui.tab_queue)
-        tab.send(await ui.snapshot())
+        for event in await ui.greeting():
+            tab.send(event)
     finally:
         ui.opening -= 1
     ui.tabs.add(tab)

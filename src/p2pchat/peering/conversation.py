@@ -27,7 +27,7 @@ from ..errors import (
     ProtocolError,
     RemoteProtocolError,
 )
-from ..messages import FILE_FRAMES, MAX_ACK_IDS
+from ..messages import FILE_FRAMES, MAX_ACK_IDS, GroupNote
 from ..protocol import Ack, Bye, Error, Msg, Ping, Pong, WireMessage
 from ..shared.connection import Connection, keep_alive
 from ..store import Message, MessageStore
@@ -345,10 +345,13 @@ class Conversation:
             while True:
                 await self._inbox.wait_for_room()  # a slow reader holds back the sender
                 arrived: list[Message] = []
+                grouped: list[tuple[Message, GroupNote]] = []
                 acked: list[str] = []
                 leaving: str | None = None
                 for wire in await self._connection.recv_batch():
-                    if isinstance(wire, Msg):
+                    if isinstance(wire, Msg) and wire.group is not None:
+                        grouped.append((from_wire(wire, self.peer, self.me), wire.group))
+                    elif isinstance(wire, Msg):
                         arrived.append(from_wire(wire, self.peer, self.me))
                     elif isinstance(wire, Ack):
                         acked.extend(wire.ids)
@@ -371,6 +374,8 @@ class Conversation:
                     self._store_incoming(arrived)
                     while len(self._incoming) >= WRITES_IN_FLIGHT:  # a slow disk slows us
                         await asyncio.wait({self._incoming[0]})
+                if grouped:
+                    await self._admit(grouped)
                 if acked:
                     await self._run(self._delivery.receive_ack(acked))
                 if leaving is not None:
@@ -393,10 +398,28 @@ class Conversation:
             self._finish(reason)
             await self._connection.close()
 
-    def _store_incoming(self, arrived: list[Message]) -> None:
+    async def _admit(self, grouped: list[tuple[Message, GroupNote]]) -> None:
+        """Group messages: checked like ours (who from, size), then judged by the groups
+        (membership, signatures); those taken are stored unread for their group, the
+        refused acknowledged and dropped, the others left for a resend."""
+        self._delivery.receive_messages([m for m, _ in grouped])  # ProtocolError if bad
+        admit = self._settings.admit_group
+        if admit is None:
+            return
+        taken, refused, _ = await admit(self.peer, grouped)
+        if taken:
+            self._store_incoming(taken, group=True, also_ack=refused)
+        elif refused:
+            self._acks.extend(refused)
+            self._work.set()
+
+    def _store_incoming(
+        self, arrived: list[Message], *, group: bool = False, also_ack: Sequence[str] = ()
+    ) -> None:
         """Store a received batch in the background. Once stored, what is new goes to the
-        inbox, even if this conversation is closed meanwhile (the inbox closes only after
-        it), and the batch is acknowledged by the send loop. Writes complete in order."""
+        inbox (group messages: stored unread, for their group), even if this conversation
+        is closed meanwhile (the inbox closes only after it), and the batch is
+        acknowledged by the send loop. Writes complete in order."""
 
         def stored(writing: asyncio.Task[list[Message]]) -> None:
             self._incoming.remove(writing)
@@ -408,19 +431,22 @@ class Conversation:
                     self._finish(f"store failed: {error}")
                     return
                 for effect in self._delivery.stored_incoming(arrived, writing.result()):
-                    if isinstance(effect, Deliver):
+                    if isinstance(effect, Deliver) and group:
+                        if self._settings.on_group_stored is not None:
+                            self._settings.on_group_stored(effect.messages)
+                    elif isinstance(effect, Deliver):
                         messages = list(effect.messages)
                         if self._settings.deliverable is not None:  # file offers go apart
                             messages = self._settings.deliverable(self.peer, messages)
                         self._inbox.put_all(messages)
                     elif isinstance(effect, Acknowledge):
-                        self._acks.extend(effect.ids)
+                        self._acks.extend([*effect.ids, *also_ack])
                         self._work.set()
             finally:
                 if self.closed and not self._incoming:
                     self._inbox.close()
 
-        writing = self._keep(self._store.add_many(arrived))
+        writing = self._keep(self._store.add_many(arrived, unread=group))
         self._incoming.append(writing)
         writing.add_done_callback(stored)
 
@@ -430,7 +456,7 @@ class Conversation:
             if isinstance(effect, Transmit):
                 for start in range(0, len(effect.messages), BATCH):
                     chunk = effect.messages[start : start + BATCH]
-                    await self._connection.send_many([to_wire(m) for m in chunk])
+                    await self._connection.send_many(await self._wire(chunk))
             elif isinstance(effect, Acknowledge):
                 await self._acknowledge(list(effect.ids))
             elif isinstance(effect, MarkShipped):
@@ -440,6 +466,14 @@ class Conversation:
                 self._progress.set()
             else:  # pragma: no cover - the adapter handles every effect it is given
                 raise AssertionError(f"unexpected effect {effect!r}")
+
+    async def _wire(self, messages: Sequence[Message]) -> list[Msg]:
+        """``messages`` as they go on the wire; a group message with its roster."""
+        note = self._settings.group_note
+        return [
+            to_wire(m, await note(m) if m.group is not None and note is not None else None)
+            for m in messages
+        ]
 
     async def _mark_shipped(self, ids: list[str]) -> None:
         """Mark ``ids`` shipped, then tell the application: both, or neither."""

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from ..errors import ProtocolError
-from ..messages import MAX_TIME, MESSAGE_ID_PATTERN, Msg
+from ..messages import MAX_TIME, MESSAGE_ID_PATTERN, GroupNote, Msg
 from ..store import Message
 
 __all__ = [
@@ -198,9 +198,10 @@ class Delivery:
         return effects
 
 
-def to_wire(message: Message) -> Msg:
-    """``message`` as it goes on a conversation's connection."""
-    return Msg(id=message.id, ts=message.sent_at, body=message.body)
+def to_wire(message: Message, group: GroupNote | None = None) -> Msg:
+    """``message`` as it goes on a conversation's connection (a group message with the
+    ``group`` note it carries)."""
+    return Msg(id=message.id, ts=message.sent_at, body=message.body, group=group)
 
 
 def from_wire(wire: Msg, sender: str, recipient: str) -> Message:

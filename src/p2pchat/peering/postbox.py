@@ -39,6 +39,7 @@ from ..errors import (
 from ..protocol import (
     Collect,
     Deposit,
+    GroupNote,
     Mail,
     MailItem,
     Ok,
@@ -47,7 +48,7 @@ from ..protocol import (
     check_name,
 )
 from ..shared.identity import Identity, fingerprint
-from ..shared.seal import MAX_RECEIPT_IDS, open_receipt, open_seal, receipt, seal
+from ..shared.seal import MAX_RECEIPT_IDS, open_letter, open_receipt, receipt, seal
 from ..shared.tasks import cancel_and_wait
 from ..store import Message, MessageStore
 from .delivery import Acknowledge, Deliver, Delivery
@@ -55,6 +56,7 @@ from .files import is_offer
 from .keys import KeyBook
 from .link import ServerLink
 from .settings import PeerSettings
+from .unread import UnreadReader
 
 __all__ = ["Postbox"]
 
@@ -81,6 +83,11 @@ class Host(Protocol):
     def _talking_with(self, user: str) -> bool: ...
     def _watch_also(self, user: str) -> None: ...
     def _mail_delivered(self, sender: str, messages: list[Message]) -> list[Message]: ...
+    async def _group_note(self, message: Message) -> GroupNote: ...
+    async def _admit_group(
+        self, sender: str, arrived: Sequence[tuple[Message, GroupNote]]
+    ) -> tuple[list[Message], list[str], list[str]]: ...
+    def _group_stored(self, messages: Sequence[Message]) -> None: ...
     async def known_key(self, user: str) -> str | None: ...
     async def trust_key(self, user: str, key: str) -> None: ...
 
@@ -96,10 +103,8 @@ class Postbox:
         self._collected = False
         self._collect_again = False  # told "more waits" before this login's collect was done
         self._worker: asyncio.Task[None] | None = None
-        self._arrived = asyncio.Event()
-        self._taking = asyncio.Lock()
-        self._taken: Message | None = None  # marked read, but its taker was cancelled
-        self._marking: asyncio.Future[None] | None = None  # that mark, until it is written
+        # File offers were taken by the file desk when they arrived: passed over here.
+        self._unread = UnreadReader(peer.store, peer.name, pass_over=lambda m: is_offer(m.body))
         self._to_deposit = asyncio.Event()
         self._idle = asyncio.Event()  # the depositor has nothing to do
         self._depositor: asyncio.Task[None] | None = None
@@ -189,7 +194,7 @@ class Postbox:
         mailbox, so that it does not come back at every login; its sender keeps it
         unshipped, for a talk); or kept on the server for the next login (a store write
         that failed, a receipt refused, a key not trusted yet)."""
-        messages: dict[str, list[tuple[MailItem, Message]]] = {}
+        messages: dict[str, list[tuple[MailItem, Message, GroupNote | None]]] = {}
         done: list[str] = []  # items to drop from our mailbox
         for item in items:
             try:
@@ -212,7 +217,7 @@ class Postbox:
             if opened is None:
                 done.append(item.item)  # refused: logged
             else:
-                messages.setdefault(item.sender, []).append((item, opened))
+                messages.setdefault(item.sender, []).append((item, *opened))
         for sender, batch in messages.items():
             done.extend(await self._store(sender, batch))
         for start in range(0, len(done), SETTLE_ITEMS):
@@ -220,13 +225,13 @@ class Postbox:
             chunk = done[start : start + SETTLE_ITEMS]
             await link.request(Settle(id=link.next_id(), items=chunk), Ok)
 
-    async def _open(self, item: MailItem) -> Message | None:
+    async def _open(self, item: MailItem) -> tuple[Message, GroupNote | None] | None:
         """The message in ``item``, or None if it is refused (and logged). KeyChanged if
         it is signed by a key the server vouches for and we do not trust: it is kept on
         the server, opened once the user trusts that key (``trust_key``)."""
         sender_key = await self.keys.identity_key(item.sender)
         try:
-            return open_seal(
+            return open_letter(
                 self.peer.identity,
                 self.name,
                 item=item.item,
@@ -243,14 +248,18 @@ class Postbox:
             logger.warning("%s refused a mail item: %s", self.name, exc)
             return None
 
-    async def _store(self, sender: str, batch: list[tuple[MailItem, Message]]) -> list[str]:
+    async def _store(
+        self, sender: str, batch: list[tuple[MailItem, Message, GroupNote | None]]
+    ) -> list[str]:
         """Store, hand over, then send the receipt (the delivery rules decide each step).
         Returns the items to drop from our mailbox: those refused, and those stored whose
-        receipt the server has taken."""
+        receipt the server has taken. Group messages are judged by the groups first: those
+        refused are dropped, those that cannot be judged now wait on the server."""
         delivery = Delivery(self.name, sender, max_message_size=self.peer.settings.max_message_size)
         refused: list[str] = []
         good: list[Message] = []
-        for item, message in batch:
+        grouped: list[tuple[Message, GroupNote]] = []
+        for item, message, note in batch:
             try:
                 delivery.check_incoming(message)
             except ProtocolError as exc:
@@ -259,14 +268,25 @@ class Postbox:
                 )
                 refused.append(item.item)
             else:
-                good.append(message)
+                if note is None:
+                    good.append(message)
+                else:
+                    grouped.append((message, note))
+        if grouped:
+            taken, refused_ids, _later = await self.peer._admit_group(sender, grouped)
+            good.extend(taken)
+            refused.extend(refused_ids)  # each logged; _later waits on the server
+            order = {item.item: place for place, (item, _, _) in enumerate(batch)}
+            good.sort(key=lambda m: order.get(m.id, 0))  # as they came, groups' among them
         stored, new = await self._add(good)
         self.peer._watch_also(sender)
         settled = list(refused)
         for effect in delivery.stored_incoming(stored, new):
             if isinstance(effect, Deliver):
-                if self.peer._mail_delivered(sender, list(effect.messages)):
-                    self._arrived.set()
+                one_to_one = [m for m in effect.messages if m.group is None]
+                if self.peer._mail_delivered(sender, one_to_one):  # file offers go apart
+                    self._unread.arrived()
+                self.peer._group_stored([m for m in effect.messages if m.group is not None])
             elif isinstance(effect, Acknowledge):
                 settled.extend(await self._send_receipts(sender, effect.ids))
         return settled
@@ -324,7 +344,10 @@ class Postbox:
             try:
                 await link.request(
                     Receipt(
-                        id=link.next_id(), recipient=sender, item=_receipt_id(ids), sealed=signed
+                        id=link.next_id(),
+                        recipient=sender,
+                        item=_receipt_id(self.name, ids),
+                        sealed=signed,
                     ),
                     Ok,
                 )
@@ -358,35 +381,9 @@ class Postbox:
 
     async def next_message(self) -> Message:
         """The oldest message received by mail and not yet handed over, waiting for one."""
-        async with self._taking:
-            if (taken := self._taken) is not None:
-                self._taken = None
-                return taken
-            if self._marking is not None:  # a cancelled call's mark: read only after it
-                await asyncio.shield(self._marking)
-                self._marking = None
-            while (message := await self._next_unread()) is None:
-                self._arrived.clear()
-                await self._arrived.wait()
-            self._marking = asyncio.ensure_future(
-                self.peer.store.mark_read(message.sender, [message.id])
-            )
-            try:
-                await asyncio.shield(self._marking)
-            except asyncio.CancelledError:
-                self._taken = message  # being marked, not returned: the next call returns it
-                raise
-            self._marking = None
-            return message
-
-    async def _next_unread(self) -> Message | None:
-        """The oldest unread message for the inbox: file offers (taken by the file desk
-        when they arrived) are marked read and passed over."""
-        while (message := await self.peer.store.next_unread(self.name)) is not None:
-            if not is_offer(message.body):
-                return message
-            await self.peer.store.mark_read(message.sender, [message.id])
-        return None
+        message = await self._unread.next()
+        assert message is not None
+        return message
 
     # Sending.
 
@@ -444,7 +441,8 @@ class Postbox:
 
     async def _deposit(self, message: Message) -> None:
         mailbox_key = await self.keys.mailbox_key(message.recipient)
-        sealed = seal(self.peer.identity, message, mailbox_key)
+        note = await self.peer._group_note(message) if message.group is not None else None
+        sealed = seal(self.peer.identity, message, mailbox_key, note)
         for _ in range(60):
             link = self.peer._link()
             try:
@@ -462,9 +460,10 @@ class Postbox:
                 await asyncio.sleep(1.0)  # the server's deposit rate: wait for our turn
         else:
             raise RateLimited("the server kept refusing deposits")
-        await self.peer.store.mark_deposited([message.id])
+        await self.peer.store.mark_deposited([message.id], recipient=message.recipient)
 
 
-def _receipt_id(ids: Sequence[str]) -> str:
-    """A receipt's item id: one per set of messages, so a receipt sent again is kept once."""
-    return "r-" + hashlib.sha256("\n".join(ids).encode()).hexdigest()[:40]
+def _receipt_id(me: str, ids: Sequence[str]) -> str:
+    """A receipt's item id: one per receipt sender and set of messages, so a receipt sent
+    again is kept once, and two members' receipts for the same group messages are two."""
+    return "r-" + hashlib.sha256("\n".join([me, *ids]).encode()).hexdigest()[:40]

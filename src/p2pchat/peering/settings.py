@@ -7,12 +7,12 @@ frozen object that every ``Conversation`` it opens is handed)."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypedDict
 
 from ..errors import MessageTooLarge
-from ..messages import MAX_FILE_WINDOW, MIN_FILE_WINDOW, FileFrame
+from ..messages import MAX_FILE_WINDOW, MAX_ROSTER_MEMBERS, MIN_FILE_WINDOW, FileFrame, GroupNote
 from ..protocol import DEFAULT_MAX_FRAME
 from ..shared.checks import check_int, check_seconds
 from ..store import Message
@@ -40,6 +40,11 @@ class PeerSettings:
     file_window: int = _limit(8 * 1024 * 1024, MIN_FILE_WINDOW, MAX_FILE_WINDOW)
     """File bytes a sender may have unacknowledged (we hold them; we sync and acknowledge
     each quarter of it): at most this much is sent again after a crash."""
+    max_group_members: int = _limit(64, 2)
+    """Most members of a group, this peer included (at most ``MAX_ROSTER_MEMBERS``): each
+    group message is one envelope per member."""
+    max_groups: int = _limit(256)
+    """Most groups this peer is in at once."""
     # Timeouts
     connect_timeout: float | None = 10.0
     request_timeout: float | None = 15.0
@@ -68,6 +73,8 @@ class PeerSettings:
                 reason = None if ok else "expected (first, longest) seconds above 0, in order"
             else:
                 reason = check_seconds(value)
+            if reason is None and name == "max_group_members" and value > MAX_ROSTER_MEMBERS:
+                reason = f"expected at most {MAX_ROSTER_MEMBERS}"
             if reason is not None:
                 raise ValueError(f"{name}: {reason}, got {value!r}")
 
@@ -90,6 +97,8 @@ class PeerLimits(TypedDict, total=False):
     max_handshakes: int
     max_file_size: int
     file_window: int
+    max_group_members: int
+    max_groups: int
     connect_timeout: float | None
     request_timeout: float | None
     hello_timeout: float | None
@@ -132,6 +141,18 @@ class ChatSettings:
     deliverable: Callable[[str, list[Message]], list[Message]] | None = None
     """Given (contact, messages received and stored, new), returns those for the inbox:
     the others (file offers) are taken by another part."""
+    group_note: Callable[[Message], Awaitable[GroupNote]] | None = None
+    """What a group message of ours carries on the wire (its roster)."""
+    admit_group: (
+        Callable[
+            [str, Sequence[tuple[Message, GroupNote]]],
+            Awaitable[tuple[list[Message], list[str], list[str]]],
+        ]
+        | None
+    ) = None
+    """Decides on group messages received: (taken, refused ids, ids left for later)."""
+    on_group_stored: Callable[[Sequence[Message]], None] | None = None
+    """Called with group messages received and stored, new ones."""
 
     def check_body(self, body: str) -> None:
         size = len(body.encode("utf-8"))

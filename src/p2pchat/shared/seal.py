@@ -24,15 +24,24 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from cryptography.hazmat.primitives.hpke import AEAD, KDF, KEM, Suite
 
 from ..errors import IdentityError, SealError
-from ..messages import Base64, MessageId, Timestamp, UserName
+from ..messages import Base64, GroupNote, MessageId, Timestamp, UserName
 from ..store import Message
 from .identity import Identity, b64decode, b64encode, mailbox_key_payload, verify_signature
 
-__all__ = ["Letter", "SignedReceipt", "open_receipt", "open_seal", "receipt", "seal"]
+__all__ = [
+    "Letter",
+    "SignedReceipt",
+    "open_letter",
+    "open_receipt",
+    "open_seal",
+    "receipt",
+    "seal",
+]
 
 SUITE: Final = Suite(KEM.X25519, KDF.HKDF_SHA256, AEAD.CHACHA20_POLY1305)
 _SEAL_INFO: Final = b"p2pchat mail v1"
 _LETTER: Final = b"p2pchat letter v1"
+_GROUP_LETTER: Final = b"p2pchat group letter v1"
 _RECEIPT: Final = b"p2pchat receipt v1"
 MAX_RECEIPT_IDS: Final = 256
 """Message ids we put in one receipt: 256 UUIDs seal to about 13 KiB, well under the
@@ -49,6 +58,8 @@ class Letter(msgspec.Struct, frozen=True, kw_only=True):
     ts: Timestamp
     body: str
     signature: Base64
+    group: GroupNote | None = None
+    """A group message's note (its roster): signed with the rest."""
 
 
 class SignedReceipt(msgspec.Struct, frozen=True, kw_only=True):
@@ -74,10 +85,23 @@ def _fields(context: bytes, *parts: str | float) -> bytes:
     return b"".join(out)
 
 
-def seal(identity: Identity, message: Message, mailbox_key: str) -> str:
-    """``message`` (from ``identity``) sealed to the recipient's ``mailbox_key``."""
-    signed = _fields(
-        _LETTER, message.sender, message.recipient, message.id, message.sent_at, message.body
+def _signed(
+    sender: str, recipient: str, message_id: str, ts: float, body: str, group: GroupNote | None
+) -> bytes:
+    """What the sender of a letter signs; a group letter's note (as JSON) with the rest."""
+    if group is None:
+        return _fields(_LETTER, sender, recipient, message_id, ts, body)
+    note = msgspec.json.encode(group).decode()
+    return _fields(_GROUP_LETTER, sender, recipient, message_id, ts, body, note)
+
+
+def seal(
+    identity: Identity, message: Message, mailbox_key: str, group: GroupNote | None = None
+) -> str:
+    """``message`` (from ``identity``) sealed to the recipient's ``mailbox_key``; a group
+    message's copy for that member with its ``group`` note."""
+    signed = _signed(
+        message.sender, message.recipient, message.id, message.sent_at, message.body, group
     )
     letter = Letter(
         sender=message.sender,
@@ -86,6 +110,7 @@ def seal(identity: Identity, message: Message, mailbox_key: str) -> str:
         ts=message.sent_at,
         body=message.body,
         signature=identity.sign(signed),
+        group=group,
     )
     try:
         public = X25519PublicKey.from_public_bytes(b64decode(mailbox_key))
@@ -103,6 +128,15 @@ def open_seal(
     Raises SealError if it does not open with our key, was not written for this item and
     for us, or is not signed by ``sender_key`` as ``sender``.
     """
+    return open_letter(
+        identity, me, item=item, sender=sender, sealed=sealed, sender_key=sender_key
+    )[0]
+
+
+def open_letter(
+    identity: Identity, me: str, *, item: str, sender: str, sealed: str, sender_key: str
+) -> tuple[Message, GroupNote | None]:
+    """``open_seal``, and the group note a group message's letter carries (else None)."""
     try:
         plain = SUITE.decrypt(
             b64decode(sealed), identity.mailbox_private_key, info=_fields(_SEAL_INFO, me, item)
@@ -119,10 +153,12 @@ def open_seal(
             f"item {item} is not what it claims: written by {letter.sender} to "
             f"{letter.recipient} as {letter.id}, delivered as {item} from {sender} to {me}"
         )
-    signed = _fields(_LETTER, letter.sender, letter.recipient, letter.id, letter.ts, letter.body)
+    signed = _signed(
+        letter.sender, letter.recipient, letter.id, letter.ts, letter.body, letter.group
+    )
     if not verify_signature(sender_key, signed, letter.signature):
         raise SealError(f"item {item} is not signed by the key of {sender}")
-    return Message(
+    message = Message(
         id=letter.id,
         sender=letter.sender,
         recipient=letter.recipient,
@@ -130,6 +166,7 @@ def open_seal(
         sent_at=letter.ts,
         shipped=True,
     )
+    return message, letter.group
 
 
 def receipt(identity: Identity, me: str, sender: str, ids: Sequence[str]) -> str:

@@ -33,8 +33,16 @@ from typing import Any, TypeVar
 
 from ..errors import StoreError
 from ..store import Message
-from .search import parse
-from .sqlite_search import index_new_rows, newest_matches
+from .rows import (
+    COPY_COLUMNS,
+    MESSAGE_COLUMNS,
+    SHIP_IF_ALL,
+    SQL_CHUNK,
+    message_from_row,
+    message_row,
+)
+from .sqlite_groups import GroupTables
+from .sqlite_search import SearchQueries, index_new_rows
 
 __all__ = ["SqliteDatabase", "SqliteMessageStore", "SqliteStore"]
 
@@ -305,30 +313,10 @@ class SqliteStore:
         await self._database.close()
 
 
-_MESSAGE_COLUMNS = "id, sender, recipient, body, sent_at, shipped"
-_NEWEST_FIRST = "sent_at DESC, id DESC, sender DESC"  # history's order, backwards
-_SQL_CHUNK = 500  # ids per IN (...) query, well under SQLite's variable limit
-_ROWS_PER_INSERT = 4_000  # rows per INSERT, if SQLite takes 7 variables for each
+_ROWS_PER_INSERT = 3_000  # rows per INSERT, if SQLite takes 10 variables for each
 
 
-def _message_from_row(row: Sequence[object]) -> Message:
-    message_id, sender, recipient, body, sent_at, shipped = row
-    return Message(
-        id=str(message_id),
-        sender=str(sender),
-        recipient=str(recipient),
-        body=str(body),
-        sent_at=float(sent_at),  # type: ignore[arg-type]
-        shipped=bool(shipped),
-    )
-
-
-def _search_order(row: Sequence[Any]) -> tuple[float, str, str]:
-    """(sent_at, id, sender) of a search's row: seq, then _MESSAGE_COLUMNS."""
-    return float(row[5]), str(row[1]), str(row[2])
-
-
-class SqliteMessageStore(SqliteStore):
+class SqliteMessageStore(GroupTables, SearchQueries, SqliteStore):
     """MessageStore in an SQLite file (WAL mode).
 
     ``synchronous = FULL``: an ack promises the message is on disk, so every commit is
@@ -337,8 +325,11 @@ class SqliteMessageStore(SqliteStore):
     """
 
     KIND = "messages"
-    VERSION = 5
+    VERSION = 6
     SYNCHRONOUS = "FULL"
+
+    def _tables(self) -> SqliteDatabase:
+        return self._database
 
     @property
     def identity_file(self) -> Path:
@@ -361,8 +352,8 @@ class SqliteMessageStore(SqliteStore):
             # A message is known by (sender, id): another sender's id is not this one.
             known: set[tuple[str, str]] = set()
             ids = list(dict.fromkeys(m.id for m in messages))
-            for start in range(0, len(ids), _SQL_CHUNK):
-                chunk = ids[start : start + _SQL_CHUNK]
+            for start in range(0, len(ids), SQL_CHUNK):
+                chunk = ids[start : start + SQL_CHUNK]
                 marks = ", ".join("?" * len(chunk))
                 c = db.execute(f"SELECT sender, id FROM messages WHERE id IN ({marks})", chunk)
                 known.update((str(row[0]), str(row[1])) for row in c.fetchall())
@@ -373,25 +364,16 @@ class SqliteMessageStore(SqliteStore):
                     added.append(m)
             # One statement for many rows, not executemany's one per row (it costs
             # ~15% less; 32,766 variables since SQLite 3.32, 999 before).
-            size = min(_ROWS_PER_INSERT, db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // 7)
+            width = len(MESSAGE_COLUMNS.split(", ")) + 1
+            most = db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // width
+            size = min(_ROWS_PER_INSERT, most)
+            marks = f"({', '.join('?' * width)})"
             for start in range(0, len(added), size):
                 part = added[start : start + size]
                 db.execute(
-                    f"INSERT INTO messages ({_MESSAGE_COLUMNS}, unread) VALUES "
-                    + ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * len(part)),
-                    [
-                        value
-                        for m in part
-                        for value in (
-                            m.id,
-                            m.sender,
-                            m.recipient,
-                            m.body,
-                            m.sent_at,
-                            int(m.shipped),
-                            flag,
-                        )
-                    ],
+                    f"INSERT INTO messages ({MESSAGE_COLUMNS}, unread) VALUES "
+                    + ", ".join([marks] * len(part)),
+                    [value for m in part for value in message_row(m, flag)],
                 )
             return added
 
@@ -403,17 +385,35 @@ class SqliteMessageStore(SqliteStore):
             return
 
         def job(db: sqlite3.Connection) -> None:
-            db.executemany("UPDATE messages SET shipped = 1 WHERE id = ? AND recipient = ?", rows)
+            db.executemany(
+                "UPDATE messages SET shipped = 1"
+                " WHERE id = ? AND recipient = ? AND group_id IS NULL",
+                rows,
+            )
+            db.executemany(
+                "UPDATE group_deliveries SET shipped = 1 WHERE member = ? AND shipped = 0"
+                " AND message_seq IN"
+                " (SELECT seq FROM messages WHERE id = ? AND group_id IS NOT NULL)",
+                [(member, message_id) for message_id, member in rows],
+            )
+            db.executemany(SHIP_IF_ALL.format(where="id = ?"), [(i,) for i, _ in rows])
 
         await self._database.write(job, durable=False)  # if lost: resent, and ignored there
 
-    async def next_unread(self, user: str) -> Message | None:
-        rows = await self._database.fetch(
-            f"SELECT {_MESSAGE_COLUMNS} FROM messages"
-            " WHERE recipient = ? AND unread = 1 ORDER BY seq LIMIT 1",
-            (user,),
-        )
-        return _message_from_row(rows[0]) if rows else None
+    async def next_unread(self, user: str, *, group: str | None = None) -> Message | None:
+        if group is None:
+            rows = await self._database.fetch(
+                f"SELECT {MESSAGE_COLUMNS} FROM messages"
+                " WHERE recipient = ? AND unread = 1 AND group_id IS NULL ORDER BY seq LIMIT 1",
+                (user,),
+            )
+        else:
+            rows = await self._database.fetch(
+                f"SELECT {MESSAGE_COLUMNS} FROM messages"
+                " WHERE group_id = ? AND unread = 1 ORDER BY seq LIMIT 1",
+                (group,),
+            )
+        return message_from_row(rows[0]) if rows else None
 
     async def mark_read(self, sender: str, ids: Iterable[str]) -> None:
         rows = [(message_id, sender) for message_id in ids]
@@ -425,9 +425,25 @@ class SqliteMessageStore(SqliteStore):
 
         await self._database.write(job)  # durable: if lost, it would show again
 
-    async def mark_deposited(self, ids: Iterable[str]) -> None:
+    async def mark_deposited(self, ids: Iterable[str], *, recipient: str | None = None) -> None:
         # If lost: deposited again, and the server (and the recipient) ignore the copy.
-        await self._set_flag("deposited = 1", ids, durable=False)
+        ids = list(ids)
+        if recipient is None:
+            await self._set_flag("deposited = 1", ids, durable=False)
+            return
+
+        def job(db: sqlite3.Connection) -> None:
+            db.executemany(
+                "UPDATE messages SET deposited = 1 WHERE id = ? AND group_id IS NULL",
+                [(i,) for i in ids],
+            )
+            db.executemany(
+                "UPDATE group_deliveries SET deposited = 1 WHERE member = ? AND message_seq IN"
+                " (SELECT seq FROM messages WHERE id = ? AND group_id IS NOT NULL)",
+                [(recipient, i) for i in ids],
+            )
+
+        await self._database.write(job, durable=False)
 
     async def _set_flag(self, assignment: str, ids: Iterable[str], *, durable: bool = True) -> None:
         rows = [(message_id,) for message_id in ids]
@@ -441,74 +457,37 @@ class SqliteMessageStore(SqliteStore):
 
     async def undeposited(self, sender: str) -> list[Message]:
         rows = await self._database.fetch(
-            f"SELECT {_MESSAGE_COLUMNS} FROM messages"
-            " WHERE sender = ? AND shipped = 0 AND deposited = 0 ORDER BY seq",
-            (sender,),
+            f"SELECT {MESSAGE_COLUMNS} FROM ("
+            f" SELECT seq, {MESSAGE_COLUMNS} FROM messages"
+            "  WHERE sender = ? AND shipped = 0 AND deposited = 0 AND group_id IS NULL"
+            f" UNION ALL SELECT {COPY_COLUMNS}"
+            "  FROM group_deliveries d JOIN messages m ON m.seq = d.message_seq"
+            "  WHERE m.sender = ? AND d.shipped = 0 AND d.deposited = 0"
+            ") ORDER BY seq",
+            (sender, sender),
         )
-        return [_message_from_row(row) for row in rows]
+        return [message_from_row(row) for row in rows]
 
     async def unshipped(self, sender: str, recipient: str) -> list[Message]:
         rows = await self._database.fetch(
-            f"SELECT {_MESSAGE_COLUMNS} FROM messages"
-            " WHERE recipient = ? AND shipped = 0 AND sender = ? ORDER BY seq",
-            (recipient, sender),
+            f"SELECT {MESSAGE_COLUMNS} FROM ("
+            f" SELECT seq, {MESSAGE_COLUMNS} FROM messages"
+            "  WHERE recipient = ? AND shipped = 0 AND sender = ? AND group_id IS NULL"
+            f" UNION ALL SELECT {COPY_COLUMNS}"
+            "  FROM group_deliveries d JOIN messages m ON m.seq = d.message_seq"
+            "  WHERE d.member = ? AND d.shipped = 0 AND m.sender = ?"
+            ") ORDER BY seq",
+            (recipient, sender, recipient, sender),
         )
-        return [_message_from_row(row) for row in rows]
-
-    async def history(
-        self,
-        user: str,
-        contact: str,
-        *,
-        before: Message | None = None,
-        limit: int | None = None,
-    ) -> list[Message]:
-        # Each direction read backwards from messages_pair_time, at most ``limit`` rows,
-        # then the two merged: a page costs its size, not the length of the talk.
-        edge, after = "", []
-        if before is not None:
-            edge = " AND (sent_at, id, sender) < (?, ?, ?)"
-            after = [before.sent_at, before.id, before.sender]
-        count = -1 if limit is None else limit
-        one_way = (
-            f"SELECT * FROM (SELECT {_MESSAGE_COLUMNS} FROM messages"
-            f" WHERE sender = ? AND recipient = ?{edge} ORDER BY {_NEWEST_FIRST} LIMIT ?)"
-        )
-        rows = await self._database.fetch(
-            f"SELECT * FROM ({one_way} UNION ALL {one_way}) ORDER BY {_NEWEST_FIRST} LIMIT ?",
-            (user, contact, *after, count, contact, user, *after, count, count),
-        )
-        return [_message_from_row(row) for row in reversed(rows)]
-
-    async def search(
-        self, user: str, text: str, *, contact: str | None = None, limit: int = 50
-    ) -> list[Message]:
-        query = parse(text)  # InvalidQuery before any SQL; what FTS5 gets is quoted terms
-        if limit <= 0:
-            return []
-        if contact is None:
-            whose, parameters = "(m.sender = ? OR m.recipient = ?)", [user, user]
-        else:
-            whose = "((m.sender = ? AND m.recipient = ?) OR (m.sender = ? AND m.recipient = ?))"
-            parameters = [user, contact, contact, user]
-        sql = (
-            f"SELECT m.seq, {', '.join('m.' + c for c in _MESSAGE_COLUMNS.split(', '))}"
-            " FROM messages_fts f JOIN messages m ON m.seq = f.rowid"
-            f" WHERE messages_fts MATCH ? AND f.rowid < ? AND {whose}"
-            " ORDER BY f.rowid DESC LIMIT ?"
-        )
-
-        def job(db: sqlite3.Connection) -> list[Message]:
-            rows = newest_matches(db, sql, [query.fts5], parameters, limit, _search_order)
-            return [_message_from_row(row[1:]) for row in rows]
-
-        return await self._database.read(job)
+        return [message_from_row(row) for row in rows]
 
     async def correspondents(self, user: str, *, limit: int | None = None) -> list[str]:
         rows = await self._database.fetch(
+            # A group message's recipient is its group: ours are left out here, and those
+            # received are not to ``user``.
             "SELECT other FROM ("
-            " SELECT recipient AS other, MAX(seq) AS last FROM messages WHERE sender = ?"
-            "  GROUP BY recipient"
+            " SELECT recipient AS other, MAX(seq) AS last FROM messages"
+            "  WHERE sender = ? AND group_id IS NULL GROUP BY recipient"
             " UNION ALL"
             " SELECT sender, MAX(seq) FROM messages WHERE recipient = ? GROUP BY sender"
             ") GROUP BY other ORDER BY MAX(last) DESC LIMIT ?",

@@ -1,8 +1,10 @@
-"""The SQLite message store's search: its index written with each transaction, and
-the newest matches read from it.
+"""The SQLite message store's search and paged history (``SearchQueries``, a part of
+``SqliteMessageStore``): the index written with each transaction, and the newest
+matches read from it.
 
 The index is FTS5 over the bodies (``schema/messages-5.sql``), beside ``messages_latest``,
-the latest ``sent_at`` of each block of seqs, that lets a search stop early.
+the latest ``sent_at`` of each block of seqs, that lets a search stop early. Group
+messages are indexed like the others (their recipient is their group).
 """
 
 from __future__ import annotations
@@ -13,13 +15,87 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["index_new_rows", "newest_matches"]
+from ..store import Message
+from .rows import MESSAGE_COLUMNS, Database, message_from_row
+from .search import parse
+
+__all__ = ["SearchQueries", "index_new_rows", "newest_matches"]
 
 Row = Sequence[Any]
 """A row of the search's query: the seq, then the message's columns."""
 
 _BLOCK_BITS = 12  # messages_latest keeps the latest sent_at of each 4,096 seqs
 _FIRST_WALK = 256  # matches read at first; each further read four times more
+_NEWEST_FIRST = "sent_at DESC, id DESC, sender DESC"  # history's order, backwards
+
+
+def _search_order(row: Row) -> tuple[float, str, str]:
+    """(sent_at, id, sender) of a search's row: seq, then MESSAGE_COLUMNS."""
+    return float(row[5]), str(row[1]), str(row[2])
+
+
+class SearchQueries:
+    """The history and search methods of ``MessageStore`` over the store's database."""
+
+    def _tables(self) -> Database:
+        """The database the tables are in (the store's)."""
+        raise NotImplementedError
+
+    async def history(
+        self,
+        user: str,
+        contact: str,
+        *,
+        before: Message | None = None,
+        limit: int | None = None,
+    ) -> list[Message]:
+        # Each direction read backwards from messages_pair_time, at most ``limit`` rows,
+        # then the two merged: a page costs its size, not the length of the talk. (A
+        # group message's recipient is its group: never a contact.)
+        edge, after = "", []
+        if before is not None:
+            edge = " AND (sent_at, id, sender) < (?, ?, ?)"
+            after = [before.sent_at, before.id, before.sender]
+        count = -1 if limit is None else limit
+        one_way = (
+            f"SELECT * FROM (SELECT {MESSAGE_COLUMNS} FROM messages"
+            f" WHERE sender = ? AND recipient = ?{edge} ORDER BY {_NEWEST_FIRST} LIMIT ?)"
+        )
+        rows = await self._tables().fetch(
+            f"SELECT * FROM ({one_way} UNION ALL {one_way}) ORDER BY {_NEWEST_FIRST} LIMIT ?",
+            (user, contact, *after, count, contact, user, *after, count, count),
+        )
+        return [message_from_row(row) for row in reversed(rows)]
+
+    async def search(
+        self, user: str, text: str, *, contact: str | None = None, limit: int = 50
+    ) -> list[Message]:
+        query = parse(text)  # InvalidQuery before any SQL; what FTS5 gets is quoted terms
+        if limit <= 0:
+            return []
+        # Every group message kept is this peer's (its recipient is the group): all of
+        # them, or with ``contact`` those it sent.
+        if contact is None:
+            whose = "(m.sender = ? OR m.recipient = ? OR m.group_id IS NOT NULL)"
+            parameters = [user, user]
+        else:
+            whose = (
+                "((m.sender = ? AND m.recipient = ?)"
+                " OR (m.sender = ? AND (m.recipient = ? OR m.group_id IS NOT NULL)))"
+            )
+            parameters = [user, contact, contact, user]
+        sql = (
+            f"SELECT m.seq, {', '.join('m.' + c for c in MESSAGE_COLUMNS.split(', '))}"
+            " FROM messages_fts f JOIN messages m ON m.seq = f.rowid"
+            f" WHERE messages_fts MATCH ? AND f.rowid < ? AND {whose}"
+            " ORDER BY f.rowid DESC LIMIT ?"
+        )
+
+        def job(db: sqlite3.Connection) -> list[Message]:
+            rows = newest_matches(db, sql, [query.fts5], parameters, limit, _search_order)
+            return [message_from_row(row[1:]) for row in rows]
+
+        return await self._tables().read(job)
 
 
 def newest_matches(

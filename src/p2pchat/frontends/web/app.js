@@ -46,11 +46,24 @@ function older(talk) {
   }
 }
 
-// Going to a message a search found: its talk is opened, then older pages are loaded
-// until the message is among them, then it is scrolled to.
+// Going to a message a search found: its talk (a user's or a group's) is opened, then
+// older pages are loaded until the message is among them, then it is scrolled to.
 function pursue() {
   const target = model.target;
   if (target === null) return;
+  if (target.group !== undefined) {
+    // A group's talk holds its newest messages only (no older pages for groups yet).
+    const group = model.groups.get(target.group);
+    if (group === undefined || !group.loaded || model.currentGroup !== target.group) return;
+    model.target = null;
+    if (group.messages.has(target.id)) {
+      view.reveal(target.id);
+    } else {
+      model.notice("That message is older than what this page shows of the group.", "problem");
+      view.render();
+    }
+    return;
+  }
   const talk = model.talks.get(target.user);
   if (talk === undefined || model.current !== target.user) return; // its talk is on its way
   if (talk.messages.has(target.id)) {
@@ -86,6 +99,19 @@ view = new View(model, {
     if (talk !== undefined) older(talk);
   },
   find(match) {
+    if (match.group) {
+      // A group's match: its talk (asked for if this page has not loaded it yet).
+      model.target = { group: match.group, id: match.message.id };
+      const group = model.groups.get(match.group);
+      if (group?.loaded) {
+        model.showGroup(match.group);
+        view.render();
+        pursue();
+      } else {
+        send({ type: "open_group", group: match.group });
+      }
+      return;
+    }
     model.target = { user: match.user, id: match.message.id };
     if (model.talks.has(match.user)) {
       model.show(match.user);
@@ -101,6 +127,14 @@ view = new View(model, {
   cancelFile(id) {
     send({ type: "file_cancel", id });
   },
+  showGroup(id) {
+    model.showGroup(id);
+    if (!model.groups.get(id)?.loaded) send({ type: "open_group", group: id });
+    view.render();
+  },
+  removeMember(group, user) {
+    send({ type: "group_remove", group, user });
+  },
   notice(id, command) {
     model.dismiss(id);
     if (command) send(command);
@@ -112,8 +146,12 @@ document.getElementById("composer").addEventListener("submit", (event) => {
   event.preventDefault();
   const box = document.getElementById("message");
   const body = box.value;
-  if (model.current === null || body.trim() === "") return;
-  if (send({ type: "send", user: model.current, body })) box.value = "";
+  if (body.trim() === "") return;
+  if (model.currentGroup !== null) {
+    if (send({ type: "group_send", group: model.currentGroup, body })) box.value = "";
+  } else if (model.current !== null && send({ type: "send", user: model.current, body })) {
+    box.value = "";
+  }
 });
 
 document.getElementById("message").addEventListener("keydown", (event) => {
@@ -124,7 +162,46 @@ document.getElementById("message").addEventListener("keydown", (event) => {
 });
 
 document.getElementById("leave").addEventListener("click", () => {
-  if (model.current !== null) send({ type: "leave", user: model.current });
+  if (model.currentGroup !== null) send({ type: "group_leave", group: model.currentGroup });
+  else if (model.current !== null) send({ type: "leave", user: model.current });
+});
+
+// New group: a name, the online users ticked, and names typed (for those away).
+const groupForm = document.getElementById("group-form");
+const newGroup = document.getElementById("new-group");
+function showGroupForm(open) {
+  groupForm.hidden = !open;
+  newGroup.setAttribute("aria-expanded", String(open));
+  if (open) document.getElementById("group-name").focus();
+}
+newGroup.addEventListener("click", () => showGroupForm(groupForm.hidden));
+document.getElementById("group-cancel").addEventListener("click", () => showGroupForm(false));
+groupForm.addEventListener("submit", (event) => {
+  event.preventDefault();
+  const name = document.getElementById("group-name").value.trim();
+  const typed = document.getElementById("group-others").value.split(/[\s,]+/).filter((user) => user);
+  const ticked = [...view.chosen].filter((user) => model.online.has(user)); // boxes still shown
+  const members = [...new Set([...ticked, ...typed])];
+  if (!name || members.length === 0) {
+    model.notice("A group needs a name and at least one other member.", "problem");
+    view.render();
+    return;
+  }
+  if (send({ type: "create_group", name, members })) {
+    groupForm.reset();
+    view.chosen.clear();
+    view.choices = null;
+    showGroupForm(false);
+  }
+});
+
+document.getElementById("add-member").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const input = document.getElementById("add-name");
+  const user = input.value.trim();
+  if (model.currentGroup !== null && user && send({ type: "group_add", group: model.currentGroup, user })) {
+    input.value = "";
+  }
 });
 
 document.getElementById("open-form").addEventListener("submit", (event) => {
@@ -152,7 +229,14 @@ document.getElementById("messages").addEventListener("scroll", (event) => {
 // it to the user of the conversation shown; its progress comes back as events.
 async function upload(file) {
   const user = model.current;
-  if (user === null || !file) return;
+  if (!file) return;
+  if (user === null) {
+    if (model.currentGroup !== null) {
+      model.notice("A file goes to one person: send it from your talk with them.", "problem");
+      view.render();
+    }
+    return;
+  }
   const key = `upload:${file.name}`;
   model.notice(`Offering ${file.name} to ${user}…`, "info", [], key);
   view.render();
@@ -191,6 +275,9 @@ talkArea.addEventListener("drop", (event) => {
 document.addEventListener("visibilitychange", () => {
   if (visible() && model.current !== null) {
     model.show(model.current);
+    view.render();
+  } else if (visible() && model.currentGroup !== null) {
+    model.showGroup(model.currentGroup);
     view.render();
   }
 });

@@ -1,5 +1,7 @@
-// What the page knows: who I am, the server link, who is online, invitations, and the
-// conversations with their messages and unread counts. Events from the peer change it.
+// What the page knows: who I am, the server link, who is online, invitations, the
+// conversations and the groups with their messages and unread counts. Events from the
+// peer change it. One talk is shown at a time: a user's (current) or a group's
+// (currentGroup, its id), never both.
 
 export class Model {
   constructor() {
@@ -12,10 +14,12 @@ export class Model {
     this.invitations = new Map(); // id -> {id, sender, fingerprint}
     this.talks = new Map();       // user -> {user, live, route, via, messages: Map, unread}
     this.files = new Map();       // id -> {id, user, name, size, done, state, outgoing, error, download}
+    this.groups = new Map();      // id -> {id, name, admin, members, member, messages: Map, unread, loaded}
     this.current = null;
+    this.currentGroup = null;
     this.notices = [];            // {id, text, kind, actions: [{label, command}]}
-    this.search = null;           // {text, matches: [{user, message, marks}], reason, pending}
-    this.target = null;           // {user, id}: a message to scroll to once it is loaded
+    this.search = null;           // {text, matches: [{user, message, marks, group, group_name}], reason, pending}
+    this.target = null;           // {user, id} or {group, id}: a message to scroll to once it is loaded
     this.nextNotice = 1;
   }
 
@@ -50,6 +54,7 @@ export class Model {
   get unread() {
     let total = 0;
     for (const talk of this.talks.values()) total += talk.unread;
+    for (const group of this.groups.values()) total += group.unread;
     return total;
   }
 
@@ -60,7 +65,47 @@ export class Model {
 
   show(user) {
     this.current = user;
+    this.currentGroup = null;
     if (user !== null) this.talk(user).unread = 0;
+  }
+
+  showGroup(id) {
+    const group = this.groups.get(id);
+    if (group === undefined) return;
+    this.current = null;
+    this.currentGroup = id;
+    group.unread = 0;
+  }
+
+  get shownGroup() {
+    return this.currentGroup === null ? undefined : this.groups.get(this.currentGroup);
+  }
+
+  group(info, focus) {
+    // A group as the peer lists it; its history (when sent) comes first, then what
+    // arrived before it did.
+    let group = this.groups.get(info.id);
+    if (group === undefined) {
+      group = { id: info.id, messages: new Map(), unread: 0, loaded: false };
+      this.groups.set(info.id, group);
+    }
+    Object.assign(group, { name: info.name, admin: info.admin, members: info.members, member: info.member });
+    if (!info.older || info.history.length > 0) {
+      const messages = new Map(info.history.map((m) => [m.id, m]));
+      for (const [id, message] of group.messages) if (!messages.has(id)) messages.set(id, message);
+      group.messages = messages;
+      group.loaded = true;
+    }
+    group.unread += info.unread || 0;
+    if (focus) this.showGroup(info.id);
+  }
+
+  groupMessage(id, message, seen) {
+    const group = this.groups.get(id);
+    if (group === undefined) return; // a group not listed yet: its history will hold it
+    const known = group.messages.get(message.id);
+    group.messages.set(message.id, known ? { ...known, shipped: known.shipped || message.shipped } : message);
+    if (!known && message.sender !== this.name && !seen) group.unread += 1;
   }
 
   add(user, message, seen) {
@@ -141,9 +186,9 @@ export class Model {
         break;
       }
       case "shipped": {
-        const talk = this.talk(event.user);
+        const talk = this.talks.get(event.user); // not a talk: group messages are marked apart
         for (const id of event.ids) {
-          const message = talk.messages.get(id);
+          const message = talk?.messages.get(id);
           if (message) talk.messages.set(id, { ...message, shipped: true });
         }
         break;
@@ -156,6 +201,35 @@ export class Model {
         talk.loading = false;
         talk.prepended = event.messages.length > 0;
         this.merge(talk, event.messages, event.older);
+        break;
+      }
+      case "group":
+        this.group(event.group, event.focus);
+        if (event.added) {
+          this.notice(`${event.group.admin} added you to the group ${event.group.name}.`, "info", [
+            { label: "Open it", command: { type: "open_group", group: event.group.id } },
+            { label: "Dismiss", command: null },
+          ]);
+        }
+        break;
+      case "group_members": {
+        const group = this.groups.get(event.group);
+        if (group === undefined) break;
+        if (group.member && !event.member) {
+          this.notice(`You are no longer in the group ${group.name}. Its history stays here.`);
+        }
+        Object.assign(group, { admin: event.admin, members: event.members, member: event.member });
+        break;
+      }
+      case "group_message":
+        this.groupMessage(event.group, event.message, visible && this.currentGroup === event.group);
+        break;
+      case "group_shipped": {
+        const group = this.groups.get(event.group);
+        for (const id of event.ids) {
+          const message = group?.messages.get(id);
+          if (message) group.messages.set(id, { ...message, shipped: true });
+        }
         break;
       }
       case "error":
@@ -172,7 +246,7 @@ export class Model {
     talk.via = info.via || "";
     this.merge(talk, info.history, info.older);
     talk.unread += info.unread || 0;
-    if (focus || this.current === null) this.show(info.user);
+    if (focus || (this.current === null && this.currentGroup === null)) this.show(info.user);
   }
 
   merge(talk, messages, older) {

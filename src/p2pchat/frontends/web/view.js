@@ -45,6 +45,8 @@ export class View {
     this.model = model;
     this.actions = actions;
     this.$ = (id) => document.getElementById(id);
+    this.chosen = new Set(); // the online users ticked in the New group form
+    this.choices = null;     // the online list the form's boxes were drawn for
   }
 
   render() {
@@ -60,6 +62,7 @@ export class View {
     link.className = `link ${model.pageLink ? model.link : "lost"}`;
     this.online();
     this.invitations();
+    this.groups();
     this.files();
     this.tabs();
     this.notices();
@@ -97,6 +100,37 @@ export class View {
       list.append(item);
     }
     if (this.model.invitations.size === 0) list.append(element("li", "none", { class: "muted" }));
+  }
+
+  groups() {
+    const list = this.$("groups");
+    list.replaceChildren();
+    for (const group of this.model.groups.values()) {
+      const item = element("li");
+      item.append(element("span", group.name));
+      const count = group.members.length;
+      item.append(element("span", group.member ? `${count} member${count === 1 ? "" : "s"}` : "left", { class: "muted" }));
+      item.append(button("Open", () => this.actions.showGroup(group.id), { "aria-label": `Open the group ${group.name}` }));
+      list.append(item);
+    }
+    if (this.model.groups.size === 0) list.append(element("li", "none", { class: "muted" }));
+    // The New group form's boxes: drawn again only when the online list changes, so that
+    // a box being ticked keeps its focus.
+    const others = [...this.model.online].filter((user) => user !== this.model.name).sort();
+    const key = others.join("\n");
+    if (key === this.choices) return;
+    this.choices = key;
+    const boxes = this.$("group-online");
+    boxes.replaceChildren();
+    for (const user of others) {
+      const label = element("label");
+      const box = element("input", null, { type: "checkbox", value: user });
+      box.checked = this.chosen.has(user);
+      box.addEventListener("change", () => (box.checked ? this.chosen.add(user) : this.chosen.delete(user)));
+      label.append(box, document.createTextNode(` ${user}`));
+      boxes.append(label);
+    }
+    if (others.length === 0) boxes.append(element("span", "no one else online", { class: "muted" }));
   }
 
   files() {
@@ -148,6 +182,21 @@ export class View {
       item.append(label);
       list.append(item);
     }
+    for (const group of this.model.groups.values()) {
+      const item = element("li");
+      const name = `${group.name} (group)${group.unread ? `, ${group.unread} unread` : ""}`;
+      const label = element("button", null, {
+        type: "button",
+        "aria-current": String(group.id === this.model.currentGroup),
+        "aria-label": name,
+      });
+      label.append(element("span", group.name));
+      label.append(element("span", "group", { class: "route" }));
+      if (group.unread) label.append(element("span", String(group.unread), { class: "unread" }));
+      label.addEventListener("click", () => this.actions.showGroup(group.id));
+      item.append(label);
+      list.append(item);
+    }
   }
 
   notices() {
@@ -180,9 +229,11 @@ export class View {
         const message = match.message;
         const from = message.sender === this.model.name ? "you" : message.sender;
         const to = message.recipient === this.model.name ? "you" : message.recipient;
+        // A group's match: who wrote it, and in which group (its talk opens on a click).
+        const where = match.group ? `in the group ${match.group_name || "you left"}` : `to ${to}`;
         const item = element("li");
         const open = button(null, () => this.actions.find(match), { class: "result" });
-        open.append(element("span", `${from} to ${to}, ${when(message.sent_at)}`, { class: "meta" }));
+        open.append(element("span", `${from} ${where}, ${when(message.sent_at)}`, { class: "meta" }));
         open.append(marked(message.body, match.marks));
         item.append(open);
         list.append(item);
@@ -205,26 +256,70 @@ export class View {
 
   talk() {
     const model = this.model;
+    const group = model.shownGroup;
     const talk = model.current === null ? undefined : model.talks.get(model.current);
-    this.$("talk").hidden = talk === undefined;
-    this.$("empty").hidden = talk !== undefined;
+    this.$("talk").hidden = talk === undefined && group === undefined;
+    this.$("empty").hidden = talk !== undefined || group !== undefined;
+    this.$("group-panel").hidden = group === undefined;
+    if (group !== undefined) {
+      this.$("talk-title").textContent = group.member ? `Group ${group.name}` : `Group ${group.name} (you left it)`;
+      this.$("talk-route").textContent = "";
+      this.$("leave").hidden = !group.member;
+      this.$("leave").textContent = "Leave group";
+      this.$("composer").hidden = !group.member;
+      this.members(group);
+      this.$("file-form").hidden = true; // a file goes to one person: from their talk
+      this.messages(group.messages, `Chat in the group ${group.name}`);
+      return;
+    }
     if (talk === undefined) return;
     this.$("talk-title").textContent = talk.live ? `Talking with ${talk.user}` : `${talk.user} (by mail)`;
     this.$("talk-route").textContent = talk.live ? routeText(talk) : "";
     this.$("leave").hidden = !talk.live;
+    this.$("leave").textContent = "Leave";
+    this.$("composer").hidden = false;
+    this.$("file-form").hidden = false;
+    this.messages(talk.messages, `Chat with ${talk.user}`, talk);
+  }
+
+  members(group) {
+    const model = this.model;
+    const admin = group.member && group.admin === model.name;
+    const list = this.$("members");
+    list.replaceChildren();
+    for (const user of group.members) {
+      const item = element("li");
+      item.append(element("span", user));
+      if (user === group.admin) item.append(element("span", "admin", { class: "muted" }));
+      if (user === model.name) item.append(element("span", "(you)", { class: "muted" }));
+      else if (admin) {
+        item.append(button("Remove", () => this.actions.removeMember(group.id, user), { "aria-label": `Remove ${user} from the group` }));
+      }
+      list.append(item);
+    }
+    this.$("add-member").hidden = !admin;
+  }
+
+  messages(messages, label, talk = null) {
+    // A talk's or a group's messages; a talk's (``talk``) page back through older ones.
+    const model = this.model;
     const list = this.$("messages");
-    list.setAttribute("aria-label", `Chat with ${talk.user}`);
+    list.setAttribute("aria-label", label);
     const atBottom = list.scrollTop + list.clientHeight >= list.scrollHeight - 4;
     const fromBottom = list.scrollHeight - list.scrollTop;
     list.replaceChildren();
-    if (talk.older) {
+    if (talk?.older) {
       // Scrolling to the top loads them; the button too (a short talk does not scroll).
       const more = element("li", null, { class: "more" });
       if (talk.loading) more.textContent = "Loading older messages…";
       else more.append(button("Older messages", () => this.actions.older(talk.user)));
       list.append(more);
     }
-    for (const message of talk.messages.values()) {
+    for (const message of messages.values()) {
+      if (message.notice) { // a change of members, said by the group's software: a line
+        list.append(element("li", `${message.sender}: ${message.body}`, { class: "change", "data-id": message.id }));
+        continue;
+      }
       const mine = message.sender === model.name;
       const item = element("li", null, { class: mine ? "mine" : "theirs", "data-id": message.id });
       item.append(element("span", message.body, { class: "body" }));
@@ -240,7 +335,7 @@ export class View {
       item.append(meta);
       list.append(item);
     }
-    if (talk.prepended) {
+    if (talk?.prepended) {
       list.scrollTop = list.scrollHeight - fromBottom; // older above: stay on what was read
       talk.prepended = false;
     } else if (atBottom) {
