@@ -1,37 +1,18 @@
-"""The SQLite backend of a peer's message store, and what every SQLite store shares.
+"""The SQLite backend of a peer's message store, and what every SQLite store shares
+(``SqliteStore``: one file, opened by ``start()``, through ``sqlite_db.SqliteDatabase``:
+two connections on threads of their own, group commit).
 
 The server's stores (users, mailbox) are in ``sqlite_server.py``; they are the commands'
-defaults, as this one is.
-
-Each file has two connections, each on a thread of its own, so the event loop never
-blocks on the disk: one writes, one reads. Reads never see a write transaction half done
-(WAL gives them the last commit). Writes go through one writer that gathers the writes
-arriving while the previous transaction commits and runs them in the next one (group
-commit): one ``fsync`` serves many messages, and a whole transaction, jobs and commit,
-is one trip to the writer's thread. A write that fails is taken out of its group and
-fails alone; the others are run again and committed without it.
-
-A write that a power cut may lose without harm (marking a message shipped: it is then
-resent, and the other side ignores it) is not ``durable``: a group made only of such
-writes commits without an ``fsync`` (``synchronous = NORMAL`` for that commit; WAL keeps
-it consistent, and the next durable commit makes it durable too). A crash of the
-process loses neither kind.
+defaults, as this one is. The message store's parts: ``sqlite_groups.py`` (its group
+tables), ``sqlite_search.py`` (its search and paged history), ``rows.py`` (its columns).
 """
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
-import functools
-import logging
-import os
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
-from importlib import resources
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
 
-from ..errors import StoreError
 from ..store import Message
 from .rows import (
     COPY_COLUMNS,
@@ -41,246 +22,11 @@ from .rows import (
     message_from_row,
     message_row,
 )
+from .sqlite_db import SqliteDatabase
 from .sqlite_groups import GroupTables
 from .sqlite_search import SearchQueries, index_new_rows
 
 __all__ = ["SqliteDatabase", "SqliteMessageStore", "SqliteStore"]
-
-logger = logging.getLogger(__name__)
-
-T = TypeVar("T")
-
-Job = Callable[[sqlite3.Connection], Any]
-"""A piece of a write transaction: runs on the writer's thread, inside BEGIN ... COMMIT."""
-
-
-class _Thread:
-    """One SQLite connection and the one thread it is used on."""
-
-    def __init__(self, name: str) -> None:
-        self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=name)
-        self.connection: sqlite3.Connection | None = None
-
-    async def run(self, call: Callable[[], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self.executor, call)
-
-    def close(self) -> None:
-        if self.connection is not None:
-            self.connection.close()
-            self.connection = None
-
-
-class SqliteDatabase:
-    """One SQLite file: opening, schema migration, a group-commit writer and a reader.
-
-    The schema of ``kind`` lives in ``schema/{kind}-{version}.sql``; ``PRAGMA user_version``
-    records which versions have been applied.
-    """
-
-    def __init__(
-        self,
-        path: str | Path,
-        *,
-        kind: str,
-        version: int,
-        synchronous: str,
-        finish: Job | None = None,
-    ) -> None:
-        self.path = Path(path)
-        self.kind = kind
-        self.version = version
-        self.synchronous = synchronous
-        self.finish = finish
-        """Run in every write transaction after its jobs, before COMMIT: what must be
-        written with whatever the jobs wrote (a search index). If it fails, nothing of
-        the transaction is."""
-        self._writer_thread = _Thread(f"p2pchat-{kind}-writer")
-        self._reader_thread = _Thread(f"p2pchat-{kind}-reader")
-        self._open = False
-        self._pending: list[tuple[Job, asyncio.Future[Any], bool]] = []
-        self._synchronous_now = synchronous  # as the writer's connection has it set
-        self._writer: asyncio.Task[None] | None = None
-
-    async def open(self) -> None:
-        if self._open:
-            return
-        try:
-            await self._writer_thread.run(self._open_writer)
-            await self._reader_thread.run(self._open_reader)
-        except (OSError, sqlite3.Error, StoreError) as exc:
-            await self._writer_thread.run(self._writer_thread.close)
-            if isinstance(exc, StoreError):
-                raise
-            raise StoreError(f"cannot open {self.kind} store {self.path}: {exc}") from exc
-        self._open = True
-
-    def _open_writer(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # Private from the start: SQLite gives its -wal and -shm files the same mode.
-        os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._writer_thread.connection = db
-        db.execute("PRAGMA journal_mode = WAL")
-        db.execute(f"PRAGMA synchronous = {self.synchronous}")
-        db.execute("PRAGMA busy_timeout = 5000")
-        self._migrate(db)
-
-    def _open_reader(self) -> None:
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA query_only = 1")
-        db.execute("PRAGMA busy_timeout = 5000")
-        self._reader_thread.connection = db
-
-    def _migrate(self, db: sqlite3.Connection) -> None:
-        row = db.execute("PRAGMA user_version").fetchone()
-        current = int(row[0]) if row else 0
-        if current > self.version:
-            raise StoreError(
-                f"{self.path} has {self.kind} schema version {current}, newer than this "
-                f"p2pchat knows ({self.version}): upgrade p2pchat"
-            )
-        for version in range(current + 1, self.version + 1):
-            script = resources.files("p2pchat.stores").joinpath(f"schema/{self.kind}-{version}.sql")
-            sql = script.read_text(encoding="utf-8")
-            db.executescript(f"BEGIN;\n{sql}\nPRAGMA user_version = {version};\nCOMMIT;")
-            logger.info("%s store %s: schema now at version %d", self.kind, self.path, version)
-
-    async def close(self) -> None:
-        if self._writer is not None:
-            await asyncio.shield(self._writer)
-        if self._open:
-            self._open = False
-            await self._reader_thread.run(self._reader_thread.close)
-            await self._writer_thread.run(self._writer_thread.close)
-        self._reader_thread.executor.shutdown(wait=False)
-        self._writer_thread.executor.shutdown(wait=False)
-
-    async def write(self, job: Callable[[sqlite3.Connection], T], *, durable: bool = True) -> T:
-        """Run ``job`` inside a write transaction shared with the writes queued beside it.
-
-        ``durable=False``: losing it to a power cut does no harm, so, unless a durable
-        write shares its commit, that commit skips the ``fsync``."""
-        if not self._open:
-            raise StoreError(f"{self.kind} store {self.path} is not open: call start() first")
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._pending.append((job, future, durable))
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write_batches())
-        # Shielded: a cancelled caller must not cancel a commit that serves others.
-        return await asyncio.shield(future)
-
-    async def _write_batches(self) -> None:
-        while self._pending:
-            batch, self._pending = self._pending, []
-            jobs = [job for job, _, _ in batch]
-            durable = any(durable for _, _, durable in batch)
-            outcomes = await self._writer_thread.run(
-                functools.partial(self._transaction, jobs, durable=durable)
-            )
-            for (_, future, _), (result, error) in zip(batch, outcomes, strict=True):
-                if future.done():
-                    continue
-                if error is None:
-                    future.set_result(result)
-                else:
-                    future.set_exception(error)
-
-    def _transaction(
-        self, jobs: list[Job], *, durable: bool = True
-    ) -> list[tuple[Any, Exception | None]]:
-        """On the writer's thread: run ``jobs`` in one transaction. A job that raises is
-        left out, and the transaction is run again without it."""
-        db = self._writer_thread.connection
-        assert db is not None
-        outcomes: list[tuple[Any, Exception | None] | None] = [None] * len(jobs)
-        todo = list(range(len(jobs)))
-        synchronous = self.synchronous if durable or self.synchronous != "FULL" else "NORMAL"
-        while todo:
-            try:
-                if synchronous != self._synchronous_now:
-                    db.execute(f"PRAGMA synchronous = {synchronous}")
-                    self._synchronous_now = synchronous
-                db.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                return self._failed(outcomes, todo, exc)
-            results = []
-            failed: int | None = None
-            for index in todo:
-                try:
-                    results.append(jobs[index](db))
-                except Exception as exc:
-                    failed = index
-                    outcomes[index] = (None, self._error(exc))
-                    break
-            if failed is not None:
-                self._rollback(db)
-                todo.remove(failed)
-                continue
-            try:
-                if self.finish is not None:
-                    self.finish(db)
-                db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                self._rollback(db)
-                return self._failed(outcomes, todo, exc)
-            for index, result in zip(todo, results, strict=True):
-                outcomes[index] = (result, None)
-            todo = []
-        return [outcome if outcome is not None else (None, None) for outcome in outcomes]
-
-    def _failed(
-        self,
-        outcomes: list[tuple[Any, Exception | None] | None],
-        todo: list[int],
-        exc: Exception,
-    ) -> list[tuple[Any, Exception | None]]:
-        """BEGIN or COMMIT failed: nothing of ``todo`` is written."""
-        error = self._error(exc)
-        for index in todo:
-            outcomes[index] = (None, error)
-        return [outcome if outcome is not None else (None, error) for outcome in outcomes]
-
-    def _error(self, exc: Exception) -> Exception:
-        if isinstance(exc, sqlite3.Error):
-            error = StoreError(f"write to {self.kind} store {self.path} failed: {exc}")
-            logger.error("%s", error)
-            return error
-        return exc
-
-    @staticmethod
-    def _rollback(db: sqlite3.Connection) -> None:
-        if db.in_transaction:
-            try:
-                db.execute("ROLLBACK")
-            except sqlite3.Error as exc:
-                logger.error("rollback failed: %s", exc)
-
-    async def fetch(self, sql: str, parameters: Sequence[object] = ()) -> list[Any]:
-        """Run a query on the reading connection: it sees committed data only."""
-        return await self.read(lambda db: db.execute(sql, parameters).fetchall(), alone=True)
-
-    async def read(self, job: Callable[[sqlite3.Connection], T], *, alone: bool = False) -> T:
-        """Run ``job`` on the reading connection's thread, in one read transaction: the
-        queries it makes see one committed state (``alone``: it makes one, which is its
-        own transaction already)."""
-        if not self._open:
-            raise StoreError(f"{self.kind} store {self.path} is not open: call start() first")
-
-        def transaction() -> T:
-            db = self._reader_thread.connection
-            assert db is not None
-            if alone:
-                return job(db)
-            db.execute("BEGIN")
-            try:
-                return job(db)
-            finally:
-                db.execute("COMMIT")
-
-        try:
-            return await self._reader_thread.run(transaction)
-        except sqlite3.Error as exc:
-            raise StoreError(f"read from {self.kind} store {self.path} failed: {exc}") from exc
 
 
 class SqliteStore:
