@@ -4,6 +4,10 @@
 ``benchmarks.chat receiver``) and times, in turns within one run, ``send_many(COUNT)``
 and ``COUNT`` concurrent ``send()`` calls (``asyncio.gather``), each until acknowledged.
 
+``python -m benchmarks.speed invitations PORT SECONDS PAIRS``: PAIRS pairs of peers, each
+logged in once, each pair in a loop: invite, accept, a first message, close (the cost of
+the server and the protocol, not of starting peers); counts the rounds.
+
 ``python -m benchmarks.speed commit DIR COUNT``: one SQLite commit of one message row
 (WAL, ``synchronous = FULL``, the peer's schema), measured alone, COUNT times.
 """
@@ -11,11 +15,14 @@ and ``COUNT`` concurrent ``send()`` calls (``asyncio.gather``), each until ackno
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import sqlite3
 import statistics
 import sys
 import time
 import uuid
+from importlib import resources
 from pathlib import Path
 
 import p2pchat
@@ -59,16 +66,77 @@ async def senders(port: int, kind: str, directory: Path, count: int, rounds: int
         await chat.close()
 
 
+async def invitations(port: int, seconds: float, pairs: int) -> None:
+    """Rounds on long-lived peers until the time is up; names unique per process."""
+    where = ("127.0.0.1", port)
+    tag = f"i{os.getpid()}"
+    peers = [
+        (p2pchat.Peer(f"{tag}a{n}", server=where), p2pchat.Peer(f"{tag}b{n}", server=where))
+        for n in range(pairs)
+    ]
+    async with contextlib.AsyncExitStack() as stack:
+        for a, b in peers:
+            await stack.enter_async_context(a)
+            await stack.enter_async_context(b)
+        rounds = 0
+        times: list[float] = []
+
+        async def loop(a: p2pchat.Peer, b: p2pchat.Peer) -> None:
+            nonlocal rounds
+            while time.perf_counter() < deadline:
+                started = time.perf_counter()
+                inviting = asyncio.create_task(a.invite(b.name, timeout=30))
+                chat_b = await (await b.next_invitation()).accept()
+                chat_a = await inviting
+                await chat_a.send("hi")
+                await chat_b.receive()
+                await chat_a.close()
+                await chat_b.wait_closed()
+                times.append(time.perf_counter() - started)
+                rounds += 1
+
+        say(ready=True)
+        sys.stdin.readline()  # all processes start together
+        started = time.perf_counter()
+        cpu = time.process_time()
+        deadline = started + seconds
+        await asyncio.gather(*(loop(a, b) for a, b in peers))
+        say(
+            result={
+                "rounds": rounds,
+                "seconds": time.perf_counter() - started,
+                "cpu_seconds": time.process_time() - cpu,
+                "p50_ms": percentile(times, 0.5) * 1000,
+            }
+        )
+
+
 def commit(directory: Path, count: int) -> None:
-    """One message row per transaction, each fsynced, as the peer's store writes it."""
+    """One message row per transaction, each fsynced: in a bare table, and in the peer's
+    schema (its indexes) as its store writes it, but with no thread and no event loop."""
+    say(
+        result={
+            "bare": _commits(directory, count, peer=False),
+            "peer": _commits(directory, count, peer=True),
+        }
+    )
+
+
+def _commits(directory: Path, count: int, *, peer: bool) -> dict[str, float]:
     path = directory / f"commit-{uuid.uuid4().hex}.sqlite3"
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("PRAGMA journal_mode = WAL")
     db.execute("PRAGMA synchronous = FULL")
-    db.execute(
-        "CREATE TABLE messages (seq INTEGER PRIMARY KEY, id TEXT, sender TEXT, recipient TEXT,"
-        " body TEXT, sent_at REAL, shipped INTEGER, UNIQUE (id, sender))"
-    )
+    if peer:
+        schema = resources.files("p2pchat.stores").joinpath("schema")
+        for version in range(1, p2pchat.SqliteMessageStore.VERSION + 1):
+            sql = schema.joinpath(f"messages-{version}.sql").read_text(encoding="utf-8")
+            db.executescript(f"BEGIN;\n{sql}\nCOMMIT;")
+    else:
+        db.execute(
+            "CREATE TABLE messages (seq INTEGER PRIMARY KEY, id TEXT, sender TEXT,"
+            " recipient TEXT, body TEXT, sent_at REAL, shipped INTEGER, UNIQUE (id, sender))"
+        )
     times = []
     for n in range(count):
         started = time.perf_counter()
@@ -81,13 +149,12 @@ def commit(directory: Path, count: int) -> None:
         db.execute("COMMIT")
         times.append(time.perf_counter() - started)
     db.close()
-    path.unlink()
-    say(
-        result={
-            "p50_ms": percentile(times, 0.5) * 1000,
-            "p99_ms": percentile(times, 0.99) * 1000,
-        }
-    )
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    return {
+        "p50_ms": percentile(times, 0.5) * 1000,
+        "p99_ms": percentile(times, 0.99) * 1000,
+    }
 
 
 def main() -> None:
@@ -96,6 +163,8 @@ def main() -> None:
         port, kind, directory = int(sys.argv[2]), sys.argv[3], Path(sys.argv[4])
         count, rounds = int(sys.argv[5]), int(sys.argv[6])
         asyncio.run(senders(port, kind, directory, count, rounds))
+    elif mode == "invitations":
+        asyncio.run(invitations(int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])))
     elif mode == "commit":
         commit(Path(sys.argv[2]), int(sys.argv[3]))
     else:

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from .common import Worker, start_server
+from .common import Worker, cpu_seconds, start_server
 
 RowFields = dict[str, Any]
 
@@ -67,11 +67,12 @@ async def one_fsync(bench: Runner) -> list[RowFields]:
     count = bench.size(2_000, 200)
     worker = await Worker.start("speed", "commit", str(bench.workdir), str(count))
     try:
-        commit = (await worker.read(300))["result"]
+        commits = (await worker.read(300))["result"]
     finally:
         await worker.stop()
     trip = await bench.echo("awaited", count)
     got = await bench.delivery("awaited", "sqlite", count)
+    commit = commits["bare"]
     floor_ms = commit["p50_ms"] + trip["p50_ms"]
     return [
         {
@@ -87,7 +88,47 @@ async def one_fsync(bench: Runner) -> list[RowFields]:
                 "p99_ms": got["p99_ms"],
                 "commit_p50_ms": commit["p50_ms"],
                 "commit_p99_ms": commit["p99_ms"],
+                "commit_peer_schema_p50_ms": commits["peer"]["p50_ms"],
                 "round_trip_p50_ms": trip["p50_ms"],
+            },
+        }
+    ]
+
+
+async def invitations(bench: Runner) -> list[RowFields]:
+    """Invite, accept, a first message, close, on peers logged in once; 2 processes."""
+    seconds = 2.0 if bench.quick else 10.0
+    server, port = await start_server("--memory", "--rate-limit", "off")
+    workers: list[Worker] = []
+    try:
+        for _ in range(2):
+            workers.append(
+                await Worker.start("speed", "invitations", str(port), str(seconds), "16")
+            )
+        for worker in workers:
+            await worker.read(120)  # logged in
+        server_cpu = cpu_seconds(server.pid)
+        for worker in workers:
+            await worker.tell("go")
+        results = [(await w.read(seconds + 120))["result"] for w in workers]
+        server_cpu = cpu_seconds(server.pid) - server_cpu
+    finally:
+        for worker in workers:
+            await worker.stop()
+        await server.stop()
+    rounds = sum(r["rounds"] for r in results)
+    rate = rounds / max(r["seconds"] for r in results)
+    return [
+        {
+            "name": "invitations on long-lived peers (invite, accept, a message, close)",
+            "value": rate,
+            "unit": "rounds/s",
+            "target": ">= 1000/s",
+            "met": rate >= 1000,
+            "notes": {
+                "p50_ms": max(r["p50_ms"] for r in results),
+                "peer_cpu_ms_per_round": 1000 * sum(r["cpu_seconds"] for r in results) / rounds,
+                "server_cpu_ms_per_round": 1000 * server_cpu / rounds,
             },
         }
     ]
@@ -95,5 +136,5 @@ async def one_fsync(bench: Runner) -> list[RowFields]:
 
 Make = Callable[[Runner], Awaitable[list[RowFields]]]
 
-ROWS: dict[str, Make] = {"senders": senders, "fsync": one_fsync}
+ROWS: dict[str, Make] = {"senders": senders, "fsync": one_fsync, "invitations": invitations}
 """The rows by the name ``--only`` takes."""
