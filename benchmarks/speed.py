@@ -8,6 +8,10 @@ and ``COUNT`` concurrent ``send()`` calls (``asyncio.gather``), each until ackno
 logged in once, each pair in a loop: invite, accept, a first message, close (the cost of
 the server and the protocol, not of starting peers); counts the rounds.
 
+``python -m benchmarks.speed mail PORT DIR COUNT``: bob logs in once and leaves; alice
+writes him COUNT messages one after another (each send awaited); bob comes back and
+reads them all; times the writing, and from its end until bob has every one.
+
 ``python -m benchmarks.speed commit DIR COUNT``: one SQLite commit of one message row
 (WAL, ``synchronous = FULL``, the peer's schema), measured alone, COUNT times.
 """
@@ -111,6 +115,30 @@ async def invitations(port: int, seconds: float, pairs: int) -> None:
         )
 
 
+async def mail(port: int, directory: Path, count: int) -> None:
+    where = ("127.0.0.1", port)
+    alice_id, bob_id = p2pchat.Identity.generate(), p2pchat.Identity.generate()
+
+    def peer(name: str, identity: p2pchat.Identity) -> p2pchat.Peer:
+        path = directory / f"mail-{name}-{os.getpid()}.sqlite3"
+        return p2pchat.Peer(
+            name, server=where, store=p2pchat.SqliteMessageStore(path), identity=identity
+        )
+
+    async with peer("bob", bob_id):
+        pass  # known to the server, with his mailbox key
+    async with peer("alice", alice_id) as alice:
+        started = time.perf_counter()
+        for n in range(count):
+            await alice.send("bob", f"message {n}")
+        written = time.perf_counter()
+        async with peer("bob", bob_id) as bob:
+            for _ in range(count):
+                await bob.next_message()
+        collected = time.perf_counter()
+    say(result={"write_s": written - started, "collected_s": collected - written})
+
+
 def commit(directory: Path, count: int) -> None:
     """One message row per transaction, each fsynced: in a bare table, and in the peer's
     schema (its indexes) as its store writes it, but with no thread and no event loop."""
@@ -165,6 +193,8 @@ def main() -> None:
         asyncio.run(senders(port, kind, directory, count, rounds))
     elif mode == "invitations":
         asyncio.run(invitations(int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])))
+    elif mode == "mail":
+        asyncio.run(mail(int(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4])))
     elif mode == "commit":
         commit(Path(sys.argv[2]), int(sys.argv[3]))
     else:

@@ -2,9 +2,13 @@
 
 Sending: a message with no conversation open is stored (unshipped) as always, then sealed
 to the recipient's mailbox key (published by the recipient, signed by its identity key,
-checked against the key remembered for it) and deposited. What could not be deposited
-(the server away, the mailbox full) is deposited after the next login. A message becomes
-``shipped`` only when the recipient's signed receipt comes back.
+checked against the key remembered for it) and deposited. The messages waiting for one
+recipient go as one sealed letter per batch (``seal.seal_bundle``; a lone one as a
+single letter), so that the server's deposit rate counts letters, not messages: a burst
+written to someone away is there as fast as the server can keep it. What could not be
+deposited (the server away, the mailbox full) is deposited after the next login. A
+message becomes ``shipped`` only when the recipient's signed receipt comes back; the
+receipt of a batch covers its messages.
 
 Receiving: after each login the peer collects what waited, oldest first; while logged in
 the server pushes new items. Each item is opened and checked (``seal.py``); a message is
@@ -47,7 +51,18 @@ from ..protocol import (
     check_name,
 )
 from ..shared.identity import Identity, fingerprint
-from ..shared.seal import MAX_RECEIPT_IDS, open_receipt, open_seal, receipt, seal
+from ..shared.seal import (
+    MAX_BUNDLE,
+    MAX_RECEIPT_IDS,
+    bundle_id,
+    is_bundle,
+    open_bundle,
+    open_receipt,
+    open_seal,
+    receipt,
+    seal,
+    seal_bundle,
+)
 from ..shared.tasks import cancel_and_wait
 from ..store import Message, MessageStore
 from .delivery import Acknowledge, Deliver, Delivery
@@ -63,6 +78,13 @@ MAX_QUEUED: Final = 4096
 """Pushed items waiting to be opened; beyond, they wait on the server for the next collect."""
 SETTLE_ITEMS: Final = 256
 """Items dropped by one ``settle`` (the most the server takes in one)."""
+GATHER: Final = 0.05
+"""How long the depositor lets messages written one after another gather before it
+seals what waits: a burst goes as a few letters, not one each (the server's deposit rate
+counts letters)."""
+LETTER_BYTES: Final = 16 * 1024
+"""Bytes of messages (bodies and ids) sealed in one batch: sealed, it stays well under the
+server's item size (32 KiB by default) and a frame. A larger message goes alone."""
 
 
 class Host(Protocol):
@@ -187,7 +209,7 @@ class Postbox:
         mailbox, so that it does not come back at every login; its sender keeps it
         unshipped, for a talk); or kept on the server for the next login (a store write
         that failed, a receipt refused, a key not trusted yet)."""
-        messages: dict[str, list[tuple[MailItem, Message]]] = {}
+        messages: dict[str, list[tuple[MailItem, list[Message]]]] = {}
         done: list[str] = []  # items to drop from our mailbox
         for item in items:
             try:
@@ -218,20 +240,32 @@ class Postbox:
             chunk = done[start : start + SETTLE_ITEMS]
             await link.request(Settle(id=link.next_id(), items=chunk), Ok)
 
-    async def _open(self, item: MailItem) -> Message | None:
-        """The message in ``item``, or None if it is refused (and logged). KeyChanged if
-        it is signed by a key the server vouches for and we do not trust: it is kept on
-        the server, opened once the user trusts that key (``trust_key``)."""
+    async def _open(self, item: MailItem) -> list[Message] | None:
+        """The messages in ``item`` (a batch, or a single letter), or None if it is
+        refused (and logged). KeyChanged if it is signed by a key the server vouches for
+        and we do not trust: it is kept on the server, opened once the user trusts that
+        key (``trust_key``)."""
         sender_key = await self.keys.identity_key(item.sender)
         try:
-            return open_seal(
-                self.peer.identity,
-                self.name,
-                item=item.item,
-                sender=item.sender,
-                sealed=item.sealed,
-                sender_key=sender_key,
-            )
+            if is_bundle(item.item):
+                return open_bundle(
+                    self.peer.identity,
+                    self.name,
+                    item=item.item,
+                    sender=item.sender,
+                    sealed=item.sealed,
+                    sender_key=sender_key,
+                )
+            return [
+                open_seal(
+                    self.peer.identity,
+                    self.name,
+                    item=item.item,
+                    sender=item.sender,
+                    sealed=item.sealed,
+                    sender_key=sender_key,
+                )
+            ]
         except SealError as exc:
             vouched = (await self.keys.whois(item.sender)).key
             if vouched != sender_key:  # not forged: signed by a key we do not trust (yet)
@@ -241,23 +275,31 @@ class Postbox:
             logger.warning("%s refused a mail item: %s", self.name, exc)
             return None
 
-    async def _store(self, sender: str, batch: list[tuple[MailItem, Message]]) -> list[str]:
-        """Store, hand over, then send the receipt (the delivery rules decide each step).
-        Returns the items to drop from our mailbox: those refused, and those stored whose
-        receipt the server has taken."""
+    async def _store(self, sender: str, batch: list[tuple[MailItem, list[Message]]]) -> list[str]:
+        """Store, hand over, then send the receipts (the delivery rules decide each step).
+        Returns the items to drop from our mailbox: those refused, and those whose every
+        message is stored and named in a receipt the server has taken. A message of a
+        batch that breaks a rule is refused alone (its sender keeps it, for a talk)."""
         delivery = Delivery(self.name, sender, max_message_size=self.peer.settings.max_message_size)
         refused: list[str] = []
         good: list[Message] = []
-        for item, message in batch:
-            try:
-                delivery.check_incoming(message)
-            except ProtocolError as exc:
-                logger.warning(
-                    "%s refused mail item %s from %s: %s", self.name, item.item, sender, exc
-                )
-                refused.append(item.item)
+        owned: dict[str, list[str]] = {}  # item -> the ids of its messages kept
+        for item, messages in batch:
+            kept = []
+            for message in messages:
+                try:
+                    delivery.check_incoming(message)
+                except ProtocolError as exc:
+                    logger.warning(
+                        "%s refused mail item %s from %s: %s", self.name, item.item, sender, exc
+                    )
+                else:
+                    kept.append(message)
+            if kept:
+                owned[item.item] = [m.id for m in kept]
+                good.extend(kept)
             else:
-                good.append(message)
+                refused.append(item.item)
         stored, new = await self._add(good)
         self.peer._watch_also(sender)
         settled = list(refused)
@@ -265,7 +307,8 @@ class Postbox:
             if isinstance(effect, Deliver):
                 self._arrived.set()
             elif isinstance(effect, Acknowledge):
-                settled.extend(await self._send_receipts(sender, effect.ids))
+                taken = set(await self._send_receipts(sender, _by_item(owned, effect.ids)))
+                settled.extend(i for i, ids in owned.items() if taken.issuperset(ids))
         return settled
 
     async def _add(self, messages: list[Message]) -> tuple[list[Message], list[Message]]:
@@ -300,14 +343,14 @@ class Postbox:
             stored.append(message)
         return stored, new
 
-    async def _send_receipts(self, sender: str, ids: Sequence[str]) -> list[str]:
-        """Receipts to ``sender`` for ``ids`` (stored), ``MAX_RECEIPT_IDS`` at a time; the ids
+    async def _send_receipts(self, sender: str, groups: list[list[str]]) -> list[str]:
+        """Receipts to ``sender`` for the ids in ``groups`` (stored; a group, the messages
+        of one item, is never split), up to ``MAX_RECEIPT_IDS`` ids a receipt; the ids
         whose receipt the server took. One it refuses leaves its messages on the server:
         collected again at the next login, receipted again, so that the sender learns
         they are stored without waiting for a talk."""
         taken: list[str] = []
-        for start in range(0, len(ids), MAX_RECEIPT_IDS):
-            chunk = list(ids[start : start + MAX_RECEIPT_IDS])
+        for chunk in _receipt_chunks(groups):
             signed = receipt(self.peer.identity, self.name, sender, chunk)
             if await self._send_receipt(sender, chunk, signed):
                 taken.extend(chunk)
@@ -398,6 +441,7 @@ class Postbox:
             if not self._to_deposit.is_set():
                 self._idle.set()
             await self._to_deposit.wait()
+            await asyncio.sleep(GATHER)  # what is written meanwhile goes in the same letter
             self._to_deposit.clear()
             try:
                 await self._deposit_all()
@@ -406,43 +450,65 @@ class Postbox:
 
     async def _deposit_all(self) -> None:
         """Deposit, in the order they were written, the messages that are unshipped, were
-        never deposited, and have no conversation to go by. One at a time, so that order
-        holds; paced by the server's deposit rate."""
-        skipped: set[str] = set()  # recipients whose mail cannot go now
+        never deposited, and have no conversation to go by: for each recipient, a sealed
+        letter per batch (``_batches``), one at a time, so that order holds; paced by
+        the server's deposit rate, which counts letters."""
+        waiting: dict[str, list[Message]] = {}
         for message in await self.peer.store.undeposited(self.name):
-            recipient = message.recipient
-            if recipient in skipped or message.id in self._undepositable:
-                continue
-            if self.peer._talking_with(recipient):
-                continue  # the conversation carries it (and if it ends first: next pass)
-            try:
-                check_name(recipient)
-                await self._deposit(message)
-            except InvalidName as exc:  # stored by an older p2pchat: never sent to the server
-                logger.warning("%s: %s is set aside: %s", self.name, message.id, exc)
-                self._undepositable.add(message.id)
-            except (KeyChanged, SealError, MailboxFull, UnknownUser) as exc:
-                logger.warning("%s: mail to %s waits for a talk: %s", self.name, recipient, exc)
-                skipped.add(recipient)
-            except (RateLimited, ServerUnavailable):
-                raise  # the server, not this item: the next pass (or login) tries again
-            except ServerRefused as exc:  # this item, refused: never again in a loop
-                logger.warning("%s: %s goes at the next talk only: %s", self.name, message.id, exc)
-                self._undepositable.add(message.id)
+            if message.id not in self._undepositable:
+                waiting.setdefault(message.recipient, []).append(message)
+        for recipient, messages in waiting.items():
+            for letter in _batches(messages):
+                if self.peer._talking_with(recipient):
+                    break  # the conversation carries them (and if it ends first: next pass)
+                try:
+                    check_name(recipient)
+                    await self._deposit_letter(letter)
+                except InvalidName as exc:  # stored by an older p2pchat: never sent
+                    logger.warning("%s: mail to %s is set aside: %s", self.name, recipient, exc)
+                    self._undepositable.update(m.id for m in messages)
+                    break
+                except (KeyChanged, SealError, MailboxFull, UnknownUser) as exc:
+                    logger.warning("%s: mail to %s waits for a talk: %s", self.name, recipient, exc)
+                    break
+                except (RateLimited, ServerUnavailable):
+                    raise  # the server, not this item: the next pass (or login) tries again
 
-    async def _deposit(self, message: Message) -> None:
-        mailbox_key = await self.keys.mailbox_key(message.recipient)
-        sealed = seal(self.peer.identity, message, mailbox_key)
+    async def _deposit_letter(self, letter: list[Message]) -> None:
+        """Deposit ``letter``; a batch the server refuses (too large for it, say) goes
+        again one message at a time; a message it refuses goes at the next talk only
+        (never again in a loop)."""
+        try:
+            await self._deposit(letter)
+            return
+        except (KeyChanged, SealError, MailboxFull, UnknownUser, RateLimited, ServerUnavailable):
+            raise
+        except ServerRefused as exc:
+            if len(letter) == 1:
+                logger.warning(
+                    "%s: %s goes at the next talk only: %s", self.name, letter[0].id, exc
+                )
+                self._undepositable.add(letter[0].id)
+                return
+            logger.info("%s: a batch of %d refused (%s): one by one", self.name, len(letter), exc)
+        for message in letter:
+            await self._deposit_letter([message])
+
+    async def _deposit(self, letter: list[Message]) -> None:
+        """Seal ``letter`` (messages to one recipient: a lone one as a single letter, for
+        any p2pchat, more as a batch) and deposit it, waiting for our turn if paced."""
+        recipient = letter[0].recipient
+        mailbox_key = await self.keys.mailbox_key(recipient)
+        ids = [m.id for m in letter]
+        if len(letter) == 1:
+            item, sealed = ids[0], seal(self.peer.identity, letter[0], mailbox_key)
+        else:
+            item, sealed = bundle_id(ids), seal_bundle(self.peer.identity, letter, mailbox_key)
         for _ in range(60):
             link = self.peer._link()
             try:
                 await link.request(
-                    Deposit(
-                        id=link.next_id(),
-                        recipient=message.recipient,
-                        item=message.id,
-                        sealed=sealed,
-                    ),
+                    Deposit(id=link.next_id(), recipient=recipient, item=item, sealed=sealed),
                     Ok,
                 )
                 break
@@ -450,7 +516,45 @@ class Postbox:
                 await asyncio.sleep(1.0)  # the server's deposit rate: wait for our turn
         else:
             raise RateLimited("the server kept refusing deposits")
-        await self.peer.store.mark_deposited([message.id])
+        await self.peer.store.mark_deposited(ids)
+
+
+def _batches(messages: list[Message]) -> list[list[Message]]:
+    """``messages`` (to one recipient, in order) cut into letters of at most ``MAX_BUNDLE``
+    messages and ``LETTER_BYTES`` bytes, in order; a larger message alone."""
+    letters: list[list[Message]] = []
+    size = 0
+    for message in messages:
+        length = len(message.body.encode("utf-8", "surrogatepass")) + len(message.id) + 16
+        if not letters or len(letters[-1]) >= MAX_BUNDLE or size + length > LETTER_BYTES:
+            letters.append([])
+            size = 0
+        letters[-1].append(message)
+        size += length
+    return letters
+
+
+def _by_item(owned: dict[str, list[str]], acknowledged: Sequence[str]) -> list[list[str]]:
+    """The ``acknowledged`` ids grouped by the item that brought them (one receipt covers
+    a whole batch); an id that came in two items (a batch deposited again) in the first."""
+    left = set(acknowledged)
+    groups = []
+    for ids in owned.values():
+        if group := [i for i in ids if i in left]:
+            left.difference_update(group)
+            groups.append(group)
+    return groups
+
+
+def _receipt_chunks(groups: list[list[str]]) -> list[list[str]]:
+    """``groups`` packed into receipts of at most ``MAX_RECEIPT_IDS`` ids, none split (a
+    group is at most ``MAX_BUNDLE``, the same bound)."""
+    chunks: list[list[str]] = []
+    for group in groups:
+        if not chunks or len(chunks[-1]) + len(group) > MAX_RECEIPT_IDS:
+            chunks.append([])
+        chunks[-1].extend(group)
+    return chunks
 
 
 def _receipt_id(ids: Sequence[str]) -> str:
