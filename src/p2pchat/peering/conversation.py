@@ -154,7 +154,11 @@ class Conversation:
         stops waiting. Raises ConversationClosed (nothing stored) if the conversation was
         closed already.
         """
-        return (await self.send_many((body,)))[0]
+        self._settings.check_body(body)  # one call alone: no list, no generator (many tasks)
+        self._check_open()
+        message = Message.new(self.me, self.peer, body)
+        await self._enqueue([message])
+        return message
 
     async def send_many(self, bodies: Iterable[str]) -> list[Message]:
         """Like ``send()`` for several bodies at once, in order: one wait for all of
@@ -162,13 +166,21 @@ class Conversation:
         texts = list(bodies)
         for body in texts:
             self._settings.check_body(body)
+        self._check_open()
+        messages = [Message.new(self.me, self.peer, body) for body in texts]
+        if not messages:
+            return []
+        return await self._enqueue(messages)
+
+    def _check_open(self) -> None:
         if self.closed:
             raise ConversationClosed(
                 f"conversation with {self.peer} is closed: {self.close_reason}"
             )
-        messages = [Message.new(self.me, self.peer, body) for body in texts]
-        if not messages:
-            return []
+
+    async def _enqueue(self, messages: list[Message]) -> list[Message]:
+        """Queue ``messages`` for the send loop, once there is room; return them once
+        stored. The calls that arrive while a batch is stored or written share the next."""
         limit = self._settings.limits.max_queue
         while len(self._queue) >= limit and not self.closed:  # bounded: wait for the loop
             self._room.clear()
