@@ -28,44 +28,36 @@ from typing import Any, Final, Protocol
 
 from ..errors import (
     ConnectionClosed,
-    InvalidName,
     KeyChanged,
-    MailboxFull,
     P2PChatError,
     ProtocolError,
     RateLimited,
     SealError,
     ServerRefused,
-    ServerUnavailable,
     StoreError,
     UnknownUser,
 )
 from ..protocol import (
     Collect,
-    Deposit,
     Mail,
     MailItem,
     Ok,
     Receipt,
     Settle,
-    check_name,
 )
 from ..shared.identity import Identity, fingerprint
 from ..shared.seal import (
-    MAX_BUNDLE,
     MAX_RECEIPT_IDS,
-    bundle_id,
     is_bundle,
     open_bundle,
     open_receipt,
     open_seal,
     receipt,
-    seal,
-    seal_bundle,
 )
 from ..shared.tasks import cancel_and_wait
 from ..store import Message, MessageStore
 from .delivery import Acknowledge, Deliver, Delivery
+from .depositor import Depositor
 from .keys import KeyBook
 from .link import ServerLink
 from .settings import PeerSettings
@@ -78,13 +70,6 @@ MAX_QUEUED: Final = 4096
 """Pushed items waiting to be opened; beyond, they wait on the server for the next collect."""
 SETTLE_ITEMS: Final = 256
 """Items dropped by one ``settle`` (the most the server takes in one)."""
-GATHER: Final = 0.05
-"""How long the depositor lets messages written one after another gather before it
-seals what waits: a burst goes as a few letters, not one each (the server's deposit rate
-counts letters)."""
-LETTER_BYTES: Final = 16 * 1024
-"""Bytes of messages (bodies and ids) sealed in one batch: sealed, it stays well under the
-server's item size (32 KiB by default) and a frame. A larger message goes alone."""
 
 
 class Host(Protocol):
@@ -106,7 +91,8 @@ class Host(Protocol):
 
 
 class Postbox:
-    """Deposits, collects, opens, receipts; hands mail to ``next_message()``."""
+    """Collects, opens, stores, receipts; hands mail to ``next_message()``; deposits
+    through its ``Depositor``."""
 
     def __init__(self, peer: Host) -> None:
         self.peer = peer
@@ -120,10 +106,7 @@ class Postbox:
         self._taking = asyncio.Lock()
         self._taken: Message | None = None  # marked read, but its taker was cancelled
         self._marking: asyncio.Future[None] | None = None  # that mark, until it is written
-        self._to_deposit = asyncio.Event()
-        self._idle = asyncio.Event()  # the depositor has nothing to do
-        self._depositor: asyncio.Task[None] | None = None
-        self._undepositable: set[str] = set()  # too large for the server: for talks only
+        self.depositor = Depositor(peer, self.keys)
 
     # The connection.
 
@@ -133,8 +116,7 @@ class Postbox:
         self._collected = self._collect_again = False
         if self._worker is None or self._worker.done():
             self._worker = asyncio.create_task(self._work())
-        if self._depositor is None or self._depositor.done():
-            self._depositor = asyncio.create_task(self._deposit_loop())
+        self.depositor.start()
         with contextlib.suppress(asyncio.QueueFull):
             self._queue.put_nowait(None)  # None: collect
 
@@ -154,15 +136,9 @@ class Postbox:
     async def close(self, *, flush: float = 10.0) -> None:
         """Stop; first deposit what waits (for up to ``flush`` seconds), so that a message
         written just before leaving is on the server for its recipient."""
-        if self._depositor is not None and not self._depositor.done():
-            self._idle.clear()
-            self.kick()  # one more pass, after any under way
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(flush):
-                    await self._idle.wait()
-        for task in (self._worker, self._depositor):
-            await cancel_and_wait(task)
-        self._worker = self._depositor = None
+        await self.depositor.close(flush=flush)
+        await cancel_and_wait(self._worker)
+        self._worker = None
 
     @property
     def name(self) -> str:
@@ -434,104 +410,7 @@ class Postbox:
     def kick(self) -> None:
         """Something may wait to be deposited: a message stored for someone with no
         conversation open, a conversation ended with messages unacknowledged, a login."""
-        self._to_deposit.set()
-
-    async def _deposit_loop(self) -> None:
-        while True:
-            if not self._to_deposit.is_set():
-                self._idle.set()
-            await self._to_deposit.wait()
-            await asyncio.sleep(GATHER)  # what is written meanwhile goes in the same letter
-            self._to_deposit.clear()
-            try:
-                await self._deposit_all()
-            except (P2PChatError, OSError) as exc:
-                logger.info("%s: deposits wait for the next login: %s", self.name, exc)
-
-    async def _deposit_all(self) -> None:
-        """Deposit, in the order they were written, the messages that are unshipped, were
-        never deposited, and have no conversation to go by: for each recipient, a sealed
-        letter per batch (``_batches``), one at a time, so that order holds; paced by
-        the server's deposit rate, which counts letters."""
-        waiting: dict[str, list[Message]] = {}
-        for message in await self.peer.store.undeposited(self.name):
-            if message.id not in self._undepositable:
-                waiting.setdefault(message.recipient, []).append(message)
-        for recipient, messages in waiting.items():
-            for letter in _batches(messages):
-                if self.peer._talking_with(recipient):
-                    break  # the conversation carries them (and if it ends first: next pass)
-                try:
-                    check_name(recipient)
-                    await self._deposit_letter(letter)
-                except InvalidName as exc:  # stored by an older p2pchat: never sent
-                    logger.warning("%s: mail to %s is set aside: %s", self.name, recipient, exc)
-                    self._undepositable.update(m.id for m in messages)
-                    break
-                except (KeyChanged, SealError, MailboxFull, UnknownUser) as exc:
-                    logger.warning("%s: mail to %s waits for a talk: %s", self.name, recipient, exc)
-                    break
-                except (RateLimited, ServerUnavailable):
-                    raise  # the server, not this item: the next pass (or login) tries again
-
-    async def _deposit_letter(self, letter: list[Message]) -> None:
-        """Deposit ``letter``; a batch the server refuses (too large for it, say) goes
-        again one message at a time; a message it refuses goes at the next talk only
-        (never again in a loop)."""
-        try:
-            await self._deposit(letter)
-            return
-        except (KeyChanged, SealError, MailboxFull, UnknownUser, RateLimited, ServerUnavailable):
-            raise
-        except ServerRefused as exc:
-            if len(letter) == 1:
-                logger.warning(
-                    "%s: %s goes at the next talk only: %s", self.name, letter[0].id, exc
-                )
-                self._undepositable.add(letter[0].id)
-                return
-            logger.info("%s: a batch of %d refused (%s): one by one", self.name, len(letter), exc)
-        for message in letter:
-            await self._deposit_letter([message])
-
-    async def _deposit(self, letter: list[Message]) -> None:
-        """Seal ``letter`` (messages to one recipient: a lone one as a single letter, for
-        any p2pchat, more as a batch) and deposit it, waiting for our turn if paced."""
-        recipient = letter[0].recipient
-        mailbox_key = await self.keys.mailbox_key(recipient)
-        ids = [m.id for m in letter]
-        if len(letter) == 1:
-            item, sealed = ids[0], seal(self.peer.identity, letter[0], mailbox_key)
-        else:
-            item, sealed = bundle_id(ids), seal_bundle(self.peer.identity, letter, mailbox_key)
-        for _ in range(60):
-            link = self.peer._link()
-            try:
-                await link.request(
-                    Deposit(id=link.next_id(), recipient=recipient, item=item, sealed=sealed),
-                    Ok,
-                )
-                break
-            except RateLimited:
-                await asyncio.sleep(1.0)  # the server's deposit rate: wait for our turn
-        else:
-            raise RateLimited("the server kept refusing deposits")
-        await self.peer.store.mark_deposited(ids)
-
-
-def _batches(messages: list[Message]) -> list[list[Message]]:
-    """``messages`` (to one recipient, in order) cut into letters of at most ``MAX_BUNDLE``
-    messages and ``LETTER_BYTES`` bytes, in order; a larger message alone."""
-    letters: list[list[Message]] = []
-    size = 0
-    for message in messages:
-        length = len(message.body.encode("utf-8", "surrogatepass")) + len(message.id) + 16
-        if not letters or len(letters[-1]) >= MAX_BUNDLE or size + length > LETTER_BYTES:
-            letters.append([])
-            size = 0
-        letters[-1].append(message)
-        size += length
-    return letters
+        self.depositor.kick()
 
 
 def _by_item(owned: dict[str, list[str]], acknowledged: Sequence[str]) -> list[list[str]]:
