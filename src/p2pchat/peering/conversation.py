@@ -6,16 +6,16 @@ per conversation: one reads, one sends (the backlog, new messages a batch at a t
 one watches that the other side is still there; store writes run beside them, a few
 batches at once each way, completing in order. ``queues.py`` holds what waits in between.
 
-One fsync on the path: a batch of ours goes on the wire while its own commit runs, so an
-awaited message costs the other side's commit and a round trip, not two commits in a row.
 The calls to ``send()`` that arrive while a batch is stored or written share the next one.
+A batch goes on the wire once stored, never before: what our store lacks never reached
+the other side (docs/operations.md, "Guarantees", says why the commit does not overlap
+the wire).
 
 What it promises: ``send()`` returns a message only once it is stored, and every message
 handed to it is stored, whatever happens to the connection (then it is resent next time);
-``wait_acknowledged()`` returns once both sides' commits are done; ``receive()`` returns
-each message received once, in order, and every message stored reaches it, even if the
-conversation ends meanwhile. What the other side may hold before our commit, and what a
-crash leaves at each point: docs/library.md, "Guarantees".
+``wait_acknowledged()`` returns once the other side has stored it too; ``receive()``
+returns each message received once, in order, and every message stored reaches it, even
+if the conversation ends meanwhile.
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ class Conversation:
         self._writes: set[asyncio.Task[object]] = set()  # store writes that must finish
         self._storing = 0  # messages taken from the queue, being stored
         self._outgoing = 0  # batches of ours being stored
-        self._ready: list[Message] = []  # ours, being stored, to go on the wire (in order)
+        self._ready: list[Message] = []  # ours, stored, to go on the wire (in order)
         self._incoming: collections.deque[asyncio.Task[list[Message]]] = collections.deque()
         self._acks: list[str] = []  # received and stored: to acknowledge
 
@@ -201,8 +201,7 @@ class Conversation:
     async def _send_loop(self) -> None:
         """Resend the backlog, then store and send new messages in order, and acknowledge
         what was received and stored. New messages are stored a batch at a time, up to
-        ``WRITES_IN_FLIGHT`` batches at once; each goes on the wire as its write starts,
-        in order (the other side's acknowledgement may come before our commit).
+        ``WRITES_IN_FLIGHT`` batches at once; each goes on the wire once stored, in order.
         """
         try:
             backlog = await self._store.unshipped(self.me, self.peer)
@@ -221,11 +220,9 @@ class Conversation:
                     await self._run(self._delivery.stored_outgoing(stored))
                     self._progress.set()  # (shipped already: nothing more to wait for)
                 if self._ready:
-                    # One turn first: the writes just queued start (hand their batch to
-                    # the store's thread), so that the commit runs while these travel.
-                    await asyncio.sleep(0)
                     ready, self._ready = self._ready, []
-                    await self._run([Transmit(tuple(ready))])
+                    await self._run(self._delivery.stored_outgoing(ready))
+                    self._progress.set()
                 while self._may_store():
                     self._store_batch()
         except (ConnectionClosed, ProtocolError) as exc:
@@ -235,12 +232,12 @@ class Conversation:
         return bool(self._queue) and self._outgoing < WRITES_IN_FLIGHT
 
     def _store_batch(self) -> None:
-        """Take a batch from the queue and store it in the background (``_keep``); it goes
-        on the wire meanwhile (the send loop's next step). Stored after the end of the
-        talk, it is handed on to the next one."""
+        """Take a batch from the queue and store it in the background (``_keep``); once
+        stored, it is ready for the wire (or, if the talk has ended, for the next one)."""
         batch = [self._queue.popleft() for _ in range(min(BATCH, len(self._queue)))]
         self._room.set()  # room for senders
         messages = [message for message, _ in batch]
+        self._delivery.submit(messages)  # says: store them first
         self._storing += len(messages)
         self._outgoing += 1
 
@@ -248,7 +245,6 @@ class Conversation:
             self._storing -= len(messages)
             self._outgoing -= 1
             self._work.set()
-            self._progress.set()  # acknowledged counts only once stored here too
             if writing.cancelled():
                 return
             if (error := writing.exception()) is not None:
@@ -257,13 +253,10 @@ class Conversation:
                 return
             if self.closed:  # stored after the end: not to be left behind
                 self._hand_on(messages)
+            else:
+                self._ready.extend(messages)  # completions come in the order of the writes
 
-        # The write is queued first: a MarkShipped of an early acknowledgement comes after
-        # it in the store's one writer.
         self._write(batch).add_done_callback(stored)
-        for effect in self._delivery.submit(messages):
-            if isinstance(effect, Transmit):
-                self._ready.extend(effect.messages)
 
     def _store_queued(self) -> None:
         """The conversation has ended: store what is still queued, for the next talk."""

@@ -5,9 +5,9 @@ store has finished, messages and acknowledgements received, the connection opene
 answers with what to do now, as small effect objects, in the order to do them:
 
 ``StoreOutgoing``
-    write these messages, unshipped (the write may run while they travel);
+    write these messages, unshipped, before anything else happens to them;
 ``Transmit``
-    put these messages on the wire (or in the mailbox), in this order;
+    put these stored messages on the wire (or in the mailbox), in this order;
 ``StoreIncoming``
     write these received messages (the store ignores an id it has);
 ``Deliver``
@@ -17,13 +17,12 @@ answers with what to do now, as small effect objects, in the order to do them:
 ``MarkShipped``
     the other side has stored these of ours: set their ``shipped`` flag.
 
-The rules it keeps: a message is handed to the store as it is sent (its commit overlaps
-the wire: one fsync on the path; ``send()`` still returns only once it is stored, and it
-counts as acknowledged only once both commits are done: see docs/library.md); what was
-left unshipped last time (the backlog) is sent first, in order, then new messages in the
-order they were submitted, each once per connection; a received message is stored before
-it is acknowledged and handed over once; an acknowledgement counts only for messages sent
-here. The asyncio
+The rules it keeps: a message is stored before it is sent (so that what a sender's store
+lacks never reached anyone: docs/operations.md says why the sender's commit does not
+overlap the wire); what was left unshipped last time (the backlog) is sent first, in
+order, then new messages in the order they were stored, each once per connection; a
+received message is stored before it is acknowledged and handed over once; an
+acknowledgement counts only for messages sent here. The asyncio
 ``Conversation`` (and the mailbox) run these effects; this object decides them.
 """
 
@@ -106,19 +105,14 @@ class Delivery:
     # Sending.
 
     def submit(self, messages: Sequence[Message]) -> list[Effect]:
-        """The application wants these sent: store them, and send them meanwhile (after
-        the backlog: held until ``resume()``). The store must apply the write before any
-        later one (``MarkShipped`` of an early acknowledgement), as a single writer does."""
+        """The application wants these sent: they are stored first."""
         for message in messages:
             if (message.sender, message.recipient) != (self.me, self.contact):
                 raise ValueError(f"{message.id} is not a message from {self.me} to {self.contact}")
-        if not messages:
-            return []
-        return [StoreOutgoing(tuple(messages)), *self.stored_outgoing(messages)]
+        return [StoreOutgoing(tuple(messages))] if messages else []
 
     def stored_outgoing(self, messages: Iterable[Message]) -> list[Effect]:
-        """These are stored (unshipped), or being stored: send them, unless the backlog
-        has not gone yet."""
+        """These are stored (unshipped): send them, unless the backlog has not gone yet."""
         if not self._resumed:
             self._held.extend(messages)
             return []
