@@ -1,7 +1,7 @@
 """``make bench``: p2pchat beside a raw-asyncio baseline, measured in the same run.
 
-    python -m benchmarks [--quick] [--only burst,awaited,logins,list,rendezvous,relay]
-                         [--json PATH]
+    python -m benchmarks [--quick] [--json PATH]
+        [--only burst,awaited,logins,rendezvous,relay,senders,fsync,invitations,mail]
 
 Every row is measured here and now, on this machine, with its baseline beside it where
 there is one, and the ratio. Each part stops by itself; everything is on 127.0.0.1.
