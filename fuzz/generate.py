@@ -98,6 +98,8 @@ class Generator:
         mi = msgspec.inspect
         if isinstance(t, mi.UnionType):
             return self._of(rng.choice(t.types), hostile, depth)
+        if isinstance(t, mi.StructType) and t.array_like:  # its fields in order, as a list
+            return [self._of(f.type, hostile, depth + 1) for f in t.fields]
         if isinstance(t, mi.StructType):
             fields = {}
             for f in t.fields:
