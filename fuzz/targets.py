@@ -17,12 +17,14 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
 from p2pchat.errors import ProtocolError, SealError
 from p2pchat.frontends.webevents import Command, decode_command
+from p2pchat.messages import GroupNote
 from p2pchat.peering.delivery import Delivery
 from p2pchat.protocol import Decoder, WireMessage
 from p2pchat.shared.identity import Identity, b64decode, b64encode
 from p2pchat.shared.seal import (
     _BUNDLE,
     _BUNDLE_INFO,
+    _GROUP_LETTER,
     _LETTER,
     _RECEIPT,
     _SEAL_INFO,
@@ -33,8 +35,8 @@ from p2pchat.shared.seal import (
     _fields,
     bundle_id,
     open_bundle,
+    open_letter,
     open_receipt,
-    open_seal,
 )
 from p2pchat.store import Message
 from p2pchat.stores.sqlite import SqliteMessageStore
@@ -163,8 +165,9 @@ def _msgpack(generator: Generator, value: Any) -> bytes:
 
 
 def letters(seed: int, count: int, findings: Findings) -> int:
-    """Mail as a peer opens it (``seal.open_seal``, then the checks of a received message),
-    each accepted one stored in a real SQLite store, as the postbox does."""
+    """Mail as a peer opens it (``seal.open_letter``, then the checks of a received
+    message), each accepted one stored in a real SQLite store, as the postbox does; group
+    letters too (a note that decodes is signed as a group letter's)."""
     return asyncio.run(_letters(seed, count, findings))
 
 
@@ -188,12 +191,14 @@ async def _letters(seed: int, count: int, findings: Findings) -> int:
                     fields.update(sender="alice", recipient="bob", id=item)
                 if isinstance(fields, dict):
                     parts = [fields.get(k) for k in ("sender", "recipient", "id", "ts", "body")]
-                    fields["signature"] = _sign(alice, _LETTER, parts)
+                    note = _note(fields.get("group"))
+                    context = _LETTER if note is None else _GROUP_LETTER
+                    fields["signature"] = _sign(alice, context, [*parts, *filter(None, [note])])
                 plain = _msgpack(generator, fields)
                 info = _fields(_SEAL_INFO, "bob", item)
                 sealed = b64encode(SUITE.encrypt(plain, public, info=info))
                 try:
-                    message = open_seal(
+                    message, group = open_letter(
                         bob, "bob", item=item, sender="alice", sealed=sealed, sender_key=alice.key
                     )
                     delivery.check_incoming(message)
@@ -203,7 +208,7 @@ async def _letters(seed: int, count: int, findings: Findings) -> int:
                 except Exception as exc:
                     findings.add(number, f"{type(exc).__name__}: {exc}", plain)
                     continue
-                if (why := bad_value(message)) is not None:
+                if (why := bad_value(message) or bad_value(group)) is not None:
                     findings.add(number, f"let through {why}", plain)
                 batch.append(message)
                 accepted += 1
@@ -213,6 +218,16 @@ async def _letters(seed: int, count: int, findings: Findings) -> int:
         finally:
             await store.close()
     return accepted
+
+
+def _note(value: Any) -> str | None:
+    """A generated group note as its letter's signature covers it (JSON), if it decodes."""
+    if value is None:
+        return None
+    try:
+        return msgspec.json.encode(msgspec.convert(value, GroupNote)).decode()
+    except (msgspec.ValidationError, TypeError, ValueError, OverflowError):
+        return None
 
 
 async def _store(
