@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import statistics
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Sequence
@@ -197,7 +198,9 @@ async def test_two_online_users_write_by_mail_without_a_talk(server: Server) -> 
             await bob.send("alice", f"pong {n}")
             assert (await asyncio.wait_for(alice.next_message(), 5)).body == f"pong {n}"
             delays.append(time.perf_counter() - started)
-        assert max(delays) < 0.5, delays  # a round trip each way, on loopback
+        # A round trip each way on loopback: pushed, not polled (a poll would take
+        # seconds). The median, so that one hiccup of a loaded machine fails nothing.
+        assert statistics.median(delays) < 0.5, delays
         assert alice.conversations == bob.conversations == {}
         await eventually(lambda: all_shipped(alice, "bob"))
 
