@@ -1,9 +1,8 @@
 """``make bench``: p2pchat beside a raw-asyncio baseline, measured in the same run.
 
-    python -m benchmarks [--quick]
-                         [--only burst,index,search,awaited,logins,list,rendezvous,relay,
-                                 files,groups]
-                         [--json PATH]
+    python -m benchmarks [--quick] [--json PATH]
+        [--only burst,index,search,awaited,logins,list,rendezvous,relay,files,groups,
+                senders,fsync,invitations,mail]
 
 Every row is measured here and now, on this machine, with its baseline beside it where
 there is one, and the ratio. Each part stops by itself; everything is on 127.0.0.1.
@@ -13,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import logging
 import sys
@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from . import speed_rows
 from .common import Worker, raise_fd_limit, rss_kib, start_server
 from .transfer import file_rows
 
@@ -323,6 +324,10 @@ class Bench:
             await server.stop()
 
 
+async def _extend(bench: Bench, make: speed_rows.Make) -> None:
+    bench.rows.extend(Row(**fields) for fields in await make(bench))
+
+
 def table(rows: list[Row]) -> str:
     lines = [
         f"{'measure':<78} {'p2pchat':>12} {'baseline':>12} {'ratio':>7}  target",
@@ -353,6 +358,8 @@ async def run(args: argparse.Namespace) -> list[Row]:
             "files": bench.files,
             "groups": bench.groups,
         }
+        for name, make in speed_rows.ROWS.items():  # the second speed step's rows
+            parts[name] = functools.partial(_extend, bench, make)
         chosen = args.only.split(",") if args.only else list(parts)
         for name in chosen:
             started = time.perf_counter()
@@ -366,7 +373,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
     parser.add_argument(
         "--only",
-        help="comma-separated: burst,index,search,awaited,relay,rendezvous,logins,files,groups",
+        help="comma-separated: burst,index,search,awaited,relay,rendezvous,logins,files,groups,"
+        + ",".join(speed_rows.ROWS),
     )
     parser.add_argument("--levels", help="peers logged in at once, e.g. 1000,5000,15000")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results.json"))

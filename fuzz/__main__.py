@@ -1,6 +1,6 @@
 """``make fuzz``: every decoder a remote party reaches, fed generated inputs.
 
-    python -m fuzz [--count N] [--seed S] [--only wire,letters,receipts,web]
+    python -m fuzz [--count N] [--seed S] [--only wire,letters,bundles,receipts,web]
 
 Each target gets ``--count`` inputs (default 1,000,000) from a seeded generator
 (``generate.py``): valid messages of its schema, the same with hostile parts, random

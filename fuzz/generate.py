@@ -16,6 +16,8 @@ from typing import Any
 
 import msgspec
 
+from p2pchat.messages import GROUP_ID_PATTERN
+
 __all__ = ["Generator"]
 
 FLOATS = (math.nan, math.inf, -math.inf, -0.0, 0.0, 1e308, -1e308, 5e-324, 1e16, 2.0**53 + 1)
@@ -98,6 +100,8 @@ class Generator:
         mi = msgspec.inspect
         if isinstance(t, mi.UnionType):
             return self._of(rng.choice(t.types), hostile, depth)
+        if isinstance(t, mi.StructType) and t.array_like:  # its fields in order, as a list
+            return [self._of(f.type, hostile, depth + 1) for f in t.fields]
         if isinstance(t, mi.StructType):
             fields = {}
             for f in t.fields:
@@ -143,7 +147,9 @@ class Generator:
         shortest = t.min_length or 0
         longest = t.max_length if t.max_length is not None else 40
         size = rng.randint(shortest, min(longest, shortest + 40))
-        if t.pattern is not None:  # the patterns here are names and base64url: letters do
+        if t.pattern == GROUP_ID_PATTERN:  # a group's id: "g" and 32 hex digits
+            return "g" + "".join(rng.choice("0123456789abcdef") for _ in range(32))
+        if t.pattern is not None:  # the other patterns are names and base64url: letters do
             return "".join(rng.choice("abcdefghijk012_-") for _ in range(max(size, 1)))
         return "".join(rng.choice(string.ascii_letters) for _ in range(size))
 

@@ -17,19 +17,26 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
 from p2pchat.errors import ProtocolError, SealError
 from p2pchat.frontends.webevents import Command, decode_command
+from p2pchat.messages import GroupNote
 from p2pchat.peering.delivery import Delivery
 from p2pchat.protocol import Decoder, WireMessage
 from p2pchat.shared.identity import Identity, b64decode, b64encode
 from p2pchat.shared.seal import (
+    _BUNDLE,
+    _BUNDLE_INFO,
+    _GROUP_LETTER,
     _LETTER,
     _RECEIPT,
     _SEAL_INFO,
     SUITE,
+    Bundle,
     Letter,
     SignedReceipt,
     _fields,
+    bundle_id,
+    open_bundle,
+    open_letter,
     open_receipt,
-    open_seal,
 )
 from p2pchat.store import Message
 from p2pchat.stores.sqlite import SqliteMessageStore
@@ -158,8 +165,9 @@ def _msgpack(generator: Generator, value: Any) -> bytes:
 
 
 def letters(seed: int, count: int, findings: Findings) -> int:
-    """Mail as a peer opens it (``seal.open_seal``, then the checks of a received message),
-    each accepted one stored in a real SQLite store, as the postbox does."""
+    """Mail as a peer opens it (``seal.open_letter``, then the checks of a received
+    message), each accepted one stored in a real SQLite store, as the postbox does; group
+    letters too (a note that decodes is signed as a group letter's)."""
     return asyncio.run(_letters(seed, count, findings))
 
 
@@ -183,12 +191,14 @@ async def _letters(seed: int, count: int, findings: Findings) -> int:
                     fields.update(sender="alice", recipient="bob", id=item)
                 if isinstance(fields, dict):
                     parts = [fields.get(k) for k in ("sender", "recipient", "id", "ts", "body")]
-                    fields["signature"] = _sign(alice, _LETTER, parts)
+                    note = _note(fields.get("group"))
+                    context = _LETTER if note is None else _GROUP_LETTER
+                    fields["signature"] = _sign(alice, context, [*parts, *filter(None, [note])])
                 plain = _msgpack(generator, fields)
                 info = _fields(_SEAL_INFO, "bob", item)
                 sealed = b64encode(SUITE.encrypt(plain, public, info=info))
                 try:
-                    message = open_seal(
+                    message, group = open_letter(
                         bob, "bob", item=item, sender="alice", sealed=sealed, sender_key=alice.key
                     )
                     delivery.check_incoming(message)
@@ -198,7 +208,7 @@ async def _letters(seed: int, count: int, findings: Findings) -> int:
                 except Exception as exc:
                     findings.add(number, f"{type(exc).__name__}: {exc}", plain)
                     continue
-                if (why := bad_value(message)) is not None:
+                if (why := bad_value(message) or bad_value(group)) is not None:
                     findings.add(number, f"let through {why}", plain)
                 batch.append(message)
                 accepted += 1
@@ -210,6 +220,16 @@ async def _letters(seed: int, count: int, findings: Findings) -> int:
     return accepted
 
 
+def _note(value: Any) -> str | None:
+    """A generated group note as its letter's signature covers it (JSON), if it decodes."""
+    if value is None:
+        return None
+    try:
+        return msgspec.json.encode(msgspec.convert(value, GroupNote)).decode()
+    except (msgspec.ValidationError, TypeError, ValueError, OverflowError):
+        return None
+
+
 async def _store(
     store: SqliteMessageStore, batch: list[Message], number: int, findings: Findings
 ) -> None:
@@ -219,6 +239,74 @@ async def _store(
     except Exception as exc:
         findings.add(number, f"a store write failed: {type(exc).__name__}: {exc}", batch[:2])
     batch.clear()
+
+
+def bundles(seed: int, count: int, findings: Findings) -> int:
+    """Mail in batches as a peer opens it (``seal.open_bundle``, then each message's
+    checks), each message accepted stored in a real SQLite store, as the postbox does."""
+    return asyncio.run(_bundles(seed, count, findings))
+
+
+async def _bundles(seed: int, count: int, findings: Findings) -> int:
+    generator = Generator(seed)
+    rng = generator.rng
+    alice, bob = Identity.generate(), Identity.generate()
+    public = X25519PublicKey.from_public_bytes(b64decode(bob.mailbox_key))
+    schema = msgspec.inspect.type_info(Bundle)
+    delivery = Delivery("bob", "alice", max_message_size=16 * 1024)
+    accepted = 0
+    with tempfile.TemporaryDirectory() as folder:
+        store = SqliteMessageStore(Path(folder) / "bob.sqlite3")
+        await store.start()
+        batch: list[Message] = []
+        try:
+            for number in range(count):
+                fields = generator.message(schema, hostile=0.15)
+                item = f"l-{number}"
+                entries = fields.get("messages") if isinstance(fields, dict) else None
+                if isinstance(fields, dict) and rng.random() < 0.8:  # addressed right
+                    fields.update(sender="alice", recipient="bob")
+                    if isinstance(entries, list) and all(
+                        isinstance(e, list) and e and isinstance(e[0], str) for e in entries
+                    ):
+                        item = bundle_id([e[0] for e in entries])  # named by its ids
+                if isinstance(fields, dict):
+                    parts = [fields.get("sender"), fields.get("recipient")]
+                    for entry in entries if isinstance(entries, list) else [None]:
+                        parts += entry if isinstance(entry, list) else [entry]
+                    fields["signature"] = _sign(alice, _BUNDLE, parts)
+                plain = _msgpack(generator, fields)
+                info = _fields(_BUNDLE_INFO, "bob", item)
+                sealed = b64encode(SUITE.encrypt(plain, public, info=info))
+                try:
+                    messages = open_bundle(
+                        bob, "bob", item=item, sender="alice", sealed=sealed, sender_key=alice.key
+                    )
+                except SealError:
+                    findings.rejected += 1
+                    continue
+                except Exception as exc:
+                    findings.add(number, f"{type(exc).__name__}: {exc}", plain)
+                    continue
+                for message in messages:  # one that breaks a rule is refused alone
+                    try:
+                        delivery.check_incoming(message)
+                    except ProtocolError:
+                        findings.rejected += 1
+                        continue
+                    except Exception as exc:
+                        findings.add(number, f"{type(exc).__name__}: {exc}", plain)
+                        continue
+                    if (why := bad_value(message)) is not None:
+                        findings.add(number, f"let through {why}", plain)
+                    batch.append(message)
+                    accepted += 1
+                if len(batch) >= 512:
+                    await _store(store, batch, number, findings)
+            await _store(store, batch, count, findings)
+        finally:
+            await store.close()
+    return accepted
 
 
 def receipts(seed: int, count: int, findings: Findings) -> int:
@@ -269,4 +357,4 @@ async def _receipts(seed: int, count: int, findings: Findings) -> int:
     return accepted
 
 
-TARGETS.update(letters=letters, receipts=receipts)
+TARGETS.update(letters=letters, bundles=bundles, receipts=receipts)

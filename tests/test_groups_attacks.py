@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import p2pchat
-from p2pchat.peering.roster import record_of, signed_roster
+from p2pchat.peering.roster import record_of, roster_of, signed_roster
 
 from .conftest import eventually
 from .test_groups import OPEN, take
@@ -89,6 +89,7 @@ async def test_a_forged_membership_change_is_refused_by_every_member(
         forged = signed_roster(
             bob.identity.sign,
             group=group.id,
+            salt=roster_of(bob._groups._records[group.id].roster).salt,
             name="club",
             admin="alice" if claim == "as the admin" else "bob",
             members=[*group.members, "mallory"],
@@ -108,3 +109,38 @@ async def test_a_forged_membership_change_is_refused_by_every_member(
         # The real admin goes on, untouched.
         await group.send("still us")
         assert (await take(carols, 1))[0].body == "still us"
+
+
+async def test_a_member_cannot_claim_a_group_to_one_who_has_not_seen_it(
+    hub: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    """bob, a member, tells dave (away: he learns the group from whichever copy reaches
+    him first) that he made alice's group, with his own signature: dave refuses it, in
+    whatever order the two copies come, and takes alice's."""
+    await _known(hub, "dave", "mallory")
+    async with hub.peer("alice") as alice, hub.peer("bob") as bob:
+        group = await alice.create_group("club", ["bob", "dave"])
+        bobs = await asyncio.wait_for(bob.next_group(), 10)
+        await take(bobs, 1)
+        claim = signed_roster(
+            bob.identity.sign,
+            group=group.id,
+            salt=roster_of(bob._groups._records[group.id].roster).salt,
+            name="club",
+            admin="bob",
+            members=["alice", "bob", "dave", "mallory"],
+            version=1,
+            change="create",
+        )
+        await bob._groups._keep(record_of(claim, active=True, announced=True))
+        await bobs.send("I made this group")
+        await group.send("from the admin")
+        await eventually(lambda: _count(alice, group.id, 2))
+    with caplog.at_level(logging.WARNING, logger="p2pchat"):
+        async with hub.peer("dave") as dave:
+            daves = await asyncio.wait_for(dave.next_group(), 10)
+            got = [m.body for m in await take(daves, 2)]
+            await eventually(lambda: "was not made by bob" in caplog.text)
+    assert got == ["alice created club", "from the admin"]
+    assert daves.admin == "alice"
+    assert "mallory" not in daves.members

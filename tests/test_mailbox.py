@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import statistics
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Sequence
@@ -197,7 +198,9 @@ async def test_two_online_users_write_by_mail_without_a_talk(server: Server) -> 
             await bob.send("alice", f"pong {n}")
             assert (await asyncio.wait_for(alice.next_message(), 5)).body == f"pong {n}"
             delays.append(time.perf_counter() - started)
-        assert max(delays) < 0.5, delays  # a round trip each way, on loopback
+        # A round trip each way on loopback: pushed, not polled (a poll would take
+        # seconds). The median, so that one hiccup of a loaded machine fails nothing.
+        assert statistics.median(delays) < 0.5, delays
         assert alice.conversations == bob.conversations == {}
         await eventually(lambda: all_shipped(alice, "bob"))
 
@@ -513,6 +516,10 @@ async def test_a_peer_paces_its_deposits_and_keeps_what_does_not_fit(tmp_path: P
             assert big.id not in {i.item for i in await _items(server, "bob")}
 
 
+async def _none_undeposited(peer: p2pchat.Peer) -> bool:
+    return not await peer.store.undeposited(peer.name)
+
+
 async def _usage(server: p2pchat.SignallingServer, user: str, count: int) -> bool:
     return (await server.mail.mailbox.usage(user))[0] == count
 
@@ -749,8 +756,10 @@ async def test_many_sends_at_once_to_someone_away_are_all_stored(server: Server)
         assert len(await alice.history("bob")) == 200
         with pytest.raises(p2pchat.UnknownUser):  # what the caller got wrong still raises
             await alice.send("nobody", "hello?")
-        assert server.server is not None  # paced by the deposit rate: 100, then 10/s
-        await eventually(lambda: _usage(server.server, "bob", 200), timeout=30)
+        assert server.server is not None
+        await eventually(lambda: _none_undeposited(alice), timeout=30)
+        items, _ = await server.server.mail.mailbox.usage("bob")
+        assert items < 200  # sealed a batch to a letter: the deposit rate counts letters
     async with server.peer("bob") as bob:
         got = [(await asyncio.wait_for(bob.next_message(), 5)).body for _ in bodies]
         assert sorted(got) == bodies

@@ -10,7 +10,9 @@ from p2pchat.messages import GroupNote, Roster
 from p2pchat.peering.roster import (
     Verdict,
     check_group_name,
+    group_id_of,
     judge,
+    new_group_id,
     record_of,
     roster_payload,
     signed_roster,
@@ -19,13 +21,15 @@ from p2pchat.shared.identity import Identity, verify_signature
 from p2pchat.store import GroupRecord, Message
 
 ADMIN = Identity.generate()
-GROUP = "g" + "1" * 32
+SALT = "5a" * 16
+GROUP = group_id_of("alice", SALT)
 
 
 def roster(version: int, members: list[str], change: str = "add", subject: str = "") -> Roster:
     return signed_roster(
         ADMIN.sign,
         group=GROUP,
+        salt=SALT,
         name="club",
         admin="alice",
         members=members,
@@ -122,3 +126,27 @@ def test_a_leave_needs_its_signature() -> None:
 def test_group_names_outside_the_rule(name: str) -> None:
     with pytest.raises(ValueError, match="group name"):
         check_group_name(name)
+
+
+def test_only_the_maker_of_a_group_is_its_admin() -> None:
+    """A member cannot tell one who has not seen the group yet that they made it: the id
+    is bound to its admin, whoever signs the roster and whatever salt it names."""
+    bob = Identity.generate()
+    for salt in (SALT, "6b" * 16):
+        claim = signed_roster(
+            bob.sign,
+            group=GROUP,
+            salt=salt,
+            name="club",
+            admin="bob",
+            members=["alice", "bob", "carol", "mallory"],
+            version=1,
+            change="create",
+        )
+        verdict = decide(None, "bob", GroupNote(roster=claim))  # its signature checks out
+        assert verdict.message is None
+        assert verdict.record is None
+        assert "was not made by bob" in verdict.refused
+    made, salt = new_group_id("alice")
+    assert made == group_id_of("alice", salt) != group_id_of("bob", salt)
+    assert made != new_group_id("alice")[0]  # random: two groups, two ids

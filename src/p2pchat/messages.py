@@ -382,9 +382,12 @@ class Roster(msgspec.Struct, frozen=True, kw_only=True):
     """A group's membership at one ``version``, signed by its admin (``signature`` over
     ``roster_payload``): what every group message carries, so that a member who was away
     learns the group from whichever message reaches it first. ``change`` and ``subject``
-    say what made this version (``create``: no subject)."""
+    say what made this version (``create``: no subject). ``salt``: the random half of the
+    group id, whose other half is its admin (``group_id_of``), so that no one else can claim
+    to be the admin of a group they did not make."""
 
     group: GroupId
+    salt: Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{32}$")]
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_GROUP_NAME)]
     admin: UserName
     members: Annotated[list[UserName], msgspec.Meta(min_length=1, max_length=MAX_ROSTER_MEMBERS)]

@@ -9,8 +9,8 @@ commands' default). Every backend is tested by one shared suite.
 
 from __future__ import annotations
 
+import os
 import time
-import uuid
 from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Protocol
@@ -55,9 +55,16 @@ class Message(msgspec.Struct, frozen=True, kw_only=True):
     @classmethod
     def new(cls, sender: str, recipient: str, body: str) -> Message:
         """A new message, sent now, with a fresh, globally unique id."""
-        return cls(
-            id=str(uuid.uuid4()), sender=sender, recipient=recipient, body=body, sent_at=time.time()
-        )
+        return cls(id=_uuid4(), sender=sender, recipient=recipient, body=body, sent_at=time.time())
+
+
+def _uuid4() -> str:
+    """``str(uuid.uuid4())``, a third of its cost (a burst makes one per message)."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = raw[6] & 0x0F | 0x40  # version 4
+    raw[8] = raw[8] & 0x3F | 0x80  # the RFC 4122 variant
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 class GroupRecord(msgspec.Struct, frozen=True, kw_only=True):

@@ -6,10 +6,16 @@ per conversation: one reads, one sends (the backlog, new messages a batch at a t
 one watches that the other side is still there; store writes run beside them, a few
 batches at once each way, completing in order. ``queues.py`` holds what waits in between.
 
+The calls to ``send()`` that arrive while a batch is stored or written share the next one.
+A batch goes on the wire once stored, never before: what our store lacks never reached
+the other side (docs/operations.md, "Guarantees", says why the commit does not overlap
+the wire).
+
 What it promises: ``send()`` returns a message only once it is stored, and every message
 handed to it is stored, whatever happens to the connection (then it is resent next time);
-``receive()`` returns each message received once, in order, and every message stored
-reaches it, even if the conversation ends meanwhile.
+``wait_acknowledged()`` returns once the other side has stored it too; ``receive()``
+returns each message received once, in order, and every message stored reaches it, even
+if the conversation ends meanwhile.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from ..errors import (
     ConversationClosed,
     ProtocolError,
     RemoteProtocolError,
+    StoreError,
 )
 from ..messages import FILE_FRAMES, MAX_ACK_IDS, GroupNote
 from ..protocol import Ack, Bye, Error, Msg, Ping, Pong, WireMessage
@@ -147,7 +154,11 @@ class Conversation:
         stops waiting. Raises ConversationClosed (nothing stored) if the conversation was
         closed already.
         """
-        return (await self.send_many((body,)))[0]
+        self._settings.check_body(body)  # one call alone: no list, no generator (many tasks)
+        self._check_open()
+        message = Message.new(self.me, self.peer, body)
+        await self._enqueue([message])
+        return message
 
     async def send_many(self, bodies: Iterable[str]) -> list[Message]:
         """Like ``send()`` for several bodies at once, in order: one wait for all of
@@ -155,13 +166,21 @@ class Conversation:
         texts = list(bodies)
         for body in texts:
             self._settings.check_body(body)
+        self._check_open()
+        messages = [Message.new(self.me, self.peer, body) for body in texts]
+        if not messages:
+            return []
+        return await self._enqueue(messages)
+
+    def _check_open(self) -> None:
         if self.closed:
             raise ConversationClosed(
                 f"conversation with {self.peer} is closed: {self.close_reason}"
             )
-        messages = [Message.new(self.me, self.peer, body) for body in texts]
-        if not messages:
-            return []
+
+    async def _enqueue(self, messages: list[Message]) -> list[Message]:
+        """Queue ``messages`` for the send loop, once there is room; return them once
+        stored. The calls that arrive while a batch is stored or written share the next."""
         limit = self._settings.limits.max_queue
         while len(self._queue) >= limit and not self.closed:  # bounded: wait for the loop
             self._room.clear()
@@ -460,8 +479,10 @@ class Conversation:
             elif isinstance(effect, Acknowledge):
                 await self._acknowledge(list(effect.ids))
             elif isinstance(effect, MarkShipped):
+                # Not waited for: a lost mark means a resend the other side ignores, and
+                # the store's reads see it (they wait for the writes queued before them).
                 ids = list(effect.ids)
-                await asyncio.shield(self._keep(self._mark_shipped(ids)))
+                self._keep(self._mark_shipped(ids))
                 self._delivery.shipped(ids)
                 self._progress.set()
             else:  # pragma: no cover - the adapter handles every effect it is given
@@ -477,7 +498,11 @@ class Conversation:
 
     async def _mark_shipped(self, ids: list[str]) -> None:
         """Mark ``ids`` shipped, then tell the application: both, or neither."""
-        await self._store.mark_shipped(self.peer, ids)
+        try:
+            await self._store.mark_shipped(self.peer, ids)
+        except StoreError as exc:  # they stay unshipped: resent next time, ignored there
+            self.log.error("cannot mark messages to %s shipped: %s", self.peer, exc)
+            return
         if self._settings.on_shipped is not None:
             self._settings.on_shipped(self.peer, ids)
 

@@ -17,10 +17,12 @@ answers with what to do now, as small effect objects, in the order to do them:
 ``MarkShipped``
     the other side has stored these of ours: set their ``shipped`` flag.
 
-The rules it keeps: a message is stored before it is sent; what was left unshipped last
-time (the backlog) is sent first, in order, then new messages in the order they were
-stored, each once per connection; a received message is stored before it is acknowledged
-and handed over once; an acknowledgement counts only for messages sent here. The asyncio
+The rules it keeps: a message is stored before it is sent (so that what a sender's store
+lacks never reached anyone: docs/operations.md says why the sender's commit does not
+overlap the wire); what was left unshipped last time (the backlog) is sent first, in
+order, then new messages in the order they were stored, each once per connection; a
+received message is stored before it is acknowledged and handed over once; an
+acknowledgement counts only for messages sent here. The asyncio
 ``Conversation`` (and the mailbox) run these effects; this object decides them.
 """
 

@@ -154,9 +154,11 @@ class Groups:
         self._check_room()
         if self.peer.connected:
             await asyncio.gather(*(self._check_recipient(m) for m in others))
+        group_id, salt = new_group_id(self.name)
         roster = signed_roster(
             self.peer.identity.sign,
-            group=new_group_id(),
+            group=group_id,
+            salt=salt,
             name=name,
             admin=self.name,
             members=[self.name, *others],
@@ -203,6 +205,7 @@ class Groups:
         roster = signed_roster(
             self.peer.identity.sign,
             group=group_id,
+            salt=roster_of(record.roster).salt,
             name=record.name,
             admin=record.admin,
             members=sorted(members),

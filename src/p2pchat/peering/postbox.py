@@ -2,9 +2,13 @@
 
 Sending: a message with no conversation open is stored (unshipped) as always, then sealed
 to the recipient's mailbox key (published by the recipient, signed by its identity key,
-checked against the key remembered for it) and deposited. What could not be deposited
-(the server away, the mailbox full) is deposited after the next login. A message becomes
-``shipped`` only when the recipient's signed receipt comes back.
+checked against the key remembered for it) and deposited. The messages waiting for one
+recipient go as one sealed letter per batch (``seal.seal_bundle``; a lone one as a
+single letter), so that the server's deposit rate counts letters, not messages: a burst
+written to someone away is there as fast as the server can keep it. What could not be
+deposited (the server away, the mailbox full) is deposited after the next login. A
+message becomes ``shipped`` only when the recipient's signed receipt comes back; the
+receipt of a batch covers its messages.
 
 Receiving: after each login the peer collects what waited, oldest first; while logged in
 the server pushes new items. Each item is opened and checked (``seal.py``); a message is
@@ -24,34 +28,37 @@ from typing import Any, Final, Protocol
 
 from ..errors import (
     ConnectionClosed,
-    InvalidName,
     KeyChanged,
-    MailboxFull,
     P2PChatError,
     ProtocolError,
     RateLimited,
     SealError,
     ServerRefused,
-    ServerUnavailable,
     StoreError,
     UnknownUser,
 )
 from ..protocol import (
     Collect,
-    Deposit,
     GroupNote,
     Mail,
     MailItem,
     Ok,
     Receipt,
     Settle,
-    check_name,
 )
 from ..shared.identity import Identity, fingerprint
-from ..shared.seal import MAX_RECEIPT_IDS, open_letter, open_receipt, receipt, seal
+from ..shared.seal import (
+    MAX_RECEIPT_IDS,
+    is_bundle,
+    open_bundle,
+    open_letter,
+    open_receipt,
+    receipt,
+)
 from ..shared.tasks import cancel_and_wait
 from ..store import Message, MessageStore
 from .delivery import Acknowledge, Deliver, Delivery
+from .depositor import Depositor
 from .files import is_offer
 from .keys import KeyBook
 from .link import ServerLink
@@ -93,7 +100,8 @@ class Host(Protocol):
 
 
 class Postbox:
-    """Deposits, collects, opens, receipts; hands mail to ``next_message()``."""
+    """Collects, opens, stores, receipts; hands mail to ``next_message()``; deposits
+    through its ``Depositor``."""
 
     def __init__(self, peer: Host) -> None:
         self.peer = peer
@@ -105,10 +113,7 @@ class Postbox:
         self._worker: asyncio.Task[None] | None = None
         # File offers were taken by the file desk when they arrived: passed over here.
         self._unread = UnreadReader(peer.store, peer.name, pass_over=lambda m: is_offer(m.body))
-        self._to_deposit = asyncio.Event()
-        self._idle = asyncio.Event()  # the depositor has nothing to do
-        self._depositor: asyncio.Task[None] | None = None
-        self._undepositable: set[str] = set()  # too large for the server: for talks only
+        self.depositor = Depositor(peer, self.keys)
 
     # The connection.
 
@@ -118,8 +123,7 @@ class Postbox:
         self._collected = self._collect_again = False
         if self._worker is None or self._worker.done():
             self._worker = asyncio.create_task(self._work())
-        if self._depositor is None or self._depositor.done():
-            self._depositor = asyncio.create_task(self._deposit_loop())
+        self.depositor.start()
         with contextlib.suppress(asyncio.QueueFull):
             self._queue.put_nowait(None)  # None: collect
 
@@ -139,15 +143,9 @@ class Postbox:
     async def close(self, *, flush: float = 10.0) -> None:
         """Stop; first deposit what waits (for up to ``flush`` seconds), so that a message
         written just before leaving is on the server for its recipient."""
-        if self._depositor is not None and not self._depositor.done():
-            self._idle.clear()
-            self.kick()  # one more pass, after any under way
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(flush):
-                    await self._idle.wait()
-        for task in (self._worker, self._depositor):
-            await cancel_and_wait(task)
-        self._worker = self._depositor = None
+        await self.depositor.close(flush=flush)
+        await cancel_and_wait(self._worker)
+        self._worker = None
 
     @property
     def name(self) -> str:
@@ -194,7 +192,7 @@ class Postbox:
         mailbox, so that it does not come back at every login; its sender keeps it
         unshipped, for a talk); or kept on the server for the next login (a store write
         that failed, a receipt refused, a key not trusted yet)."""
-        messages: dict[str, list[tuple[MailItem, Message, GroupNote | None]]] = {}
+        messages: dict[str, list[tuple[MailItem, list[Message], GroupNote | None]]] = {}
         done: list[str] = []  # items to drop from our mailbox
         for item in items:
             try:
@@ -225,13 +223,24 @@ class Postbox:
             chunk = done[start : start + SETTLE_ITEMS]
             await link.request(Settle(id=link.next_id(), items=chunk), Ok)
 
-    async def _open(self, item: MailItem) -> tuple[Message, GroupNote | None] | None:
-        """The message in ``item``, or None if it is refused (and logged). KeyChanged if
-        it is signed by a key the server vouches for and we do not trust: it is kept on
-        the server, opened once the user trusts that key (``trust_key``)."""
+    async def _open(self, item: MailItem) -> tuple[list[Message], GroupNote | None] | None:
+        """The messages in ``item`` (a batch, or a single letter) and, for a group letter,
+        its group note; None if it is refused (and logged). KeyChanged if it is signed by
+        a key the server vouches for and we do not trust: it is kept on the server, opened
+        once the user trusts that key (``trust_key``)."""
         sender_key = await self.keys.identity_key(item.sender)
         try:
-            return open_letter(
+            if is_bundle(item.item):  # never a group's: those go as single letters
+                bundle = open_bundle(
+                    self.peer.identity,
+                    self.name,
+                    item=item.item,
+                    sender=item.sender,
+                    sealed=item.sealed,
+                    sender_key=sender_key,
+                )
+                return bundle, None
+            message, note = open_letter(
                 self.peer.identity,
                 self.name,
                 item=item.item,
@@ -239,6 +248,7 @@ class Postbox:
                 sealed=item.sealed,
                 sender_key=sender_key,
             )
+            return [message], note
         except SealError as exc:
             vouched = (await self.keys.whois(item.sender)).key
             if vouched != sender_key:  # not forged: signed by a key we do not trust (yet)
@@ -249,35 +259,46 @@ class Postbox:
             return None
 
     async def _store(
-        self, sender: str, batch: list[tuple[MailItem, Message, GroupNote | None]]
+        self, sender: str, batch: list[tuple[MailItem, list[Message], GroupNote | None]]
     ) -> list[str]:
-        """Store, hand over, then send the receipt (the delivery rules decide each step).
-        Returns the items to drop from our mailbox: those refused, and those stored whose
-        receipt the server has taken. Group messages are judged by the groups first: those
-        refused are dropped, those that cannot be judged now wait on the server."""
+        """Store, hand over, then send the receipts (the delivery rules decide each step).
+        Returns the items to drop from our mailbox: those refused, and those whose every
+        message is stored and named in a receipt the server has taken. A message of a
+        batch that breaks a rule is refused alone (its sender keeps it, for a talk). A
+        group letter is judged by the groups first: refused, it is dropped; if it cannot
+        be judged now, it waits on the server (no receipt)."""
         delivery = Delivery(self.name, sender, max_message_size=self.peer.settings.max_message_size)
         refused: list[str] = []
-        good: list[Message] = []
+        kept: dict[str, list[Message]] = {}  # item -> its messages that pass the rules
         grouped: list[tuple[Message, GroupNote]] = []
-        for item, message, note in batch:
-            try:
-                delivery.check_incoming(message)
-            except ProtocolError as exc:
-                logger.warning(
-                    "%s refused mail item %s from %s: %s", self.name, item.item, sender, exc
-                )
-                refused.append(item.item)
-            else:
-                if note is None:
-                    good.append(message)
+        seen: set[str] = set()
+        for item, messages, note in batch:
+            if item.item in seen:  # the same item twice (pushed and collected): once
+                continue
+            seen.add(item.item)
+            for message in messages:
+                try:
+                    delivery.check_incoming(message)
+                except ProtocolError as exc:
+                    logger.warning(
+                        "%s refused mail item %s from %s: %s", self.name, item.item, sender, exc
+                    )
                 else:
-                    grouped.append((message, note))
+                    kept.setdefault(item.item, []).append(message)
+            if item.item not in kept:
+                refused.append(item.item)
+            elif note is not None:  # a group letter: one message, its item its id
+                grouped.append((kept.pop(item.item)[0], note))
         if grouped:
-            taken, refused_ids, _later = await self.peer._admit_group(sender, grouped)
-            good.extend(taken)
+            admitted, refused_ids, _later = await self.peer._admit_group(sender, grouped)
             refused.extend(refused_ids)  # each logged; _later waits on the server
-            order = {item.item: place for place, (item, _, _) in enumerate(batch)}
-            good.sort(key=lambda m: order.get(m.id, 0))  # as they came, groups' among them
+            for message in admitted:
+                kept[message.id] = [message]
+        owned: dict[str, list[str]] = {}  # item -> the ids of its messages kept, as they came
+        for item, _, _ in batch:
+            if item.item in kept and item.item not in owned:
+                owned[item.item] = [m.id for m in kept[item.item]]
+        good = [m for item in owned for m in kept[item]]
         stored, new = await self._add(good)
         self.peer._watch_also(sender)
         settled = list(refused)
@@ -288,7 +309,8 @@ class Postbox:
                     self._unread.arrived()
                 self.peer._group_stored([m for m in effect.messages if m.group is not None])
             elif isinstance(effect, Acknowledge):
-                settled.extend(await self._send_receipts(sender, effect.ids))
+                taken = set(await self._send_receipts(sender, _by_item(owned, effect.ids)))
+                settled.extend(i for i, ids in owned.items() if taken.issuperset(ids))
         return settled
 
     async def _add(self, messages: list[Message]) -> tuple[list[Message], list[Message]]:
@@ -323,14 +345,14 @@ class Postbox:
             stored.append(message)
         return stored, new
 
-    async def _send_receipts(self, sender: str, ids: Sequence[str]) -> list[str]:
-        """Receipts to ``sender`` for ``ids`` (stored), ``MAX_RECEIPT_IDS`` at a time; the ids
+    async def _send_receipts(self, sender: str, groups: list[list[str]]) -> list[str]:
+        """Receipts to ``sender`` for the ids in ``groups`` (stored; a group, the messages
+        of one item, is never split), up to ``MAX_RECEIPT_IDS`` ids a receipt; the ids
         whose receipt the server took. One it refuses leaves its messages on the server:
         collected again at the next login, receipted again, so that the sender learns
         they are stored without waiting for a talk."""
         taken: list[str] = []
-        for start in range(0, len(ids), MAX_RECEIPT_IDS):
-            chunk = list(ids[start : start + MAX_RECEIPT_IDS])
+        for chunk in _receipt_chunks(groups):
             signed = receipt(self.peer.identity, self.name, sender, chunk)
             if await self._send_receipt(sender, chunk, signed):
                 taken.extend(chunk)
@@ -400,67 +422,30 @@ class Postbox:
     def kick(self) -> None:
         """Something may wait to be deposited: a message stored for someone with no
         conversation open, a conversation ended with messages unacknowledged, a login."""
-        self._to_deposit.set()
+        self.depositor.kick()
 
-    async def _deposit_loop(self) -> None:
-        while True:
-            if not self._to_deposit.is_set():
-                self._idle.set()
-            await self._to_deposit.wait()
-            self._to_deposit.clear()
-            try:
-                await self._deposit_all()
-            except (P2PChatError, OSError) as exc:
-                logger.info("%s: deposits wait for the next login: %s", self.name, exc)
 
-    async def _deposit_all(self) -> None:
-        """Deposit, in the order they were written, the messages that are unshipped, were
-        never deposited, and have no conversation to go by. One at a time, so that order
-        holds; paced by the server's deposit rate."""
-        skipped: set[str] = set()  # recipients whose mail cannot go now
-        for message in await self.peer.store.undeposited(self.name):
-            recipient = message.recipient
-            if recipient in skipped or message.id in self._undepositable:
-                continue
-            if self.peer._talking_with(recipient):
-                continue  # the conversation carries it (and if it ends first: next pass)
-            try:
-                check_name(recipient)
-                await self._deposit(message)
-            except InvalidName as exc:  # stored by an older p2pchat: never sent to the server
-                logger.warning("%s: %s is set aside: %s", self.name, message.id, exc)
-                self._undepositable.add(message.id)
-            except (KeyChanged, SealError, MailboxFull, UnknownUser) as exc:
-                logger.warning("%s: mail to %s waits for a talk: %s", self.name, recipient, exc)
-                skipped.add(recipient)
-            except (RateLimited, ServerUnavailable):
-                raise  # the server, not this item: the next pass (or login) tries again
-            except ServerRefused as exc:  # this item, refused: never again in a loop
-                logger.warning("%s: %s goes at the next talk only: %s", self.name, message.id, exc)
-                self._undepositable.add(message.id)
+def _by_item(owned: dict[str, list[str]], acknowledged: Sequence[str]) -> list[list[str]]:
+    """The ``acknowledged`` ids grouped by the item that brought them (one receipt covers
+    a whole batch); an id that came in two items (a batch deposited again) in the first."""
+    left = set(acknowledged)
+    groups = []
+    for ids in owned.values():
+        if group := [i for i in ids if i in left]:
+            left.difference_update(group)
+            groups.append(group)
+    return groups
 
-    async def _deposit(self, message: Message) -> None:
-        mailbox_key = await self.keys.mailbox_key(message.recipient)
-        note = await self.peer._group_note(message) if message.group is not None else None
-        sealed = seal(self.peer.identity, message, mailbox_key, note)
-        for _ in range(60):
-            link = self.peer._link()
-            try:
-                await link.request(
-                    Deposit(
-                        id=link.next_id(),
-                        recipient=message.recipient,
-                        item=message.id,
-                        sealed=sealed,
-                    ),
-                    Ok,
-                )
-                break
-            except RateLimited:
-                await asyncio.sleep(1.0)  # the server's deposit rate: wait for our turn
-        else:
-            raise RateLimited("the server kept refusing deposits")
-        await self.peer.store.mark_deposited([message.id], recipient=message.recipient)
+
+def _receipt_chunks(groups: list[list[str]]) -> list[list[str]]:
+    """``groups`` packed into receipts of at most ``MAX_RECEIPT_IDS`` ids, none split (a
+    group is at most ``MAX_BUNDLE``, the same bound)."""
+    chunks: list[list[str]] = []
+    for group in groups:
+        if not chunks or len(chunks[-1]) + len(group) > MAX_RECEIPT_IDS:
+            chunks.append([])
+        chunks[-1].extend(group)
+    return chunks
 
 
 def _receipt_id(me: str, ids: Sequence[str]) -> str:

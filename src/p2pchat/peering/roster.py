@@ -12,6 +12,7 @@ taken, refused (and why), and what the group is afterwards.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import struct
 import unicodedata
@@ -30,6 +31,7 @@ __all__ = [
     "check_group_name",
     "describe",
     "encode_roster",
+    "group_id_of",
     "judge",
     "leave_payload",
     "new_group_id",
@@ -41,12 +43,22 @@ __all__ = [
 
 _ROSTER: Final = b"p2pchat roster v1"
 _LEAVE: Final = b"p2pchat leave v1"
+_GROUP: Final = b"p2pchat group v1"
 _rosters: Final = msgspec.json.Decoder(Roster)
 
 
-def new_group_id() -> str:
-    """A fresh group id: random, never derived from who is in it."""
-    return "g" + secrets.token_hex(16)
+def new_group_id(admin: str) -> tuple[str, str]:
+    """A fresh group id for a group ``admin`` makes, and its salt: random to anyone who
+    sees it (never derived from who is in it), yet bound to its admin, so that a member
+    cannot tell one who has not seen the group yet that they made it."""
+    salt = secrets.token_hex(16)
+    return group_id_of(admin, salt), salt
+
+
+def group_id_of(admin: str, salt: str) -> str:
+    """The id of the group ``admin`` made with ``salt``: a hash, so no one finds another
+    admin and salt for an id that exists."""
+    return "g" + hashlib.sha256(_fields(_GROUP, admin, salt)).hexdigest()[:32]
 
 
 def check_group_name(name: str) -> str:
@@ -77,6 +89,7 @@ def roster_payload(roster: Roster) -> bytes:
     return _fields(
         _ROSTER,
         roster.group,
+        roster.salt,
         roster.name,
         roster.admin,
         str(roster.version),
@@ -95,6 +108,7 @@ def signed_roster(
     sign: Callable[[bytes], str],
     *,
     group: str,
+    salt: str,
     name: str,
     admin: str,
     members: Sequence[str],
@@ -105,6 +119,7 @@ def signed_roster(
     """A roster signed by ``sign`` (the admin's ``Identity.sign``)."""
     unsigned = Roster(
         group=group,
+        salt=salt,
         name=name,
         admin=admin,
         members=sorted(set(members)),
@@ -178,6 +193,10 @@ def judge(
     signature checks out with the sender's key. No I/O: the caller looked the keys up."""
     roster = note.roster
     sender = message.sender
+    if roster.group != group_id_of(roster.admin, roster.salt):
+        return Verdict(
+            refused=f"{roster.group} was not made by {roster.admin}: its id names another admin"
+        )
     if not roster_ok:
         return Verdict(refused=f"its roster of {roster.group} is not signed by {roster.admin}")
     try:

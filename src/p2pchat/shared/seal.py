@@ -7,13 +7,29 @@ seal, the sender signs (sender, recipient, id, time, body) with its identity key
 the recipient knows who wrote it and nobody can swap a part. The HPKE ``info`` binds the
 seal to its recipient and item id: an item moved to another id or person does not open.
 
+Several messages for one recipient, written one after another while they are away, go
+as one sealed letter of a batch (a ``Bundle``: one seal, one signature over them all, one
+deposit), so that a burst is not paced one deposit at a time. Its item id is named by
+its messages' ids (``bundle_id``: the same batch, deposited again after a crash, is kept
+once; another batch has another id) and tells it from a single letter (``l-`` and a
+hash, never a UUID); the HPKE ``info`` differs, so neither opens as the other. A lone
+message still goes as a single letter, which every p2pchat opens.
+
+A group message's copy for a member who is away goes as a single group letter: its
+``Letter`` also carries the group note (the admin-signed roster, about 40 bytes a member),
+signed with the rest under its own context. It never joins a batch: a roster of 64 in
+each of 256 messages would be some 650 KiB, far over a letter's 16 KiB, and a copy the
+member cannot judge yet (an admin's key not known) must wait on the server alone, not
+hold a batch of other messages there.
+
 A receipt is the recipient's signature over (recipient, sender, ids): the only thing that
 makes a sender mark a mailbox message delivered. The server passes it along and cannot
-make one.
+make one. A receipt of a batch covers its messages.
 """
 
 from __future__ import annotations
 
+import hashlib
 import struct
 from collections.abc import Sequence
 from typing import Annotated, Final
@@ -29,13 +45,18 @@ from ..store import Message
 from .identity import Identity, b64decode, b64encode, mailbox_key_payload, verify_signature
 
 __all__ = [
+    "Bundle",
     "Letter",
     "SignedReceipt",
+    "bundle_id",
+    "is_bundle",
+    "open_bundle",
     "open_letter",
     "open_receipt",
     "open_seal",
     "receipt",
     "seal",
+    "seal_bundle",
 ]
 
 SUITE: Final = Suite(KEM.X25519, KDF.HKDF_SHA256, AEAD.CHACHA20_POLY1305)
@@ -43,6 +64,11 @@ _SEAL_INFO: Final = b"p2pchat mail v1"
 _LETTER: Final = b"p2pchat letter v1"
 _GROUP_LETTER: Final = b"p2pchat group letter v1"
 _RECEIPT: Final = b"p2pchat receipt v1"
+_BUNDLE_INFO: Final = b"p2pchat mail bundle v1"
+_BUNDLE: Final = b"p2pchat bundle v1"
+_BUNDLE_PREFIX: Final = "l-"
+MAX_BUNDLE: Final = 256
+"""Messages in one sealed batch: as many as one receipt names (``MAX_RECEIPT_IDS``)."""
 MAX_RECEIPT_IDS: Final = 256
 """Message ids we put in one receipt: 256 UUIDs seal to about 13 KiB, well under the
 server's item size; more go as several receipts. One received may hold up to 4096."""
@@ -71,8 +97,27 @@ class SignedReceipt(msgspec.Struct, frozen=True, kw_only=True):
     signature: Base64
 
 
+class Entry(msgspec.Struct, frozen=True, array_like=True):
+    """One message of a ``Bundle`` (its sender and recipient are the bundle's)."""
+
+    id: MessageId
+    ts: Timestamp
+    body: str
+
+
+class Bundle(msgspec.Struct, frozen=True, kw_only=True):
+    """What the seal of a batch holds: its messages, in order, and one signature of the
+    sender over them all (and over who writes to whom)."""
+
+    sender: UserName
+    recipient: UserName
+    messages: Annotated[list[Entry], msgspec.Meta(min_length=1, max_length=MAX_BUNDLE)]
+    signature: Base64
+
+
 # MessagePack, not JSON: a body is carried as it is, never grown by escaping.
 _letters: Final = msgspec.msgpack.Decoder(Letter)
+_bundles: Final = msgspec.msgpack.Decoder(Bundle)
 _receipts: Final = msgspec.msgpack.Decoder(SignedReceipt)
 
 
@@ -167,6 +212,80 @@ def open_letter(
         shipped=True,
     )
     return message, letter.group
+
+
+def bundle_id(ids: Sequence[str]) -> str:
+    """The item id of a batch of these message ids (in order)."""
+    data = "\n".join(ids).encode("utf-8", "surrogatepass")
+    return _BUNDLE_PREFIX + hashlib.sha256(data).hexdigest()[:40]
+
+
+def is_bundle(item: str) -> bool:
+    """Whether mail item ``item`` is a batch (else a single letter, item = message id)."""
+    return item.startswith(_BUNDLE_PREFIX)
+
+
+def _bundle_fields(sender: str, recipient: str, entries: Sequence[Entry]) -> bytes:
+    parts: list[str | float] = [sender, recipient]
+    for entry in entries:
+        parts += (entry.id, entry.ts, entry.body)
+    return _fields(_BUNDLE, *parts)
+
+
+def seal_bundle(identity: Identity, messages: Sequence[Message], mailbox_key: str) -> str:
+    """``messages`` (from ``identity``, to one recipient, at most ``MAX_BUNDLE``) sealed as
+    one batch, item ``bundle_id`` of their ids, to the recipient's ``mailbox_key``."""
+    if not 1 <= len(messages) <= MAX_BUNDLE:
+        raise ValueError(f"a batch holds 1 to {MAX_BUNDLE} messages, not {len(messages)}")
+    sender, recipient = messages[0].sender, messages[0].recipient
+    if any((m.sender, m.recipient) != (sender, recipient) for m in messages):
+        raise ValueError("a batch holds messages of one sender to one recipient")
+    entries = [Entry(id=m.id, ts=m.sent_at, body=m.body) for m in messages]
+    bundle = Bundle(
+        sender=sender,
+        recipient=recipient,
+        messages=entries,
+        signature=identity.sign(_bundle_fields(sender, recipient, entries)),
+    )
+    try:
+        public = X25519PublicKey.from_public_bytes(b64decode(mailbox_key))
+    except ValueError as exc:
+        raise SealError(f"the mailbox key of {recipient} is not a key: {exc}") from None
+    info = _fields(_BUNDLE_INFO, recipient, bundle_id([m.id for m in messages]))
+    return b64encode(SUITE.encrypt(msgspec.msgpack.encode(bundle), public, info=info))
+
+
+def open_bundle(
+    identity: Identity, me: str, *, item: str, sender: str, sealed: str, sender_key: str
+) -> list[Message]:
+    """Open a batch the server says ``sender`` left for ``me``; check everything: that it
+    opens with our key for this item, is named by its own ids, is addressed from
+    ``sender`` to ``me`` and signed by ``sender_key``. Raises SealError otherwise. Each
+    message's own rules (size) are the receiver's to check, one by one."""
+    try:
+        plain = SUITE.decrypt(
+            b64decode(sealed), identity.mailbox_private_key, info=_fields(_BUNDLE_INFO, me, item)
+        )
+        bundle = _bundles.decode(plain)
+    except RecursionError:
+        raise SealError(f"item {item} from {sender} does not open: nested too deeply") from None
+    except (InvalidTag, ValueError, IdentityError, msgspec.DecodeError) as exc:
+        raise SealError(
+            f"item {item} from {sender} does not open: {str(exc) or 'altered'}"
+        ) from None
+    ids = [entry.id for entry in bundle.messages]
+    if (bundle.recipient, bundle.sender) != (me, sender) or bundle_id(ids) != item:
+        raise SealError(
+            f"item {item} is not what it claims: written by {bundle.sender} to "
+            f"{bundle.recipient} as {bundle_id(ids)}, delivered as {item} from {sender} to {me}"
+        )
+    signed = _bundle_fields(bundle.sender, bundle.recipient, bundle.messages)
+    if not verify_signature(sender_key, signed, bundle.signature):
+        raise SealError(f"item {item} is not signed by the key of {sender}")
+    return [
+        Message(id=e.id, sender=sender, recipient=me, body=e.body, sent_at=e.ts, shipped=True)
+        for e in bundle.messages
+    ]
 
 
 def receipt(identity: Identity, me: str, sender: str, ids: Sequence[str]) -> str:

@@ -57,6 +57,12 @@ class _Thread:
             self.connection = None
 
 
+LINGER = 0.005
+"""How long a write that need not be durable waits for a durable one to share its commit
+(marking a message shipped, in a talk where the next message follows its ack): one
+transaction instead of two, and the next message's commit not queued behind it."""
+
+
 class SqliteDatabase:
     """One SQLite file: opening, schema migration, a group-commit writer and a reader.
 
@@ -86,7 +92,11 @@ class SqliteDatabase:
         self._open = False
         self._pending: list[tuple[Job, asyncio.Future[Any], bool]] = []
         self._synchronous_now = synchronous  # as the writer's connection has it set
-        self._writer: asyncio.Task[None] | None = None
+        self._committing = False  # a transaction is on the writer's thread
+        self._queued = 0  # writes handed to write(), ever
+        self._done = 0  # of which done (they complete in order)
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []  # until _done reaches n
+        self._lingering: asyncio.TimerHandle | None = None  # see LINGER
 
     async def open(self) -> None:
         if self._open:
@@ -133,8 +143,8 @@ class SqliteDatabase:
             logger.info("%s store %s: schema now at version %d", self.kind, self.path, version)
 
     async def close(self) -> None:
-        if self._writer is not None:
-            await asyncio.shield(self._writer)
+        self._flush()
+        await self._written(self._queued)
         if self._open:
             self._open = False
             await self._reader_thread.run(self._reader_thread.close)
@@ -151,26 +161,82 @@ class SqliteDatabase:
             raise StoreError(f"{self.kind} store {self.path} is not open: call start() first")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._pending.append((job, future, durable))
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write_batches())
-        # Shielded: a cancelled caller must not cancel a commit that serves others.
-        return await asyncio.shield(future)
+        self._queued += 1
+        if not self._committing:
+            if durable:
+                self._flush()
+            elif self._lingering is None:
+                self._lingering = asyncio.get_running_loop().call_later(LINGER, self._flush)
+        # A caller that stops waiting cancels its future only: its job stays in the
+        # transaction that serves the others.
+        return await future
 
-    async def _write_batches(self) -> None:
-        while self._pending:
-            batch, self._pending = self._pending, []
-            jobs = [job for job, _, _ in batch]
-            durable = any(durable for _, _, durable in batch)
-            outcomes = await self._writer_thread.run(
+    def _flush(self) -> None:
+        """Commit what is pending now (unless a commit runs: its end starts the next)."""
+        if self._lingering is not None:
+            self._lingering.cancel()
+            self._lingering = None
+        if self._pending and not self._committing:
+            self._commit_next()
+
+    def _commit_next(self) -> None:
+        """Hand what is pending to the writer's thread as one transaction. Its end is
+        taken straight from the thread (``call_soon_threadsafe``), with no task between:
+        each step between a commit and its caller is a turn of the event loop."""
+        batch, self._pending = self._pending, []
+        jobs = [job for job, _, _ in batch]
+        durable = any(durable for _, _, durable in batch)
+        loop = asyncio.get_running_loop()
+        self._committing = True
+        try:
+            running = self._writer_thread.executor.submit(
                 functools.partial(self._transaction, jobs, durable=durable)
             )
-            for (_, future, _), (result, error) in zip(batch, outcomes, strict=True):
-                if future.done():
-                    continue
-                if error is None:
-                    future.set_result(result)
-                else:
-                    future.set_exception(error)
+        except RuntimeError as exc:  # the executor is shut down (closed meanwhile)
+            failed = concurrent.futures.Future[list[tuple[Any, Exception | None]]]()
+            failed.set_exception(StoreError(f"{self.kind} store {self.path} is closed: {exc}"))
+            self._committed(batch, failed)
+            return
+        running.add_done_callback(
+            lambda done: loop.call_soon_threadsafe(self._committed, batch, done)
+        )
+
+    def _committed(
+        self,
+        batch: list[tuple[Job, asyncio.Future[Any], bool]],
+        done: concurrent.futures.Future[list[tuple[Any, Exception | None]]],
+    ) -> None:
+        """On the event loop: tell each write of ``batch`` its outcome, start the next."""
+        try:
+            outcomes = done.result()
+        except Exception as exc:  # the thread could not run it at all
+            outcomes = [(None, exc)] * len(batch)
+        for (_, future, _), (result, error) in zip(batch, outcomes, strict=True):
+            if future.done():  # its caller stopped waiting
+                continue
+            if error is None:
+                future.set_result(result)
+            else:
+                future.set_exception(error)
+        self._done += len(batch)
+        self._committing = False
+        if self._pending:
+            self._flush()
+        waiters, self._waiters = self._waiters, []
+        for count, waiter in waiters:
+            if self._done >= count:
+                if not waiter.done():
+                    waiter.set_result(None)
+            else:
+                self._waiters.append((count, waiter))
+
+    async def _written(self, count: int) -> None:
+        """Wait until the first ``count`` writes are done."""
+        if self._done >= count:
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append((count, waiter))
+        await waiter
 
     def _transaction(
         self, jobs: list[Job], *, durable: bool = True
@@ -247,11 +313,15 @@ class SqliteDatabase:
         return await self.read(lambda db: db.execute(sql, parameters).fetchall(), alone=True)
 
     async def read(self, job: Callable[[sqlite3.Connection], T], *, alone: bool = False) -> T:
-        """Run ``job`` on the reading connection's thread, in one read transaction: the
-        queries it makes see one committed state (``alone``: it makes one, which is its
-        own transaction already)."""
+        """Run ``job`` on the reading connection's thread, in one read transaction, once
+        the writes queued before it are done (so a write not waited for, such as marking a
+        message shipped, is seen by the reads that follow it): the queries it makes see
+        one committed state (``alone``: it makes one, which is its own transaction
+        already)."""
         if not self._open:
             raise StoreError(f"{self.kind} store {self.path} is not open: call start() first")
+        self._flush()
+        await self._written(self._queued)
 
         def transaction() -> T:
             db = self._reader_thread.connection
