@@ -217,6 +217,14 @@ class Shipped(_Out, tag="shipped", frozen=True):
     ids: list[str]
 
 
+class Route(_Out, tag="route", frozen=True):
+    """A talk moved onto another route (a relayed one that went direct)."""
+
+    user: str
+    route: str
+    via: str
+
+
 class FileUpdate(_Out, tag="file", frozen=True):
     """A file offered, or a transfer that moved on or ended."""
 
@@ -240,6 +248,7 @@ Event: TypeAlias = (
     | TalkEnded
     | NewMessage
     | Shipped
+    | Route
     | FileUpdate
     | Error
 )

@@ -133,6 +133,12 @@ export class Model {
         this.add(event.user, event.message, seen);
         break;
       }
+      case "route": {
+        const talk = this.talk(event.user);
+        talk.route = event.route;
+        talk.via = event.via;
+        break;
+      }
       case "shipped": {
         const talk = this.talk(event.user);
         for (const id of event.ids) {
