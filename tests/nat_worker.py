@@ -137,5 +137,7 @@ async def main(name: str, server: tuple[str, int], listen: str) -> None:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
+    for part in ("upgrade", "invitation", "talks"):  # what an upgrade tried, for a failure
+        logging.getLogger(f"p2pchat.peering.{part}").setLevel(logging.INFO)
     host, port = sys.argv[2], int(sys.argv[3])
     asyncio.run(main(sys.argv[1], (host, port), sys.argv[4] if len(sys.argv) > 4 else "0.0.0.0"))
