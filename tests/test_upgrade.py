@@ -97,3 +97,19 @@ async def test_a_file_under_way_through_the_relay_goes_on_direct_from_its_offset
     await asyncio.wait_for(sending.wait(), 5)
     assert chat_a.route == "direct"
     assert not chat_a.closed
+
+
+async def test_an_upgrade_with_a_key_that_is_not_the_remembered_one_is_refused(
+    make_peer: PeerFactory, server: p2pchat.SignallingServer
+) -> None:
+    # Whoever can send rendezvous messages (the server) vouches a key for alice that bob
+    # does not remember for her: bob refuses, by itself, and the talk stays relayed.
+    alice, chat_a, bob, chat_b = await relayed(make_peer)
+    await bob.trust_key("alice", p2pchat.Identity.generate().key)  # before the first round
+    invitations = server.stats.invitations
+    await eventually(lambda: invitations["sent"] == 4, timeout=30)  # the talk's, three rounds
+    assert invitations["accepted"] == 1  # only the talk's own
+    assert bob.pending_invitations() == []  # the application was not asked
+    assert (chat_a.route, chat_b.route) == ("relay", "relay")
+    await chat_a.send("still here")
+    assert (await asyncio.wait_for(chat_b.receive(), 5)).body == "still here"
