@@ -104,7 +104,7 @@ async def test_an_upgrade_with_a_key_that_is_not_the_remembered_one_is_refused(
 ) -> None:
     # Whoever can send rendezvous messages (the server) vouches a key for alice that bob
     # does not remember for her: bob refuses, by itself, and the talk stays relayed.
-    alice, chat_a, bob, chat_b = await relayed(make_peer)
+    _, chat_a, bob, chat_b = await relayed(make_peer)
     await bob.trust_key("alice", p2pchat.Identity.generate().key)  # before the first round
     invitations = server.stats.invitations
     await eventually(lambda: invitations["sent"] == 4, timeout=30)  # the talk's, three rounds
