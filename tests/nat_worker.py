@@ -11,9 +11,13 @@ It prints ``ready`` once logged in, then obeys one command per line:
 - ``send TEXT``: send TEXT in the conversation;
 - ``sendfile USER PATH``: offer the file at PATH to USER, print ``sent`` once they have it;
 - ``acceptfile DIR``: accept the next file offered into DIR, print ``file PATH`` once it is
-  there, its SHA-256 checked.
+  there, its SHA-256 checked;
+- ``stream``: send ``n 0``, ``n 1``, ... every 10 ms in the conversation until it has moved
+  to a direct connection and 50 more have gone, then ``n end COUNT``; the other side prints
+  ``stream complete COUNT`` if it received each once, in order, else ``stream broken``.
 
-Every message received is printed as ``got BODY``.
+Every message received is printed as ``got BODY``; a talk that moves onto another route
+prints ``moved USER ROUTE VIA REMOTE``.
 """
 
 from __future__ import annotations
@@ -31,9 +35,39 @@ def say(text: str) -> None:
     sys.stdout.flush()
 
 
-def talking(chat: p2pchat.Conversation) -> None:
+def talking(chat: p2pchat.Conversation, news: str = "talking") -> None:
     host, port = chat.remote_address or ("?", 0)
-    say(f"talking {chat.peer} {chat.route} {chat.via} {p2pchat.format_address(host, port)}")
+    say(f"{news} {chat.peer} {chat.route} {chat.via} {p2pchat.format_address(host, port)}")
+
+
+class Stream:
+    """Checks the numbered messages of ``stream``: each once, in order."""
+
+    def __init__(self) -> None:
+        self.next = 0
+        self.broken = ""
+
+    def got(self, body: str) -> None:
+        number = body.removeprefix("n ")
+        if number.startswith("end "):
+            count = int(number.removeprefix("end "))
+            if not self.broken and count != self.next:
+                self.broken = f"{self.next} of {count} received"
+            say(f"stream broken: {self.broken}" if self.broken else f"stream complete {count}")
+        elif int(number) != self.next and not self.broken:
+            self.broken = f"got {number} where {self.next} was due"
+        else:
+            self.next += 1
+
+
+async def stream(chat: p2pchat.Conversation) -> None:
+    sent = after = 0
+    while after < 50:
+        after += chat.route == "direct"
+        await chat.send(f"n {sent}")
+        sent += 1
+        await asyncio.sleep(0.01)
+    await chat.send(f"n end {sent}")
 
 
 async def read_lines() -> asyncio.StreamReader:
@@ -44,11 +78,15 @@ async def read_lines() -> asyncio.StreamReader:
 
 
 async def listen_to(chat: p2pchat.Conversation, started: float | None) -> None:
+    numbered = Stream()
     async for message in chat:
         if started is not None:
             say(f"first message after {(time.perf_counter() - started) * 1e3:.0f} ms")
             started = None
-        say(f"got {message.body}")
+        if message.body.startswith("n "):
+            numbered.got(message.body)
+        else:
+            say(f"got {message.body}")
 
 
 async def send_file(peer: p2pchat.Peer, user: str, path: str) -> None:
@@ -65,6 +103,7 @@ async def accept_file(peer: p2pchat.Peer, directory: str) -> None:
 
 async def main(name: str, server: tuple[str, int], listen: str) -> None:
     peer = p2pchat.Peer(name, server=server, listen=(listen, 0))
+    peer.on_route = lambda moved: talking(moved, "moved")
     chat: p2pchat.Conversation | None = None
     readers: set[asyncio.Task[None]] = set()
     async with peer:
@@ -88,6 +127,8 @@ async def main(name: str, server: tuple[str, int], listen: str) -> None:
             elif command == "sendfile":
                 user, _, path = argument.partition(" ")
                 readers.add(asyncio.create_task(send_file(peer, user, path)))
+            elif command == "stream" and chat is not None:
+                readers.add(asyncio.create_task(stream(chat)))
             elif command == "acceptfile":
                 readers.add(asyncio.create_task(accept_file(peer, argument)))
         for reader in readers:
@@ -96,5 +137,7 @@ async def main(name: str, server: tuple[str, int], listen: str) -> None:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
+    for part in ("upgrade", "invitation", "talks"):  # what an upgrade tried, for a failure
+        logging.getLogger(f"p2pchat.peering.{part}").setLevel(logging.INFO)
     host, port = sys.argv[2], int(sys.argv[3])
     asyncio.run(main(sys.argv[1], (host, port), sys.argv[4] if len(sys.argv) > 4 else "0.0.0.0"))

@@ -125,6 +125,13 @@ class Internet:
                      "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT")  # fmt: skip
             self._in(name, "iptables", "-A", chain, "-i", "eth0", "-j", "DROP")
 
+    def cut(self, router: str, address: str, *, cut: bool = True) -> None:
+        """In ``router`` (``ra``, ``rb`` or ``rr``), drop whatever it would pass to or from
+        ``address`` (``cut``: a firewall between two peers), or pass it again."""
+        for direction in ("-d", "-s"):
+            self._in(self._name(router), "iptables", "-I" if cut else "-D", "FORWARD",
+                     direction, address, "-j", "DROP")  # fmt: skip
+
     def remove(self) -> None:
         """Delete every namespace of this run (their veths and bridge go with them)."""
         for name in reversed(self.namespaces):

@@ -9,6 +9,7 @@ message (the inviter sends it as soon as its ``invite()`` returns).
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -46,9 +47,41 @@ def internet() -> Iterator[Internet]:
 @dataclass(frozen=True)
 class Outcome:
     inviter: tuple[str, str, str]
-    """(route, via, remote address) as the inviter saw the conversation."""
+    """(route, via, remote address) as the inviter saw the conversation when it opened."""
     invitee: tuple[str, str, str]
     first_message_ms: int
+    alice: ScriptedProcess
+    bob: ScriptedProcess
+
+    async def settled(self, *, within: float = 30.0) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(inviter's, invitee's) route once a relayed talk has had ``within`` seconds to
+        move onto a direct path (it stays relayed if none is found)."""
+        return (
+            await _settled(self.alice, "bob", self.inviter, within),
+            await _settled(self.bob, "alice", self.invitee, within),
+        )
+
+    def transcript(self) -> str:
+        """What both said, for a failure."""
+        return "\n".join(
+            [*(f"alice > {line}" for line in self.alice.output[-40:])]
+            + [f"  bob > {line}" for line in self.bob.output[-40:]]
+        )
+
+
+async def _settled(
+    process: ScriptedProcess, user: str, first: tuple[str, str, str], within: float
+) -> tuple[str, ...]:
+    if first[0] == "direct":
+        return first
+    pattern = rf"^moved {user} (\S+) (\S+) (\S+)"
+    for line in process.output:  # read already, waiting for another line
+        if seen := re.search(pattern, line):
+            return seen.groups()
+    try:
+        return (await process.expect(pattern, timeout=within)).groups()
+    except AssertionError:
+        return first
 
 
 async def run_in(launch: Launch, label: str, host: Host, args: list[str]) -> ScriptedProcess:
@@ -99,6 +132,8 @@ async def talk(
         inviter=(seen_by_alice[1], seen_by_alice[2], seen_by_alice[3]),
         invitee=(seen_by_bob[1], seen_by_bob[2], seen_by_bob[3]),
         first_message_ms=first,
+        alice=alice,
+        bob=bob,
     )
 
 
@@ -138,10 +173,62 @@ async def test_two_peers_behind_two_nats_punch_through(
 ) -> None:
     outcome = await talk(launch, internet, internet.nat_a, internet.nat_b, server=internet.server)
     report("NATed <-> NATed", outcome, capsys)
-    assert outcome.invitee[:2] == ("direct", "punched")
-    assert outcome.inviter[:2] == ("direct", "punched")
-    assert outcome.invitee[2].startswith("198.18.0.2:")  # alice's NAT
-    assert outcome.inviter[2].startswith("198.18.0.3:")  # bob's NAT
+    # Punched at once, or (when the relay won the race) punched by an upgrade later.
+    inviter, invitee = await outcome.settled()
+    assert invitee[:2] == ("direct", "punched")
+    assert inviter[:2] == ("direct", "punched")
+    assert invitee[2].startswith("198.18.0.2:")  # alice's NAT
+    assert inviter[2].startswith("198.18.0.3:")  # bob's NAT
+
+
+CUT = [("ra", "198.18.0.3"), ("rb", "198.18.0.2")]
+"""Each NAT's router, and the other's public address."""
+
+
+async def test_a_relayed_talk_goes_direct_once_a_direct_path_exists(
+    internet: Internet, launch: Launch
+) -> None:
+    # Nothing passes between the two NATs: the relay only. Cut at both, as a firewall on
+    # the way would: a router that let its side's punches out would keep their half-open
+    # entries (up to 2 minutes), and a later punch through it may fail on them.
+    for router, other in CUT:
+        internet.cut(router, other)
+    try:
+        outcome = await talk(
+            launch, internet, internet.nat_a, internet.nat_b, server=internet.server
+        )
+        assert outcome.invitee[:2] == ("relay", "relayed")
+        await outcome.alice.say("stream")  # numbered messages, across the switch
+    finally:
+        for router, other in CUT:
+            internet.cut(router, other, cut=False)
+    inviter, invitee = await outcome.settled()
+    assert inviter[:2] == ("direct", "punched"), outcome.transcript()
+    assert invitee[:2] == ("direct", "punched"), outcome.transcript()
+    assert invitee[2].startswith("198.18.0.2:")
+    done = await outcome.bob.expect(r"^stream (complete \d+|broken.*)$", timeout=30)
+    assert done.group(1).startswith("complete"), done.group(1)
+    await outcome.bob.say("send still here")
+    await outcome.alice.expect("^got still here$")
+
+
+NAT_RUNS = int(os.environ.get("P2PCHAT_NAT_RUNS", "0"))
+"""How many times to run the repeated NAT case (outside the default run: 0)."""
+
+
+@pytest.mark.parametrize("run", range(NAT_RUNS))
+async def test_two_peers_behind_masquerade_end_direct_run_after_run(
+    internet: Internet, launch: Launch, capsys: pytest.CaptureFixture[str], run: int
+) -> None:
+    outcome = await talk(launch, internet, internet.nat_a, internet.nat_b, server=internet.server)
+    inviter, invitee = await outcome.settled()
+    with capsys.disabled():
+        sys.stderr.write(
+            f"\nNAT run {run}: opened {outcome.invitee[0]} ({outcome.invitee[1]}), "
+            f"ended {invitee[0]} ({invitee[1]})\n"
+        )
+    assert invitee[:2] == ("direct", "punched"), outcome.transcript()
+    assert inviter[:2] == ("direct", "punched"), outcome.transcript()
 
 
 async def test_behind_a_nat_that_randomises_ports_the_relay_joins_them(
@@ -163,7 +250,7 @@ async def test_a_file_goes_across_two_nats_punched(
     outcome = await talk(
         launch, internet, internet.nat_a, internet.nat_b, server=internet.server, file=source
     )
-    assert outcome.invitee[:2] == ("direct", "punched")
+    assert (await outcome.settled())[1][:2] == ("direct", "punched")
     assert (tmp_path / "received" / "across.bin").read_bytes() == source.read_bytes()
 
 

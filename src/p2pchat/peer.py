@@ -43,6 +43,7 @@ from .peering.settings import PEER_DEFAULTS, ChatSettings, PeerLimits, PeerSetti
 from .peering.talks import Talks
 from .peering.transfer import FileOffer, Transfer
 from .peering.transfers import FileDesk
+from .peering.upgrade import Upgrades, upgrades
 from .peering.watchlist import WATCHED, WatchList
 from .protocol import (
     DEFAULT_PORT,
@@ -151,6 +152,9 @@ class Peer:
         """Called with the new ``state`` when the server connection is lost or back."""
         self.on_invitation_cancelled: Callable[[Invitation], None] | None = None
         """Called when a received invitation is withdrawn (``invitation.cancelled`` says why)."""
+        self.on_route: Callable[[Conversation], None] | None = None
+        """Called with a conversation whose route changed: a relayed talk that moved onto a
+        direct connection (``chat.route``, ``chat.via`` say the new one)."""
         self.on_shipped: Callable[[str, list[str]], None] | None = None
         """Called with (contact, message ids) once ``contact`` has acknowledged (stored)
         those messages of ours: their ``shipped`` flag is now set in the store."""
@@ -166,13 +170,20 @@ class Peer:
             talk=self._open_talk,
             spawn=lambda work: self._spawn(work),
         )
+        self._upgrades = Upgrades(
+            self.name,
+            invite=lambda user, timeout: self._desk.invite(user, timeout),
+            spawn=lambda work: self._spawn(work),
+            settings=self.settings,
+        )
         self._talks = Talks(
             self.name,
             self.store,
             self._settings,
             watch=self._watch_also,
             kick=lambda: self._postbox.kick(),
-            opened=self._files.opened,
+            opened=self._talk_opened,
+            moved=self._talk_moved,
         )
         self._groups = Groups(
             self,
@@ -449,6 +460,26 @@ class Peer:
 
     def _group_stored(self, messages: Sequence[Message]) -> None:
         self._groups.arrived(messages)
+
+    def _talk_opened(self, chat: Conversation) -> None:
+        self._files.opened(chat)
+        self._upgrades.opened(chat)
+
+    def _talk_moved(self, chat: Conversation) -> None:
+        self._files.moved(chat)
+        if self.on_route is not None:
+            self.on_route(chat)
+
+    def _upgrading(self, user: str) -> bool:
+        """Whether an invitation from ``user`` is their attempt to take our relayed talk
+        direct (``upgrade.py``): accepted at once, without the relay."""
+        chat = self._talks.open.get(user)
+        return (
+            chat is not None
+            and not chat.closed
+            and chat.route == "relay"
+            and upgrades(user, self.name)
+        )
 
     def _talking_with(self, user: str) -> bool:
         return self._talks.talking_with(user)

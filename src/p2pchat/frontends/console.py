@@ -144,6 +144,7 @@ class PeerConsole:
         peer.on_invitation_cancelled = self._invitation_cancelled
         peer.on_state = self._state
         peer.on_shipped = self._shipped
+        peer.on_route = lambda chat: self._show_soon(f"* the talk is direct now: {_route(chat)}")
         self._since = time.time()
         await self.show(f"logged in as {peer.name}, fingerprint {peer.fingerprint}; ? for help")
         watcher = asyncio.gather(

@@ -141,6 +141,9 @@ class WebUI:
         peer.on_presence = self._presence
         peer.on_state = lambda state: self._broadcast(ev.State(state=state))
         peer.on_shipped = self._shipped
+        peer.on_route = lambda chat: self._broadcast(
+            ev.Route(user=chat.peer, route=chat.route, via=chat.via)
+        )
         peer.on_invitation_cancelled = self._withdrawn
         self._spawn(self._watch_invitations())
         self._spawn(self._watch_mail())

@@ -347,6 +347,14 @@ class History(_Out, tag="history", frozen=True):
     older: bool
 
 
+class Route(_Out, tag="route", frozen=True):
+    """A talk moved onto another route (a relayed one that went direct)."""
+
+    user: str
+    route: str
+    via: str
+
+
 class FileUpdate(_Out, tag="file", frozen=True):
     """A file offered, or a transfer that moved on or ended."""
 
@@ -405,6 +413,7 @@ Event: TypeAlias = (
     | Shipped
     | Found
     | History
+    | Route
     | FileUpdate
     | GroupEvent
     | GroupMembers

@@ -62,6 +62,8 @@ WRITES_IN_FLIGHT = 4
 """Batches being stored at once, each way (a slow disk gathers them into one commit)."""
 CLOSE_GRACE = 1.0
 """How long ``close()`` lets what was sent be acknowledged before it says bye."""
+RETIRE_GRACE = 10.0
+"""How long a connection the talk moved off stays open for the other side to move too."""
 
 
 class Conversation:
@@ -111,6 +113,9 @@ class Conversation:
         self._ready: list[Message] = []  # ours, stored, to go on the wire (in order)
         self._incoming: collections.deque[asyncio.Task[list[Message]]] = collections.deque()
         self._acks: list[str] = []  # received and stored: to acknowledge
+        self._moving = False  # the loops are being stopped to go on over another connection
+        self._retiring: set[asyncio.Task[None]] = set()  # connections moved off, closing
+        self._heard = asyncio.Event()  # something came on the connection (since a move)
 
     def __repr__(self) -> str:
         state = f"closed: {self.close_reason}" if self.closed else "open"
@@ -133,6 +138,51 @@ class Conversation:
             asyncio.create_task(self._send_loop()),
             asyncio.create_task(self._watch()),
         ]
+
+    async def move(self, connection: Connection, route: str, via: str) -> None:
+        """Go on over ``connection`` (proven to be the same contact's), as a new connection
+        would: the loops on the old one stop, the delivery starts again from the store's
+        backlog (resent messages are dropped by id on the other side, so each is received
+        once, in order), and what was received and not handed over goes on. The old
+        connection is not closed at once: the other side may still be reading it until it
+        moves too (it closes it then); after ``RETIRE_GRACE`` it is closed anyway. Raises
+        ConversationClosed if the conversation has ended (the caller closes
+        ``connection``)."""
+        if self.closed:
+            raise ConversationClosed(
+                f"conversation with {self.peer} is closed: {self.close_reason}"
+            )
+        self._moving = True
+        try:
+            current = asyncio.current_task()
+            stopping = [task for task in self._tasks if task is not current]
+            for task in stopping:
+                task.cancel()
+            await asyncio.gather(*stopping, return_exceptions=True)
+        finally:
+            self._moving = False
+        if self.closed:  # ended meanwhile (a store failure): nothing moves
+            await self._connection.close()
+            raise ConversationClosed(
+                f"conversation with {self.peer} is closed: {self.close_reason}"
+            )
+        old, self._connection = self._connection, connection
+        self.log = connection.log
+        self.route, self.via = route, via
+        self._delivery = Delivery(
+            self.me, self.peer, max_message_size=self._settings.limits.max_message_size
+        )
+        self._heard = asyncio.Event()
+        self._progress.set()  # wait_acknowledged() looks again, at the new delivery
+        retiring = asyncio.create_task(_retire(old, self._heard))
+        self._retiring.add(retiring)
+        retiring.add_done_callback(self._retiring.discard)
+        self.log.info("conversation with %s moved to a %s connection (%s)", self.peer, route, via)
+        # Answered once the other side reads this connection, that is, once it has moved
+        # too: then the old one can go at once. (If it fails, the loops find out.)
+        with contextlib.suppress(ConnectionClosed, ProtocolError):
+            await connection.send(Ping(id="moved"))
+        self.start()
 
     async def _watch(self) -> None:
         """End the conversation once the other side has been silent too long."""
@@ -200,10 +250,12 @@ class Conversation:
             raise ConversationClosed(
                 f"conversation with {self.peer} is closed: {self.close_reason}"
             )
+        connection = self._connection
         try:
-            await self._connection.send_many(frames)
+            await connection.send_many(frames)
         except (ConnectionClosed, ProtocolError) as exc:
-            self._finish(f"connection lost: {exc}")
+            if connection is self._connection:  # else the talk moved on: it goes on there
+                self._finish(f"connection lost: {exc}")
             raise ConversationClosed(f"conversation with {self.peer} ended: {exc}") from exc
 
     def transmit(self, message: Message) -> None:
@@ -367,7 +419,9 @@ class Conversation:
                 grouped: list[tuple[Message, GroupNote]] = []
                 acked: list[str] = []
                 leaving: str | None = None
-                for wire in await self._connection.recv_batch():
+                batch = await self._connection.recv_batch()
+                self._heard.set()
+                for wire in batch:
                     if isinstance(wire, Msg) and wire.group is not None:
                         grouped.append((from_wire(wire, self.peer, self.me), wire.group))
                     elif isinstance(wire, Msg):
@@ -414,8 +468,9 @@ class Conversation:
         except ConnectionClosed as exc:
             reason = f"connection lost: {exc}"
         finally:
-            self._finish(reason)
-            await self._connection.close()
+            if not self._moving:  # else the talk goes on over another connection
+                self._finish(reason)
+                await self._connection.close()
 
     async def _admit(self, grouped: list[tuple[Message, GroupNote]]) -> None:
         """Group messages: checked like ours (who from, size), then judged by the groups
@@ -540,7 +595,9 @@ class Conversation:
                 async with asyncio.timeout(1.0):
                     await self._connection.send(Bye(reason=reason))
         await self._connection.close()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for retiring in list(self._retiring):
+            retiring.cancel()
+        await asyncio.gather(*self._tasks, *self._retiring, return_exceptions=True)
         if self._writes:
             await asyncio.wait(set(self._writes))
 
@@ -553,3 +610,25 @@ class Conversation:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
+
+
+async def _retire(connection: Connection, moved: asyncio.Event) -> None:
+    """A connection the talk moved off: read (and drop) what still comes on it until the
+    other side closes it or is heard on the new one (``moved``), for ``RETIRE_GRACE`` at
+    most, then close it. What the other side sent on it and we drop is not acknowledged:
+    it resends it on the new one."""
+
+    async def drain() -> None:
+        with contextlib.suppress(ConnectionClosed, ProtocolError):
+            while True:
+                await connection.recv_batch()
+
+    draining = asyncio.create_task(drain())
+    heard = asyncio.create_task(moved.wait())
+    try:
+        await asyncio.wait({draining, heard}, timeout=RETIRE_GRACE, return_when="FIRST_COMPLETED")
+    finally:
+        for task in (draining, heard):
+            task.cancel()
+        await asyncio.gather(draining, heard, return_exceptions=True)
+        await connection.close()

@@ -52,6 +52,7 @@ class Host(Protocol):
     def _link(self) -> ServerLink: ...
     def _dialler(self) -> Reach: ...
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None: ...
+    def _upgrading(self, user: str) -> bool: ...
     async def _vet_key(self, user: str, key: str, *, trust_new_key: bool) -> None: ...
     async def _open_conversation(
         self, contact: str, connection: Connection, key: str, via: str = "dialled"
@@ -85,20 +86,24 @@ class Invitation:
         answered; PeerUnreachable if the inviter can be reached neither directly nor
         through the relay (the inviter is told).
         """
+        return await self._accept(trust_new_key=trust_new_key)
+
+    async def _accept(self, *, trust_new_key: bool = False, relay: bool = True) -> Conversation:
+        """``accept()``; without ``relay`` for an upgrade (a direct path or nothing)."""
         peer = self._desk.peer
         await peer._vet_key(self.sender, self.key, trust_new_key=trust_new_key)
         self._answer()
         link = peer._link()
         await link.request(Accept(id=link.next_id(), invitation=self.id), Ok)
         try:
-            connection, via = await peer._dialler().reach(self)
+            connection, via = await peer._dialler().reach(self, relay=relay)
         except (PeerUnreachable, asyncio.CancelledError) as exc:
             # The inviter learns only that we cannot reach it, not what we tried: the
             # addresses it advertised must not become a way to probe our network.
             reason = "gave up"
             if isinstance(exc, PeerUnreachable):
-                relay = f" (the relay: {exc.relay_refusal})" if exc.relay_refusal else ""
-                reason = f"cannot reach you{relay}"
+                refusal = f" (the relay: {exc.relay_refusal})" if exc.relay_refusal else ""
+                reason = f"cannot reach you{refusal}"
             self._desk.refuse_later(self.id, reason)
             raise
         return await peer._open_conversation(self.sender, connection, self.key, via)
@@ -215,7 +220,9 @@ class InvitationDesk:
         """News from the server about an invitation, sent or received."""
         if isinstance(message, Invited):
             invitation = Invitation(self, message)
-            if (crossing := self._invite_pending_to(message.sender)) is not None:
+            if self.peer._upgrading(message.sender):
+                self.peer._spawn(self._upgrade(invitation))
+            elif (crossing := self._invite_pending_to(message.sender)) is not None:
                 self._cross(invitation, *crossing)
             else:
                 self._offer(invitation)
@@ -234,6 +241,18 @@ class InvitationDesk:
             with contextlib.suppress(P2PChatError):
                 if outgoing := self.peer._dialler().outgoing.get(message.invitation):
                     outgoing.settle(None, InviteRefused(message.user, message.reason))
+
+    async def _upgrade(self, invitation: Invitation) -> None:
+        """``invitation.sender``, with whom we talk through the relay, looks for a direct
+        path (``upgrade.py``): accepted at once, without the relay; the talk moves onto the
+        connection if it proves to be theirs with the key the talk was proven with (a key
+        that is not the remembered one is refused: the application was not asked)."""
+        try:
+            await invitation._accept(relay=False)
+        except KeyChanged:
+            self.refuse_later(invitation.id, "a key that is not the one remembered")
+        except P2PChatError as exc:
+            logger.info("%s: no direct path to %s yet: %s", self.peer.name, invitation.sender, exc)
 
     def _offer(self, invitation: Invitation) -> None:
         """Hand a received invitation to the application (``next_invitation()``)."""

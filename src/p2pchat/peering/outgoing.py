@@ -71,6 +71,11 @@ class Outgoing:
         self._acked.set()
         return True
 
+    def halt(self) -> None:
+        """Stop sending at once: not one more frame goes out (``stop()`` waits for it)."""
+        if self._task is not None and self._task is not asyncio.current_task():
+            self._task.cancel()
+
     async def stop(self) -> None:
         if self._task is not None and self._task is not asyncio.current_task():
             self._task.cancel()

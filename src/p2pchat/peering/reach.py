@@ -152,10 +152,11 @@ class Reach:
 
     # The race.
 
-    async def reach(self, target: Target) -> Won:
+    async def reach(self, target: Target, *, relay: bool = True) -> Won:
         """Reach the inviter: (the connection, how it was made). Each way joins the race
         when those before it have failed, or have had their time; the first to succeed
-        is kept. Raises PeerUnreachable, saying what each way found.
+        is kept. Raises PeerUnreachable, saying what each way found. Without ``relay``
+        (upgrading a relayed talk) only direct paths are tried, each for its full time.
 
         Reversal and punching are not tried while a direct dial whose TCP connection is
         up is in its handshake: they would only find another such path (the relay, which
@@ -175,6 +176,13 @@ class Reach:
                     return won
                 if not (tcp_up.is_set() and race.running):  # else another path won't help
                     race.start("call back", self._traverse(target))
+            if not relay:
+                won = await race.wait(None)
+                if won is not None:
+                    return won
+                raise PeerUnreachable(
+                    f"no direct path to {target.sender}: " + "; ".join(race.failures)
+                )
             if (won := await race.wait(relay_at - loop.time())) is not None:
                 return won
             race.start("relay", self._dial_relay(target))

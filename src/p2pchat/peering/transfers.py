@@ -271,6 +271,18 @@ class FileDesk:
         them, and tell them how transfers ended that they have not heard of."""
         self._spawn(self._talk_opened(chat))
 
+    def moved(self, chat: Conversation) -> None:
+        """The talk with ``chat.peer`` moved onto another connection: what was under way
+        starts again from the receiver's stored offset, as at a new talk. Our sending stops
+        at once (before the new connection is read), so that only the receiver's new
+        ``file_accept`` starts it again, from its offset."""
+        for id, outgoing in list(self._outgoing.items()):
+            if outgoing.chat is chat:
+                outgoing.halt()
+                del self._outgoing[id]
+                self._spawn(outgoing.stop())
+        self.opened(chat)
+
     async def _talk_opened(self, chat: Conversation) -> None:
         for record in await self.store.pending(self.me, chat.peer):
             transfer = self._transfer(record)

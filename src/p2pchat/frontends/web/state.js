@@ -185,6 +185,12 @@ export class Model {
         this.add(event.user, event.message, seen);
         break;
       }
+      case "route": {
+        const talk = this.talk(event.user);
+        talk.route = event.route;
+        talk.via = event.via;
+        break;
+      }
       case "shipped": {
         const talk = this.talks.get(event.user); // not a talk: group messages are marked apart
         for (const id of event.ids) {
