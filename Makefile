@@ -25,7 +25,7 @@ TOOLS := .venv-tools
 
 SYSTEM_DEPS := chromium redis-server iptables iproute2
 
-.PHONY: demo test check lint typecheck imports pytest clean system-deps screenshot bench lock test-latest fuzz
+.PHONY: demo test check lint typecheck imports pytest clean system-deps screenshot bench lock test-latest fuzz nat-runs
 
 # The environment is made anew whenever the lock, pyproject.toml or the Python changes,
 # so that it holds exactly what the lock says (nothing left over from an older one).
@@ -75,6 +75,9 @@ bench: $(STAMP)  # p2pchat beside a raw-asyncio baseline; a few minutes
 
 fuzz: $(STAMP)  # every decoder a remote party reaches, 10^6 generated inputs each; minutes
 	$(BIN)/python -m fuzz
+
+nat-runs: $(STAMP)  # two peers behind MASQUERADE routers, 20 runs: how often they end direct
+	P2PCHAT_NAT_RUNS=20 $(BIN)/pytest -q tests/test_nat.py -k run_after_run
 
 screenshot: $(STAMP)  # docs/web.png, as the web page's test sees it
 	P2PCHAT_UPDATE_SCREENSHOT=1 $(BIN)/pytest -q tests/test_web.py -k two_conversations

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -23,7 +24,7 @@ from p2pchat.cluster.redis_cluster import RedisCluster
 from p2pchat.frontends.demo import command
 
 from .conftest import Launch, NodeFactory, PeerMaker, connect, eventually
-from .redisserver import answers, free_port
+from .redisserver import answers
 
 
 class Gate:
@@ -175,7 +176,12 @@ async def test_a_node_lets_nobody_in_before_it_has_joined(
     # started again at once, waits for it to expire before it joins.
     await raw.call(raw.redis.set(raw.key("node", "A"), "crashed", px=1500))
     await raw.call(raw.redis.sadd(raw.key("nodes"), "A"))
-    port = free_port()
+    # The port is held (bound, not listening; SO_REUSEADDR, as the server's own socket)
+    # while A waits to join, so no other socket takes it in the meantime.
+    holder = socket.socket()
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    holder.bind(("127.0.0.1", 0))
+    port = int(holder.getsockname()[1])
     a = p2pchat.SignallingServer(
         port=port,
         redis=redis_url,
@@ -193,6 +199,7 @@ async def test_a_node_lets_nobody_in_before_it_has_joined(
             assert await node_of(a, "alice") == "A"  # erased by the join before
             assert await alice.online() == ["alice"]
     finally:
+        holder.close()
         await starting
         await a.close()
         await raw.close()
