@@ -7,6 +7,7 @@ import asyncio
 import collections
 import contextlib
 import datetime
+import io
 import ipaddress
 import os
 import struct
@@ -419,6 +420,23 @@ def redis_url(redis_server: RedisServer) -> str:
     return redis_server.url
 
 
+CLOSE_LIMIT = 30.0
+"""How long a fixture waits for a close() before it fails the test, showing every task."""
+
+
+async def closed_in_time(closing: Awaitable[None], what: str) -> None:
+    """Await ``closing``; if it takes over CLOSE_LIMIT, fail naming ``what``, with the
+    stack of every task still running (a close that hangs is a bug: this says where)."""
+    try:
+        async with asyncio.timeout(CLOSE_LIMIT):
+            await closing
+    except TimeoutError:
+        stacks = io.StringIO()
+        for task in asyncio.all_tasks():
+            task.print_stack(file=stacks)
+        pytest.fail(f"closing {what} took over {CLOSE_LIMIT:g} s; tasks:\n{stacks.getvalue()}")
+
+
 NodeFactory = Callable[..., Awaitable[p2pchat.SignallingServer]]
 PeerMaker = Callable[..., Awaitable[p2pchat.Peer]]
 
@@ -440,7 +458,7 @@ async def node(redis_url: str, redis_prefix: str) -> AsyncIterator[NodeFactory]:
 
     yield start
     for server in reversed(started):
-        await server.close()
+        await closed_in_time(server.close(), f"node {server.node_id}")
 
 
 @pytest.fixture
@@ -456,4 +474,4 @@ async def peer() -> AsyncIterator[PeerMaker]:
 
     yield make
     for made in reversed(peers):
-        await made.close()
+        await closed_in_time(made.close(), f"peer {made.name}")
