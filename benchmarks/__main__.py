@@ -15,6 +15,7 @@ import asyncio
 import functools
 import json
 import logging
+import os
 import sys
 import tempfile
 import time
@@ -23,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import speed_rows
-from .common import Worker, raise_fd_limit, rss_kib, start_server
+from .common import PROFILE, Worker, raise_fd_limit, rss_kib, start_server
 from .transfer import file_rows
 
 logger = logging.getLogger("benchmarks")
@@ -378,7 +379,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--levels", help="peers logged in at once, e.g. 1000,5000,15000")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results.json"))
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="run each server under cProfile, its profile written to this folder",
+    )
     args = parser.parse_args(argv)
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
+        os.environ[PROFILE] = str(args.profile.resolve())
     logging.basicConfig(level=logging.INFO, format="bench: %(message)s")
     rows = asyncio.run(run(args))
     print(table(rows))

@@ -8,6 +8,7 @@ the end. Everything listens on 127.0.0.1 and every process is stopped by the run
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import resource
@@ -119,12 +120,23 @@ class Worker:
                 await self.process.wait()
 
 
+_servers = itertools.count()
+
+PROFILE = "P2PCHAT_BENCH_PROFILE"
+"""If set (``--profile DIR``), each server runs under cProfile, its profile written to
+that folder when it stops: where a row's time goes on the server, measured."""
+
+
 async def start_server(*args: str) -> tuple[Worker, int]:
     """A real ``p2pchat-server`` process; returns it and its port."""
+    run = "sys.exit(c.server_main())"
+    if folder := os.environ.get(PROFILE):
+        path = Path(folder) / f"server-{os.getpid()}-{next(_servers)}.prof"
+        run = f"import cProfile; cProfile.run('c.server_main()', {str(path)!r})"
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
-        "import sys, p2pchat.frontends.cli as c; sys.exit(c.server_main())",
+        f"import sys, p2pchat.frontends.cli as c; {run}",
         "--port",
         "0",
         *args,
