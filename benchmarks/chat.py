@@ -35,6 +35,8 @@ class UnindexedStore(p2pchat.SqliteMessageStore):
     path. Measured so rather than by a switch in the store: a store without its index
     would be a mode to support, test and migrate from, for a benchmark's sake."""
 
+    TIDY = False  # no index to merge when idle
+
     async def start(self) -> None:
         await super().start()
         await self._database.write(_unindex)

@@ -15,6 +15,8 @@ import p2pchat
 import p2pchat.stores
 from p2pchat import InvalidQuery, Message, MessageStore, P2PChatError, StoreError
 
+from .conftest import eventually
+
 SCHEMA = Path(p2pchat.stores.__file__).with_name("schema")
 
 
@@ -303,7 +305,7 @@ async def test_a_store_made_by_the_version_4_schema_is_migrated_and_indexed(
     finally:
         await store.close()
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 6  # 4 -> 5 -> 6
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 7  # 4 -> 5 -> 6 -> 7
     assert indexed(path) == (4, 4)
 
 
@@ -336,8 +338,68 @@ async def test_a_store_made_by_the_version_5_schema_takes_groups_and_keeps_its_i
     finally:
         await store.close()
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 6
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 7
     assert indexed(path) == (3, 3)
+
+
+def segments(path: Path) -> int:
+    """How many segments the full-text index is in."""
+    with sqlite3.connect(path) as db:
+        return int(db.execute("SELECT count(DISTINCT segid) FROM messages_fts_idx").fetchone()[0])
+
+
+async def test_writes_only_add_to_the_index_and_idle_time_merges_it(tmp_path: Path) -> None:
+    # Each write transaction adds a segment to the index and merges nothing (version 7:
+    # merging was half of indexing's cost); once the store is idle it merges them, 16 at a
+    # time, in steps that writes go between. Found before, during and after; whole after.
+    path = tmp_path / "m.sqlite3"
+    store = p2pchat.SqliteMessageStore(path)
+    await store.start()
+    try:
+        for n in range(60):  # 60 transactions, one message each, faster than idle comes
+            await store.add(said(n, f"note{n} common" + (" rare" if n % 20 == 7 else "")))
+        assert segments(path) >= 50  # (60 unless a pause let a merge in)
+        assert [m.id for m in await store.search("bob", "rare")] == ["m47", "m27", "m7"]
+        await eventually(lambda: segments(path) < 16)  # merged when idle
+        await store.add(said(60, "note60 rare"))  # after a merge: one more segment
+        assert [m.id for m in await store.search("bob", "rare")] == ["m60", "m47", "m27", "m7"]
+        assert [m.id for m in await store.search("bob", "note23")] == ["m23"]
+        assert len(await store.search("bob", "common", limit=100)) == 60
+    finally:
+        await store.close()
+    with sqlite3.connect(path) as db:
+        settings = dict(db.execute("SELECT k, v FROM messages_fts_config").fetchall())
+        merging = (settings["automerge"], settings["usermerge"], settings["crisismerge"])
+        assert merging == (0, 16, 64)
+        db.execute("INSERT INTO messages_fts (messages_fts, rank) VALUES ('integrity-check', 1)")
+
+
+async def test_a_write_that_comes_while_the_index_is_merged_waits_one_step(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "m.sqlite3"
+    store = p2pchat.SqliteMessageStore(path)
+    await store.start()
+    try:
+        await store.add_many([said(n, f"word{n} every") for n in range(2000)])
+        for n in range(2000, 2040):
+            await store.add(said(n, f"word{n} every"))
+        before = segments(path)
+        await eventually(lambda: segments(path) < before)  # merging has begun
+        written = asyncio.gather(*(store.add(said(n, f"late{n} every")) for n in range(2040, 2060)))
+        assert all(await asyncio.wait_for(written, 5))
+        assert len(await store.search("bob", "every", limit=3000)) == 2060
+        assert [m.id for m in await store.search("bob", "late2059")] == ["m2059"]
+    finally:
+        await store.close()  # with a step perhaps running: it ends first
+    reopened = p2pchat.SqliteMessageStore(path)
+    await reopened.start()
+    try:
+        assert len(await reopened.search("bob", "every", limit=3000)) == 2060
+    finally:
+        await reopened.close()
+    with sqlite3.connect(path) as db:
+        db.execute("INSERT INTO messages_fts (messages_fts, rank) VALUES ('integrity-check', 1)")
 
 
 GROUP = "g" + "1" * 32

@@ -24,7 +24,7 @@ from .rows import (
 )
 from .sqlite_db import SqliteDatabase
 from .sqlite_groups import GroupTables
-from .sqlite_search import SearchQueries, index_new_rows
+from .sqlite_search import SearchQueries, index_new_rows, merge_index
 
 __all__ = ["SqliteDatabase", "SqliteMessageStore", "SqliteStore"]
 
@@ -43,10 +43,18 @@ class SqliteStore:
             version=self.VERSION,
             synchronous=self.SYNCHRONOUS,
             finish=self._finish,
+            idle=self._tidy if self.TIDY else None,
         )
+
+    TIDY = False
+    """Whether the store has upkeep to do when idle (``_tidy``)."""
 
     def _finish(self, db: sqlite3.Connection) -> None:
         """What ends every write transaction (SqliteDatabase.finish): nothing here."""
+
+    def _tidy(self, db: sqlite3.Connection) -> bool:
+        """One step of upkeep, when the store is idle (SqliteDatabase.idle)."""
+        return False
 
     @property
     def path(self) -> Path:
@@ -71,7 +79,7 @@ class SqliteMessageStore(GroupTables, SearchQueries, SqliteStore):
     """
 
     KIND = "messages"
-    VERSION = 6
+    VERSION = 7
     SYNCHRONOUS = "FULL"
 
     def _tables(self) -> SqliteDatabase:
@@ -82,8 +90,13 @@ class SqliteMessageStore(GroupTables, SearchQueries, SqliteStore):
         """The key file beside the database (``alice.sqlite3`` -> ``alice.key``)."""
         return self.path.with_suffix(".key")
 
+    TIDY = True
+
     def _finish(self, db: sqlite3.Connection) -> None:
         index_new_rows(db)  # the search index, in every write transaction
+
+    def _tidy(self, db: sqlite3.Connection) -> bool:
+        return merge_index(db)  # the index's segments, merged off the write path
 
     async def add(self, message: Message) -> bool:
         return bool(await self.add_many([message]))

@@ -14,6 +14,10 @@ resent, and the other side ignores it) is not ``durable``: a group made only of 
 writes commits without an ``fsync`` (``synchronous = NORMAL`` for that commit; WAL keeps
 it consistent, and the next durable commit makes it durable too). A crash of the
 process loses neither kind.
+
+Upkeep that need not be done when a write is (merging the search index's segments) is
+``idle`` work: done in steps, each a short transaction of its own, once no write has come
+for ``IDLE_AFTER``; a write that comes meanwhile waits for one step at most.
 """
 
 from __future__ import annotations
@@ -63,6 +67,10 @@ LINGER = 0.005
 transaction instead of two, and the next message's commit not queued behind it."""
 
 
+IDLE_AFTER = 0.25
+"""How long the writer must have had nothing to do before it starts its idle work."""
+
+
 class SqliteDatabase:
     """One SQLite file: opening, schema migration, a group-commit writer and a reader.
 
@@ -78,6 +86,7 @@ class SqliteDatabase:
         version: int,
         synchronous: str,
         finish: Job | None = None,
+        idle: Callable[[sqlite3.Connection], bool] | None = None,
     ) -> None:
         self.path = Path(path)
         self.kind = kind
@@ -87,6 +96,12 @@ class SqliteDatabase:
         """Run in every write transaction after its jobs, before COMMIT: what must be
         written with whatever the jobs wrote (a search index). If it fails, nothing of
         the transaction is."""
+        self.idle = idle
+        """One step of upkeep, run in a transaction of its own (not fsynced) when the
+        writer is idle; True if there is more to do. A step that fails is logged, and
+        the upkeep waits for the next idle moment."""
+        self._idling: asyncio.TimerHandle | None = None  # the idle step to come
+        self._upkeep = False  # idle work may be done: open, and not closing
         self._writer_thread = _Thread(f"p2pchat-{kind}-writer")
         self._reader_thread = _Thread(f"p2pchat-{kind}-reader")
         self._open = False
@@ -110,6 +125,8 @@ class SqliteDatabase:
                 raise
             raise StoreError(f"cannot open {self.kind} store {self.path}: {exc}") from exc
         self._open = True
+        self._upkeep = True
+        self._idle_later(IDLE_AFTER)  # what a past run left undone
 
     def _open_writer(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -143,6 +160,8 @@ class SqliteDatabase:
             logger.info("%s store %s: schema now at version %d", self.kind, self.path, version)
 
     async def close(self) -> None:
+        self._not_idle()
+        self._upkeep = False  # a step running now is the last
         self._flush()
         await self._written(self._queued)
         if self._open:
@@ -161,6 +180,7 @@ class SqliteDatabase:
             raise StoreError(f"{self.kind} store {self.path} is not open: call start() first")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._pending.append((job, future, durable))
+        self._not_idle()
         self._queued += 1
         if not self._committing:
             if durable:
@@ -222,6 +242,8 @@ class SqliteDatabase:
         self._committing = False
         if self._pending:
             self._flush()
+        else:
+            self._idle_later(IDLE_AFTER)
         waiters, self._waiters = self._waiters, []
         for count, waiter in waiters:
             if self._done >= count:
@@ -229,6 +251,62 @@ class SqliteDatabase:
                     waiter.set_result(None)
             else:
                 self._waiters.append((count, waiter))
+
+    def _not_idle(self) -> None:
+        if self._idling is not None:
+            self._idling.cancel()
+            self._idling = None
+
+    def _idle_later(self, delay: float) -> None:
+        if self.idle is not None and self._upkeep:
+            self._not_idle()
+            self._idling = asyncio.get_running_loop().call_later(delay, self._idle_step)
+
+    def _idle_step(self) -> None:
+        """Run one step of idle work on the writer's thread, if it is still idle. It
+        holds the writer as a transaction does: writes that come meanwhile wait for it,
+        then go in the next transaction."""
+        self._idling = None
+        step = self.idle
+        if step is None or not self._upkeep or self._pending or self._committing:
+            return
+        loop = asyncio.get_running_loop()
+        self._committing = True
+        try:
+            running = self._writer_thread.executor.submit(self._idle_transaction, step)
+        except RuntimeError:  # the executor is shut down (closed meanwhile)
+            self._committing = False
+            return
+        running.add_done_callback(lambda done: loop.call_soon_threadsafe(self._idled, done))
+
+    def _idled(self, done: concurrent.futures.Future[bool]) -> None:
+        self._committing = False
+        try:
+            more = done.result()
+        except Exception as exc:  # logged; tried again at the next idle moment
+            logger.error("upkeep of %s store %s failed: %s", self.kind, self.path, exc)
+            more = False
+        if self._pending:
+            self._flush()
+        elif more:
+            self._idle_later(0)
+
+    def _idle_transaction(self, step: Callable[[sqlite3.Connection], bool]) -> bool:
+        """On the writer's thread: ``step`` in a transaction that a power cut may lose
+        (it is upkeep: done again later)."""
+        db = self._writer_thread.connection
+        assert db is not None
+        if self._synchronous_now != "NORMAL" and self.synchronous == "FULL":
+            db.execute("PRAGMA synchronous = NORMAL")
+            self._synchronous_now = "NORMAL"
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            more = step(db)
+            db.execute("COMMIT")
+        except BaseException:
+            self._rollback(db)
+            raise
+        return more
 
     async def _written(self, count: int) -> None:
         """Wait until the first ``count`` writes are done."""

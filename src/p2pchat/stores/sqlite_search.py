@@ -19,13 +19,14 @@ from ..store import Message
 from .rows import MESSAGE_COLUMNS, Database, message_from_row
 from .search import parse
 
-__all__ = ["SearchQueries", "index_new_rows", "newest_matches"]
+__all__ = ["SearchQueries", "index_new_rows", "merge_index", "newest_matches"]
 
 Row = Sequence[Any]
 """A row of the search's query: the seq, then the message's columns."""
 
 _BLOCK_BITS = 12  # messages_latest keeps the latest sent_at of each 4,096 seqs
 _FIRST_WALK = 256  # matches read at first; each further read four times more
+_MERGE_PAGES = 64  # pages one step of merging writes (a few ms; a write waits for it)
 _NEWEST_FIRST = "sent_at DESC, id DESC, sender DESC"  # history's order, backwards
 
 
@@ -168,3 +169,12 @@ def index_new_rows(db: sqlite3.Connection) -> None:
         (done,),
     )
     db.execute("UPDATE messages_indexed SET up_to = ?", (int(newest),))
+
+
+def merge_index(db: sqlite3.Connection) -> bool:
+    """Merge some of the index's segments (16 at a time: ``usermerge``, set with the
+    schema); True if there may be more to merge. Writes only add segments
+    (``automerge`` is off): this is the merging, done when the store is idle."""
+    before = db.total_changes
+    db.execute("INSERT INTO messages_fts (messages_fts, rank) VALUES ('merge', ?)", (_MERGE_PAGES,))
+    return db.total_changes - before >= 2  # FTS5: fewer changes, nothing was merged
