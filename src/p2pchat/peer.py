@@ -5,6 +5,9 @@ invitations and the conversations, and offers the public API. The parts, each in
 module: the server session (``link.py``), getting connected for an invitation
 (``reach.py``), one conversation (``conversation.py``) and its delivery rules
 (``delivery.py``, no I/O). ``Invitation`` is one received invitation, to accept or refuse.
+Its calls about messages, files, groups and other users are parts of ``Peer`` in their own
+modules (``peering/peer_messages.py``, ``peer_files.py``, ``peer_groups.py``,
+``peer_contacts.py``); here are its making, its start and end, and invitations.
 
 Every peer has an Identity (an Ed25519 key). It proves its name to the server by signing a
 challenge; direct connections are TLS 1.3 where each side accepts only the certificate the
@@ -15,28 +18,22 @@ a changed one (KeyChanged) unless told to trust it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
 import ssl
-import time
-from collections.abc import Callable, Coroutine, Iterable, Sequence
-from pathlib import Path
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Unpack
 
-from .errors import (
-    AuthenticationError,
-    ConnectionClosed,
-    ConversationClosed,
-    IdentityError,
-    KeyChanged,
-)
+from .errors import AuthenticationError, ConnectionClosed, IdentityError, KeyChanged
 from .peering.conversation import Conversation
 from .peering.files import check_file_name, shown_text
 from .peering.group import Group
 from .peering.groups import Groups
 from .peering.invitation import Invitation, InvitationDesk
 from .peering.link import ServerLink, ServerSession, server_list
+from .peering.peer_contacts import PeerContacts
+from .peering.peer_files import PeerFiles, transfer_store
+from .peering.peer_groups import PeerGroups
+from .peering.peer_messages import PeerMessages
 from .peering.postbox import Postbox
 from .peering.reach import Reach
 from .peering.settings import PEER_DEFAULTS, ChatSettings, PeerLimits, PeerSettings
@@ -49,25 +46,20 @@ from .protocol import (
     DEFAULT_PORT,
     Accepted,
     Cancelled,
-    GroupNote,
     Invited,
-    Key,
-    ListUsers,
     Mail,
     Presence,
     PunchNote,
     Refused,
     RelayOffer,
-    Users,
-    Whois,
     WireMessage,
     check_name,
 )
 from .shared.connection import Connection
 from .shared.identity import NEW_KEY_EACH_RUN, Identity, fingerprint
-from .store import Message, MessageStore
+from .store import MessageStore
 from .stores.memory import MemoryMessageStore
-from .stores.transfers import MemoryTransferStore, SqliteTransferStore, TransferStore
+from .stores.transfers import TransferStore
 
 __all__ = [
     "Conversation",
@@ -88,7 +80,7 @@ DEFAULT_MAX_MESSAGE_SIZE = PEER_DEFAULTS.max_message_size
 """Largest chat message body, in UTF-8 bytes; well under the frame limit."""
 
 
-class Peer:
+class Peer(PeerMessages, PeerFiles, PeerGroups, PeerContacts):
     """One user of p2pchat: a session with the signalling server and direct conversations.
 
     ``store`` (default: a new MemoryMessageStore) is opened by ``start()`` and closed by
@@ -164,7 +156,7 @@ class Peer:
         self._postbox = Postbox(self)
         self._files = FileDesk(
             self.name,
-            transfers if transfers is not None else _transfer_store(self.store),
+            transfers if transfers is not None else transfer_store(self.store),
             self.settings,
             send=self._send_stored,
             talk=self._open_talk,
@@ -271,16 +263,6 @@ class Peer:
         self._postbox.logged_in()
         self._spawn(self._watchlist.send())
 
-    async def watch(self, users: Iterable[str]) -> None:
-        """Hear of these users' logins and logouts (``on_presence``) however many are
-        online, besides those this peer has messages with (watched always): a server with
-        more than ``presence_broadcast`` users online tells each login only to those who
-        watch that user. Replaces the list given before; kept across logins."""
-        await self._watchlist.set(check_name(user) for user in users)
-
-    def _watch_also(self, user: str) -> None:
-        self._watchlist.also(user)
-
     async def close(self) -> None:
         """Leave every conversation, log out, stop listening, close the store."""
         await self._talks.close("logging out")
@@ -351,24 +333,6 @@ class Peer:
         if self._reach is None:
             raise ConnectionClosed(f"{self.name} is not started")
         return self._reach
-
-    async def online(self) -> list[str]:
-        """Names of the users online now, sorted (this peer included)."""
-        link = self._link()
-        return (await link.request(ListUsers(id=link.next_id()), Users)).users
-
-    async def whois(self, user: str) -> str:
-        """The key the server has bound to ``user`` (compare ``fingerprint(key)`` with them)."""
-        link = self._link()
-        return (await link.request(Whois(id=link.next_id(), user=check_name(user)), Key)).key
-
-    async def known_key(self, user: str) -> str | None:
-        """The key remembered for ``user`` from earlier conversations, if any."""
-        return await self.store.known_key(self.name, user)
-
-    async def trust_key(self, user: str, key: str) -> None:
-        """Remember ``key`` as ``user``'s, replacing a key remembered before."""
-        await self.store.remember_key(self.name, user, key, now=time.time())
 
     async def _vet_key(self, user: str, key: str, *, trust_new_key: bool) -> None:
         """Raise KeyChanged if ``user`` is known with another key (and that is not trusted)."""
@@ -450,17 +414,6 @@ class Peer:
             on_group_stored=self._group_stored,
         )
 
-    async def _group_note(self, message: Message) -> GroupNote:
-        return await self._groups.note_for(message)
-
-    async def _admit_group(
-        self, sender: str, arrived: Sequence[tuple[Message, GroupNote]]
-    ) -> tuple[list[Message], list[str], list[str]]:
-        return await self._groups.admit(sender, arrived)
-
-    def _group_stored(self, messages: Sequence[Message]) -> None:
-        self._groups.arrived(messages)
-
     def _talk_opened(self, chat: Conversation) -> None:
         self._files.opened(chat)
         self._upgrades.opened(chat)
@@ -483,136 +436,3 @@ class Peer:
 
     def _talking_with(self, user: str) -> bool:
         return self._talks.talking_with(user)
-
-    # Messages.
-
-    def check_body(self, body: str) -> None:
-        """Raise MessageTooLarge if ``body`` is over ``max_message_size`` (UTF-8 bytes)."""
-        self._settings().check_body(body)
-
-    async def send(self, user: str, body: str) -> Message:
-        """Send ``body`` to ``user``: in the conversation if one is open, else through the
-        server's mailbox, sealed to them (and, until they have it, kept unshipped for the
-        next conversation too). Returns the stored message.
-
-        Raises, with nothing stored, only for what the caller got wrong: InvalidName,
-        MessageTooLarge, UnknownUser if the server has never seen ``user`` (asked once for
-        many sends at once). Whatever else happens (no server, a server refusing, the talk
-        ending), the message is stored and goes later; only a store that fails raises.
-        """
-        check_name(user)
-        self.check_body(body)
-        self._watch_also(user)
-        chat = self._talks.open.get(user)
-        if chat is not None:
-            with contextlib.suppress(ConversationClosed):  # it just ended: keep it for later
-                return await chat.send(body)
-        if self.connected:
-            await self._postbox.check_recipient(user)  # UnknownUser: nothing is stored
-        message = Message.new(self.name, user, body)
-        await self.store.add(message)
-        self._talks.unsent(user, [message])
-        return message
-
-    async def next_message(self) -> Message:
-        """The next message received through the mailbox (outside any conversation),
-        oldest first, each once, also across restarts: waits for one."""
-        return await self._postbox.next_message()
-
-    async def history(
-        self, user: str, before: Message | None = None, limit: int | None = None
-    ) -> list[Message]:
-        """Messages exchanged with ``user``, both directions, oldest first: the last
-        ``limit``, or the last ``limit`` before ``before``.
-
-        To scroll back, pass the first message of the page shown as ``before``: pages go
-        backwards by (``sent_at``, ``id``), and one after another they miss nothing and
-        repeat nothing, even while messages arrive. An empty page is the beginning."""
-        return await self.store.history(self.name, user, before=before, limit=limit)
-
-    async def search(self, text: str, user: str | None = None, limit: int = 50) -> list[Message]:
-        """Messages of this peer whose body answers ``text`` (with ``user`` only, if
-        given), newest first, at most ``limit``.
-
-        Every word of ``text`` must be found, case and accents ignored; ``hel*`` finds
-        the words that begin so, ``"hello world"`` the words next to each other. Raises
-        InvalidQuery (a ValueError) for a query that cannot be read (a quote left open, a
-        ``*`` inside a word, no word at all), InvalidName for a ``user`` outside the rule.
-        """
-        contact = check_name(user) if user is not None else None
-        return await self.store.search(self.name, text, contact=contact, limit=limit)
-
-    async def correspondents(self, *, limit: int | None = None) -> list[str]:
-        """The users this peer has messages with, the most recent conversation first."""
-        return await self.store.correspondents(self.name, limit=limit)
-
-    # Files.
-
-    async def send_file(self, user: str, path: str | os.PathLike[str]) -> Transfer:
-        """Offer the file at ``path`` to ``user``; returns its Transfer once the offer is
-        stored. The offer goes as a message does (in the conversation if one is open,
-        else sealed by mail); the bytes go over a conversation (direct or relayed) once
-        ``user`` accepts, resuming at each talk until done. ``transfer.wait()`` returns
-        once ``user`` has the file, its SHA-256 checked.
-
-        Raises UnsafeFileName (rename the file) if its name is not a bare, plain name,
-        InvalidName, UnknownUser (nothing stored), OSError if the file cannot be read.
-        """
-        check_name(user)
-        self._watch_also(user)
-        if not self._talking_with(user) and self.connected:
-            await self._postbox.check_recipient(user)
-        return await self._files.send_file(user, Path(path))
-
-    async def next_file(self) -> FileOffer:
-        """The next file offered to us (received in a talk or by mail), oldest first;
-        offers not answered before a restart come again. Waits for one."""
-        return await self._files.next_file()
-
-    async def transfers(self) -> list[Transfer]:
-        """File transfers both ways: the unfinished ones and the recent others, newest
-        first, also after a restart."""
-        return await self._files.transfers()
-
-    # Groups.
-
-    async def create_group(self, name: str, members: Iterable[str]) -> Group:
-        """A new group named ``name`` of this peer (its admin) and ``members`` (other
-        users' names); each is told by the group's first message, by talk or by mail.
-
-        Raises, with nothing stored: InvalidGroupName, InvalidName, UnknownUser for a
-        name the server has never seen (while logged in), TooManyMembers (over
-        ``max_group_members``, this peer included), TooManyGroups (``max_groups``)."""
-        return await self._groups.create(name, members)
-
-    async def next_group(self) -> Group:
-        """The next group this peer was added to (by another member), each once, also
-        across restarts: waits for one."""
-        return await self._groups.next_group()
-
-    async def groups(self) -> list[Group]:
-        """The groups this peer is in, in the order it joined them (after restarts too)."""
-        return self._groups.joined()
-
-    async def _send_stored(self, user: str, message: Message) -> Message:
-        """Store ``message`` (ours, made elsewhere: a file offer) and send it as ``send``
-        would: the open talk, else the mail."""
-        await self.store.add(message)
-        self._talks.unsent(user, [message])
-        return message
-
-    def _open_talk(self, user: str) -> Conversation | None:
-        chat = self._talks.open.get(user)
-        return chat if chat is not None and not chat.closed else None
-
-    def _mail_delivered(self, sender: str, messages: list[Message]) -> list[Message]:
-        """Mail received and stored (new): file offers go to the file desk; returns the
-        rest (for ``next_message()``)."""
-        return self._files.deliverable(sender, messages)
-
-
-def _transfer_store(store: MessageStore) -> TransferStore:
-    """Transfers kept beside a persistent message store, else in memory."""
-    if store.identity_file is None:
-        return MemoryTransferStore()
-    return SqliteTransferStore(store.identity_file.with_suffix(".transfers.sqlite3"))

@@ -4,7 +4,10 @@ A thin adapter around the sans-I/O ``delivery.Delivery``: it feeds it what the c
 the store and the application do, and carries out the effects it answers with. Three tasks
 per conversation: one reads, one sends (the backlog, new messages a batch at a time, acks),
 one watches that the other side is still there; store writes run beside them, a few
-batches at once each way, completing in order. ``queues.py`` holds what waits in between.
+batches at once each way, completing in order. ``queues.py`` holds what waits in between;
+the loops are parts of ``Conversation`` in their own modules: ``send_loop.py`` (the
+backlog, ours a batch at a time, acks, the delivery's effects) and ``receive_loop.py``
+(reading, checking, storing and handing over theirs).
 
 The calls to ``send()`` that arrive while a batch is stored or written share the next one.
 A batch goes on the wire once stored, never before: what our store lacks never reached
@@ -24,49 +27,29 @@ import asyncio
 import collections
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Coroutine, Iterable, Sequence
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Iterable, Sequence
 
-from ..errors import (
-    ConnectionClosed,
-    ConversationClosed,
-    ProtocolError,
-    RemoteProtocolError,
-    StoreError,
-)
-from ..messages import FILE_FRAMES, MAX_ACK_IDS, GroupNote
-from ..protocol import Ack, Bye, Error, Msg, Ping, Pong, WireMessage
+from ..errors import ConnectionClosed, ConversationClosed, ProtocolError
+from ..protocol import Bye, Ping, WireMessage
 from ..shared.connection import Connection, keep_alive
 from ..store import Message, MessageStore
-from .delivery import (
-    Acknowledge,
-    Deliver,
-    Delivery,
-    Effect,
-    MarkShipped,
-    Transmit,
-    from_wire,
-    to_wire,
-)
-from .queues import Inbox, Sending, resolve_stored
+from .delivery import Delivery
+from .queues import Inbox, Sending
+from .receive_loop import ReceiveLoop
+from .send_loop import SendLoop
 from .settings import ChatSettings
 
 __all__ = ["ChatSettings", "Conversation"]
 
 logger = logging.getLogger(__name__)
-_T = TypeVar("_T")
 
-BATCH = 256
-"""Messages stored in one transaction and written in one go."""
-WRITES_IN_FLIGHT = 4
-"""Batches being stored at once, each way (a slow disk gathers them into one commit)."""
 CLOSE_GRACE = 1.0
 """How long ``close()`` lets what was sent be acknowledged before it says bye."""
 RETIRE_GRACE = 10.0
 """How long a connection the talk moved off stays open for the other side to move too."""
 
 
-class Conversation:
+class Conversation(ReceiveLoop, SendLoop):
     """A direct connection with one other user.
 
     ``send()`` stores then sends; ``receive()`` (or ``async for``) yields the messages
@@ -263,101 +246,6 @@ class Conversation:
         self._stored.append(message)
         self._work.set()
 
-    async def _send_loop(self) -> None:
-        """Resend the backlog, then store and send new messages in order, and acknowledge
-        what was received and stored. New messages are stored a batch at a time, up to
-        ``WRITES_IN_FLIGHT`` batches at once; each goes on the wire once stored, in order.
-        """
-        try:
-            backlog = await self._store.unshipped(self.me, self.peer)
-            if backlog:
-                self.log.info("resending %d unshipped messages to %s", len(backlog), self.peer)
-            await self._run(self._delivery.resume(backlog))
-            while True:
-                while not (self._acks or self._stored or self._ready or self._may_store()):
-                    self._work.clear()
-                    await self._work.wait()
-                if self._acks:
-                    ids, self._acks = self._acks, []
-                    await self._acknowledge(ids)
-                if self._stored:  # stored elsewhere (a message for someone away, say)
-                    stored, self._stored = self._stored, []
-                    await self._run(self._delivery.stored_outgoing(stored))
-                    self._progress.set()  # (shipped already: nothing more to wait for)
-                if self._ready:
-                    ready, self._ready = self._ready, []
-                    await self._run(self._delivery.stored_outgoing(ready))
-                    self._progress.set()
-                while self._may_store():
-                    self._store_batch()
-        except (ConnectionClosed, ProtocolError) as exc:
-            self._finish(f"connection lost: {exc}")
-
-    def _may_store(self) -> bool:
-        return bool(self._queue) and self._outgoing < WRITES_IN_FLIGHT
-
-    def _store_batch(self) -> None:
-        """Take a batch from the queue and store it in the background (``_keep``); once
-        stored, it is ready for the wire (or, if the talk has ended, for the next one)."""
-        batch = [self._queue.popleft() for _ in range(min(BATCH, len(self._queue)))]
-        self._room.set()  # room for senders
-        messages = [message for message, _ in batch]
-        self._delivery.submit(messages)  # says: store them first
-        self._storing += len(messages)
-        self._outgoing += 1
-
-        def stored(writing: asyncio.Task[list[Message]]) -> None:
-            self._storing -= len(messages)
-            self._outgoing -= 1
-            self._work.set()
-            if writing.cancelled():
-                return
-            if (error := writing.exception()) is not None:
-                self.log.error("cannot store messages to %s: %s", self.peer, error)
-                self._finish(f"store failed: {error}")
-                return
-            if self.closed:  # stored after the end: not to be left behind
-                self._hand_on(messages)
-            else:
-                self._ready.extend(messages)  # completions come in the order of the writes
-
-        self._write(batch).add_done_callback(stored)
-
-    def _store_queued(self) -> None:
-        """The conversation has ended: store what is still queued, for the next talk."""
-        if not self._queue:
-            return
-        batch = list(self._queue)
-        self._queue.clear()
-        messages = [message for message, _ in batch]
-        self._write(batch).add_done_callback(lambda writing: self._hand_on(messages, writing))
-
-    def _hand_on(self, messages: list[Message], writing: asyncio.Task[Any] | None = None) -> None:
-        """Ours, stored after the end (unless ``writing`` failed): for the next talk."""
-        failed = writing is not None and (writing.cancelled() or writing.exception() is not None)
-        if not failed and self._settings.on_unsent is not None:
-            self._settings.on_unsent(self.peer, messages)
-
-    async def _acknowledge(self, ids: list[str]) -> None:
-        """Acknowledge ``ids``, ``MAX_ACK_IDS`` per ack (all at once might not fit a frame)."""
-        await self._connection.send_many(
-            [Ack(ids=ids[start : start + MAX_ACK_IDS]) for start in range(0, len(ids), MAX_ACK_IDS)]
-        )
-
-    def _write(self, batch: list[tuple[Message, Sending]]) -> asyncio.Task[list[Message]]:
-        """Store ``batch`` in the background; its senders learn the outcome."""
-        writing = self._keep(self._store.add_many([m for m, _ in batch]))
-        writing.add_done_callback(lambda task: resolve_stored(batch, task))
-        return writing
-
-    def _keep(self, write: Coroutine[Any, Any, _T]) -> asyncio.Task[_T]:
-        """Run store write ``write`` as a task that the end of the talk does not stop:
-        ``close()`` waits for every one."""
-        task = asyncio.create_task(write)
-        self._writes.add(task)
-        task.add_done_callback(self._writes.discard)
-        return task
-
     async def wait_acknowledged(self) -> None:
         """Wait until the other side has acknowledged (stored) everything sent so far in
         this conversation, backlog included. Raises ConversationClosed if it ends first:
@@ -409,157 +297,6 @@ class Conversation:
                 yield await self.receive()
             except ConversationClosed:
                 return
-
-    async def _receive_loop(self) -> None:
-        reason = "closed by the other side"
-        try:
-            while True:
-                await self._inbox.wait_for_room()  # a slow reader holds back the sender
-                arrived: list[Message] = []
-                grouped: list[tuple[Message, GroupNote]] = []
-                acked: list[str] = []
-                leaving: str | None = None
-                batch = await self._connection.recv_batch()
-                self._heard.set()
-                for wire in batch:
-                    if isinstance(wire, Msg) and wire.group is not None:
-                        grouped.append((from_wire(wire, self.peer, self.me), wire.group))
-                    elif isinstance(wire, Msg):
-                        arrived.append(from_wire(wire, self.peer, self.me))
-                    elif isinstance(wire, Ack):
-                        acked.extend(wire.ids)
-                    elif isinstance(wire, Ping):
-                        await self._connection.send(Pong(id=wire.id))
-                    elif isinstance(wire, Pong):
-                        pass
-                    elif isinstance(wire, FILE_FRAMES) and self._settings.on_frame is not None:
-                        self._settings.on_frame(self, wire)
-                    elif isinstance(wire, Bye):
-                        leaving = f"{self.peer} left" + (f": {wire.reason}" if wire.reason else "")
-                        break
-                    elif isinstance(wire, Error):
-                        leaving = f"{self.peer} reported an error: {wire.reason}"
-                        break
-                    else:
-                        raise ProtocolError(f"unexpected {type(wire).__name__.lower()} in a chat")
-                if arrived:
-                    self._delivery.receive_messages(arrived)  # checks them: store them
-                    self._store_incoming(arrived)
-                    while len(self._incoming) >= WRITES_IN_FLIGHT:  # a slow disk slows us
-                        await asyncio.wait({self._incoming[0]})
-                if grouped:
-                    await self._admit(grouped)
-                if acked:
-                    await self._run(self._delivery.receive_ack(acked))
-                if leaving is not None:
-                    if self._incoming:  # stored, handed over, acknowledged if still possible
-                        await asyncio.wait(set(self._incoming))
-                    if self._acks:
-                        # If they are gone already: unacked, they resend, and we dedup.
-                        with contextlib.suppress(ConnectionClosed, ProtocolError):
-                            await self._acknowledge(self._acks)
-                        self._acks = []
-                    reason = leaving
-                    return
-        except ProtocolError as exc:
-            reason = f"protocol error: {exc}"
-            if not isinstance(exc, RemoteProtocolError):
-                await self._connection.fail(exc)
-        except ConnectionClosed as exc:
-            reason = f"connection lost: {exc}"
-        finally:
-            if not self._moving:  # else the talk goes on over another connection
-                self._finish(reason)
-                await self._connection.close()
-
-    async def _admit(self, grouped: list[tuple[Message, GroupNote]]) -> None:
-        """Group messages: checked like ours (who from, size), then judged by the groups
-        (membership, signatures); those taken are stored unread for their group, the
-        refused acknowledged and dropped, the others left for a resend."""
-        self._delivery.receive_messages([m for m, _ in grouped])  # ProtocolError if bad
-        admit = self._settings.admit_group
-        if admit is None:
-            return
-        taken, refused, _ = await admit(self.peer, grouped)
-        if taken:
-            self._store_incoming(taken, group=True, also_ack=refused)
-        elif refused:
-            self._acks.extend(refused)
-            self._work.set()
-
-    def _store_incoming(
-        self, arrived: list[Message], *, group: bool = False, also_ack: Sequence[str] = ()
-    ) -> None:
-        """Store a received batch in the background. Once stored, what is new goes to the
-        inbox (group messages: stored unread, for their group), even if this conversation
-        is closed meanwhile (the inbox closes only after it), and the batch is
-        acknowledged by the send loop. Writes complete in order."""
-
-        def stored(writing: asyncio.Task[list[Message]]) -> None:
-            self._incoming.remove(writing)
-            try:
-                if writing.cancelled():
-                    return
-                if (error := writing.exception()) is not None:
-                    self.log.error("conversation with %s: store failed: %s", self.peer, error)
-                    self._finish(f"store failed: {error}")
-                    return
-                for effect in self._delivery.stored_incoming(arrived, writing.result()):
-                    if isinstance(effect, Deliver) and group:
-                        if self._settings.on_group_stored is not None:
-                            self._settings.on_group_stored(effect.messages)
-                    elif isinstance(effect, Deliver):
-                        messages = list(effect.messages)
-                        if self._settings.deliverable is not None:  # file offers go apart
-                            messages = self._settings.deliverable(self.peer, messages)
-                        self._inbox.put_all(messages)
-                    elif isinstance(effect, Acknowledge):
-                        self._acks.extend([*effect.ids, *also_ack])
-                        self._work.set()
-            finally:
-                if self.closed and not self._incoming:
-                    self._inbox.close()
-
-        writing = self._keep(self._store.add_many(arrived, unread=group))
-        self._incoming.append(writing)
-        writing.add_done_callback(stored)
-
-    async def _run(self, effects: list[Effect]) -> None:
-        """Carry out the effects that go to the connection or the store."""
-        for effect in effects:
-            if isinstance(effect, Transmit):
-                for start in range(0, len(effect.messages), BATCH):
-                    chunk = effect.messages[start : start + BATCH]
-                    await self._connection.send_many(await self._wire(chunk))
-            elif isinstance(effect, Acknowledge):
-                await self._acknowledge(list(effect.ids))
-            elif isinstance(effect, MarkShipped):
-                # Not waited for: a lost mark means a resend the other side ignores, and
-                # the store's reads see it (they wait for the writes queued before them).
-                ids = list(effect.ids)
-                self._keep(self._mark_shipped(ids))
-                self._delivery.shipped(ids)
-                self._progress.set()
-            else:  # pragma: no cover - the adapter handles every effect it is given
-                raise AssertionError(f"unexpected effect {effect!r}")
-
-    async def _wire(self, messages: Sequence[Message]) -> list[Msg]:
-        """``messages`` as they go on the wire; a group message with its roster."""
-        note = self._settings.group_note
-        return [
-            to_wire(m, await note(m) if m.group is not None and note is not None else None)
-            for m in messages
-        ]
-
-    async def _mark_shipped(self, ids: list[str]) -> None:
-        """Mark ``ids`` shipped, then tell the application: both, or neither."""
-        try:
-            await self._store.mark_shipped(self.peer, ids)
-        except StoreError as exc:  # they stay unshipped: resent next time, ignored there
-            self.log.error("cannot mark messages to %s shipped: %s", self.peer, exc)
-            return
-        if self._settings.on_shipped is not None:
-            self._settings.on_shipped(self.peer, ids)
 
     # Closing.
 
