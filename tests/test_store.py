@@ -80,6 +80,29 @@ async def test_unshipped_in_order_until_marked(messages: MessageStore) -> None:
     assert {m.id: m.shipped for m in history}["m1"] is True
 
 
+async def test_one_ack_of_thousands_marks_them_all_and_nothing_else(
+    messages: MessageStore,
+) -> None:
+    await messages.add_many([message(n) for n in range(5000)])
+    await messages.add_many([message(n, recipient="carol") for n in range(5000, 5010)])
+    odd = [f"m{n}" for n in range(1, 5000, 2)]
+    await messages.mark_shipped("bob", [*odd, "m5001", "'); DROP TABLE messages; --"])
+    unshipped = [m.id for m in await messages.unshipped("alice", "bob")]
+    assert unshipped == [f"m{n}" for n in range(0, 5000, 2)]
+    assert len(await messages.unshipped("alice", "carol")) == 10  # m5001: not to bob
+    await messages.add_many(
+        [message(n, sender="bob", recipient="alice") for n in range(9000, 9003)]
+    )
+    assert await messages.next_unread("alice") is None  # stored as read (not unread=True)
+    got = await messages.add_many(
+        [message(n, sender="bob", recipient="alice") for n in range(9100, 9103)], unread=True
+    )
+    await messages.mark_read("bob", [m.id for m in got[:2]] + ["m1"])  # m1: alice's
+    left = await messages.next_unread("alice")
+    assert left is not None
+    assert left.id == "m9102"
+
+
 async def test_history_both_directions_oldest_first_with_limit(messages: MessageStore) -> None:
     await messages.add(message(1))
     await messages.add(message(2, sender="bob", recipient="alice"))

@@ -9,6 +9,7 @@ tables), ``sqlite_search.py`` (its search and paged history), ``rows.py`` (its c
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -66,6 +67,11 @@ class SqliteStore:
     async def close(self) -> None:
         await self._database.close()
 
+
+_LISTED = "(SELECT value FROM json_each(?))"
+"""The ids of a JSON list, for ``id IN``: a statement for a whole list of ids. (Its other
+terms are written ``+column`` so that SQLite looks each id up by the (id, sender) index
+rather than walk a partial index such as every unshipped message to the recipient.)"""
 
 _ROWS_PER_INSERT = 3_000  # rows per INSERT, if SQLite takes 10 variables for each
 
@@ -139,23 +145,30 @@ class SqliteMessageStore(GroupTables, SearchQueries, SqliteStore):
         return await self._database.write(job)
 
     async def mark_shipped(self, recipient: str, ids: Iterable[str]) -> None:
-        rows = [(message_id, recipient) for message_id in ids]
-        if not rows:
+        listed = json.dumps(list(ids))
+        if listed == "[]":
             return
 
         def job(db: sqlite3.Connection) -> None:
-            db.executemany(
-                "UPDATE messages SET shipped = 1"
-                " WHERE id = ? AND recipient = ? AND group_id IS NULL",
-                rows,
+            # One statement for the lot, not one per id (an ack names up to thousands:
+            # per id, that was ~12 us of the sender's CPU for every message it sent).
+            db.execute(
+                "UPDATE messages SET shipped = 1 WHERE +recipient = ? AND +shipped = 0"
+                f" AND +group_id IS NULL AND id IN {_LISTED}",
+                (recipient, listed),
             )
+            ours = db.execute(
+                f"SELECT seq FROM messages WHERE +group_id IS NOT NULL AND id IN {_LISTED}",
+                (listed,),
+            ).fetchall()
+            if not ours:
+                return  # a talk's ack: no group message in it
             db.executemany(
-                "UPDATE group_deliveries SET shipped = 1 WHERE member = ? AND shipped = 0"
-                " AND message_seq IN"
-                " (SELECT seq FROM messages WHERE id = ? AND group_id IS NOT NULL)",
-                [(member, message_id) for message_id, member in rows],
+                "UPDATE group_deliveries SET shipped = 1"
+                " WHERE member = ? AND shipped = 0 AND message_seq = ?",
+                [(recipient, seq) for (seq,) in ours],
             )
-            db.executemany(SHIP_IF_ALL.format(where="id = ?"), [(i,) for i, _ in rows])
+            db.executemany(SHIP_IF_ALL.format(where="seq = ?"), ours)
 
         await self._database.write(job, durable=False)  # if lost: resent, and ignored there
 
@@ -175,12 +188,16 @@ class SqliteMessageStore(GroupTables, SearchQueries, SqliteStore):
         return message_from_row(rows[0]) if rows else None
 
     async def mark_read(self, sender: str, ids: Iterable[str]) -> None:
-        rows = [(message_id, sender) for message_id in ids]
-        if not rows:
+        listed = json.dumps(list(ids))
+        if listed == "[]":
             return
 
         def job(db: sqlite3.Connection) -> None:
-            db.executemany("UPDATE messages SET unread = 0 WHERE id = ? AND sender = ?", rows)
+            db.execute(
+                "UPDATE messages SET unread = 0"
+                f" WHERE +sender = ? AND +unread = 1 AND id IN {_LISTED}",
+                (sender, listed),
+            )
 
         await self._database.write(job)  # durable: if lost, it would show again
 
