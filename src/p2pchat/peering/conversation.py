@@ -36,7 +36,7 @@ from ..store import Message, MessageStore
 from .delivery import Delivery
 from .queues import Inbox, Sending
 from .receive_loop import ReceiveLoop
-from .send_loop import SendLoop
+from .send_loop import BATCH, SendLoop
 from .settings import ChatSettings
 
 __all__ = ["ChatSettings", "Conversation"]
@@ -96,6 +96,7 @@ class Conversation(ReceiveLoop, SendLoop):
         self._ready: list[Message] = []  # ours, stored, to go on the wire (in order)
         self._incoming: collections.deque[asyncio.Task[list[Message]]] = collections.deque()
         self._acks: list[str] = []  # received and stored: to acknowledge
+        self._eager = False  # the send loop has resent the backlog: new ones may go
         self._moving = False  # the loops are being stopped to go on over another connection
         self._retiring: set[asyncio.Task[None]] = set()  # connections moved off, closing
         self._heard = asyncio.Event()  # something came on the connection (since a move)
@@ -136,6 +137,7 @@ class Conversation(ReceiveLoop, SendLoop):
                 f"conversation with {self.peer} is closed: {self.close_reason}"
             )
         self._moving = True
+        self._eager = False  # until the next send loop has resent the backlog
         try:
             current = asyncio.current_task()
             stopping = [task for task in self._tasks if task is not current]
@@ -221,6 +223,10 @@ class Conversation(ReceiveLoop, SendLoop):
         sending = Sending(messages)
         self._queue.extend((message, sending) for message in messages)
         self._work.set()
+        if self._eager and not self.closed and len(self._queue) >= BATCH and self._may_store():
+            # A full batch goes to the store now, not once every task that is about to
+            # call send() has queued its message: the store works while they do.
+            self._store_batch()
         if self.closed:  # it closed while we waited for room: store it for next time
             self._store_queued()
         # Not shielded: a caller who stops waiting still has its messages stored and sent.

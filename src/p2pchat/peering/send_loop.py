@@ -57,6 +57,7 @@ class SendLoop:
         _outgoing: int
         _ready: list[Message]
         _acks: list[str]
+        _eager: bool
 
         @property
         def closed(self) -> bool: ...
@@ -72,6 +73,7 @@ class SendLoop:
             if backlog:
                 self.log.info("resending %d unshipped messages to %s", len(backlog), self.peer)
             await self._run(self._delivery.resume(backlog))
+            self._eager = True  # new messages may be stored as soon as a batch is full
             while True:
                 while not (self._acks or self._stored or self._ready or self._may_store()):
                     self._work.clear()
