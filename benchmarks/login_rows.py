@@ -122,6 +122,8 @@ def level_rows(
             "notes": {
                 "server CPU per login, us": got["cpu_us"],
                 "baseline server CPU per connection, us": base["cpu_us"],
+                "clients' CPU per login, us": got["client_cpu_us"],
+                "baseline clients' CPU per connection, us": base["client_cpu_us"],
                 "seconds": got["seconds"],
                 "client processes": got["processes"],
             },
@@ -164,6 +166,11 @@ def level_rows(
             }
         )
     return rows
+
+
+def cpu_of(workers: list[Worker]) -> float:
+    """The CPU seconds these processes have used, together."""
+    return sum(cpu_seconds(worker.pid) for worker in workers)
 
 
 async def start_workers(module: str, arguments: list[list[str]]) -> list[Worker]:
@@ -217,9 +224,10 @@ async def p2pchat_level(bench: Runner, chosen: Plan, *, flood: bool) -> dict[str
             "logins", [[str(port), "1000000", str(CHURN), chosen.sources[0], str(GATE)]]
         )
         workers.extend(churn)
-        rss, cpu = rss_kib(server.pid), cpu_seconds(server.pid)
+        rss, cpu, clients = rss_kib(server.pid), cpu_seconds(server.pid), cpu_of(workers[:-1])
         got = await together(workers[:-1], "login")
         got["cpu_us"] = (cpu_seconds(server.pid) - cpu) / level * 1e6
+        got["client_cpu_us"] = (cpu_of(workers[:-1]) - clients) / level * 1e6
         got["rss_kib"] = (rss_kib(server.pid) - rss) / level
         got["processes"] = len(chosen.sources)
         await workers[0].tell(f"probe {PROBES}")
@@ -258,9 +266,11 @@ async def baseline_level(chosen: Plan) -> dict[str, float]:
                 for _, count, source in chosen.shares()
             ],
         )
+        before = cpu_of(clients)
         got = await together(clients, "go")
         return {
             "per_second": got["per_second"],
+            "client_cpu_us": (cpu_of(clients) - before) / chosen.level * 1e6,
             "rss_kib": (rss_kib(server.pid) - ready["rss"]) / chosen.level,
             "cpu_us": (cpu_seconds(server.pid) - cpu) / chosen.level * 1e6,
         }
