@@ -23,6 +23,8 @@ skipped, saying why.
 from __future__ import annotations
 
 import logging
+import os
+import resource
 from dataclasses import dataclass
 
 from .common import (
@@ -41,8 +43,6 @@ __all__ = ["logins"]
 logger = logging.getLogger("benchmarks")
 
 LEVELS = [1_000, 15_000, 100_000]
-TARGET_LEVEL = 100_000
-"""Where issue 23's targets are judged: logins >= 0.5 of the baseline, <= 8 KiB each."""
 PER_PROCESS = 12_500
 GATE = 256  # dialling at once in each process, for p2pchat and the baseline alike
 CHURN = 1_000
@@ -72,11 +72,13 @@ def plan(level: int) -> Plan | str:
     sources = loopback_sources(parts)
     if isinstance(sources, str):
         return sources
-    wanted = level + CHURN + 4096  # the server holds them all, and its own files
+    wanted = level + CHURN + 512  # the server holds them all, and a few files of its own
     if (limit := raise_fd_limit(wanted)) < wanted:
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        who = "root without CAP_SYS_RESOURCE" if os.geteuid() == 0 else "not root"
         return (
-            f"only {limit} open files allowed here and {wanted} needed: raising the hard "
-            "limit (RLIMIT_NOFILE) needs root"
+            f"{wanted:,} open files needed, {limit:,} allowed: the hard limit is {hard:,} and "
+            f"this process may not raise it ({who})"
         )
     return Plan(level, sources)
 
@@ -110,15 +112,16 @@ def skipped(level: int, why: str) -> RowFields:
 def level_rows(
     level: int, got: dict[str, float], base: dict[str, float], first_churn: float | None
 ) -> list[RowFields]:
-    judged = level >= TARGET_LEVEL
+    # Issue 23's targets, for 100,000 peers, are of a kind to hold at every size: logins at
+    # half the rate of plain TCP at that size, at most 8 KiB each.
     rows: list[RowFields] = [
         {
             "name": f"logins, {level:,} peers at once (baseline: TCP connect and a round trip)",
             "value": got["per_second"],
             "unit": "logins/s",
             "baseline": base["per_second"],
-            "target": ">= 0.5 of baseline" if judged else "",
-            "met": got["per_second"] >= 0.5 * base["per_second"] if judged else None,
+            "target": ">= 0.5 of baseline",
+            "met": got["per_second"] >= 0.5 * base["per_second"],
             "notes": {
                 "server CPU per login, us": got["cpu_us"],
                 "baseline server CPU per connection, us": base["cpu_us"],
@@ -133,8 +136,8 @@ def level_rows(
             "value": got["rss_kib"],
             "unit": "KiB",
             "baseline": base["rss_kib"],
-            "target": "<= 8 KiB" if judged else "",
-            "met": got["rss_kib"] <= 8 if judged else None,
+            "target": "<= 8 KiB",
+            "met": got["rss_kib"] <= 8,
         },
         {
             "name": f"list with {level:,} online, one client, one at a time: p50",
