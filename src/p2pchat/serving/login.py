@@ -246,7 +246,7 @@ class LoginDesk:
         try:
             await self.presence.online(session.name, session.addresses)
             connection = session.connection
-            connection.log = type(connection.log)(connection.log.logger, {"conn": session.name})
+            connection.label = session.name
             host, port = connection.remote_address or ("", 0)
             # Welcome is the first thing queued: only then may news and invitations follow.
             await session.reply(
