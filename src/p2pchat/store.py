@@ -98,12 +98,14 @@ class UserRecord(msgspec.Struct, frozen=True, kw_only=True):
 
 class Binding(msgspec.Struct, frozen=True, kw_only=True):
     """Whom a name belongs to: the name as registered (names are unique whatever their
-    case), the key bound to it, and whether this very call registered it."""
+    case), the key bound to it, whether this very call registered it, and the mailbox key
+    published for it with its signature."""
 
     name: str
     key: str
     created: bool = False
     mailbox_key: str | None = None
+    mailbox_sig: str | None = None
 
 
 class MailboxItem(msgspec.Struct, frozen=True, kw_only=True):
@@ -405,7 +407,11 @@ class MemoryUserStore:
         self._users[registered] = known
         assert known.key is not None
         return Binding(
-            name=known.name, key=known.key, created=created, mailbox_key=known.mailbox_key
+            name=known.name,
+            key=known.key,
+            created=created,
+            mailbox_key=known.mailbox_key,
+            mailbox_sig=known.mailbox_sig,
         )
 
 

@@ -1,0 +1,123 @@
+"""What a login's checks cost, and what they still catch: a returning user who publishes
+the mailbox key and signature stored already is not checked again, every other is; and
+what a node keeps for ``list`` costs the same with many online as with few."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import p2pchat
+from p2pchat.cluster.base import SortedNames
+from p2pchat.protocol import PROTOCOL_VERSION, Auth, Challenge, Error, Hello, Welcome
+from p2pchat.shared.identity import (
+    Identity,
+    b64encode,
+    login_challenge_payload,
+    mailbox_key_payload,
+)
+
+from .conftest import RawClient
+
+RawFactory = Callable[[int], Awaitable[RawClient]]
+
+
+async def log_in(
+    raw_clients: RawFactory, port: int, identity: Identity, mailbox: tuple[str, str]
+) -> Welcome | Error:
+    """Log in as mallory with ``identity``, publishing ``mailbox`` (key, signature)."""
+    client = await raw_clients(port)
+    await client.send(
+        Hello(
+            version=PROTOCOL_VERSION,
+            name="mallory",
+            certificate=b64encode(identity.certificate),
+            mailbox_key=mailbox[0],
+            mailbox_sig=mailbox[1],
+        )
+    )
+    challenge = await client.recv()
+    assert isinstance(challenge, Challenge)
+    payload = login_challenge_payload(challenge.nonce, "mallory", identity.key)
+    await client.send(Auth(signature=identity.sign(payload)))
+    answer = await client.recv()
+    assert isinstance(answer, Welcome | Error), answer
+    await client.close()
+    return answer
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+async def test_a_returning_users_changed_mailbox_signature_is_checked_again(
+    raw_clients: RawFactory, tmp_path: Path, kind: str
+) -> None:
+    mallory = Identity.generate()
+    published = (mallory.mailbox_key, mallory.mailbox_signature)
+    fresh = b64encode(secrets.token_bytes(32))
+    signed = (fresh, mallory.sign(mailbox_key_payload(fresh)))
+    store = p2pchat.SqliteUserStore(tmp_path / "users.sqlite3") if kind == "sqlite" else None
+    async with p2pchat.SignallingServer(port=0, store=store) as server:
+
+        async def stored() -> tuple[str | None, str | None]:
+            user = await server.store.get("mallory")
+            assert user is not None
+            return user.mailbox_key, user.mailbox_sig
+
+        assert isinstance(await log_in(raw_clients, server.port, mallory, published), Welcome)
+        # Back with the very key and signature published: welcome, nothing written.
+        assert isinstance(await log_in(raw_clients, server.port, mallory, published), Welcome)
+        assert await stored() == published
+        # The same key with another signature (of something else): checked, refused.
+        forged = (published[0], mallory.sign(b"not the mailbox key"))
+        refused = await log_in(raw_clients, server.port, mallory, forged)
+        assert isinstance(refused, Error)
+        assert refused.code == "authentication_failed"
+        assert "mailbox key" in refused.reason
+        assert await stored() == published
+        # Another key with the signature of the published one: refused too.
+        swapped = (fresh, published[1])
+        assert isinstance(await log_in(raw_clients, server.port, mallory, swapped), Error)
+        assert await stored() == published
+        # Another key, signed: published anew.
+        assert isinstance(await log_in(raw_clients, server.port, mallory, signed), Welcome)
+        assert await stored() == signed
+
+
+async def test_a_login_still_proves_its_key_when_the_mailbox_is_known(
+    raw_clients: RawFactory,
+) -> None:
+    """Skipping the mailbox check never skips the proof: another key, publishing the
+    mailbox key and signature stored for mallory, is refused."""
+    mallory, impostor = Identity.generate(), Identity.generate()
+    published = (mallory.mailbox_key, mallory.mailbox_signature)
+    async with p2pchat.SignallingServer(port=0) as server:
+        assert isinstance(await log_in(raw_clients, server.port, mallory, published), Welcome)
+        refused = await log_in(raw_clients, server.port, impostor, published)
+        assert isinstance(refused, Error)
+        assert refused.code == "authentication_failed"
+        assert "registered to another key" in refused.reason
+
+
+@given(
+    st.lists(st.tuples(st.booleans(), st.integers(0, 60)), max_size=400),
+    st.integers(0, 70),
+)
+def test_sorted_names_keep_order_through_adds_and_removes(
+    steps: list[tuple[bool, int]], limit: int
+) -> None:
+    names, expected = SortedNames(chunk=2), set[str]()
+    for adding, number in steps:
+        name = f"u{number:02d}"
+        if adding and name not in expected:
+            names.add(name)
+            expected.add(name)
+        elif not adding:
+            names.discard(name)
+            expected.discard(name)
+        assert len(names) == len(expected)
+    assert names.first(limit) == sorted(expected)[:limit]
+    assert names.first(len(expected) + 1) == sorted(expected)
