@@ -10,7 +10,9 @@ source ports towards one server port). Then, with all N online:
   it is (the server sends at most ``max_list`` names, however many are online);
 - 1,000 more users log in and out (every login and logout is presence news): the
   server's CPU for each, beside the same at the first level (presence is told to
-  watchers only beyond ``presence_broadcast`` online: a login must not cost O(online)).
+  watchers only beyond ``presence_broadcast`` online: a login must not cost O(online));
+  then the same users again, returning (their mailbox key is known: one signature
+  check, not two).
 
 Then the baseline: a plain asyncio server, and the same processes from the same
 addresses opening N connections, each making one round trip (a frame, its ack). Each
@@ -157,7 +159,10 @@ def level_rows(
             "baseline": first_churn,
             "target": "<= 1.5x the first level's" if first_churn is not None else "",
             "met": got["churn_cpu_us"] <= 1.5 * first_churn if first_churn is not None else None,
-            "notes": {"of which logins, per second": got["churn_per_second"]},
+            "notes": {
+                "their logins, per second": got["churn_per_second"],
+                "the same users again (returning): server CPU, us": got["return_cpu_us"],
+            },
         },
     ]
     if "lists_per_second" in got:
@@ -241,6 +246,10 @@ async def p2pchat_level(bench: Runner, chosen: Plan, *, flood: bool) -> dict[str
         await together(churn, "logout")
         got["churn_cpu_us"] = (cpu_seconds(server.pid) - cpu) / CHURN * 1e6
         got["churn_per_second"] = churned["per_second"]
+        cpu = cpu_seconds(server.pid)
+        await together(churn, "login")  # the same users again: returning
+        await together(churn, "logout")
+        got["return_cpu_us"] = (cpu_seconds(server.pid) - cpu) / CHURN * 1e6
         if flood:
             seconds = 2.0 if bench.quick else 5.0
             for worker in workers[:-1]:

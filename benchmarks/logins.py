@@ -13,7 +13,8 @@ FIRST), prints ``ready``, then waits for commands on stdin:
   answers came.
 - ``probe N``: one client asks for the list N times, one after another; prints the
   median and 99th percentile of the time to an answer, and the answer's size.
-- ``logout``: all say ``bye`` and close, GATE at once; prints the times as ``login``.
+- ``logout``: all say ``bye`` and close, GATE at once; prints the times as ``login``
+  (``login`` again then: the same users, returning).
 - ``quit`` (or the end of input).
 """
 
@@ -69,6 +70,7 @@ class Client:
 
     async def login(self, port: int, source: str) -> None:
         self.reader, self.writer = await connect_from("127.0.0.1", port, source)
+        self.decoder = Decoder()  # (a login again, after a logout: a new connection)
         identity = self.identity
         hello = Hello(
             version=PROTOCOL_VERSION,
