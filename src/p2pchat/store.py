@@ -174,7 +174,9 @@ class UserStore(Protocol):
         The user is looked up whatever the case of ``name``; the answer's ``name`` is the
         registered spelling and ``key`` the bound key (either may differ from what was
         asked: the caller refuses the login then). An unknown name is registered, with
-        ``key``, only if ``create``; otherwise the answer is None.
+        ``key``, only if ``create``; otherwise the answer is None. The answer also tells
+        the mailbox key and signature published for the user (a login that publishes the
+        same ones has them checked already).
 
         Atomic: of two first logins racing for a name, one key wins and both see it.
         """

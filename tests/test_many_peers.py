@@ -1,10 +1,14 @@
-"""What a login's checks cost, and what they still catch: a returning user who publishes
-the mailbox key and signature stored already is not checked again, every other is; and
-what a node keeps for ``list`` costs the same with many online as with few."""
+"""What lets one node hold many peers, and what it must not cost: a returning user who
+publishes the mailbox key and signature stored already is not checked again (every other
+is, and every login proves its key); what a node keeps for ``list`` costs the same with
+many online as with few; a connection's lean stream protocol still waits for room and
+wakes when it is made."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
+import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -14,7 +18,17 @@ from hypothesis import strategies as st
 
 import p2pchat
 from p2pchat.cluster.base import SortedNames
-from p2pchat.protocol import PROTOCOL_VERSION, Auth, Challenge, Error, Hello, Welcome
+from p2pchat.protocol import (
+    PROTOCOL_VERSION,
+    Auth,
+    Challenge,
+    Error,
+    Hello,
+    ListUsers,
+    Users,
+    Welcome,
+    encode,
+)
 from p2pchat.shared.identity import (
     Identity,
     b64encode,
@@ -22,7 +36,7 @@ from p2pchat.shared.identity import (
     mailbox_key_payload,
 )
 
-from .conftest import RawClient
+from .conftest import RawClient, eventually
 
 RawFactory = Callable[[int], Awaitable[RawClient]]
 
@@ -121,3 +135,32 @@ def test_sorted_names_keep_order_through_adds_and_removes(
         assert len(names) == len(expected)
     assert names.first(limit) == sorted(expected)[:limit]
     assert names.first(len(expected) + 1) == sorted(expected)
+
+
+async def test_answers_held_for_a_peer_that_stopped_reading_flow_once_it_reads_again(
+    raw_clients: RawFactory,
+) -> None:
+    """The server's reader of a peer waits for room (a waiter in the stream protocol's
+    list) while the peer reads nothing, and goes on once it reads: every answer comes,
+    in order."""
+    async with p2pchat.SignallingServer(port=0, outbox_size=4, rate_limit=None) as server:
+        for n in range(80):  # long names: each list answer is large (3 KB)
+            filler = await raw_clients(server.port)
+            await filler.login(f"{n:02d}" + "x" * 30, 1)
+        slow = await raw_clients(server.port)
+        sock = slow.writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        await slow.login("slow", 1)
+        transport = slow.writer.transport
+        assert isinstance(transport, asyncio.ReadTransport)
+        transport.pause_reading()
+        slow.writer.write(b"".join(encode(ListUsers(id=str(n))) for n in range(2000)))
+        session = server.sessions.get("slow")
+        assert session is not None
+        # Beyond the transport's high-water mark (64 KiB): writing is paused, the reader waits.
+        await eventually(lambda: session.connection.pending > 65536)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)  # room, at once
+        transport.resume_reading()
+        answers = [await slow.recv() for _ in range(2000)]
+        assert [a.id for a in answers if isinstance(a, Users)] == [str(n) for n in range(2000)]
+        assert "slow" in server.online_users
