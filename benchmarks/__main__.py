@@ -15,6 +15,7 @@ import asyncio
 import functools
 import json
 import logging
+import math
 import os
 import sys
 import tempfile
@@ -23,8 +24,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import speed_rows
-from .common import PROFILE, Worker, median, raise_fd_limit, rss_kib, start_server
+from . import login_rows, speed_rows
+from .common import PROFILE, Worker, median, start_server
 from .transfer import file_rows
 
 logger = logging.getLogger("benchmarks")
@@ -265,94 +266,6 @@ class Bench:
             )
         )
 
-    async def logins(self) -> None:
-        levels = self.levels or ([200] if self.quick else [1_000, 5_000, 15_000])
-        for level in levels:
-            await self.login_level(level, lists=level == levels[0])
-
-    async def login_level(self, level: int, *, lists: bool) -> None:
-        limit = raise_fd_limit()
-        if level + 200 > limit:  # the server holds them all (each client process a part)
-            logger.warning(
-                "only %d files may be open here: %d peers cannot be reached", limit, level
-            )
-            return
-        db = self.workdir / f"logins-{level}.sqlite3"
-        server, port = await start_server(
-            "--db", str(db), "--max-connections", str(level + 100), "--rate-limit", "off"
-        )
-        workers: list[Worker] = []
-        try:
-            parts = 4
-            for part in range(parts):
-                first, count = (
-                    part * level // parts,
-                    (part + 1) * level // parts - part * level // parts,
-                )
-                workers.append(await Worker.start("logins", str(port), str(first), str(count)))
-            for worker in workers:
-                await worker.read(600)  # identities made
-            before = rss_kib(server.pid)
-            for worker in workers:
-                await worker.tell("login")
-            results = [(await w.read(600))["result"] for w in workers]
-            rate = level / max(r["seconds"] for r in results)
-            per_peer = (rss_kib(server.pid) - before) / level
-            base = await self.baseline_connections(level)
-            self.rows.append(
-                Row(
-                    f"logins, {level} peers at once",
-                    rate,
-                    "logins/s",
-                    base["per_second"],
-                    ">= 2000/s" if level == 15_000 else "",
-                    rate >= 2000 if level == 15_000 else None,
-                )
-            )
-            self.rows.append(
-                Row(
-                    f"server memory per logged-in peer, {level} peers",
-                    per_peer,
-                    "KiB",
-                    base["rss_per_connection"],
-                    "<= 10 KiB" if level == 15_000 else "",
-                    per_peer <= 10 if level == 15_000 else None,
-                )
-            )
-            if lists:
-                seconds = 2.0 if self.quick else 5.0
-                for worker in workers:
-                    await worker.tell(f"list {seconds}")
-                answers = 0
-                for worker in workers:
-                    answers += (await worker.read(120))["result"]["answers"]
-                self.rows.append(
-                    Row(
-                        f"list requests, {level} clients (rate limit off)",
-                        answers / seconds,
-                        "lists/s",
-                    )
-                )
-        finally:
-            for worker in workers:
-                await worker.tell("quit")
-                await worker.stop()
-            await server.stop()
-
-    async def baseline_connections(self, level: int) -> dict[str, float]:
-        server = await Worker.start("echo", "server")
-        try:
-            ready = await server.read()
-            client = await Worker.start("echo", "connect", str(ready["port"]), str(level))
-            try:
-                result = (await client.read(300))["result"]
-                per = (rss_kib(server.pid) - ready["rss"]) / level
-                return {"per_second": result["per_second"], "rss_per_connection": per}
-            finally:
-                await client.stop()
-        finally:
-            await server.stop()
-
 
 async def _extend(bench: Bench, make: speed_rows.Make) -> None:
     bench.rows.extend(Row(**fields) for fields in await make(bench))
@@ -367,7 +280,8 @@ def table(rows: list[Row]) -> str:
         base = f"{row.baseline:,.1f}" if row.baseline is not None else "-"
         ratio = f"{row.ratio:.2f}" if row.ratio is not None else "-"
         met = "" if row.met is None else (" met" if row.met else " NOT met")
-        lines.append(f"{row.name:<78} {row.value:>12,.1f} {base:>12} {ratio:>7}  {row.target}{met}")
+        shown = "-" if math.isnan(row.value) else f"{row.value:,.1f}"
+        lines.append(f"{row.name:<78} {shown:>12} {base:>12} {ratio:>7}  {row.target}{met}")
         for key, value in row.notes.items():
             lines.append(f"{'':<6}{key}: {value:.3f}")
     return "\n".join(lines)
@@ -384,7 +298,7 @@ async def run(args: argparse.Namespace) -> list[Row]:
             "awaited": bench.awaited,
             "relay": bench.relay,
             "rendezvous": bench.rendezvous,
-            "logins": bench.logins,
+            "logins": functools.partial(_extend, bench, login_rows.logins),
             "files": bench.files,
             "groups": bench.groups,
         }
@@ -406,7 +320,9 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated: burst,index,search,awaited,relay,rendezvous,logins,files,groups,"
         + ",".join(speed_rows.ROWS),
     )
-    parser.add_argument("--levels", help="peers logged in at once, e.g. 1000,5000,15000")
+    parser.add_argument(
+        "--levels", help="logins: peers logged in at once, e.g. 1000,15000,100000 (the default)"
+    )
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results.json"))
     parser.add_argument(
         "--profile",

@@ -13,6 +13,7 @@ import json
 import os
 import resource
 import signal
+import socket
 import statistics
 import sys
 import tempfile
@@ -39,6 +40,52 @@ def raise_fd_limit(wanted: int = 65536) -> int:
         if soft < hard:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)  # Linux
+
+
+async def connect_from(
+    host: str, port: int, source: str
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """``asyncio.open_connection`` from the address ``source`` (``127.0.0.2``, ...).
+
+    The source port is left to ``connect()`` (``IP_BIND_ADDRESS_NO_PORT``), so that one
+    source address has its ~28,000 ephemeral ports for each destination, not in all.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+        sock.bind((source, 0))
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, (host, port))
+    except BaseException:
+        sock.close()
+        raise
+    return await asyncio.open_connection(sock=sock)
+
+
+def ephemeral_ports() -> int:
+    """How many source ports one address has for one destination (Linux: the range in
+    ``ip_local_port_range``)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+    except (OSError, ValueError):
+        return 28_000
+    return int(high) - int(low) + 1
+
+
+def loopback_sources(count: int) -> list[str] | str:
+    """``count`` loopback addresses to connect from (127.0.0.2, 127.0.0.3, ...), or why
+    they cannot be had here."""
+    sources = [f"127.0.0.{2 + n}" for n in range(count)]
+    for source in sources:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((source, 0))
+            except OSError as exc:
+                return f"cannot connect from {source}: {exc}"
+    return sources
 
 
 def rss_kib(pid: int) -> int:

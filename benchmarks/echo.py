@@ -1,7 +1,9 @@
 """The raw-asyncio baseline: a length-prefixed msgspec protocol with an ack per frame.
 
-``python -m benchmarks.echo server`` listens and acks every frame (or just holds idle
-connections); ``python -m benchmarks.echo burst|awaited|connect PORT N`` measures. This
+``python -m benchmarks.echo server`` listens and acks every frame (and holds idle
+connections); ``python -m benchmarks.echo burst|awaited PORT N`` measures, and
+``connect PORT N SOURCE GATE`` opens N connections, one round trip each, and holds them
+(the logins' baseline). This
 is what p2pchat's figures are compared with: the same machine, the same run, the same
 kind of work (frames of about a chat message, each acknowledged) with nothing else.
 """
@@ -16,7 +18,7 @@ import time
 
 import msgspec
 
-from .common import percentile, raise_fd_limit, rss_kib, say
+from .common import connect_from, percentile, raise_fd_limit, rss_kib, say
 
 HEADER = struct.Struct(">I")
 
@@ -110,19 +112,28 @@ async def awaited(port: int, count: int) -> None:
     )
 
 
-async def connect(port: int, count: int) -> None:
-    """Open ``count`` idle connections at once; report when all are up, then hold them."""
+async def connect(port: int, count: int, source: str, gate: int) -> None:
+    """Once told to (a line on stdin, after ``ready``), open ``count`` connections from
+    ``source``, ``gate`` at a time, each making one round trip (a frame and its ack);
+    report when the first started and the last ended (``time.monotonic()``, as the
+    logins do), then hold them, idle."""
     raise_fd_limit()
-    started = time.perf_counter()
-    semaphore = asyncio.Semaphore(512)
+    say(ready=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    semaphore = asyncio.Semaphore(gate)
+    body = "x" * 100
 
-    async def one() -> asyncio.StreamWriter:
+    async def one(n: int) -> asyncio.StreamWriter:
         async with semaphore:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            reader, writer = await connect_from("127.0.0.1", port, source)
+            writer.write(pack(Frame(f"{n:036d}", body)))
+            acks.decode(await read_frame(reader))
             return writer
 
-    writers = await asyncio.gather(*(one() for _ in range(count)))
-    say(result={"per_second": count / (time.perf_counter() - started)})
+    started = time.monotonic()
+    writers = await asyncio.gather(*(one(n) for n in range(count)))
+    ended = time.monotonic()
+    say(result={"started": started, "ended": ended, "count": count})
     await asyncio.Event().wait()
     del writers
 
@@ -133,7 +144,10 @@ def main() -> None:
         asyncio.run(serve())
         return
     port, count = int(sys.argv[2]), int(sys.argv[3])
-    runs = {"burst": burst, "awaited": awaited, "connect": connect}
+    if mode == "connect":  # connect PORT COUNT SOURCE GATE
+        asyncio.run(connect(port, count, sys.argv[4], int(sys.argv[5])))
+        return
+    runs = {"burst": burst, "awaited": awaited}
     asyncio.run(runs[mode](port, count))
 
 

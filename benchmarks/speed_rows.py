@@ -18,6 +18,7 @@ RowFields = dict[str, Any]
 class Runner(Protocol):
     quick: bool
     workdir: Path
+    levels: list[int] | None
 
     def size(self, full: int, quick: int) -> int: ...
 

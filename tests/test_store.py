@@ -316,6 +316,23 @@ async def test_bind_key_is_case_insensitive_and_can_refuse_to_create(users: User
     assert again == p2pchat.Binding(name="Alice", key="k1", created=False)
 
 
+async def test_bind_key_tells_the_mailbox_key_and_signature_published(users: UserStore) -> None:
+    """What a returning user's login compares its mailbox key and signature with."""
+    first = await users.bind_key("bob", "k1", now=1.0, mailbox=("m1", "s1"))
+    assert first is not None
+    assert (first.mailbox_key, first.mailbox_sig) == ("m1", "s1")
+    again = await users.bind_key("bob", "k1", now=2.0, create=False, mailbox=("m2", "s2"))
+    assert again is not None
+    assert (again.mailbox_key, again.mailbox_sig) == ("m1", "s1")  # not written again
+    await users.set_mailbox_key("bob", "m2", "s2")
+    later = await users.bind_key("bob", "k1", now=3.0, create=False)
+    assert later is not None
+    assert (later.mailbox_key, later.mailbox_sig) == ("m2", "s2")
+    bare = await users.bind_key("carol", "k3", now=1.0)
+    assert bare is not None
+    assert (bare.mailbox_key, bare.mailbox_sig) == (None, None)
+
+
 @pytest.fixture(params=["memory", "sqlite", "redis"])
 async def mailbox(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Mailbox]:
     store: Mailbox

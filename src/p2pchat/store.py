@@ -98,12 +98,14 @@ class UserRecord(msgspec.Struct, frozen=True, kw_only=True):
 
 class Binding(msgspec.Struct, frozen=True, kw_only=True):
     """Whom a name belongs to: the name as registered (names are unique whatever their
-    case), the key bound to it, and whether this very call registered it."""
+    case), the key bound to it, whether this very call registered it, and the mailbox key
+    published for it with its signature."""
 
     name: str
     key: str
     created: bool = False
     mailbox_key: str | None = None
+    mailbox_sig: str | None = None
 
 
 class MailboxItem(msgspec.Struct, frozen=True, kw_only=True):
@@ -172,7 +174,9 @@ class UserStore(Protocol):
         The user is looked up whatever the case of ``name``; the answer's ``name`` is the
         registered spelling and ``key`` the bound key (either may differ from what was
         asked: the caller refuses the login then). An unknown name is registered, with
-        ``key``, only if ``create``; otherwise the answer is None.
+        ``key``, only if ``create``; otherwise the answer is None. The answer also tells
+        the mailbox key and signature published for the user (a login that publishes the
+        same ones has them checked already).
 
         Atomic: of two first logins racing for a name, one key wins and both see it.
         """
@@ -405,7 +409,11 @@ class MemoryUserStore:
         self._users[registered] = known
         assert known.key is not None
         return Binding(
-            name=known.name, key=known.key, created=created, mailbox_key=known.mailbox_key
+            name=known.name,
+            key=known.key,
+            created=created,
+            mailbox_key=known.mailbox_key,
+            mailbox_sig=known.mailbox_sig,
         )
 
 

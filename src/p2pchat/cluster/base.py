@@ -28,7 +28,7 @@ import msgspec
 
 from ..protocol import Presence, WireMessage
 
-__all__ = ["Cluster", "Entry", "LocalCluster", "Node"]
+__all__ = ["Cluster", "Entry", "LocalCluster", "Node", "SortedNames"]
 
 
 class Entry(msgspec.Struct, frozen=True, kw_only=True):
@@ -105,6 +105,70 @@ class Cluster(Protocol):
         to one user arrive in the order they were made; nothing if they are offline)."""
 
 
+class SortedNames:
+    """Names kept in order, for ``list``: in chunks of up to ``2 * chunk``, so that adding
+    or removing one costs the same with 100,000 online as with 1,000 (one sorted list
+    moves half its pointers on each insert: 11 us at 100,000, on every login), and the
+    first ``k`` cost O(k)."""
+
+    def __init__(self, *, chunk: int = 512) -> None:
+        self.chunk = chunk
+        self._chunks: list[list[str]] = []
+        self._lasts: list[str] = []  # the last name of each chunk, in order
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def add(self, name: str) -> None:
+        """Add ``name`` (not there yet)."""
+        if not self._chunks:
+            self._chunks.append([name])
+            self._lasts.append(name)
+            self._count = 1
+            return
+        index = min(bisect.bisect_left(self._lasts, name), len(self._chunks) - 1)
+        chunk = self._chunks[index]
+        bisect.insort(chunk, name)
+        self._lasts[index] = chunk[-1]
+        self._count += 1
+        if len(chunk) > 2 * self.chunk:
+            half = len(chunk) // 2
+            self._chunks[index : index + 1] = [chunk[:half], chunk[half:]]
+            self._lasts[index : index + 1] = [chunk[half - 1], chunk[-1]]
+
+    def discard(self, name: str) -> None:
+        """Remove ``name`` if it is there."""
+        index = bisect.bisect_left(self._lasts, name)
+        if index == len(self._chunks):
+            return
+        chunk = self._chunks[index]
+        position = bisect.bisect_left(chunk, name)
+        if position == len(chunk) or chunk[position] != name:
+            return
+        del chunk[position]
+        self._count -= 1
+        if chunk:
+            self._lasts[index] = chunk[-1]
+        else:
+            del self._chunks[index]
+            del self._lasts[index]
+
+    def first(self, limit: int) -> list[str]:
+        """The first ``limit`` names, in order."""
+        names: list[str] = []
+        for chunk in self._chunks:
+            if len(names) >= limit:
+                break
+            names.extend(chunk[: limit - len(names)])
+        return names
+
+    def clear(self) -> None:
+        self._chunks.clear()
+        self._lasts.clear()
+        self._count = 0
+
+
 class LocalCluster:
     """A cluster of one: the server's own process, no other node."""
 
@@ -112,7 +176,7 @@ class LocalCluster:
         self.node_id = node_id
         self._node: Node | None = None
         self._entries: dict[str, Entry] = {}
-        self._names: list[str] = []  # the keys of _entries, sorted, for "list"
+        self._names = SortedNames()  # the keys of _entries, for "list"
 
     def attach(self, node: Node) -> None:
         self._node = node
@@ -142,7 +206,7 @@ class LocalCluster:
             return True  # the same login again: no news
         news = [Presence(user=entry.name, online=True)]
         if held is None:
-            bisect.insort(self._names, entry.name)
+            self._names.add(entry.name)
         else:
             news.insert(0, Presence(user=entry.name, online=False))
         self._server().broadcast(news)
@@ -153,16 +217,14 @@ class LocalCluster:
         if held is None or held.token != token:
             return  # gone, or a newer login's
         del self._entries[name]
-        index = bisect.bisect_left(self._names, name)
-        if index < len(self._names) and self._names[index] == name:
-            del self._names[index]
+        self._names.discard(name)
         self._server().broadcast([Presence(user=name, online=False)])
 
     async def lookup(self, name: str) -> Entry | None:
         return self._entries.get(name)
 
     async def online(self, limit: int) -> tuple[list[str], int]:
-        return self._names[:limit], len(self._names)
+        return self._names.first(limit), len(self._names)
 
     def push(self, name: str, message: WireMessage) -> None:
         self._server().deliver(name, message)

@@ -139,12 +139,13 @@ class RedisUserStore:
         )
         if not answer:
             return None
-        registered, bound, created, published = answer
+        registered, bound, created, published, signature = answer
         return Binding(
             name=str(registered),
             key=str(bound),
             created=bool(int(created)),
             mailbox_key=str(published) or None,
+            mailbox_sig=str(signature) or None,
         )
 
 

@@ -170,13 +170,15 @@ class MailService:
         # Each page goes on from the last, whatever the peer settles: an item it keeps
         # (its receipt refused, its store failing) comes again at its next login only,
         # never in a loop of the same page.
-        session.collected.update(i.item for i in items)
+        if items:
+            session.collected = session.collected.union(i.item for i in items)
         self.collections += len(items)
         await session.reply(Mail(id=message.id, items=[_wire(i) for i in items], more=more))
 
     async def _on_settle(self, session: Session, message: Settle) -> None:
         await self.mailbox.remove(session.name, message.items)
-        session.collected.difference_update(message.items)
+        if session.collected:
+            session.collected = session.collected.difference(message.items)
         await session.reply(Ok(id=message.id))
 
 

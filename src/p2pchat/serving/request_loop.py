@@ -81,10 +81,8 @@ class RequestLoop:
                     session.push(Ping(id=f"k{next(ids)}"))
 
     async def serve(self, session: Session) -> None:
-        """Until the peer says bye or goes; raises what ends the session otherwise."""
-        await self._read_requests(session)
-
-    async def _read_requests(self, session: Session) -> None:
+        """Until the peer says bye or goes; raises what ends the session otherwise. (One
+        coroutine, with no other in between: each session waits here.)"""
         limit = self.settings.rate_limit
         bucket = TokenBucket(*limit) if limit else None
         warned = 0

@@ -41,7 +41,25 @@ class ConnectionLogger(logging.LoggerAdapter[logging.Logger]):
 
 
 class Connection:
-    """One framed connection. ``send`` and ``recv`` may run in different tasks."""
+    """One framed connection. ``send`` and ``recv`` may run in different tasks.
+
+    A server holds one per logged-in peer, so it keeps little: slots, and its logger made
+    only when something is logged."""
+
+    __slots__ = (
+        "_clear_writer",
+        "_decoder",
+        "_reader",
+        "_soon",
+        "_soon_size",
+        "_writer",
+        "id",
+        "label",
+        "last_heard",
+        "max_frame",
+        "remote_address",
+        "write_timeout",
+    )
 
     _ids = itertools.count(1)
 
@@ -68,8 +86,18 @@ class Connection:
         self._clear_writer: asyncio.StreamWriter | None = None  # see start_tls()
         self.last_heard = time.monotonic()
         """When bytes last arrived (monotonic): any traffic proves the other side is there."""
-        where = f"{peer[0]}:{peer[1]}" if peer else "?"
-        self.log = ConnectionLogger(logger, {"conn": f"#{self.id} {where}"})
+        self.label: str | None = None
+        """What its log lines start with (a user's name, once known); by default its id
+        and the other side's address."""
+
+    @property
+    def log(self) -> ConnectionLogger:
+        """A logger that prefixes each line with ``label``."""
+        label = self.label
+        if label is None:
+            where = "?" if (peer := self.remote_address) is None else f"{peer[0]}:{peer[1]}"
+            label = f"#{self.id} {where}"
+        return ConnectionLogger(logger, {"conn": label})
 
     @classmethod
     async def open(
@@ -300,8 +328,19 @@ class Connection:
 
     async def recv(self) -> WireMessage:
         """Return the next message: ConnectionClosed at the end, ProtocolError on bad bytes."""
-        while (message := self._decoder.next_message()) is None:
-            await self._read_more()
+        # The reading is here, not in a coroutine of its own: a server has a session per
+        # peer waiting in this call, and each coroutine in the chain is memory held.
+        decoder = self._decoder
+        while (message := decoder.next_message()) is None:
+            try:
+                data = await self._reader.read(READ_SIZE)
+            except (ConnectionError, OSError) as exc:
+                raise ConnectionClosed(f"connection lost: {exc}") from exc
+            if not data:
+                decoder.receive_eof()
+                raise ConnectionClosed("connection closed by the other side")
+            self.last_heard = time.monotonic()
+            decoder.receive_data(data)
         return message
 
     async def recv_batch(self) -> list[WireMessage]:
@@ -314,17 +353,6 @@ class Connection:
             while (message := self._decoder.next_message()) is not None:
                 batch.append(message)
         return batch
-
-    async def _read_more(self) -> None:
-        try:
-            data = await self._reader.read(READ_SIZE)
-        except (ConnectionError, OSError) as exc:
-            raise ConnectionClosed(f"connection lost: {exc}") from exc
-        if not data:
-            self._decoder.receive_eof()
-            raise ConnectionClosed("connection closed by the other side")
-        self.last_heard = time.monotonic()
-        self._decoder.receive_data(data)
 
     async def fail(self, error: ProtocolError | str, *, code: str | None = None) -> None:
         """Tell the other side why we are closing (best effort), then close."""

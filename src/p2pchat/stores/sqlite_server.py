@@ -107,7 +107,9 @@ class SqliteUserStore(SqliteStore):
         def job(db: sqlite3.Connection) -> Binding | None:
             # In the write transaction: nobody registers a name between look-up and insert.
             cursor = db.execute(
-                "SELECT name, key, mailbox_key FROM users WHERE name = ? COLLATE NOCASE", (name,)
+                "SELECT name, key, mailbox_key, mailbox_sig FROM users"
+                " WHERE name = ? COLLATE NOCASE",
+                (name,),
             )
             row = cursor.fetchone()
             if row is None:
@@ -118,15 +120,23 @@ class SqliteUserStore(SqliteStore):
                     " mailbox_sig) VALUES (?, ?, ?, ?, ?, ?)",
                     (name, now, now, key, mailbox_key, mailbox_sig),
                 )
-                return Binding(name=name, key=key, created=True, mailbox_key=mailbox_key)
-            registered, bound, published = str(row[0]), row[1], row[2]
+                return Binding(
+                    name=name,
+                    key=key,
+                    created=True,
+                    mailbox_key=mailbox_key,
+                    mailbox_sig=mailbox_sig,
+                )
+            registered, bound, published, signature = str(row[0]), row[1], row[2], row[3]
             if bound is None:  # a user from before identities: the first key binds it
                 db.execute(
                     "UPDATE users SET key = ?, mailbox_key = ?, mailbox_sig = ? WHERE name = ?",
                     (key, mailbox_key, mailbox_sig, registered),
                 )
-                bound, published = key, mailbox_key
-            return Binding(name=registered, key=str(bound), mailbox_key=published)
+                bound, published, signature = key, mailbox_key, mailbox_sig
+            return Binding(
+                name=registered, key=str(bound), mailbox_key=published, mailbox_sig=signature
+            )
 
         return await self._database.write(job)
 

@@ -1,7 +1,8 @@
 -- Whom a name belongs to, binding a key to it on first use (RedisUserStore.bind_key).
 -- KEYS[1] names hash (casefolded -> registered)
 -- ARGV prefix, name, casefolded name, key, now, create ("1"/"0"), mailbox_key, mailbox_sig
--- Returns false (unknown and not created) or {registered, bound key, created, mailbox_key}.
+-- Returns false (unknown and not created) or
+-- {registered, bound key, created, mailbox_key, mailbox_sig}.
 local registered = redis.call('HGET', KEYS[1], ARGV[3])
 local created = 0
 if not registered then
@@ -24,4 +25,5 @@ if not bound or bound == '' then
     redis.call('HSET', user, 'mailbox_key', ARGV[7], 'mailbox_sig', ARGV[8])
   end
 end
-return {registered, bound, created, redis.call('HGET', user, 'mailbox_key') or ''}
+local published = redis.call('HMGET', user, 'mailbox_key', 'mailbox_sig')
+return {registered, bound, created, published[1] or '', published[2] or ''}
