@@ -43,11 +43,7 @@ async def report(transfer: p2pchat.Transfer) -> None:
         say(f"failed {type(exc).__name__}: {exc}")
 
 
-async def accept_files(peer: p2pchat.Peer, inbox: Path) -> None:
-    waiting = set()
-    for transfer in await peer.transfers():  # accepted before a restart: they go on
-        if not transfer.outgoing and transfer.state == "accepted":
-            waiting.add(asyncio.create_task(report(transfer)))
+async def accept_files(peer: p2pchat.Peer, inbox: Path, waiting: set[asyncio.Task[None]]) -> None:
     while True:
         offer = await peer.next_file()
         transfer = await offer.accept(inbox)
@@ -93,7 +89,14 @@ async def main(
     async with peer:
         say("ready")
         if role == "receiver":
-            await asyncio.gather(accept_talks(peer), accept_files(peer, Path(rest[0])))
+            # What was accepted before a restart goes on at the next talk: looked up before
+            # any talk is accepted (the rest of a file may arrive as soon as one is).
+            waiting = {
+                asyncio.create_task(report(transfer))
+                for transfer in await peer.transfers()
+                if not transfer.outgoing and transfer.state == "accepted"
+            }
+            await asyncio.gather(accept_talks(peer), accept_files(peer, Path(rest[0]), waiting))
         else:
             await send(peer, rest[0], Path(rest[1]))
             await asyncio.Event().wait()  # stay, so the test decides when to stop

@@ -1,8 +1,8 @@
 """What lets one node hold many peers, and what it must not cost: a returning user who
 publishes the mailbox key and signature stored already is not checked again (every other
 is, and every login proves its key); what a node keeps for ``list`` costs the same with
-many online as with few; a connection's lean stream protocol still waits for room and
-wakes when it is made."""
+many online as with few; a server connection still waits for room to write and wakes
+when it is made."""
 
 from __future__ import annotations
 

@@ -18,7 +18,6 @@ binds every socket without an await in between.
 from __future__ import annotations
 
 import asyncio
-import collections
 import errno
 import ipaddress
 import logging
@@ -80,7 +79,7 @@ async def listen(
     """
     hosts = ["0.0.0.0", "::"] if is_wildcard(host) else [host]
     if len(hosts) == 1 and not reuse_port:  # nothing to do by hand
-        return [await _start_server(handler, host, port, ssl=ssl, backlog=backlog)]
+        return [await asyncio.start_server(handler, host, port, ssl=ssl, backlog=backlog)]
     for attempt in range(8):
         sockets: list[socket.socket] = []
         chosen = port
@@ -105,31 +104,10 @@ async def listen(
         if not sockets:
             raise OSError(errno.EADDRNOTAVAIL, f"cannot listen on {host}")
         return [
-            await _start_server(handler, sock=sock, ssl=ssl, backlog=backlog) for sock in sockets
+            await asyncio.start_server(handler, sock=sock, ssl=ssl, backlog=backlog)
+            for sock in sockets
         ]
     raise AssertionError("unreachable")
-
-
-class _LeanStreamProtocol(asyncio.StreamReaderProtocol):
-    """asyncio's stream protocol, less an empty ``deque`` per connection: about 700 bytes,
-    on a server that holds a connection per logged-in peer. The futures waiting for room
-    to write are kept in a list, which does all that asyncio does with them (append,
-    remove, go through: Python 3.11 to 3.13); left as it is if asyncio keeps them
-    otherwise."""
-
-    def __init__(self, reader: asyncio.StreamReader, handler: Handler) -> None:
-        super().__init__(reader, handler)
-        if type(getattr(self, "_drain_waiters", None)) is collections.deque:
-            self._drain_waiters: Any = []
-
-
-async def _start_server(handler: Handler, *args: Any, **kwargs: Any) -> asyncio.Server:
-    """``asyncio.start_server``, each connection on a ``_LeanStreamProtocol``."""
-
-    def connected() -> _LeanStreamProtocol:
-        return _LeanStreamProtocol(asyncio.StreamReader(), handler)
-
-    return await asyncio.get_running_loop().create_server(connected, *args, **kwargs)
 
 
 def _listening_socket(host: str, port: int, *, reuse_port: bool) -> socket.socket:
