@@ -140,9 +140,8 @@ def test_sorted_names_keep_order_through_adds_and_removes(
 async def test_answers_held_for_a_peer_that_stopped_reading_flow_once_it_reads_again(
     raw_clients: RawFactory,
 ) -> None:
-    """The server's reader of a peer waits for room (a waiter in the stream protocol's
-    list) while the peer reads nothing, and goes on once it reads: every answer comes,
-    in order."""
+    """The server's reader of a peer waits for room while the peer reads nothing, and
+    goes on once it reads: every answer comes, in order."""
     async with p2pchat.SignallingServer(port=0, outbox_size=4, rate_limit=None) as server:
         for n in range(80):  # long names: each list answer is large (3 KB)
             filler = await raw_clients(server.port)
