@@ -1,7 +1,7 @@
 """``make bench``: p2pchat beside a raw-asyncio baseline, measured in the same run.
 
-    python -m benchmarks [--quick] [--json PATH]
-        [--only burst,index,search,awaited,logins,list,rendezvous,relay,files,groups,
+    python -m benchmarks [--quick] [--json PATH] [--levels N,...] [--profile DIR]
+        [--only burst,index,search,awaited,logins,rendezvous,relay,files,groups,
                 senders,fsync,invitations,mail]
 
 Every row is measured here and now, on this machine, with its baseline beside it where
@@ -305,6 +305,8 @@ async def run(args: argparse.Namespace) -> list[Row]:
         for name, make in speed_rows.ROWS.items():  # the second speed step's rows
             parts[name] = functools.partial(_extend, bench, make)
         chosen = args.only.split(",") if args.only else list(parts)
+        if unknown := [name for name in chosen if name not in parts]:
+            raise SystemExit(f"no such row: {', '.join(unknown)} (rows: {', '.join(parts)})")
         for name in chosen:
             started = time.perf_counter()
             await parts[name]()
