@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import socket
+import sqlite3
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -114,6 +115,34 @@ async def test_a_login_still_proves_its_key_when_the_mailbox_is_known(
         assert isinstance(refused, Error)
         assert refused.code == "authentication_failed"
         assert "registered to another key" in refused.reason
+
+
+async def test_a_name_from_before_identities_is_bound_only_by_a_login_that_is_welcomed(
+    tmp_path: Path, raw_clients: RawFactory
+) -> None:
+    # A user row with no key yet (users schema 1) is bound to the first key that logs in,
+    # as a new name is: a login refused for its mailbox key leaves it unbound.
+    path = tmp_path / "users.sqlite3"
+    store = p2pchat.SqliteUserStore(path)
+    await store.start()
+    await store.close()
+    with sqlite3.connect(path) as db:
+        db.execute("INSERT INTO users (name, first_seen, last_seen) VALUES ('mallory', 1, 1)")
+    owner = Identity.generate()
+    forged = (b64encode(secrets.token_bytes(32)), owner.sign(b"not the mailbox key"))
+    async with p2pchat.SignallingServer(port=0, store=p2pchat.SqliteUserStore(path)) as server:
+        refused = await log_in(raw_clients, server.port, owner, forged)
+        assert isinstance(refused, Error)
+        assert "mailbox key" in refused.reason
+        user = await server.store.get("mallory")
+        assert user is not None
+        assert user.key is None  # no trace of the refused login
+        fresh = b64encode(secrets.token_bytes(32))
+        mailbox = (fresh, owner.sign(mailbox_key_payload(fresh)))
+        assert isinstance(await log_in(raw_clients, server.port, owner, mailbox), Welcome)
+        user = await server.store.get("mallory")
+        assert user is not None
+        assert (user.key, user.mailbox_key) == (owner.key, fresh)
 
 
 @given(

@@ -174,7 +174,9 @@ class UserStore(Protocol):
         The user is looked up whatever the case of ``name``; the answer's ``name`` is the
         registered spelling and ``key`` the bound key (either may differ from what was
         asked: the caller refuses the login then). An unknown name is registered, with
-        ``key``, only if ``create``; otherwise the answer is None. The answer also tells
+        ``key``, only if ``create``, and so is ``key`` bound to a name from before
+        identities (known, without a key); otherwise the answer is None, and nothing is
+        written. The answer also tells
         the mailbox key and signature published for the user (a login that publishes the
         same ones has them checked already).
 
@@ -395,9 +397,9 @@ class MemoryUserStore:
         registered = self._spelling.get(name.casefold(), name)
         known = self._users.get(registered)
         created = known is None
+        if (known is None or known.key is None) and not create:
+            return None  # unknown, or from before identities: bound only by a login that may
         if known is None:
-            if not create:
-                return None
             known = UserRecord(name=name, addresses=[], online=False, first_seen=now, last_seen=now)
             self._spelling[name.casefold()] = name
         if known.key is None:

@@ -129,6 +129,8 @@ class SqliteUserStore(SqliteStore):
                 )
             registered, bound, published, signature = str(row[0]), row[1], row[2], row[3]
             if bound is None:  # a user from before identities: the first key binds it
+                if not create:
+                    return None  # (as a new name is: by a login that may, all checked)
                 db.execute(
                     "UPDATE users SET key = ?, mailbox_key = ?, mailbox_sig = ? WHERE name = ?",
                     (key, mailbox_key, mailbox_sig, registered),

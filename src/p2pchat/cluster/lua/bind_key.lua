@@ -1,9 +1,14 @@
 -- Whom a name belongs to, binding a key to it on first use (RedisUserStore.bind_key).
 -- KEYS[1] names hash (casefolded -> registered)
 -- ARGV prefix, name, casefolded name, key, now, create ("1"/"0"), mailbox_key, mailbox_sig
--- Returns false (unknown and not created) or
+-- Returns false (unknown, or without a key yet, and create not asked) or
 -- {registered, bound key, created, mailbox_key, mailbox_sig}.
 local registered = redis.call('HGET', KEYS[1], ARGV[3])
+if registered and ARGV[6] ~= '1' then
+  -- a user from before identities is bound as a new name is: only when create is asked
+  local bound = redis.call('HGET', ARGV[1] .. ':user:' .. registered, 'key')
+  if not bound or bound == '' then return false end
+end
 local created = 0
 if not registered then
   if ARGV[6] ~= '1' then return false end
