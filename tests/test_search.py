@@ -14,6 +14,7 @@ import pytest
 import p2pchat
 import p2pchat.stores
 from p2pchat import InvalidQuery, Message, MessageStore, P2PChatError, StoreError
+from p2pchat.stores import sqlite_db
 
 from .conftest import eventually
 
@@ -305,7 +306,7 @@ async def test_a_store_made_by_the_version_4_schema_is_migrated_and_indexed(
     finally:
         await store.close()
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 7  # 4 -> 5 -> 6 -> 7
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 8  # 4 -> 5 -> 6 -> 7 -> 8
     assert indexed(path) == (4, 4)
 
 
@@ -338,8 +339,36 @@ async def test_a_store_made_by_the_version_5_schema_takes_groups_and_keeps_its_i
     finally:
         await store.close()
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 7
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 8
     assert indexed(path) == (3, 3)
+
+
+async def test_a_store_made_by_the_version_7_schema_merges_later_under_writes(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "search.sqlite3"
+    with sqlite3.connect(path) as db:  # what the idle merging's version makes, indexed
+        for version in range(1, 8):
+            db.executescript((SCHEMA / f"messages-{version}.sql").read_text())
+        db.execute("PRAGMA user_version = 7")
+        db.execute(
+            "INSERT INTO messages (id, sender, recipient, body, sent_at, shipped)"
+            " VALUES ('a1', 'alice', 'bob', 'picnic on Sunday', 1.0, 1)"
+        )
+        db.execute("INSERT INTO messages_fts (messages_fts) VALUES ('rebuild')")
+        db.execute("UPDATE messages_indexed SET up_to = 1")
+    store = p2pchat.SqliteMessageStore(path)
+    await store.start()
+    try:
+        assert await store.add(said(2, "picnic again"))
+        assert [m.id for m in await store.search("alice", "picnic")] == ["m2", "a1"]
+    finally:
+        await store.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 8
+        crisis = db.execute("SELECT v FROM messages_fts_config WHERE k = 'crisismerge'")
+        assert crisis.fetchone()[0] == 1024
+    assert indexed(path) == (2, 2)
 
 
 def segments(path: Path) -> int:
@@ -370,8 +399,63 @@ async def test_writes_only_add_to_the_index_and_idle_time_merges_it(tmp_path: Pa
     with sqlite3.connect(path) as db:
         settings = dict(db.execute("SELECT k, v FROM messages_fts_config").fetchall())
         merging = (settings["automerge"], settings["usermerge"], settings["crisismerge"])
-        assert merging == (0, 16, 64)
+        assert merging == (0, 16, 1024)
         db.execute("INSERT INTO messages_fts (messages_fts, rank) VALUES ('integrity-check', 1)")
+
+
+class FallsBehindSoon(p2pchat.SqliteMessageStore):
+    BEHIND = 20
+
+
+async def test_writes_that_never_pause_let_merging_in_between_once_far_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Past BEHIND segments, merging goes between writes, a step after each (version 8;
+    # FTS5's own merge of a whole level in one write is left at 1,024 segments): with no
+    # idle moment at all (none comes within a minute here), the index stays in a bounded
+    # number of segments, and stays whole.
+    monkeypatch.setattr(sqlite_db, "IDLE_AFTER", 60.0)
+    path = tmp_path / "m.sqlite3"
+    store = FallsBehindSoon(path)
+    await store.start()
+    try:
+        most = 0
+        for n in range(120):
+            await store.add(said(n, f"note{n} common" + (" rare" if n % 20 == 7 else "")))
+            most = max(most, segments(path))
+        assert FallsBehindSoon.BEHIND <= most <= FallsBehindSoon.BEHIND + 8
+        rare = [m.id for m in await store.search("bob", "rare")]
+        assert rare == ["m107", "m87", "m67", "m47", "m27", "m7"]
+        assert len(await store.search("bob", "common", limit=200)) == 120
+    finally:
+        await store.close()
+    with sqlite3.connect(path) as db:
+        db.execute("INSERT INTO messages_fts (messages_fts, rank) VALUES ('integrity-check', 1)")
+
+
+class UpkeepFails(p2pchat.SqliteMessageStore):
+    BEHIND = 2
+
+    def _tidy(self, db: sqlite3.Connection) -> bool:
+        raise sqlite3.OperationalError("database or disk is full")
+
+
+async def test_writes_go_on_when_merging_between_them_fails(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A step of merging is a transaction of its own: when it fails (a full disk, say),
+    # it is logged, and the writes around it are not touched.
+    path = tmp_path / "m.sqlite3"
+    store = UpkeepFails(path)
+    await store.start()
+    try:
+        for n in range(10):
+            assert await store.add(said(n, f"note{n} common"))
+        assert len(await store.search("bob", "common")) == 10
+    finally:
+        await store.close()
+    assert "disk is full" in caplog.text
+    assert indexed(path) == (10, 10)
 
 
 async def test_a_write_that_comes_while_the_index_is_merged_waits_one_step(

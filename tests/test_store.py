@@ -200,7 +200,7 @@ async def test_sqlite_files_are_private_wal_and_versioned(tmp_path: Path) -> Non
     await store.close()
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 7  # messages: version 7
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 8  # messages: version 8
 
 
 @pytest.mark.parametrize("kind", [p2pchat.SqliteMessageStore, p2pchat.SqliteUserStore])
@@ -550,7 +550,7 @@ async def test_a_store_made_by_the_version_3_schema_is_migrated_keeping_everythi
     finally:
         await store.close()
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 7
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 8
 
 
 async def test_mailbox_pages_go_on_past_what_was_handed_out(mailbox: Mailbox) -> None:

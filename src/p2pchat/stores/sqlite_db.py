@@ -17,7 +17,9 @@ process loses neither kind.
 
 Upkeep that need not be done when a write is (merging the search index's segments) is
 ``idle`` work: done in steps, each a short transaction of its own, once no write has come
-for ``IDLE_AFTER``; a write that comes meanwhile waits for one step at most.
+for ``IDLE_AFTER``; a write that comes meanwhile waits for one step at most. When the
+store says the upkeep is ``due`` (writes have not let it be for long), a step goes
+between one transaction and the next instead, until it is no longer due.
 """
 
 from __future__ import annotations
@@ -87,6 +89,7 @@ class SqliteDatabase:
         synchronous: str,
         finish: Job | None = None,
         idle: Callable[[sqlite3.Connection], bool] | None = None,
+        due: Callable[[], bool] | None = None,
     ) -> None:
         self.path = Path(path)
         self.kind = kind
@@ -100,6 +103,9 @@ class SqliteDatabase:
         """One step of upkeep, run in a transaction of its own (not fsynced) when the
         writer is idle; True if there is more to do. A step that fails is logged, and
         the upkeep waits for the next idle moment."""
+        self.due = due
+        """Whether upkeep must not wait for an idle moment (asked on the event loop after
+        each transaction): a step of it then goes before the next transaction."""
         self._idling: asyncio.TimerHandle | None = None  # the idle step to come
         self._upkeep = False  # idle work may be done: open, and not closing
         self._writer_thread = _Thread(f"p2pchat-{kind}-writer")
@@ -240,7 +246,9 @@ class SqliteDatabase:
                 future.set_exception(error)
         self._done += len(batch)
         self._committing = False
-        if self._pending:
+        if self.due is not None and self._upkeep and self.due() and self._idle_step(between=True):
+            pass  # what is pending goes once the step is done (_idled)
+        elif self._pending:
             self._flush()
         else:
             self._idle_later(IDLE_AFTER)
@@ -262,22 +270,26 @@ class SqliteDatabase:
             self._not_idle()
             self._idling = asyncio.get_running_loop().call_later(delay, self._idle_step)
 
-    def _idle_step(self) -> None:
-        """Run one step of idle work on the writer's thread, if it is still idle. It
-        holds the writer as a transaction does: writes that come meanwhile wait for it,
-        then go in the next transaction."""
-        self._idling = None
+    def _idle_step(self, *, between: bool = False) -> bool:
+        """Start one step of idle work on the writer's thread, if it is still idle (or,
+        ``between``, before the writes pending); False if it did not start. It holds the
+        writer as a transaction does: writes that come meanwhile wait for it, then go in
+        the next transaction."""
+        self._not_idle()
         step = self.idle
-        if step is None or not self._upkeep or self._pending or self._committing:
-            return
+        if step is None or not self._upkeep or self._committing:
+            return False
+        if self._pending and not between:
+            return False
         loop = asyncio.get_running_loop()
         self._committing = True
         try:
             running = self._writer_thread.executor.submit(self._idle_transaction, step)
         except RuntimeError:  # the executor is shut down (closed meanwhile)
             self._committing = False
-            return
+            return False
         running.add_done_callback(lambda done: loop.call_soon_threadsafe(self._idled, done))
+        return True
 
     def _idled(self, done: concurrent.futures.Future[bool]) -> None:
         self._committing = False

@@ -19,14 +19,15 @@ from ..store import Message
 from .rows import MESSAGE_COLUMNS, Database, message_from_row
 from .search import parse
 
-__all__ = ["SearchQueries", "index_new_rows", "merge_index", "newest_matches"]
+__all__ = ["MERGE_PAGES", "SearchQueries", "index_new_rows", "merge_index", "newest_matches"]
 
 Row = Sequence[Any]
 """A row of the search's query: the seq, then the message's columns."""
 
 _BLOCK_BITS = 12  # messages_latest keeps the latest sent_at of each 4,096 seqs
 _FIRST_WALK = 256  # matches read at first; each further read four times more
-_MERGE_PAGES = 64  # pages one step of merging writes (a few ms; a write waits for it)
+MERGE_PAGES = 64
+"""Pages one step of idle merging writes (a few ms: a write that comes waits for it)."""
 _NEWEST_FIRST = "sent_at DESC, id DESC, sender DESC"  # history's order, backwards
 
 
@@ -144,9 +145,10 @@ def newest_matches(
     return [row for _, row in sorted(kept, key=lambda item: item[0], reverse=True)]
 
 
-def index_new_rows(db: sqlite3.Connection) -> None:
+def index_new_rows(db: sqlite3.Connection) -> int:
     """Index what this transaction stored, in it, before it commits: the words of
-    the new bodies (FTS5) and the latest sent_at of their blocks of seqs.
+    the new bodies (FTS5) and the latest sent_at of their blocks of seqs. Returns how
+    many messages it indexed.
 
     Once for the whole transaction, whoever wrote its rows, rather than a trigger
     per row: FTS5 writes what it holds to disk at the start of every statement that
@@ -156,7 +158,7 @@ def index_new_rows(db: sqlite3.Connection) -> None:
     done = int(row[0])
     newest = db.execute("SELECT max(seq) FROM messages").fetchone()[0]
     if newest is None or int(newest) <= done:
-        return  # nothing new (a receipt, a flag): two look-ups
+        return 0  # nothing new (a receipt, a flag): two look-ups
     db.execute(
         "INSERT INTO messages_fts (rowid, body) SELECT seq, body FROM messages WHERE seq > ?",
         (done,),
@@ -169,12 +171,15 @@ def index_new_rows(db: sqlite3.Connection) -> None:
         (done,),
     )
     db.execute("UPDATE messages_indexed SET up_to = ?", (int(newest),))
+    return int(newest) - done  # seqs are given in order: one each
 
 
-def merge_index(db: sqlite3.Connection) -> bool:
-    """Merge some of the index's segments (16 at a time: ``usermerge``, set with the
-    schema); True if there may be more to merge. Writes only add segments
-    (``automerge`` is off): this is the merging, done when the store is idle."""
+def merge_index(db: sqlite3.Connection, pages: int = MERGE_PAGES) -> bool:
+    """Write about ``pages`` pages of merged index: a step in merging the segments of a
+    level that holds 16 or more (``usermerge``, set with the schema), all of them, which
+    the next step goes on with. True if there may be more to merge. Writes only add
+    segments (``automerge`` is off): this is the merging, done when the store is idle, or
+    by writes that have not let it be for long (``SqliteMessageStore.BEHIND``)."""
     before = db.total_changes
-    db.execute("INSERT INTO messages_fts (messages_fts, rank) VALUES ('merge', ?)", (_MERGE_PAGES,))
+    db.execute("INSERT INTO messages_fts (messages_fts, rank) VALUES ('merge', ?)", (pages,))
     return db.total_changes - before >= 2  # FTS5: fewer changes, nothing was merged
