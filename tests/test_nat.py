@@ -163,8 +163,13 @@ async def test_a_natted_inviter_calls_a_public_invitee_back(
     report("NATed inviter -> public invitee", outcome, capsys)
     # The call back and the punch start together, and either makes a direct path here
     # (bob is public): the call back usually wins, the punch may on a loaded machine.
+    # Each end names the path as it made it: alice's punch may reach bob's listener,
+    # which takes it as the call back it then is (she says ``reverse`` on it), so that
+    # one connection is "punched" at her end and "reversed" at his (seen once in a full
+    # run beside two CPU burners); the other way round cannot be.
     assert outcome.invitee[:2] in {("direct", "reversed"), ("direct", "punched")}
-    assert outcome.inviter[:2] == outcome.invitee[:2]
+    assert outcome.inviter[:2] in {("direct", "reversed"), ("direct", "punched")}
+    assert (outcome.inviter[1], outcome.invitee[1]) != ("reversed", "punched")
     assert outcome.inviter[2].startswith("198.18.0.10:")
 
 
