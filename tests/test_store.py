@@ -6,6 +6,8 @@ import asyncio
 import sqlite3
 import stat
 import threading
+import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -15,6 +17,7 @@ import p2pchat
 import p2pchat.stores
 from p2pchat import Mailbox, MailboxItem, Message, MessageStore, StoreError, UserStore
 from p2pchat.cluster.redis_store import RedisMailbox, RedisUserStore
+from p2pchat.store import new_id
 
 
 def message(n: int, sender: str = "alice", recipient: str = "bob") -> Message:
@@ -49,6 +52,21 @@ async def users(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     await store.start()
     yield store
     await store.close()
+
+
+def test_new_ids_are_uuid7_in_the_order_they_were_made() -> None:
+    # The time in ms, then 74 random bits (RFC 9562): the store's (id, sender) index grows
+    # at its end, and an id is still not to be guessed.
+    made = [new_id() for _ in range(2000)]
+    now_ms = time.time_ns() // 1_000_000
+    while time.time_ns() // 1_000_000 <= now_ms:
+        pass  # the next millisecond
+    later = Message.new("alice", "bob", "hi").id
+    assert len(set(made)) == len(made)
+    assert all(uuid.UUID(i).version == 7 and uuid.UUID(i).variant == uuid.RFC_4122 for i in made)
+    assert max(made) < later
+    assert abs(int(later.replace("-", "")[:12], 16) - now_ms) < 1000
+    assert len({i[19:] for i in made}) == len(made)  # the random part differs each time
 
 
 async def test_add_is_idempotent_on_id(messages: MessageStore) -> None:

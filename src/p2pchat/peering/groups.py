@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from typing import Any, Protocol
 
@@ -37,7 +36,7 @@ from ..errors import (
 from ..messages import GroupChange, GroupNote, Roster
 from ..protocol import check_name
 from ..shared.identity import Identity, verify_signature
-from ..store import GroupRecord, Message, MessageStore
+from ..store import GroupRecord, Message, MessageStore, new_id
 from .group import Group
 from .keys import KeyBook
 from .roster import (
@@ -239,7 +238,7 @@ class Groups:
 
     def _notice(self, roster: Roster, notice: str) -> Message:
         return Message(
-            id=str(uuid.uuid4()),
+            id=new_id(),
             sender=self.name,
             recipient=roster.group,
             body=describe(roster, notice, self.name),
@@ -262,7 +261,7 @@ class Groups:
             now = time.time()
             messages = [
                 Message(
-                    id=str(uuid.uuid4()),
+                    id=new_id(),
                     sender=self.name,
                     recipient=group_id,
                     body=body,
