@@ -367,7 +367,7 @@ async def test_a_store_made_by_the_version_7_schema_merges_later_under_writes(
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == 8
         crisis = db.execute("SELECT v FROM messages_fts_config WHERE k = 'crisismerge'")
-        assert crisis.fetchone()[0] == 1024
+        assert crisis.fetchone()[0] == 512
     assert indexed(path) == (2, 2)
 
 
@@ -399,7 +399,7 @@ async def test_writes_only_add_to_the_index_and_idle_time_merges_it(tmp_path: Pa
     with sqlite3.connect(path) as db:
         settings = dict(db.execute("SELECT k, v FROM messages_fts_config").fetchall())
         merging = (settings["automerge"], settings["usermerge"], settings["crisismerge"])
-        assert merging == (0, 16, 1024)
+        assert merging == (0, 16, 512)
         db.execute("INSERT INTO messages_fts (messages_fts, rank) VALUES ('integrity-check', 1)")
 
 
@@ -411,7 +411,7 @@ async def test_writes_that_never_pause_let_merging_in_between_once_far_behind(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Past BEHIND segments, merging goes between writes, a step after each (version 8;
-    # FTS5's own merge of a whole level in one write is left at 1,024 segments): with no
+    # FTS5's own merge of a whole level in one write is left at 512 segments): with no
     # idle moment at all (none comes within a minute here), the index stays in a bounded
     # number of segments, and stays whole.
     monkeypatch.setattr(sqlite_db, "IDLE_AFTER", 60.0)
@@ -431,6 +431,29 @@ async def test_writes_that_never_pause_let_merging_in_between_once_far_behind(
         await store.close()
     with sqlite3.connect(path) as db:
         db.execute("INSERT INTO messages_fts (messages_fts, rank) VALUES ('integrity-check', 1)")
+
+
+async def test_segments_left_by_earlier_runs_count_towards_falling_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A store reopened into writes that never pause (a restart into a flood, a crash
+    # loop) counts what its earlier runs left unmerged: runs shorter than BEHIND do not
+    # add up past it (found by review: 4 runs of 19 writes left 76 segments).
+    monkeypatch.setattr(sqlite_db, "IDLE_AFTER", 60.0)
+    path = tmp_path / "m.sqlite3"
+    for run in range(4):
+        store = FallsBehindSoon(path)
+        await store.start()
+        try:
+            assert store._segments == segments(path)  # counted at start
+            for n in range(19 * run, 19 * (run + 1)):
+                await store.add(said(n, f"note{n} common"))
+        finally:
+            await store.close()
+        assert segments(path) <= FallsBehindSoon.BEHIND + 8
+    with sqlite3.connect(path) as db:
+        db.execute("INSERT INTO messages_fts (messages_fts, rank) VALUES ('integrity-check', 1)")
+    assert indexed(path) == (76, 76)
 
 
 class UpkeepFails(p2pchat.SqliteMessageStore):

@@ -25,7 +25,13 @@ from .rows import (
 )
 from .sqlite_db import SqliteDatabase
 from .sqlite_groups import GroupTables
-from .sqlite_search import MERGE_PAGES, SearchQueries, index_new_rows, merge_index
+from .sqlite_search import (
+    MERGE_PAGES,
+    SearchQueries,
+    count_segments,
+    index_new_rows,
+    merge_index,
+)
 
 __all__ = ["SqliteDatabase", "SqliteMessageStore", "SqliteStore"]
 
@@ -115,6 +121,12 @@ class SqliteMessageStore(GroupTables, SearchQueries, SqliteStore):
         # On the writer's thread (read on the event loop's: an int, as it was just then).
         self._segments = 0  # added to the index since merging last caught up
         self._owed = 0  # messages indexed since the last step, while behind
+
+    async def start(self) -> None:
+        await super().start()
+        # What earlier runs left unmerged counts too: a store reopened into writes that
+        # never pause would otherwise wait BEHIND more writes each time it is opened.
+        self._segments = await self._database.read(count_segments)
 
     def _finish(self, db: sqlite3.Connection) -> None:
         added = index_new_rows(db)  # the search index, in every write transaction

@@ -19,7 +19,14 @@ from ..store import Message
 from .rows import MESSAGE_COLUMNS, Database, message_from_row
 from .search import parse
 
-__all__ = ["MERGE_PAGES", "SearchQueries", "index_new_rows", "merge_index", "newest_matches"]
+__all__ = [
+    "MERGE_PAGES",
+    "SearchQueries",
+    "count_segments",
+    "index_new_rows",
+    "merge_index",
+    "newest_matches",
+]
 
 Row = Sequence[Any]
 """A row of the search's query: the seq, then the message's columns."""
@@ -172,6 +179,17 @@ def index_new_rows(db: sqlite3.Connection) -> int:
     )
     db.execute("UPDATE messages_indexed SET up_to = ?", (int(newest),))
     return int(newest) - done  # seqs are given in order: one each
+
+
+def count_segments(db: sqlite3.Connection) -> int:
+    """How many segments the index is in: one look-up per segment (each next segment id
+    found from the last), not a walk of the whole index."""
+    row = db.execute(
+        "WITH RECURSIVE s (id) AS (SELECT min(segid) FROM messages_fts_idx"
+        " UNION ALL SELECT (SELECT min(segid) FROM messages_fts_idx WHERE segid > s.id)"
+        " FROM s WHERE s.id IS NOT NULL) SELECT count(id) FROM s"
+    ).fetchone()
+    return int(row[0])
 
 
 def merge_index(db: sqlite3.Connection, pages: int = MERGE_PAGES) -> bool:
