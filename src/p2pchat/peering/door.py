@@ -337,6 +337,11 @@ class Door:
         except ServerRefused as exc:
             await connection.close()
             raise InvitationGone(f"{user} refused the connection: {exc}") from None
+        except asyncio.CancelledError:
+            # Stopped (another way won): dropped at once. A close could wait its 2 s for
+            # a TLS handshake that is half done, and the way that won waits for this.
+            connection.abort()
+            raise
         except BaseException:
             await connection.close()
             raise
