@@ -213,7 +213,7 @@ async def test_the_index_is_written_in_the_messages_transaction(tmp_path: Path) 
             "INSERT INTO messages (id, sender, recipient, body, sent_at) VALUES (?, ?, ?, ?, ?)",
             ("half", "alice", "bob", "unwritten words", 1.0),
         )
-        store._finish(db)  # what ends the transaction, here before it fails
+        store._finish(db, False)  # what ends the transaction, here before it fails
         inside.append(index_rows(db))
         loop.call_soon_threadsafe(inserted.set)
         release.wait(10)

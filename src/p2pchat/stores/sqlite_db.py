@@ -46,6 +46,9 @@ T = TypeVar("T")
 Job = Callable[[sqlite3.Connection], Any]
 """A piece of a write transaction: runs on the writer's thread, inside BEGIN ... COMMIT."""
 
+Finish = Callable[[sqlite3.Connection, bool], None]
+"""What ends every write transaction, given whether more writes wait for the next."""
+
 
 class _Thread:
     """One SQLite connection and the one thread it is used on."""
@@ -87,7 +90,7 @@ class SqliteDatabase:
         kind: str,
         version: int,
         synchronous: str,
-        finish: Job | None = None,
+        finish: Finish | None = None,
         idle: Callable[[sqlite3.Connection], bool] | None = None,
         due: Callable[[], bool] | None = None,
     ) -> None:
@@ -98,7 +101,9 @@ class SqliteDatabase:
         self.finish = finish
         """Run in every write transaction after its jobs, before COMMIT: what must be
         written with whatever the jobs wrote (a search index). If it fails, nothing of
-        the transaction is."""
+        the transaction is. Told whether more writes wait for the next transaction (read
+        from the event loop's list as it is then: a hint, which a write arriving a moment
+        later makes stale), so that work the next can do for both may wait for it."""
         self.idle = idle
         """One step of upkeep, run in a transaction of its own (not fsynced) when the
         writer is idle; True if there is more to do. A step that fails is logged, and
@@ -361,7 +366,7 @@ class SqliteDatabase:
                 continue
             try:
                 if self.finish is not None:
-                    self.finish(db)
+                    self.finish(db, bool(self._pending))
                 db.execute("COMMIT")
             except sqlite3.Error as exc:
                 self._rollback(db)

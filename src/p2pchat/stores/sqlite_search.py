@@ -4,13 +4,17 @@ matches read from it.
 
 The index is FTS5 over the bodies (``schema/messages-5.sql``), beside ``messages_latest``,
 the latest ``sent_at`` of each block of seqs, that lets a search stop early. Group
-messages are indexed like the others (their recipient is their group).
+messages are indexed like the others (their recipient is their group). Under a burst the
+index may lag the messages by a few thousand (``SqliteMessageStore.TAIL``): a search
+reads those through ``Tail``, a scratch index of them in memory, so it always finds every
+message stored.
 """
 
 from __future__ import annotations
 
 import bisect
 import heapq
+import json
 import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -22,6 +26,7 @@ from .search import parse
 __all__ = [
     "MERGE_PAGES",
     "SearchQueries",
+    "Tail",
     "count_segments",
     "index_new_rows",
     "merge_index",
@@ -48,6 +53,10 @@ class SearchQueries:
 
     def _tables(self) -> Database:
         """The database the tables are in (the store's)."""
+        raise NotImplementedError
+
+    def _tail(self) -> Tail:
+        """The scratch index of what the index does not hold yet (the store's)."""
         raise NotImplementedError
 
     async def history(
@@ -99,9 +108,20 @@ class SearchQueries:
             f" WHERE messages_fts MATCH ? AND f.rowid < ? AND {whose}"
             " ORDER BY f.rowid DESC LIMIT ?"
         )
+        recent_sql = (
+            f"SELECT m.seq, {', '.join('m.' + c for c in MESSAGE_COLUMNS.split(', '))}"
+            f" FROM messages m WHERE m.seq IN (SELECT value FROM json_each(?)) AND {whose}"
+        )
 
         def job(db: sqlite3.Connection) -> list[Message]:
-            rows = newest_matches(db, sql, [query.fts5], parameters, limit, _search_order)
+            # One read transaction: the index, what it does not hold yet, and the rows.
+            recent = self._tail().matches(db, query.fts5)
+            also: list[Row] = []
+            if recent:
+                also = db.execute(recent_sql, [json.dumps(recent), *parameters]).fetchall()
+            rows = newest_matches(
+                db, sql, [query.fts5], parameters, limit, _search_order, also=also
+            )
             return [message_from_row(row[1:]) for row in rows]
 
         return await self._tables().read(job)
@@ -114,9 +134,11 @@ def newest_matches(
     after: Sequence[object],
     limit: int,
     order: Callable[[Row], tuple[float, str, str]],
+    *,
+    also: Sequence[Row] = (),
 ) -> list[Row]:
-    """The ``limit`` rows of ``sql`` latest by ``order`` (sent_at, id, sender), newest
-    first.
+    """The ``limit`` rows of ``sql`` and ``also`` latest by ``order`` (sent_at, id,
+    sender), newest first.
 
     ``sql`` reads matches newest seq first (the index's own order, no sort), from below a
     seq, at most so many: its parameters are ``before``, that seq, ``after``, the count;
@@ -132,16 +154,21 @@ def newest_matches(
     for _, when in latest:
         up_to.append(max(float(when), up_to[-1]) if up_to else float(when))
     kept: list[tuple[tuple[float, str, str], Row]] = []  # a heap: the oldest kept first
-    below = 1 << 62  # seqs are below this
-    count = _FIRST_WALK
-    while True:
-        rows = db.execute(sql, [*before, below, *after, count]).fetchall()
+
+    def keep(rows: Sequence[Row]) -> None:
         for row in rows:
             key = order(row)  # unique: (id, sender) is
             if len(kept) < limit:
                 heapq.heappush(kept, (key, row))
             elif key > kept[0][0]:
                 heapq.heapreplace(kept, (key, row))
+
+    keep(also)
+    below = 1 << 62  # seqs are below this
+    count = _FIRST_WALK
+    while True:
+        rows = db.execute(sql, [*before, below, *after, count]).fetchall()
+        keep(rows)
         if len(rows) < count:
             break  # every match read
         below = int(rows[-1][0])
@@ -152,10 +179,57 @@ def newest_matches(
     return [row for _, row in sorted(kept, key=lambda item: item[0], reverse=True)]
 
 
-def index_new_rows(db: sqlite3.Connection) -> int:
-    """Index what this transaction stored, in it, before it commits: the words of
-    the new bodies (FTS5) and the latest sent_at of their blocks of seqs. Returns how
-    many messages it indexed.
+class Tail:
+    """A scratch index, in memory, of the messages stored but not indexed yet (under a
+    burst: up to ``SqliteMessageStore.TAIL`` and a transaction's worth), made with the
+    index's own tokenizer, so that a search finds in them just what the index would.
+
+    Used on the reader's thread alone. Kept from one search to the next: it takes in the
+    messages new since, and is made anew once the index has taken in its own."""
+
+    TOKENIZE = "unicode61 remove_diacritics 2"  # messages_fts's (schema/messages-5.sql)
+
+    def __init__(self) -> None:
+        self._db: sqlite3.Connection | None = None
+        self._above = 0  # it holds the seqs above this (the index's up_to when made)
+        self._top = 0  # up to this one
+
+    def matches(self, db: sqlite3.Connection, fts5: str) -> list[int]:
+        """The seqs the index does not hold yet whose bodies match ``fts5``, as of the
+        read transaction ``db`` is in."""
+        done = int(db.execute("SELECT up_to FROM messages_indexed").fetchone()[0])
+        newest = int(db.execute("SELECT coalesce(max(seq), 0) FROM messages").fetchone()[0])
+        if newest <= done:
+            self.close()  # the index holds everything: the memory goes
+            return []
+        if self._db is None or self._above != done or self._top > newest:
+            self.close()
+            self._db = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+            self._db.execute(
+                f"CREATE VIRTUAL TABLE tail USING fts5 (body, tokenize = '{self.TOKENIZE}')"
+            )
+            self._above = self._top = done
+        if newest > self._top:
+            rows = db.execute(
+                "SELECT seq, body FROM messages WHERE seq > ? AND seq <= ?", (self._top, newest)
+            ).fetchall()
+            self._db.execute("BEGIN")
+            self._db.executemany("INSERT INTO tail (rowid, body) VALUES (?, ?)", rows)
+            self._db.execute("COMMIT")
+            self._top = newest
+        found = self._db.execute("SELECT rowid FROM tail WHERE tail MATCH ?", (fts5,))
+        return [int(row[0]) for row in found]
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+
+def index_new_rows(db: sqlite3.Connection, *, at_least: int = 1) -> int:
+    """Index what was stored since the index was last written, in this transaction,
+    if that is at least ``at_least`` messages: the words of the new bodies (FTS5) and
+    the latest sent_at of their blocks of seqs. Returns how many messages it indexed.
 
     Once for the whole transaction, whoever wrote its rows, rather than a trigger
     per row: FTS5 writes what it holds to disk at the start of every statement that
@@ -164,8 +238,8 @@ def index_new_rows(db: sqlite3.Connection) -> int:
     row = db.execute("SELECT up_to FROM messages_indexed").fetchone()
     done = int(row[0])
     newest = db.execute("SELECT max(seq) FROM messages").fetchone()[0]
-    if newest is None or int(newest) <= done:
-        return 0  # nothing new (a receipt, a flag): two look-ups
+    if newest is None or int(newest) - done < max(at_least, 1):
+        return 0  # nothing new (a receipt, a flag), or left to a later transaction
     db.execute(
         "INSERT INTO messages_fts (rowid, body) SELECT seq, body FROM messages WHERE seq > ?",
         (done,),

@@ -1,0 +1,302 @@
+"""The search index's tail in the SQLite store: under writes that follow one another, up
+to ``TAIL`` messages wait to be indexed with a later transaction (one index write for
+thousands of messages rather than one a transaction), and search finds them meanwhile,
+just as it finds those indexed; what waits is indexed by the transaction no write waits
+behind, or when the store is idle, or after a crash."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import signal
+import sqlite3
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import p2pchat
+from p2pchat import Message
+from p2pchat.stores import sqlite_db
+
+from .conftest import eventually
+from .test_index_upkeep import index_whole, indexed, segments
+
+
+def waiting(path: Path) -> int:
+    """Messages stored in ``path`` that the index does not hold yet."""
+    with sqlite3.connect(path) as db:
+        done = db.execute("SELECT up_to FROM messages_indexed").fetchone()[0]
+        return int(db.execute("SELECT count(*) FROM messages WHERE seq > ?", (done,)).fetchone()[0])
+
+
+def said(id: str, body: str, sent_at: float) -> Message:
+    return Message(id=id, sender="bob", recipient="alice", body=body, sent_at=sent_at)
+
+
+class AlwaysBusy(p2pchat.SqliteMessageStore):
+    """Writes as if another always waited: what is stored waits for the index until TAIL
+    messages do (the state a burst leaves between its transactions, kept still)."""
+
+    TAIL = 70
+
+    def _finish(self, db: sqlite3.Connection, busy: bool) -> None:
+        super()._finish(db, True)
+
+
+WORDS = ["Café", "cafe", "CAFÉ", "naïve", "hello", "Hello world", "world", "hélló", "zebra"]
+QUERIES = [
+    "cafe",
+    "CAFE",
+    "café",
+    "naive",
+    "hel*",
+    '"hello world"',
+    "world",
+    "hello world",
+    "zeb*",
+    "nothing",
+    "w7",
+    "x3*",
+]
+
+
+def conversation(rng: random.Random) -> list[Message]:
+    """200 messages among alice, bob and carol, and a group's, of words from WORDS."""
+    made = []
+    for n in range(200):
+        sender, recipient = rng.choice(
+            [("alice", "bob"), ("bob", "alice"), ("carol", "alice"), ("alice", "g1")]
+        )
+        body = " ".join(rng.sample(WORDS, 3)) + f" w{n % 10} x{n}"
+        group = "g1" if recipient == "g1" else None
+        sent_at = 1000.0 + n + rng.choice([0.0, -30.0])  # some arrive late
+        made.append(
+            Message(
+                id=f"m{n:03d}", sender=sender, recipient=recipient, body=body, sent_at=sent_at,
+                group=group,
+            )
+        )  # fmt: skip
+    return made
+
+
+async def answers(store: p2pchat.MessageStore) -> dict[tuple[str, str, str | None, int], list[str]]:
+    got = {}
+    for query in QUERIES:
+        for user, contact in (("alice", None), ("alice", "bob"), ("alice", "carol"), ("bob", None)):
+            for limit in (3, 50):
+                found = await store.search(user, query, contact=contact, limit=limit)
+                got[query, user, contact, limit] = [m.id for m in found]
+    return got
+
+
+async def test_search_finds_what_the_index_does_not_hold_yet_as_the_index_would(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The same messages in three stores: the memory store (a scan), a SQLite store with
+    # everything indexed, and one where the last of them wait to be indexed. Every query
+    # (accents, case, prefixes, phrases; by user, by contact; a group's messages; some
+    # limits) has the same answer in all three.
+    monkeypatch.setattr(sqlite_db, "IDLE_AFTER", 60.0)  # no idle moment indexes the tail
+    messages = conversation(random.Random(7))
+    memory = p2pchat.MemoryMessageStore()
+    whole = p2pchat.SqliteMessageStore(tmp_path / "whole.sqlite3")
+    tail = AlwaysBusy(tmp_path / "tail.sqlite3")
+    for store in (memory, whole, tail):
+        await store.start()
+    try:
+        for message in messages:  # a transaction each
+            for store in (memory, whole, tail):
+                if message.group is None:
+                    await store.add(message)
+                else:
+                    await store.add_group_messages([message], ["bob"])
+        assert waiting(tmp_path / "whole.sqlite3") == 0
+        assert waiting(tmp_path / "tail.sqlite3") == 200 % AlwaysBusy.TAIL  # 60 wait
+        expected = await answers(memory)
+        assert sum(map(len, expected.values())) > 500  # (the queries do find things)
+        assert await answers(whole) == expected
+        assert await answers(tail) == expected
+        # The tail changes between searches: the scratch index follows it.
+        await tail.add(said("late", "zebra", 5000.0))
+        assert waiting(tmp_path / "tail.sqlite3") == 61
+        assert [m.id for m in await tail.search("alice", "zebra", limit=1)] == ["late"]
+        for n in range(9):  # the tail reaches TAIL: indexed, and a new tail begins
+            await tail.add(said(f"n{n}", "yak", 6000.0 + n))
+        assert waiting(tmp_path / "tail.sqlite3") == 0
+        await tail.add(said("n9", "yak zebra", 6009.0))
+        assert waiting(tmp_path / "tail.sqlite3") == 1
+        assert len(await tail.search("alice", "yak")) == 10
+        assert [m.id for m in await tail.search("alice", "zebra", limit=2)] == ["n9", "late"]
+    finally:
+        for store in (memory, whole, tail):
+            await store.close()
+    index_whole(tmp_path / "tail.sqlite3")
+
+
+async def test_an_idle_store_indexes_what_waits_and_a_reopened_one_too(tmp_path: Path) -> None:
+    path = tmp_path / "m.sqlite3"
+    store = AlwaysBusy(path)
+    await store.start()
+    try:
+        for n in range(30):
+            await store.add(said(f"m{n}", f"w{n}", 1000.0 + n))
+        assert waiting(path) == 30
+        await eventually(lambda: waiting(path) == 0, timeout=10)  # idle: indexed
+    finally:
+        await store.close()
+    # Left waiting by a run that ended (a crash, or a close in a burst): the next indexes it.
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE messages_indexed SET up_to = 0")
+        db.execute("INSERT INTO messages_fts (messages_fts) VALUES ('delete-all')")
+    assert waiting(path) == 30
+    store = p2pchat.SqliteMessageStore(path)
+    await store.start()
+    try:
+        assert [m.id for m in await store.search("alice", "w7")] == ["m7"]
+        await eventually(lambda: waiting(path) == 0, timeout=10)
+        assert [m.id for m in await store.search("alice", "w7")] == ["m7"]
+    finally:
+        await store.close()
+    index_whole(path)
+    assert indexed(path) == (30, 30)
+
+
+async def writes_in_flight(store: p2pchat.SqliteMessageStore, batches: int, size: int) -> None:
+    """``batches`` writes of ``size`` messages, four at a time (as a talk's sender
+    stores them), each with a word of its own: b{batch}."""
+    room = asyncio.Semaphore(4)
+
+    async def one(batch: int) -> None:
+        try:
+            await store.add_many(
+                [
+                    Message(id=f"b{batch}m{k}", sender="alice", recipient="bob",
+                            body=f"b{batch} common word{k % 50}", sent_at=batch + k / 100)
+                    for k in range(size)
+                ]
+            )  # fmt: skip
+        finally:
+            room.release()
+
+    async with asyncio.TaskGroup() as tasks:
+        for batch in range(batches):
+            await room.acquire()  # the next goes once one of the four is done
+            tasks.create_task(one(batch))
+
+
+class Counting(p2pchat.SqliteMessageStore):
+    transactions = 0
+
+    def _finish(self, db: sqlite3.Connection, busy: bool) -> None:
+        self.transactions += 1
+        super()._finish(db, busy)
+
+
+async def test_writes_that_follow_one_another_share_index_writes_and_the_last_writes_all(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 300 writes of 40, four in flight: one index write for up to TAIL messages, so far
+    # fewer segments than transactions; the last transaction, which no write waits
+    # behind, indexes all that waited (no idle moment is needed: none comes here).
+    monkeypatch.setattr(sqlite_db, "IDLE_AFTER", 60.0)
+    path = tmp_path / "m.sqlite3"
+    store = Counting(path)
+    await store.start()
+    try:
+        await writes_in_flight(store, 300, 40)
+        assert waiting(path) == 0
+        assert len(await store.search("bob", "b299")) == 40
+        assert len(await store.search("bob", "common", limit=20_000)) == 12_000
+    finally:
+        await store.close()
+    assert store.transactions >= 75  # (at most four writes shared a transaction)
+    assert segments(path) <= store.transactions // 3, (segments(path), store.transactions)
+    index_whole(path)
+    assert indexed(path) == (12_000, 12_000)
+
+
+async def test_a_search_during_a_burst_finds_every_message_stored_before_it(
+    tmp_path: Path,
+) -> None:
+    # While writes follow one another, each search for a batch already stored finds all
+    # of it, whether the index holds it yet or not.
+    store = p2pchat.SqliteMessageStore(tmp_path / "m.sqlite3")
+    await store.start()
+    try:
+        writing = asyncio.create_task(writes_in_flight(store, 400, 40))
+        searches = 0
+        while not writing.done():
+            stored = await store.history("bob", "alice", limit=1)
+            if stored:
+                batch = stored[0].body.split()[0]
+                assert len(await store.search("bob", batch)) == 40, batch
+                searches += 1
+            await asyncio.sleep(0)
+        await writing
+        assert searches >= 10
+    finally:
+        await store.close()
+
+
+WRITER = """
+import asyncio, sys
+from p2pchat import Message, SqliteMessageStore
+
+async def main():
+    store = SqliteMessageStore(sys.argv[1])
+    await store.start()
+    room = asyncio.Semaphore(4)
+    async def one(batch):
+        await store.add_many([Message(id=f"b{batch}m{k}", sender="alice", recipient="bob",
+                                      body=f"b{batch} common", sent_at=batch + k / 100)
+                              for k in range(25)])
+        room.release()
+        sys.stdout.write(f"stored {batch}\\n")
+        sys.stdout.flush()
+    tasks = set()
+    for batch in range(1_000_000):
+        await room.acquire()
+        task = asyncio.create_task(one(batch))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+asyncio.run(main())
+"""
+
+
+async def test_a_process_killed_in_a_burst_leaves_nothing_unfound(tmp_path: Path) -> None:
+    # A real process writing four batches at a time is SIGKILLed mid-burst: reopened,
+    # each batch it was told was stored is found at once, and once idle the index holds
+    # every message and is whole.
+    script = tmp_path / "writer.py"
+    script.write_text(textwrap.dedent(WRITER))
+    path = tmp_path / "m.sqlite3"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, str(script), str(path), stdout=asyncio.subprocess.PIPE
+    )
+    assert process.stdout is not None
+    stored: set[int] = set()
+    try:
+        async with asyncio.timeout(30):
+            while len(stored) < 300:
+                line = (await process.stdout.readline()).decode()
+                assert line, "the writer ended"
+                stored.add(int(line.split()[1]))
+    finally:
+        process.send_signal(signal.SIGKILL)
+        await process.wait()
+    store = p2pchat.SqliteMessageStore(path)
+    await store.start()
+    try:
+        for batch in sorted(stored)[-20:]:
+            assert len(await store.search("bob", f"b{batch}")) == 25
+        found = await store.search("bob", "common", limit=100_000)
+        assert {m.id for m in found} >= {f"b{b}m{k}" for b in stored for k in range(25)}
+        await eventually(lambda: waiting(path) == 0, timeout=10)
+    finally:
+        await store.close()
+    index_whole(path)
+    count, words = indexed(path)
+    assert count == words >= 25 * len(stored)
