@@ -41,8 +41,11 @@ class UnindexedStore(p2pchat.SqliteMessageStore):
         await super().start()
         await self._database.write(_unindex)
 
-    def _finish(self, db: sqlite3.Connection, busy: bool) -> None:
+    def _finish(self, db: sqlite3.Connection, queued: bool) -> None:
         pass  # no index to write at the end of a transaction
+
+    def _catch_up(self, db: sqlite3.Connection) -> None:
+        pass  # nor any to catch up with
 
 
 def _unindex(db: sqlite3.Connection) -> None:

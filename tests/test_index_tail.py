@@ -41,7 +41,7 @@ class AlwaysBusy(p2pchat.SqliteMessageStore):
 
     TAIL = 70
 
-    def _finish(self, db: sqlite3.Connection, busy: bool) -> None:
+    def _finish(self, db: sqlite3.Connection, queued: bool) -> None:
         super()._finish(db, True)
 
 
@@ -189,17 +189,18 @@ async def writes_in_flight(store: p2pchat.SqliteMessageStore, batches: int, size
 class Counting(p2pchat.SqliteMessageStore):
     transactions = 0
 
-    def _finish(self, db: sqlite3.Connection, busy: bool) -> None:
+    def _finish(self, db: sqlite3.Connection, queued: bool) -> None:
         self.transactions += 1
-        super()._finish(db, busy)
+        super()._finish(db, queued)
 
 
-async def test_writes_that_follow_one_another_share_index_writes_and_the_last_writes_all(
+async def test_writes_that_follow_one_another_share_index_writes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # 300 writes of 40, four in flight: one index write for up to TAIL messages, so far
-    # fewer segments than transactions; the last transaction, which no write waits
-    # behind, indexes all that waited (no idle moment is needed: none comes here).
+    # 300 writes of 40, four in flight: a transaction that others wait behind leaves its
+    # messages to a later one's index write, up to TAIL of them: far fewer segments than
+    # transactions. The last, which no write waits behind, indexes all that waits (no
+    # idle moment is needed: none comes here).
     monkeypatch.setattr(sqlite_db, "IDLE_AFTER", 60.0)
     path = tmp_path / "m.sqlite3"
     store = Counting(path)
@@ -207,14 +208,17 @@ async def test_writes_that_follow_one_another_share_index_writes_and_the_last_wr
     try:
         await writes_in_flight(store, 300, 40)
         assert waiting(path) == 0
+        assert segments(path) <= store.transactions // 3, (segments(path), store.transactions)
+        assert store.transactions >= 75  # (at most four writes shared a transaction)
         assert len(await store.search("bob", "b299")) == 40
         assert len(await store.search("bob", "common", limit=20_000)) == 12_000
+        for n in range(20):  # one at a time: each indexed by its own transaction
+            await store.add(said(f"alone{n}", "alone", 0.0))
+            assert waiting(path) == 0
     finally:
         await store.close()
-    assert store.transactions >= 75  # (at most four writes shared a transaction)
-    assert segments(path) <= store.transactions // 3, (segments(path), store.transactions)
     index_whole(path)
-    assert indexed(path) == (12_000, 12_000)
+    assert indexed(path) == (12_020, 12_020)
 
 
 async def test_a_search_during_a_burst_finds_every_message_stored_before_it(

@@ -9,11 +9,13 @@ tables), ``sqlite_search.py`` (its search and paged history), ``rows.py`` (its c
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from ..errors import StoreError
 from ..store import Message
 from .rows import (
     COPY_COLUMNS,
@@ -58,7 +60,7 @@ class SqliteStore:
     TIDY = False
     """Whether the store has upkeep to do when idle (``_tidy``)."""
 
-    def _finish(self, db: sqlite3.Connection, busy: bool) -> None:
+    def _finish(self, db: sqlite3.Connection, queued: bool) -> None:
         """What ends every write transaction (SqliteDatabase.finish): nothing here."""
 
     def _tidy(self, db: sqlite3.Connection) -> bool:
@@ -118,11 +120,12 @@ class SqliteMessageStore(GroupTables, SearchQueries, SqliteStore):
     segments (measured: under 2 ms at 300)."""
 
     TAIL = 4096
-    """Messages that may wait to be indexed while writes follow one another: under a
-    burst, one index write for some thousands of messages rather than one a transaction
-    (FTS5 writes each word anew for each transaction that has it: this halves the
-    index's cost). The transaction that no write waits behind indexes all that waits;
-    until then, search reads them from the messages (``sqlite_search.Tail``)."""
+    """Messages that may wait to be indexed while more writes wait behind theirs: under
+    a burst, one index write for some thousands of messages rather than one a transaction
+    (FTS5 writes each word anew for each transaction that has it). The transaction no
+    write waits behind indexes what it stored and all that waits; so do an idle moment
+    and ``close()``, after a crash. Meanwhile search reads what waits through a scratch
+    index of it (``sqlite_search.Tail``)."""
 
     def __init__(self, path: str | Path) -> None:
         super().__init__(path)
@@ -135,6 +138,8 @@ class SqliteMessageStore(GroupTables, SearchQueries, SqliteStore):
         return self._recent
 
     async def close(self) -> None:
+        with contextlib.suppress(StoreError):  # (not open; or failed, and logged: next run)
+            await self._database.write(self._catch_up)
         await super().close()
         self._recent.close()  # (the reader's thread is done with it)
 
@@ -144,10 +149,14 @@ class SqliteMessageStore(GroupTables, SearchQueries, SqliteStore):
         # never pause would otherwise wait BEHIND more writes each time it is opened.
         self._segments = await self._database.read(count_segments)
 
-    def _finish(self, db: sqlite3.Connection, busy: bool) -> None:
-        # The search index: in this transaction, unless more writes wait and fewer than
-        # TAIL messages do (search reads those from the messages meanwhile).
-        self._indexed(index_new_rows(db, at_least=self.TAIL if busy else 1))
+    def _finish(self, db: sqlite3.Connection, queued: bool) -> None:
+        # The search index: in this transaction, unless more writes wait for the next
+        # and fewer than TAIL messages wait for the index (search reads them meanwhile).
+        self._indexed(index_new_rows(db, at_least=self.TAIL if queued else 1))
+
+    def _catch_up(self, db: sqlite3.Connection) -> None:
+        """Index all that waits."""
+        self._indexed(index_new_rows(db))
 
     def _indexed(self, added: int) -> None:
         """Count the segment ``added`` messages made (none if nothing was indexed)."""
@@ -160,7 +169,7 @@ class SqliteMessageStore(GroupTables, SearchQueries, SqliteStore):
         return self._segments > self.BEHIND
 
     def _tidy(self, db: sqlite3.Connection) -> bool:
-        added = index_new_rows(db)  # what writes left to a next that did not come
+        added = index_new_rows(db)  # what a run that ended in a crash left waiting
         if added:
             self._indexed(added)
             return True  # and merging next

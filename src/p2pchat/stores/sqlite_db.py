@@ -47,7 +47,7 @@ Job = Callable[[sqlite3.Connection], Any]
 """A piece of a write transaction: runs on the writer's thread, inside BEGIN ... COMMIT."""
 
 Finish = Callable[[sqlite3.Connection, bool], None]
-"""What ends every write transaction, given whether more writes wait for the next."""
+"""What ends every write transaction, given whether more writes wait for the next one."""
 
 
 class _Thread:
@@ -366,6 +366,8 @@ class SqliteDatabase:
                 continue
             try:
                 if self.finish is not None:
+                    # (the event loop's list, read as it is now: a write a moment later
+                    # makes it stale, which only changes when work is done, not what)
                     self.finish(db, bool(self._pending))
                 db.execute("COMMIT")
             except sqlite3.Error as exc:
