@@ -146,19 +146,20 @@ async def test_an_idle_store_indexes_what_waits_and_a_reopened_one_too(tmp_path:
         await eventually(lambda: waiting(path) == 0, timeout=10)  # idle: indexed
     finally:
         await store.close()
-    # Left waiting by a run that ended (a crash, or a close in a burst): the next indexes it.
+    # Left waiting by a run that ended in a crash (the file as it leaves it): the next run
+    # finds it at once, and indexes it once idle.
     with sqlite3.connect(path) as db:
         db.execute("UPDATE messages_indexed SET up_to = 0")
         db.execute("INSERT INTO messages_fts (messages_fts) VALUES ('delete-all')")
     assert waiting(path) == 30
-    store = p2pchat.SqliteMessageStore(path)
-    await store.start()
+    reopened = p2pchat.SqliteMessageStore(path)
+    await reopened.start()
     try:
-        assert [m.id for m in await store.search("alice", "w7")] == ["m7"]
+        assert [m.id for m in await reopened.search("alice", "w7")] == ["m7"]
         await eventually(lambda: waiting(path) == 0, timeout=10)
-        assert [m.id for m in await store.search("alice", "w7")] == ["m7"]
+        assert [m.id for m in await reopened.search("alice", "w7")] == ["m7"]
     finally:
-        await store.close()
+        await reopened.close()
     index_whole(path)
     assert indexed(path) == (30, 30)
 

@@ -101,9 +101,10 @@ class SqliteDatabase:
         self.finish = finish
         """Run in every write transaction after its jobs, before COMMIT: what must be
         written with whatever the jobs wrote (a search index). If it fails, nothing of
-        the transaction is. Told whether more writes wait for the next transaction (read
-        from the event loop's list as it is then: a hint, which a write arriving a moment
-        later makes stale), so that work the next can do for both may wait for it."""
+        the transaction is. Told whether more writes wait for the next transaction (the
+        event loop's list, read from this thread as it is then: a hint, which a write
+        arriving a moment later makes stale; it may change when work is done, never
+        what), so that work a later transaction can do for many may wait for it."""
         self.idle = idle
         """One step of upkeep, run in a transaction of its own (not fsynced) when the
         writer is idle; True if there is more to do. A step that fails is logged, and
@@ -366,9 +367,7 @@ class SqliteDatabase:
                 continue
             try:
                 if self.finish is not None:
-                    # (the event loop's list, read as it is now: a write a moment later
-                    # makes it stale, which only changes when work is done, not what)
-                    self.finish(db, bool(self._pending))
+                    self.finish(db, bool(self._pending))  # (see finish: a hint)
                 db.execute("COMMIT")
             except sqlite3.Error as exc:
                 self._rollback(db)
