@@ -305,3 +305,31 @@ async def test_a_process_killed_in_a_burst_leaves_nothing_unfound(tmp_path: Path
     index_whole(path)
     count, words = indexed(path)
     assert count == words >= 25 * len(stored)
+
+
+class FinishFailsOnce(p2pchat.SqliteMessageStore):
+    failed = False
+
+    def _finish(self, db: sqlite3.Connection, queued: bool) -> None:
+        if not self.failed:
+            self.failed = True
+            raise TypeError("a bug in what ends a transaction")
+        super()._finish(db, queued)
+
+
+async def test_an_error_in_what_ends_a_transaction_fails_its_writes_alone(tmp_path: Path) -> None:
+    # Not only SQLite's errors: the transaction is rolled back, its writes fail with the
+    # error, and the store goes on (it once stayed inside the transaction, and every
+    # later write failed).
+    path = tmp_path / "m.sqlite3"
+    store = FinishFailsOnce(path)
+    await store.start()
+    try:
+        with pytest.raises(TypeError, match="a bug"):
+            await store.add(said("lost", "lost words", 1.0))
+        assert await store.add(said("kept", "kept words", 2.0))
+        assert [m.id for m in await store.history("alice", "bob")] == ["kept"]
+        assert [m.id for m in await store.search("alice", "words")] == ["kept"]
+    finally:
+        await store.close()
+    index_whole(path)

@@ -369,7 +369,7 @@ class SqliteDatabase:
                 if self.finish is not None:
                     self.finish(db, bool(self._pending))  # (see finish: a hint)
                 db.execute("COMMIT")
-            except sqlite3.Error as exc:
+            except Exception as exc:  # (not only SQLite's: the transaction must end)
                 self._rollback(db)
                 return self._failed(outcomes, todo, exc)
             for index, result in zip(todo, results, strict=True):
