@@ -7,6 +7,7 @@ behind, or when the store is idle, or after a crash."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import signal
 import sqlite3
@@ -26,7 +27,7 @@ from .test_index_upkeep import index_whole, indexed, segments
 
 def waiting(path: Path) -> int:
     """Messages stored in ``path`` that the index does not hold yet."""
-    with sqlite3.connect(path) as db:
+    with contextlib.closing(sqlite3.connect(path)) as db:
         done = db.execute("SELECT up_to FROM messages_indexed").fetchone()[0]
         return int(db.execute("SELECT count(*) FROM messages WHERE seq > ?", (done,)).fetchone()[0])
 
@@ -148,7 +149,7 @@ async def test_an_idle_store_indexes_what_waits_and_a_reopened_one_too(tmp_path:
         await store.close()
     # Left waiting by a run that ended in a crash (the file as it leaves it): the next run
     # finds it at once, and indexes it once idle.
-    with sqlite3.connect(path) as db:
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
         db.execute("UPDATE messages_indexed SET up_to = 0")
         db.execute("INSERT INTO messages_fts (messages_fts) VALUES ('delete-all')")
     assert waiting(path) == 30
@@ -333,3 +334,59 @@ async def test_an_error_in_what_ends_a_transaction_fails_its_writes_alone(tmp_pa
     finally:
         await store.close()
     index_whole(path)
+
+
+async def test_what_waits_is_bounded_by_the_size_of_its_bodies_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Found by review: 4,095 bodies of 16 KiB waiting made a search take 6.4 s to put them
+    # in its scratch index, and the catching-up write 3 to 9 s. Now what waits is indexed
+    # once its bodies reach TAIL_BYTES, whatever their count.
+    monkeypatch.setattr(sqlite_db, "IDLE_AFTER", 60.0)
+    path = tmp_path / "m.sqlite3"
+    store = AlwaysBusy(path)
+    store.TAIL = 4096
+    await store.start()
+    body = " ".join(f"w{n:05d}" for n in range(2_340))  # 16 KiB of words, each its own
+    try:
+        most = 0
+        for n in range(60):
+            await store.add(said(f"big{n}", f"{body} big{n:02d}", 1000.0 + n))
+            most = max(most, waiting(path))
+        size = len(body) + len(" big00")
+        assert most * size < store.TAIL_BYTES <= (most + 1) * size  # 16 waited at most
+        for n in range(60):  # small ones: thousands may wait
+            await store.add(said(f"small{n}", f"small{n}", 2000.0 + n))
+        assert waiting(path) >= 60
+        assert [m.id for m in await store.search("alice", "big07")] == ["big7"]
+        assert len(await store.search("alice", "w02339", limit=100)) == 60
+    finally:
+        await store.close()
+    index_whole(path)
+
+
+async def test_a_search_that_comes_while_the_store_closes_fails_as_a_store_error(
+    tmp_path: Path,
+) -> None:
+    # Found by review: close() first indexes what waits; a search that came meanwhile
+    # waited for that write, then ran on a reader already closed (an AssertionError).
+    outcomes: set[str] = set()
+    for n in range(12):
+        store = AlwaysBusy(tmp_path / f"m{n}.sqlite3")
+        store.TAIL = 10**9
+        await store.start()
+        await store.add_many([said(f"m{k}", f"word n{k}", float(k)) for k in range(300)])
+
+        async def search(turns: int, store: p2pchat.SqliteMessageStore = store) -> str:
+            for _ in range(turns):
+                await asyncio.sleep(0)  # (to come at each point of close(), in turn)
+            try:
+                await store.search("alice", "word", limit=5)
+            except p2pchat.StoreError:
+                return "StoreError"
+            return "found"
+
+        _, outcome = await asyncio.gather(store.close(), search(n % 4))
+        outcomes.add(outcome)
+    assert outcomes <= {"found", "StoreError"}
+    assert "StoreError" in outcomes

@@ -5,6 +5,7 @@ may cost: a write, a message in the index, or the index's integrity."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sqlite3
 import sys
@@ -26,7 +27,7 @@ def said(n: int, body: str, sender: str = "alice", recipient: str = "bob") -> Me
 
 def indexed(path: Path) -> tuple[int, int]:
     """(messages, bodies in the full-text index, read from the index itself)."""
-    with sqlite3.connect(path) as db:
+    with contextlib.closing(sqlite3.connect(path)) as db:
         db.execute(
             "CREATE VIRTUAL TABLE IF NOT EXISTS temp.messages_words"
             " USING fts5vocab(main, messages_fts, instance)"
@@ -53,7 +54,7 @@ def index_whole(path: Path) -> None:
 
 def segments(path: Path) -> int:
     """How many segments the full-text index is in."""
-    with sqlite3.connect(path) as db:
+    with contextlib.closing(sqlite3.connect(path)) as db:
         return int(db.execute("SELECT count(DISTINCT segid) FROM messages_fts_idx").fetchone()[0])
 
 

@@ -33,7 +33,9 @@ from .sqlite_search import (
     Tail,
     count_segments,
     index_new_rows,
+    index_rows,
     merge_index,
+    waiting,
 )
 
 __all__ = ["SqliteDatabase", "SqliteMessageStore", "SqliteStore"]
@@ -127,11 +129,19 @@ class SqliteMessageStore(GroupTables, SearchQueries, SqliteStore):
     and ``close()``, after a crash. Meanwhile search reads what waits through a scratch
     index of it (``sqlite_search.Tail``)."""
 
+    TAIL_BYTES = 256 * 1024
+    """And at most about this much of their bodies (UTF-8): what a search may have to
+    put in its scratch index (about 0.1 s a MiB, measured), and the write that catches up
+    to index at once. (About: a transaction rolled back after its rows were counted may
+    stay counted, until the index next catches up.)"""
+
     def __init__(self, path: str | Path) -> None:
         super().__init__(path)
         # On the writer's thread (read on the event loop's: an int, as it was just then).
         self._segments = 0  # added to the index since merging last caught up
         self._owed = 0  # messages indexed since the last step, while behind
+        self._sized_to = 0  # the bodies up to this seq are counted in _sized: what waits
+        self._sized = 0
         self._recent = Tail()  # on the reader's thread
 
     def _tail(self) -> Tail:
@@ -151,8 +161,26 @@ class SqliteMessageStore(GroupTables, SearchQueries, SqliteStore):
 
     def _finish(self, db: sqlite3.Connection, queued: bool) -> None:
         # The search index: in this transaction, unless more writes wait for the next
-        # and fewer than TAIL messages wait for the index (search reads them meanwhile).
-        self._indexed(index_new_rows(db, at_least=self.TAIL if queued else 1))
+        # and what waits for the index is under TAIL (search reads it meanwhile).
+        done, newest = waiting(db)
+        if newest <= done:
+            return  # nothing new (a receipt, a flag)
+        if queued and newest - done < self.TAIL and self._size(db, done, newest) < self.TAIL_BYTES:
+            return  # left to a later transaction
+        self._indexed(index_rows(db, done, newest))
+
+    def _size(self, db: sqlite3.Connection, done: int, newest: int) -> int:
+        """The size of the bodies that wait, those of this transaction's rows added."""
+        if not done < self._sized_to <= newest:  # all indexed since, or a rollback
+            self._sized_to, self._sized = done, 0
+        if newest > self._sized_to:
+            row = db.execute(
+                "SELECT coalesce(sum(length(CAST(body AS BLOB))), 0) FROM messages"
+                " WHERE seq > ? AND seq <= ?",
+                (self._sized_to, newest),
+            ).fetchone()
+            self._sized, self._sized_to = self._sized + int(row[0]), newest
+        return self._sized
 
     def _catch_up(self, db: sqlite3.Connection) -> None:
         """Index all that waits."""

@@ -418,10 +418,13 @@ class SqliteDatabase:
             raise StoreError(f"{self.kind} store {self.path} is not open: call start() first")
         self._flush()
         await self._written(self._queued)
+        if not self._open:  # closed meanwhile (close() writes, and this waited for it)
+            raise StoreError(f"{self.kind} store {self.path} is closed")
 
         def transaction() -> T:
             db = self._reader_thread.connection
-            assert db is not None
+            if db is None:  # closed while this read waited for the writes before it
+                raise StoreError(f"{self.kind} store {self.path} is closed")
             if alone:
                 return job(db)
             db.execute("BEGIN")

@@ -29,8 +29,10 @@ __all__ = [
     "Tail",
     "count_segments",
     "index_new_rows",
+    "index_rows",
     "merge_index",
     "newest_matches",
+    "waiting",
 ]
 
 Row = Sequence[Any]
@@ -197,8 +199,7 @@ class Tail:
     def matches(self, db: sqlite3.Connection, fts5: str) -> list[int]:
         """The seqs the index does not hold yet whose bodies match ``fts5``, as of the
         read transaction ``db`` is in."""
-        done = int(db.execute("SELECT up_to FROM messages_indexed").fetchone()[0])
-        newest = int(db.execute("SELECT coalesce(max(seq), 0) FROM messages").fetchone()[0])
+        done, newest = waiting(db)
         if newest <= done:
             self.close()  # the index holds everything: the memory goes
             return []
@@ -226,20 +227,29 @@ class Tail:
             self._db = None
 
 
-def index_new_rows(db: sqlite3.Connection, *, at_least: int = 1) -> int:
-    """Index what was stored since the index was last written, in this transaction,
-    if that is at least ``at_least`` messages: the words of the new bodies (FTS5) and
-    the latest sent_at of their blocks of seqs. Returns how many messages it indexed.
+def waiting(db: sqlite3.Connection) -> tuple[int, int]:
+    """(the last seq indexed, the last seq stored): the seqs between wait to be indexed."""
+    done = int(db.execute("SELECT up_to FROM messages_indexed").fetchone()[0])
+    newest = int(db.execute("SELECT coalesce(max(seq), 0) FROM messages").fetchone()[0])
+    return done, newest
 
-    Once for the whole transaction, whoever wrote its rows, rather than a trigger
-    per row: FTS5 writes what it holds to disk at the start of every statement that
-    writes to it, and a statement per row (or per job of a group commit) made the
-    index cost twice the rest of a message's write; one per transaction, ~0.6x."""
-    row = db.execute("SELECT up_to FROM messages_indexed").fetchone()
-    done = int(row[0])
-    newest = db.execute("SELECT max(seq) FROM messages").fetchone()[0]
-    if newest is None or int(newest) - done < max(at_least, 1):
-        return 0  # nothing new (a receipt, a flag), or left to a later transaction
+
+def index_new_rows(db: sqlite3.Connection) -> int:
+    """Index all that waits (``waiting``), in this transaction: returns how many messages."""
+    return index_rows(db, *waiting(db))
+
+
+def index_rows(db: sqlite3.Connection, done: int, newest: int) -> int:
+    """Index the messages stored after seq ``done`` up to ``newest`` (all that waits), in
+    this transaction: the words of their bodies (FTS5) and the latest sent_at of their
+    blocks of seqs. Returns how many messages it indexed.
+
+    Once for a whole transaction (or for many: ``SqliteMessageStore.TAIL``), whoever
+    wrote its rows, rather than a trigger per row: FTS5 writes what it holds to disk at
+    the start of every statement that writes to it, and a statement per row (or per job
+    of a group commit) made the index cost twice the rest of a message's write."""
+    if newest <= done:
+        return 0  # nothing new (a receipt, a flag)
     db.execute(
         "INSERT INTO messages_fts (rowid, body) SELECT seq, body FROM messages WHERE seq > ?",
         (done,),
@@ -251,8 +261,8 @@ def index_new_rows(db: sqlite3.Connection, *, at_least: int = 1) -> int:
         " ON CONFLICT (block) DO UPDATE SET latest = max(latest, excluded.latest)",
         (done,),
     )
-    db.execute("UPDATE messages_indexed SET up_to = ?", (int(newest),))
-    return int(newest) - done  # seqs are given in order: one each
+    db.execute("UPDATE messages_indexed SET up_to = ?", (newest,))
+    return newest - done  # seqs are given in order: one each
 
 
 def count_segments(db: sqlite3.Connection) -> int:
