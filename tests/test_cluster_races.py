@@ -1,7 +1,8 @@
 """Regressions for the races a review of the multi-node server found: a logout and a
 login of the same name crossing on one node, a logout during a resync, logins before the
 node has joined, a heartbeat stuck behind clean-up work, a relay address nobody can
-reach, pub/sub lost while Redis stays up, and two processes with one node id.
+reach, pub/sub lost while Redis stays up, two processes with one node id, and a close
+that waited for ever on a heartbeat cancelled as it wrote.
 
 Each failed before its fix. Where a race needs a window, one call is made to wait at a
 gate the test opens (as a slow Redis round trip would); everything else is real: a real
@@ -21,6 +22,7 @@ import pytest
 import p2pchat
 from p2pchat.cluster.redis_client import RedisClient
 from p2pchat.cluster.redis_cluster import RedisCluster
+from p2pchat.cluster.redis_heartbeat import Heartbeat
 from p2pchat.frontends.demo import command
 
 from .conftest import Launch, NodeFactory, PeerMaker, connect, eventually
@@ -293,6 +295,51 @@ async def test_a_heartbeat_never_refreshes_another_processs_node_key(
     await a.redis.call(a.redis.redis.delete(key))  # gone: A takes its id again
     await eventually(lambda: a.cluster.healthy)
     assert await peer("bob", a)
+
+
+# 9. A node's close waited for ever: its heartbeat, cancelled as a beat's write ended,
+# beat on (Python 3.11's asyncio.wait_for, which redis-py writes through, lost that
+# cancellation). The twins above hung so in CI, for 120 s.
+
+
+async def test_a_heartbeat_closed_at_any_moment_stops_beating(
+    redis_url: str, redis_prefix: str
+) -> None:
+    """A heartbeat beating back to back is closed one loop iteration later each time, over
+    several beats: each close returns within seconds, and no beat follows it."""
+    client = RedisClient(redis_url, prefix=redis_prefix)
+    await client.start()
+    try:
+        for steps in range(40):
+            heartbeat = Heartbeat(
+                client, f"N{steps}", interval=0.0, ttl=5.0, on_trouble=lambda _: None
+            )
+            await heartbeat.take()
+            before = asyncio.all_tasks()
+            heartbeat.start()
+            beating = asyncio.all_tasks() - before
+            for _ in range(steps):
+                await asyncio.sleep(0)  # one iteration of the loop further
+            closing = asyncio.create_task(heartbeat.close())
+            done, _ = await asyncio.wait({closing}, timeout=5.0)
+            if not done:
+                last = heartbeat.last_beat
+                await asyncio.sleep(0.05)
+                went_on = heartbeat.last_beat != last
+                while not all(task.done() for task in beating):  # stopped for good
+                    for task in beating:
+                        task.cancel()
+                    await asyncio.wait(beating, timeout=0.1)
+                await closing
+                pytest.fail(
+                    f"closed {steps} loop iterations in, the heartbeat "
+                    f"{'beat on' if went_on else 'did not end'}: close() waited 5 s for it"
+                )
+            last = heartbeat.last_beat
+            await asyncio.sleep(0.01)
+            assert heartbeat.last_beat == last  # no beat after its close
+    finally:
+        await client.close()
 
 
 # 4. The heartbeat waited behind the clean-up after dead nodes.

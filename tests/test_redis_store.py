@@ -1,9 +1,11 @@
 """What only the Redis stores have to prove: several processes (here: several clients)
-share them atomically, garbage in Redis is survived, and rediss:// (TLS) works."""
+share them atomically, garbage in Redis is survived, a cancelled call ends cancelled,
+and rediss:// (TLS) works."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -77,6 +79,36 @@ async def test_garbage_in_redis_is_logged_and_skipped(
         await mailbox.close()
         await users.close()
     assert "unreadable" in caplog.text
+
+
+async def test_a_call_cancelled_at_any_moment_of_its_round_trip_ends_cancelled(
+    client: RedisClient,
+) -> None:
+    """Cancelled one loop iteration further into the round trip each time, until it had
+    ended before the cancellation, a call ends cancelled every time. Python 3.11's
+    ``asyncio.wait_for``, which redis-py writes each command through, lost the
+    cancellations that came as the write completed (1 to 3 iterations in): the call
+    returned its answer instead, and a heartbeat cancelled so beat on for ever."""
+
+    async def ping() -> object:
+        return await client.call(client.redis.ping())
+
+    lost: list[int] = []
+    for steps in range(10_000):
+        task = asyncio.create_task(ping())
+        for _ in range(steps):
+            await asyncio.sleep(0)  # one iteration of the loop further
+        if not task.cancel():  # ended already: every moment of a round trip was tried
+            assert await task is True
+            break
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        if not task.cancelled():
+            lost.append(steps)
+    else:
+        pytest.fail("a PING did not end within 10,000 loop iterations")
+    assert steps > 1
+    assert lost == [], f"cancelled after these many iterations, the call went on: {lost}"
 
 
 async def test_an_unreachable_redis_is_a_store_error_without_the_password() -> None:

@@ -51,6 +51,7 @@ from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import StoreError
+from ..shared.tasks import cancellation_kept
 
 try:
     import redis.asyncio as aioredis
@@ -176,14 +177,19 @@ class RedisClient:
 
     async def call(self, operation: Awaitable[Any]) -> Any:
         """Await one Redis operation within ``timeout``; its failure is a StoreError. (The
-        client decodes answers to ``str``; callers say what type they expect.)"""
-        try:
-            async with asyncio.timeout(self.timeout):
-                return await operation
-        except TimeoutError:
-            raise StoreError(f"Redis did not answer within {self.timeout:g} s") from None
-        except (RedisError, OSError) as exc:
-            raise StoreError(f"Redis: {exc}") from exc
+        client decodes answers to ``str``; callers say what type they expect.)
+
+        A task cancelled during the call ends cancelled, even where redis-py lost the
+        cancellation (Python 3.11: ``shared/tasks.py``); else a loop of calls, cancelled
+        by its owner's close(), would go on for ever and that close() never return."""
+        with cancellation_kept():
+            try:
+                async with asyncio.timeout(self.timeout):
+                    return await operation
+            except TimeoutError:
+                raise StoreError(f"Redis did not answer within {self.timeout:g} s") from None
+            except (RedisError, OSError) as exc:
+                raise StoreError(f"Redis: {exc}") from exc
 
     def script(self, name: str) -> AsyncScript:
         """The Lua script ``lua/NAME.lua``: called by its SHA, loaded again if Redis forgot

@@ -33,6 +33,7 @@ import msgspec
 from ..errors import ProtocolError, StoreError
 from ..messages import UserName
 from ..protocol import Presence, WireMessage, decode_body, encode
+from ..shared.tasks import cancellation_kept
 from .base import Node
 from .redis_client import RedisClient
 
@@ -147,7 +148,8 @@ class NodeChannels:
                 self.subscribed.set()
                 delay = 0.1
                 while True:
-                    message = await pubsub.get_message(timeout=1.0)
+                    with cancellation_kept():  # its health checks write (shared/tasks.py)
+                        message = await pubsub.get_message(timeout=1.0)
                     if message is not None and message.get("type") == "message":
                         self._received(str(message["channel"]), str(message["data"]))
             except Exception as exc:  # redis-py's errors too, unwrapped while reading
