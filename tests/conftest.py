@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from cryptography import x509
@@ -48,6 +48,8 @@ from p2pchat.shared.identity import (
 from .redisserver import RedisServer, redis_available
 
 POLL_INTERVAL = 0.01
+
+T = TypeVar("T")
 
 
 async def eventually(
@@ -424,17 +426,30 @@ CLOSE_LIMIT = 30.0
 """How long a fixture waits for a close() before it fails the test, showing every task."""
 
 
+async def in_time(work: Awaitable[T], what: str, limit: float) -> T:
+    """Await ``work``; if it takes over ``limit`` seconds, fail saying ``what`` did, with
+    the stack of every task still running (waiting for ever is a bug: this says where).
+    It waits with ``asyncio.wait``, not by cancelling ``work`` at the limit: a task that
+    lost a cancellation (Python 3.11 can) could lose that one too, and wait on."""
+    task = asyncio.ensure_future(work)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=limit)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    if not done:
+        stacks = io.StringIO()
+        for running in asyncio.all_tasks():
+            running.print_stack(file=stacks)
+        task.cancel()
+        pytest.fail(f"{what} took over {limit:g} s; tasks:\n{stacks.getvalue()}")
+    return task.result()
+
+
 async def closed_in_time(closing: Awaitable[None], what: str) -> None:
     """Await ``closing``; if it takes over CLOSE_LIMIT, fail naming ``what``, with the
     stack of every task still running (a close that hangs is a bug: this says where)."""
-    try:
-        async with asyncio.timeout(CLOSE_LIMIT):
-            await closing
-    except TimeoutError:
-        stacks = io.StringIO()
-        for task in asyncio.all_tasks():
-            task.print_stack(file=stacks)
-        pytest.fail(f"closing {what} took over {CLOSE_LIMIT:g} s; tasks:\n{stacks.getvalue()}")
+    await in_time(closing, f"closing {what}", CLOSE_LIMIT)
 
 
 NodeFactory = Callable[..., Awaitable[p2pchat.SignallingServer]]

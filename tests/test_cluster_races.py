@@ -25,7 +25,15 @@ from p2pchat.cluster.redis_cluster import RedisCluster
 from p2pchat.cluster.redis_heartbeat import Heartbeat
 from p2pchat.frontends.demo import command
 
-from .conftest import Launch, NodeFactory, PeerMaker, connect, eventually
+from .conftest import (
+    Launch,
+    NodeFactory,
+    PeerMaker,
+    closed_in_time,
+    connect,
+    eventually,
+    in_time,
+)
 from .redisserver import answers
 
 
@@ -249,6 +257,10 @@ async def test_p2pchat_server_on_a_wildcard_address_without_advertise_exits(
 async def test_two_processes_with_one_node_id_started_at_once_one_runs(
     redis_url: str, redis_prefix: str
 ) -> None:
+    """Both reach their join at once (a barrier): one runs, the other is refused. One that
+    fails before its join breaks the barrier, so that its twin fails too, at once, rather
+    than wait there for ever; and starting or closing them is bounded, showing every task
+    if it takes too long."""
     twins = [
         p2pchat.SignallingServer(
             port=0,
@@ -269,15 +281,27 @@ async def test_two_processes_with_one_node_id_started_at_once_one_runs(
             await join()
 
         twin.cluster.start = together  # type: ignore[method-assign]
+
+    async def start(twin: p2pchat.SignallingServer) -> None:
+        try:
+            await twin.start()
+        except BaseException:
+            await both.abort()  # a twin still to reach the barrier, or waiting there, fails
+            raise
+
     try:
-        started = await asyncio.gather(*(t.start() for t in twins), return_exceptions=True)
+        started = await in_time(
+            asyncio.gather(*(start(twin) for twin in twins), return_exceptions=True),
+            "starting the twins",
+            20.0,
+        )
         refused = [r for r in started if isinstance(r, BaseException)]
         assert len(refused) == 1, started
         assert isinstance(refused[0], p2pchat.StoreError)
         assert "node id A is in use by a live node" in str(refused[0])
     finally:
         for twin in twins:
-            await twin.close()
+            await closed_in_time(twin.close(), "a twin")
 
 
 async def test_a_heartbeat_never_refreshes_another_processs_node_key(
