@@ -44,8 +44,8 @@ class UnindexedStore(p2pchat.SqliteMessageStore):
     def _finish(self, db: sqlite3.Connection, queued: bool) -> None:
         pass  # no index to write at the end of a transaction
 
-    def _catch_up(self, db: sqlite3.Connection) -> None:
-        pass  # nor any to catch up with
+    def _catch_up(self, db: sqlite3.Connection) -> int:
+        return 0  # nor any to catch up with
 
 
 def _unindex(db: sqlite3.Connection) -> None:

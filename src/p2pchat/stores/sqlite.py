@@ -182,9 +182,11 @@ class SqliteMessageStore(GroupTables, SearchQueries, SqliteStore):
             self._sized, self._sized_to = self._sized + int(row[0]), newest
         return self._sized
 
-    def _catch_up(self, db: sqlite3.Connection) -> None:
-        """Index all that waits."""
-        self._indexed(index_new_rows(db))
+    def _catch_up(self, db: sqlite3.Connection) -> int:
+        """Index all that waits: how many messages."""
+        added = index_new_rows(db)
+        self._indexed(added)
+        return added
 
     def _indexed(self, added: int) -> None:
         """Count the segment ``added`` messages made (none if nothing was indexed)."""
@@ -197,9 +199,7 @@ class SqliteMessageStore(GroupTables, SearchQueries, SqliteStore):
         return self._segments > self.BEHIND
 
     def _tidy(self, db: sqlite3.Connection) -> bool:
-        added = index_new_rows(db)  # what a run that ended in a crash left waiting
-        if added:
-            self._indexed(added)
+        if self._catch_up(db):  # what a run that ended in a crash left waiting
             return True  # and merging next
         # Behind, a step in proportion to the writes since the last: a page a message (a
         # segment took about a page for six of them), so that merging gains on writing.
