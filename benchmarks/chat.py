@@ -41,7 +41,7 @@ class UnindexedStore(p2pchat.SqliteMessageStore):
         await super().start()
         await self._database.write(_unindex)
 
-    def _finish(self, db: sqlite3.Connection, queued: bool) -> None:
+    def _finish(self, db: sqlite3.Connection, burst: bool) -> None:
         pass  # no index to write at the end of a transaction
 
     def _catch_up(self, db: sqlite3.Connection) -> int:

@@ -21,6 +21,15 @@ from p2pchat.stores import sqlite_db
 from .conftest import PeerFactory, connect, eventually
 
 
+@pytest.fixture(autouse=True)
+def writes_at_a_chats_pace(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each write here stands for one that comes more than ``BURST`` after the last (a
+    chat's pace, or a flood of one message every 0.1 s, which never lets the store be
+    idle): indexed in its own transaction, a segment each. (Writes that come closer
+    share index writes: test_index_tail.py.)"""
+    monkeypatch.setattr(sqlite_db, "BURST", 0.0)
+
+
 def said(n: int, body: str, sender: str = "alice", recipient: str = "bob") -> Message:
     return Message(id=f"m{n}", sender=sender, recipient=recipient, body=body, sent_at=1000.0 + n)
 
@@ -196,6 +205,7 @@ import p2pchat
 from p2pchat import Message
 from p2pchat.stores import sqlite_db
 sqlite_db.IDLE_AFTER = 60.0
+sqlite_db.BURST = 0.0  # (writes_at_a_chats_pace)
 
 class Behind(p2pchat.SqliteMessageStore):
     BEHIND = 4

@@ -62,7 +62,7 @@ class SqliteStore:
     TIDY = False
     """Whether the store has upkeep to do when idle (``_tidy``)."""
 
-    def _finish(self, db: sqlite3.Connection, queued: bool) -> None:
+    def _finish(self, db: sqlite3.Connection, burst: bool) -> None:
         """What ends every write transaction (SqliteDatabase.finish): nothing here."""
 
     def _tidy(self, db: sqlite3.Connection) -> bool:
@@ -122,12 +122,14 @@ class SqliteMessageStore(GroupTables, SearchQueries, SqliteStore):
     segments (measured: under 2 ms at 300)."""
 
     TAIL = 4096
-    """Messages that may wait to be indexed while more writes wait behind theirs: under
-    a burst, one index write for some thousands of messages rather than one a transaction
-    (FTS5 writes each word anew for each transaction that has it). The transaction no
-    write waits behind indexes what it stored and all that waits; so do an idle moment
-    and ``close()``, after a crash. Meanwhile search reads what waits through a scratch
-    index of it (``sqlite_search.Tail``)."""
+    """Messages that may wait to be indexed while the writer is in a burst (writes wait
+    behind theirs, or follow one another within ``sqlite_db.BURST``): one index write for
+    some thousands of messages rather than one a transaction (FTS5 writes each word anew
+    for each transaction that has it). A transaction that is not one of a burst (a chat
+    at human speed) indexes what it stored and all that waits; at a burst's end the idle
+    step does (``sqlite_db.IDLE_AFTER`` later), and so does ``close()``, and an idle
+    moment after a crash. Meanwhile search reads what waits through a scratch index of
+    it (``sqlite_search.Tail``)."""
 
     TAIL_BYTES = 256 * 1024
     """And at most about this much of their bodies (UTF-8): what a search may have to
@@ -159,13 +161,14 @@ class SqliteMessageStore(GroupTables, SearchQueries, SqliteStore):
         # never pause would otherwise wait BEHIND more writes each time it is opened.
         self._segments = await self._database.read(count_segments)
 
-    def _finish(self, db: sqlite3.Connection, queued: bool) -> None:
-        # The search index: in this transaction, unless more writes wait for the next
-        # and what waits for the index is under TAIL (search reads it meanwhile).
+    def _finish(self, db: sqlite3.Connection, burst: bool) -> None:
+        # The search index: in this transaction, unless it is one of a burst (more
+        # writes are likely to follow) and what waits for the index is under TAIL
+        # (search reads it meanwhile).
         done, newest = waiting(db)
         if newest <= done:
             return  # nothing new (a receipt, a flag)
-        if queued and newest - done < self.TAIL and self._size(db, done, newest) < self.TAIL_BYTES:
+        if burst and newest - done < self.TAIL and self._size(db, done, newest) < self.TAIL_BYTES:
             return  # left to a later transaction
         self._indexed(index_rows(db, done, newest))
 

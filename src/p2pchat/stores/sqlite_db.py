@@ -28,6 +28,7 @@ import asyncio
 import concurrent.futures
 import functools
 import logging
+import math
 import os
 import sqlite3
 from collections.abc import Callable, Sequence
@@ -76,6 +77,14 @@ IDLE_AFTER = 0.25
 """How long the writer must have had nothing to do before it starts its idle work."""
 
 
+BURST = 0.05
+"""A write transaction is taken as one of a burst, with more writes likely to follow, if
+writes already wait behind it, or if it began within this long of the last one's end
+(a receiver storing a stream batch by batch, a sender awaiting each message: nothing
+waits behind the transaction, yet the next comes within milliseconds). A pause longer
+than this ends the burst: the write after it is not one, nor is a chat at human speed."""
+
+
 class SqliteDatabase:
     """One SQLite file: opening, schema migration, a group-commit writer and a reader.
 
@@ -101,10 +110,9 @@ class SqliteDatabase:
         self.finish = finish
         """Run in every write transaction after its jobs, before COMMIT: what must be
         written with whatever the jobs wrote (a search index). If it fails, nothing of
-        the transaction is. Told whether more writes wait for the next transaction (the
-        event loop's list, read from this thread as it is then: a hint, which a write
-        arriving a moment later makes stale; it may change when work is done, never
-        what), so that work a later transaction can do for many may wait for it."""
+        the transaction is. Told whether the transaction is one of a burst (``BURST``),
+        so that work a later transaction can do for many may wait for it: a hint, which
+        may change when work is done, never what."""
         self.idle = idle
         """One step of upkeep, run in a transaction of its own (not fsynced) when the
         writer is idle; True if there is more to do. A step that fails is logged, and
@@ -124,6 +132,7 @@ class SqliteDatabase:
         self._done = 0  # of which done (they complete in order)
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []  # until _done reaches n
         self._lingering: asyncio.TimerHandle | None = None  # see LINGER
+        self._ended = -math.inf  # (loop time) when the last write transaction ended
 
     async def open(self) -> None:
         if self._open:
@@ -219,10 +228,11 @@ class SqliteDatabase:
         jobs = [job for job, _, _ in batch]
         durable = any(durable for _, _, durable in batch)
         loop = asyncio.get_running_loop()
+        burst = loop.time() - self._ended < BURST
         self._committing = True
         try:
             running = self._writer_thread.executor.submit(
-                functools.partial(self._transaction, jobs, durable=durable)
+                functools.partial(self._transaction, jobs, durable=durable, burst=burst)
             )
         except RuntimeError as exc:  # the executor is shut down (closed meanwhile)
             failed = concurrent.futures.Future[list[tuple[Any, Exception | None]]]()
@@ -252,6 +262,7 @@ class SqliteDatabase:
                 future.set_exception(error)
         self._done += len(batch)
         self._committing = False
+        self._ended = asyncio.get_running_loop().time()
         if self.due is not None and self._upkeep and self.due() and self._idle_step(between=True):
             pass  # what is pending goes once the step is done (_idled)
         elif self._pending:
@@ -335,10 +346,11 @@ class SqliteDatabase:
         await waiter
 
     def _transaction(
-        self, jobs: list[Job], *, durable: bool = True
+        self, jobs: list[Job], *, durable: bool = True, burst: bool = False
     ) -> list[tuple[Any, Exception | None]]:
         """On the writer's thread: run ``jobs`` in one transaction. A job that raises is
-        left out, and the transaction is run again without it."""
+        left out, and the transaction is run again without it. ``burst``: it began soon
+        after the last one ended (``BURST``)."""
         db = self._writer_thread.connection
         assert db is not None
         outcomes: list[tuple[Any, Exception | None] | None] = [None] * len(jobs)
@@ -367,7 +379,9 @@ class SqliteDatabase:
                 continue
             try:
                 if self.finish is not None:
-                    self.finish(db, bool(self._pending))  # (see finish: a hint)
+                    # Writes waiting behind it: the event loop's list, read from this
+                    # thread as it is now (a hint: finish).
+                    self.finish(db, burst or bool(self._pending))
                 db.execute("COMMIT")
             except Exception as exc:  # (not only SQLite's: the transaction must end)
                 self._rollback(db)
