@@ -250,8 +250,8 @@ async def test_writes_awaited_one_by_one_are_a_burst_until_a_pause(tmp_path: Pat
             await store.add_many([said(f"b{n}m{k}", f"b{n} common", n + k / 10) for k in range(5)])
         assert store.transactions == 200
         # All but the first are a burst, unless the machine stalled the loop for BURST
-        # (a CPU burner beside it); each stall costs one index write.
-        assert store.bursts >= 190, store.bursts
+        # (a busy machine): each stall costs one index write.
+        assert store.bursts >= 150, store.bursts
         assert store.index_writes <= 1 + (200 - store.bursts), store.index_writes
         assert waiting(path) > 0
         assert len(await store.search("alice", "common", limit=2_000)) == 1_000
