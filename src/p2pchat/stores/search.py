@@ -4,8 +4,9 @@ memory store matches them itself with the same rules.
 A query is terms, all of which a message must hold (AND). A term is a word (``hello``),
 a word's beginning (``hel*``) or a phrase in double quotes (``"hello world"``, the words
 next to each other in that order; ``"hello wor"*``: its last word a beginning). Case and
-accents are ignored. A word is a run of letters and digits (FTS5's ``unicode61``
-tokeniser); ``hello-world`` is the phrase ``"hello world"``. Nothing else is syntax:
+accents are ignored. A word is a run of letters and digits as FTS5's ``unicode61``
+tokeniser reads them, in the memory store too (``Folding`` asks SQLite how it reads each
+character); ``hello-world`` is the phrase ``"hello world"``. Nothing else is syntax:
 ``AND``, ``OR``, ``NEAR`` or ``body:`` are words like any other, so a user's text never
 reaches FTS5 as an expression of its own. What cannot be read (a quote left open, a
 ``*`` inside a word, no word at all) raises InvalidQuery.
@@ -14,7 +15,8 @@ reaches FTS5 as an expression of its own. What cannot be read (a quote left open
 from __future__ import annotations
 
 import re
-import unicodedata
+import sqlite3
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -25,56 +27,116 @@ __all__ = ["Query", "Term", "located_words", "parse", "search_spans", "words"]
 _CHUNK = re.compile(r'"([^"]*)"(\*?)|([^\s"]+)')
 
 
-def _is_word_character(character: str) -> bool:
-    category = unicodedata.category(character)
-    return category[0] in "LN" or category == "Co"
+class Folding:
+    """How FTS5's ``unicode61`` tokeniser, with ``remove_diacritics 2`` (the index's,
+    ``schema/messages-5.sql``), sees each character: as a separator, or as part of a word
+    folded to what (case and accents: a lowercase letter, or nothing for a combining
+    accent). The tokeniser decides character by character, so that is all a scan needs
+    to find exactly the words the index holds.
+
+    Asked of SQLite itself, rather than rebuilt from Python's ``unicodedata``, whose
+    Unicode version and folding rules differ (``ß``, Greek accents, ligatures): each
+    character once, the new ones of a text in one statement, kept for next time (up to
+    ``KEEP`` of them: a text of strange characters cannot make it grow without bound)."""
+
+    TOKENIZE = "unicode61 remove_diacritics 2"
+    KEEP = 1 << 17
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._db: sqlite3.Connection | None = None
+        # Each character known: what it folds to, None if it separates; and the same
+        # for str.translate (" ": it separates). Replaced together, never half.
+        self._tables: tuple[dict[str, str | None], dict[int, str]] = ({}, {})
+
+    def table(self, text: str) -> dict[str, str | None]:
+        """A table that holds each character of ``text``: None if it is a separator,
+        else what it folds to (``""``: nothing, a combining accent)."""
+        return self._learn(text)[0]
+
+    def words(self, text: str) -> list[str]:
+        """The words of ``text``, folded: each character translated at C speed (a
+        memory store's search reads every body)."""
+        spaced = self._learn(text)[1]
+        return [word for word in text.translate(spaced).split(" ") if word]
+
+    def _learn(self, text: str) -> tuple[dict[str, str | None], dict[int, str]]:
+        """The tables, holding each character of ``text``."""
+        tables = self._tables
+        if set(text) <= tables[0].keys():  # (a set against a dict: it would copy the dict)
+            return tables
+        with self._lock:
+            known, spaced = self._tables
+            new = set(text).difference(known)
+            if len(known) + len(new) > self.KEEP:
+                known, spaced = {}, {}  # (one text of more than KEEP is held whole)
+                new = set(text)
+            told = self._ask(sorted(new))
+            spaced.update({ord(c): " " if f is None else f for c, f in told.items()})
+            known.update(told)
+            self._tables = (known, spaced)
+            return known, spaced
+
+    def _ask(self, characters: list[str]) -> dict[str, str | None]:
+        """Each of ``characters`` between two ``q``, through the tokeniser: one word,
+        ``q`` its folding ``q``, if it is part of a word; two ``q`` if it separates."""
+        told: dict[str, str | None] = {}
+        asked = []
+        for character in characters:
+            if "\ud800" <= character <= "\udfff":  # a lone surrogate: SQLite takes none
+                told[character] = None
+            else:
+                asked.append(character)
+        if not asked:
+            return told
+        if self._db is None:
+            self._db = sqlite3.connect(":memory:", check_same_thread=False)
+            self._db.execute(f"CREATE VIRTUAL TABLE t USING fts5 (x, tokenize = '{self.TOKENIZE}')")
+            self._db.execute("CREATE VIRTUAL TABLE v USING fts5vocab (t, instance)")
+        with self._db:
+            self._db.execute(
+                "INSERT INTO t (rowid, x) VALUES (1, ?)", (" ".join(f"q{c}q" for c in asked),)
+            )
+            words = [row[0] for row in self._db.execute("SELECT term FROM v ORDER BY offset")]
+            self._db.execute("DELETE FROM t")
+        at = 0
+        for character in asked:
+            if words[at] == "q":  # "q", then "q": it separates them
+                told[character] = None
+                at += 2
+            else:
+                told[character] = words[at][1:-1]
+                at += 1
+        return told
+
+
+_FOLDING = Folding()
 
 
 def words(text: str) -> list[str]:
-    """The words of ``text`` as the index sees them: accents stripped, case folded."""
-    plain = "".join(
-        c for c in unicodedata.normalize("NFD", text) if not unicodedata.combining(c)
-    ).casefold()
-    found: list[str] = []
-    current: list[str] = []
-    for character in plain:
-        if _is_word_character(character):
-            current.append(character)
-        elif current:
-            found.append("".join(current))
-            current = []
-    if current:
-        found.append("".join(current))
-    return found
-
-
-def _fold(character: str) -> str:
-    """One character as the index sees it: accents stripped, case folded."""
-    decomposed = unicodedata.normalize("NFD", character)
-    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+    """The words of ``text`` as the index sees them (``Folding``)."""
+    return _FOLDING.words(text)
 
 
 def located_words(text: str) -> list[tuple[str, int, int]]:
-    """The words of ``text`` as ``words()`` finds them, each with where it stands in
-    ``text`` (start, end): to mark a match where it was typed."""
+    """The words of ``text`` as the index sees them (``Folding``), each with where it
+    stands in ``text`` (start, end): to mark a match where it was typed."""
+    table = _FOLDING.table(text)
     found: list[tuple[str, int, int]] = []
     current: list[str] = []
     start = 0
     for index, character in enumerate(text):
-        folded = _fold(character)
-        if not folded:  # a lone combining mark: dropped, the word goes on
-            continue
-        if all(_is_word_character(c) for c in folded):
+        folded = table[character]
+        if folded is not None:
             if not current:
                 start = index
             current.append(folded)
-            continue
-        if current:
+        elif current:
             found.append(("".join(current), start, index))
             current = []
     if current:
         found.append(("".join(current), start, len(text)))
-    return found
+    return [(word, begin, end) for word, begin, end in found if word]
 
 
 @dataclass(frozen=True)
@@ -135,7 +197,10 @@ class Query:
     def fts5(self) -> str:
         """The query as an FTS5 expression: each term a quoted string (no operator of its
         own can come from the text), the terms side by side (AND)."""
-        return " ".join(f'"{t.text}"{"*" if t.prefix else ""}' for t in self.terms)
+        # A NUL would end FTS5's reading of the query ("unterminated string"): it is a
+        # separator to the tokeniser, as a space is (Folding).
+        quoted = (f'"{t.text.replace(chr(0), " ")}"{"*" if t.prefix else ""}' for t in self.terms)
+        return " ".join(quoted)
 
 
 def parse(text: str) -> Query:

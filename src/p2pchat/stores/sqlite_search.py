@@ -21,7 +21,7 @@ from typing import Any
 
 from ..store import Message
 from .rows import MESSAGE_COLUMNS, Database, message_from_row
-from .search import parse
+from .search import Folding, parse
 
 __all__ = [
     "MERGE_PAGES",
@@ -189,7 +189,7 @@ class Tail:
     Used on the reader's thread alone. Kept from one search to the next: it takes in the
     messages new since, and is made anew once the index has taken in its own."""
 
-    TOKENIZE = "unicode61 remove_diacritics 2"  # messages_fts's (schema/messages-5.sql)
+    TOKENIZE = Folding.TOKENIZE  # messages_fts's (schema/messages-5.sql)
 
     def __init__(self) -> None:
         self._db: sqlite3.Connection | None = None
