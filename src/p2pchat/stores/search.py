@@ -25,6 +25,9 @@ from ..errors import InvalidQuery
 __all__ = ["Query", "Term", "located_words", "parse", "search_spans", "words"]
 
 _CHUNK = re.compile(r'"([^"]*)"(\*?)|([^\s"]+)')
+# What SQLite cannot be given in a query: a NUL ends FTS5's reading of it ("unterminated
+# string"), a lone surrogate cannot be encoded. Both separate words (Folding).
+_UNSAYABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 class Folding:
@@ -197,9 +200,8 @@ class Query:
     def fts5(self) -> str:
         """The query as an FTS5 expression: each term a quoted string (no operator of its
         own can come from the text), the terms side by side (AND)."""
-        # A NUL would end FTS5's reading of the query ("unterminated string"): it is a
-        # separator to the tokeniser, as a space is (Folding).
-        quoted = (f'"{t.text.replace(chr(0), " ")}"{"*" if t.prefix else ""}' for t in self.terms)
+        # What SQLite cannot be given (_UNSAYABLE) separates words, as a space does.
+        quoted = (f'"{_UNSAYABLE.sub(" ", t.text)}"{"*" if t.prefix else ""}' for t in self.terms)
         return " ".join(quoted)
 
 

@@ -1,0 +1,30 @@
+"""What a hostile review of the search's word reading found: queries both stores must
+answer alike, or refuse with InvalidQuery only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import p2pchat
+from p2pchat import Message
+
+
+@pytest.mark.parametrize("text", ["ab\ud800cd", "ab\udfff", '"ab\udc80cd"*', "x\x00"])
+async def test_a_lone_surrogate_in_a_query_is_a_separator_in_both_stores(
+    tmp_path: Path, text: str
+) -> None:
+    # Python's str may hold a lone surrogate (a terminal read with surrogateescape); the
+    # SQLite store gave it to SQLite, which cannot encode it: UnicodeEncodeError.
+    message = Message(id="m1", sender="alice", recipient="bob", sent_at=1.0, body="ab cd x")
+    memory = p2pchat.MemoryMessageStore()
+    sqlite = p2pchat.SqliteMessageStore(tmp_path / "m.sqlite3")
+    await sqlite.start()
+    try:
+        for store in (memory, sqlite):
+            await store.add_many([message])
+        assert [m.id for m in await memory.search("bob", text)] == ["m1"]
+        assert [m.id for m in await sqlite.search("bob", text)] == ["m1"]
+    finally:
+        await sqlite.close()
