@@ -28,6 +28,15 @@ _CHUNK = re.compile(r'"([^"]*)"(\*?)|([^\s"]+)')
 # What SQLite cannot be given in a query: a NUL ends FTS5's reading of it ("unterminated
 # string"), a lone surrogate cannot be encoded. Both separate words (Folding).
 _UNSAYABLE = re.compile("[\x00\ud800-\udfff]")
+_WORD_BYTES = 32_768  # FTS5_MAX_TOKEN_SIZE: of a longer word FTS5 keeps these bytes only
+
+
+def _cut(word: str) -> str:
+    """``word`` as FTS5 keeps it: its first ``_WORD_BYTES`` (UTF-8), a character cut
+    in two kept as its bytes (surrogateescape), so that body and query cut alike."""
+    if len(word) * 4 <= _WORD_BYTES:
+        return word
+    return word.encode()[:_WORD_BYTES].decode("utf-8", "surrogateescape")
 
 
 class Folding:
@@ -61,7 +70,8 @@ class Folding:
         """The words of ``text``, folded: each character translated at C speed (a
         memory store's search reads every body)."""
         spaced = self._learn(text)[1]
-        return [word for word in text.translate(spaced).split(" ") if word]
+        found = [word for word in text.translate(spaced).split(" ") if word]
+        return [_cut(word) for word in found] if len(text) * 4 > _WORD_BYTES else found
 
     def _learn(self, text: str) -> tuple[dict[str, str | None], dict[int, str]]:
         """The tables, holding each character of ``text``."""
@@ -139,7 +149,7 @@ def located_words(text: str) -> list[tuple[str, int, int]]:
             current = []
     if current:
         found.append(("".join(current), start, len(text)))
-    return [(word, begin, end) for word, begin, end in found if word]
+    return [(_cut(word), begin, end) for word, begin, end in found if word]
 
 
 @dataclass(frozen=True)
