@@ -75,18 +75,35 @@ def test_where_each_word_stands_is_where_it_was_typed() -> None:
         assert words(text[start:end]) == [word]
 
 
-def test_what_it_keeps_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    # A body of many strange characters cannot make the table grow without bound: once
-    # full it starts again, and still answers right.
-    folding = Folding()
+def test_what_it_keeps_is_bounded_and_strange_texts_push_nothing_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The table learns up to KEEP characters, at most LEARN from one text. A text that
+    # would teach more, or more than there is room for, is read on its own (by FTS5
+    # itself) and teaches nothing: hostile bodies of thousands of strange characters
+    # cannot grow the table, nor push out what the others use (they once emptied it
+    # over and over, and a memory store's search took seconds).
     monkeypatch.setattr(Folding, "KEEP", 300)
-    text = "".join(chr(c) for c in range(0x4E00, 0x4E00 + 250))
-    assert len(folding.table(text)) == 250
-    other = "".join(chr(c) for c in range(0x0400, 0x0400 + 100))
-    table = folding.table(other)
-    assert len(table) == 100
-    assert all(table[c] is not None for c in "ёЁжЖ")
-    assert folding.words("Ёж " + text[:3]) == ["ёж", text[:3]]
+    folding = Folding()
+    assert folding.words("Hello, Wörld") == ["hello", "world"]
+    common = set(folding.table("Hello, Wörld"))
+    cjk = "".join(chr(c) for c in range(0x4E00, 0x4E00 + 300))
+    assert folding.words(cjk) == fts5_words(cjk)  # more than LEARN: read on its own
+    assert len(folding._known) == len(common)
+    for start in range(0x0400, 0x0400 + 280, 20):  # twenty at a time: learnt, till full
+        text = "".join(chr(c) for c in range(start, start + 20))
+        assert folding.words(text) == fts5_words(text)
+    assert len(folding._known) <= 300
+    assert common <= folding._known.keys()
+    hostile = "".join(chr(c) for c in range(0x10000, 0x10000 + 4_000))
+    for _ in range(3):
+        assert folding.words(hostile) == fts5_words(hostile)
+        assert folding.words("hello " + hostile[:5]) == fts5_words("hello " + hostile[:5])
+        table = folding.table(hostile)
+        assert all(c in table for c in hostile)
+        assert [w for w, _, _ in located_words("Hello, Wörld")] == ["hello", "world"]
+    assert len(folding._known) <= 300
+    assert common <= folding._known.keys()
 
 
 async def test_both_stores_answer_queries_in_any_script_alike(tmp_path: Path) -> None:

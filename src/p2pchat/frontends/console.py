@@ -356,10 +356,13 @@ class PeerConsole:
             when = time.strftime("%Y-%m-%d %H:%M", time.localtime(message.sent_at))
             if message.group is not None:  # in a group: named as its talk is (t #NAME)
                 who = f"{message.sender} in {await self.groups.label_of(message.group)}"
-                body = _marked(text, message.body)  # a group's: text as it came
+                body = message.body  # a group's: text as it came
             else:
                 who = f"{message.sender} to {message.recipient}"
-                body = _marked(text, shown_text(message.body))  # an offer: the line it is
+                body = shown_text(message.body)  # an offer: the line it is
+            # Off the event loop: a body of thousands of strange characters takes ms
+            # to read (stores.search.Folding), and the other talks go on meanwhile.
+            body = await asyncio.to_thread(_marked, text, body)
             await self.show(*message_lines(f"[{when}] {who}: ", body))
         await self.show("--- end of search ---")
         return True

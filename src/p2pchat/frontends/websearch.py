@@ -7,6 +7,7 @@ inserts the names and bodies as text only, and marks the matches by the offsets 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Final
 
@@ -35,13 +36,16 @@ async def found(
     me = peer.name
     left = budget - len(ev.encode_event(ev.Found(text=text)))
     matches = []
-    for message in messages:
-        shown = ev.WebMessage.of(message)  # a one-to-one file offer: the line it shows as
+    shown_all = [ev.WebMessage.of(m) for m in messages]  # an offer: the line it shows as
+    # Off the event loop: a body of thousands of strange characters takes ms to read
+    # (stores.search.Folding), and the other talks go on meanwhile.
+    marks_all = await asyncio.to_thread(lambda: [_marks(text, s.body) for s in shown_all])
+    for message, shown, marks in zip(messages, shown_all, marks_all, strict=True):
         if message.group is not None:
             match = ev.Match(
                 user=message.sender,
                 message=shown,
-                marks=_marks(text, shown.body),
+                marks=marks,
                 group=message.group,
                 group_name=group_name(message.group),
             )
@@ -49,7 +53,7 @@ async def found(
             match = ev.Match(
                 user=message.recipient if message.sender == me else message.sender,
                 message=shown,
-                marks=_marks(text, shown.body),
+                marks=marks,
             )
         left -= len(_encoder.encode(match)) + 1
         if left < 0:

@@ -48,70 +48,95 @@ class Folding:
 
     Asked of SQLite itself, rather than rebuilt from Python's ``unicodedata``, whose
     Unicode version and folding rules differ (``ß``, Greek accents, ligatures): each
-    character once, the new ones of a text in one statement, kept for next time (up to
-    ``KEEP`` of them: a text of strange characters cannot make it grow without bound)."""
+    character once, the new ones of a text in one statement, and kept for next time,
+    up to ``KEEP`` characters. A text that would teach more than ``LEARN`` new ones at
+    once, or more than there is room for, is read on its own and teaches nothing: a
+    hostile body of thousands of strange characters costs about a millisecond each time
+    it is read (through FTS5 itself), and cannot push out what the others use."""
 
     TOKENIZE = "unicode61 remove_diacritics 2"
-    KEEP = 1 << 17
+    KEEP = 1 << 15
+    LEARN = 256
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
         # Each character known: what it folds to, None if it separates; and the same
-        # for str.translate (" ": it separates). Replaced together, never half.
-        self._tables: tuple[dict[str, str | None], dict[int, str]] = ({}, {})
+        # for str.translate (" ": it separates). They only grow, the second first.
+        self._known: dict[str, str | None] = {}
+        self._spaced: dict[int, str] = {}
 
     def table(self, text: str) -> dict[str, str | None]:
         """A table that holds each character of ``text``: None if it is a separator,
         else what it folds to (``""``: nothing, a combining accent)."""
-        return self._learn(text)[0]
+        if self._learned(text):
+            return self._known
+        with self._lock:  # read on its own: a table of its characters alone
+            known = self._known
+            table = {c: known[c] for c in set(text) if c in known}
+            table.update(self._ask(sorted(set(text).difference(table))))
+            return table
 
     def words(self, text: str) -> list[str]:
         """The words of ``text``, folded: each character translated at C speed (a
         memory store's search reads every body)."""
-        spaced = self._learn(text)[1]
-        found = [word for word in text.translate(spaced).split(" ") if word]
+        if not self._learned(text):
+            return self._read(text)
+        found = [word for word in text.translate(self._spaced).split(" ") if word]
         return [_cut(word) for word in found] if len(text) * 4 > _WORD_BYTES else found
 
-    def _learn(self, text: str) -> tuple[dict[str, str | None], dict[int, str]]:
-        """The tables, holding each character of ``text``."""
-        tables = self._tables
-        if set(text) <= tables[0].keys():  # (a set against a dict: it would copy the dict)
-            return tables
+    def _learned(self, text: str) -> bool:
+        """Whether the tables hold each character of ``text``, once they have learnt
+        what it teaches; False if it is to be read on its own."""
+        characters = set(text)
+        if characters <= self._known.keys():  # (a set against a dict would copy the dict)
+            return True
         with self._lock:
-            known, spaced = self._tables
-            new = set(text).difference(known)
-            if len(known) + len(new) > self.KEEP:
-                known, spaced = {}, {}  # (one text of more than KEEP is held whole)
-                new = set(text)
+            new = characters.difference(self._known)
+            if len(new) > self.LEARN or len(self._known) + len(new) > self.KEEP:
+                return False
             told = self._ask(sorted(new))
-            spaced.update({ord(c): " " if f is None else f for c, f in told.items()})
-            known.update(told)
-            self._tables = (known, spaced)
-            return known, spaced
+            self._spaced.update({ord(c): " " if f is None else f for c, f in told.items()})
+            self._known.update(told)
+            return True
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._db is None:
+            self._db = sqlite3.connect(":memory:", check_same_thread=False)
+            # A word FTS5 cut at _WORD_BYTES may end inside a character: kept as _cut does.
+            self._db.text_factory = lambda raw: raw.decode("utf-8", "surrogateescape")
+            self._db.execute(f"CREATE VIRTUAL TABLE t USING fts5 (x, tokenize = '{self.TOKENIZE}')")
+            self._db.execute("CREATE VIRTUAL TABLE v USING fts5vocab (t, instance)")
+        return self._db
+
+    def _tokenize(self, text: str) -> list[str]:
+        """The words FTS5 makes of ``text``, in order (with the lock held)."""
+        db = self._connection()
+        with db:
+            db.execute("INSERT INTO t (rowid, x) VALUES (1, ?)", (_UNSAYABLE.sub(" ", text),))
+            words = [row[0] for row in db.execute("SELECT term FROM v ORDER BY offset")]
+            db.execute("DELETE FROM t")
+        return words
+
+    def _read(self, text: str) -> list[str]:
+        """The words of ``text`` through FTS5 itself, learning nothing."""
+        with self._lock:
+            return self._tokenize(text)
 
     def _ask(self, characters: list[str]) -> dict[str, str | None]:
         """Each of ``characters`` between two ``q``, through the tokeniser: one word,
-        ``q`` its folding ``q``, if it is part of a word; two ``q`` if it separates."""
+        ``q`` its folding ``q``, if it is part of a word; two ``q`` if it separates
+        (with the lock held)."""
         told: dict[str, str | None] = {}
         asked = []
         for character in characters:
-            if "\ud800" <= character <= "\udfff":  # a lone surrogate: SQLite takes none
+            if _UNSAYABLE.match(character):  # a NUL, a lone surrogate: separators
                 told[character] = None
             else:
                 asked.append(character)
         if not asked:
             return told
-        if self._db is None:
-            self._db = sqlite3.connect(":memory:", check_same_thread=False)
-            self._db.execute(f"CREATE VIRTUAL TABLE t USING fts5 (x, tokenize = '{self.TOKENIZE}')")
-            self._db.execute("CREATE VIRTUAL TABLE v USING fts5vocab (t, instance)")
-        with self._db:
-            self._db.execute(
-                "INSERT INTO t (rowid, x) VALUES (1, ?)", (" ".join(f"q{c}q" for c in asked),)
-            )
-            words = [row[0] for row in self._db.execute("SELECT term FROM v ORDER BY offset")]
-            self._db.execute("DELETE FROM t")
+        words = self._tokenize(" ".join(f"q{c}q" for c in asked))
         at = 0
         for character in asked:
             if words[at] == "q":  # "q", then "q": it separates them
