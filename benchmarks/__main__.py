@@ -126,13 +126,14 @@ class Bench:
     async def index(self) -> None:
         """The burst with the search index beside the same without it, in pairs (one
         of each, back to back, the first of the pair taking turns): this machine's speed
-        drifts, so the ratio is taken pair by pair and the median of the pairs' kept. Nine
-        pairs: a pair's ratio swings by 0.15 either way on this machine (a run of the
-        same code takes 13 to 20 us of CPU a message from one second to the next), and
-        the median of five still swung by 0.1 from run to run."""
+        drifts, so the ratio is taken pair by pair and the median of the pairs' kept.
+        Fifteen pairs: a pair's ratio swings by 0.2 either way on this machine (a run of
+        the same code takes 13 to 20 us of CPU a message from one second to the next);
+        the median of five swung by 0.1 from run to run, and that of nine by 0.05 (from
+        0.79 to 0.99 over nineteen runs of the same code)."""
         count = self.size(20_000, 1_000)
         pairs: list[dict[str, dict[str, float]]] = []
-        for turn in range(self.size(9, 1)):
+        for turn in range(self.size(15, 1)):
             kinds = ("sqlite", "sqlite-unindexed")
             pair = {}
             for kind in kinds if turn % 2 else reversed(kinds):
