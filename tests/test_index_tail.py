@@ -213,9 +213,7 @@ class Counting(p2pchat.SqliteMessageStore):
         super()._indexed(added)
 
 
-async def test_writes_that_follow_one_another_share_index_writes(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_writes_that_follow_one_another_share_index_writes(tmp_path: Path) -> None:
     # 300 writes of 40, four in flight: a transaction of a burst leaves its messages to
     # a later one's index write, up to TAIL of them: far fewer index writes than
     # transactions. The burst's last messages are indexed once the store is idle.
